@@ -114,9 +114,14 @@ def _decode(fp, name: str, max_pixels: int, draft_size: int | None) -> Image.Ima
                 im.seek(0)
             if draft_size and im.format == "JPEG":
                 im.draft("RGB", (draft_size, draft_size))
+            drafted = im.size
             im.load()
             im = ImageOps.exif_transpose(im)
-            return to_rgb(im)
+            if im.size != drafted:  # rotated by 90/270 degrees: report the original size the same way
+                w, h = h, w
+            out = to_rgb(im)
+            out.info["original_size"] = (w, h)
+            return out
     except ImageLoadError:
         raise
     except UnidentifiedImageError:

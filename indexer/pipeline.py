@@ -1,0 +1,246 @@
+"""Incremental indexing: scan -> diff against the store -> hash -> embed new content -> commit in chunks.
+
+Only new or changed files (size+mtime, then sha256) are read; content already known by hash (a rename,
+a move, a duplicate) is linked without embedding; files that disappeared lose their rows, and images
+left with no file lose their vectors. Vectors and rows are committed together, chunk by chunk, so a
+killed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, sha256_file
+from .scan import ScanEntry, ScanProblem, scan
+from .store import NewImage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lookalike.retrieval.engine import Engine
+
+__all__ = ["IndexReport", "index_paths", "ImageFileDataset", "embed_files"]
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did."""
+
+    indexed: int = 0          # new images embedded
+    unchanged: int = 0        # files untouched since the last run
+    linked: int = 0           # new paths whose content was already indexed (rename, move, duplicate)
+    removed: int = 0          # files gone from disk, forgotten
+    skipped: int = 0          # files that could not be indexed (see problems)
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.indexed / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"indexed {self.indexed}, unchanged {self.unchanged}, linked {self.linked}, "
+                f"removed {self.removed}, skipped {self.skipped} in {self.seconds:.1f}s"
+                + (f" ({self.images_per_s:.1f} img/s)" if self.indexed else ""))
+
+
+class ImageFileDataset(Dataset):
+    """Decodes and preprocesses image files in DataLoader workers; failures come back as reasons."""
+
+    def __init__(self, paths: Sequence[str], transform: Callable, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 draft_size: int | None = None) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+        self.max_pixels = max_pixels
+        self.draft_size = draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        path = self.paths[i]
+        try:
+            im = load_image(path, max_pixels=self.max_pixels, draft_size=self.draft_size)
+            w, h = im.info.get("original_size", im.size)
+            return i, self.transform(im), int(w), int(h), None
+        except ImageLoadError as exc:
+            return i, None, 0, 0, exc.reason
+        except Exception as exc:  # a transform failing on a pathological image must not stop the run
+            return i, None, 0, 0, f"cannot process image ({type(exc).__name__}: {exc})"
+
+
+def _collate(items):
+    ok = [it for it in items if it[1] is not None]
+    tensor = torch.stack([it[1] for it in ok]) if ok else None
+    return tensor, [(it[0], it[2], it[3]) for it in ok], [(it[0], it[4]) for it in items if it[1] is None]
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
+                max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True, desc: str = "embedding"):
+    """Yield (vectors, [(i, w, h)], [(i, reason)]) per batch for ``paths`` (``i`` indexes ``paths``)."""
+    ds = ImageFileDataset(paths, embedder.transform, max_pixels=max_pixels, draft_size=embedder.preprocess.input_size)
+    loader = DataLoader(
+        ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+        worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    bar = tqdm(total=len(ds), desc=desc, unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    try:
+        for tensor, meta, failed in loader:
+            vecs = embedder.embed_tensor(tensor) if tensor is not None else np.zeros((0, embedder.dim), np.float32)
+            bar.update(len(meta) + len(failed))
+            yield vecs, meta, failed
+    finally:
+        bar.close()
+
+
+def _default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 2)))
+
+
+def _warn(path: str, reason: str) -> None:
+    tqdm.write(f"lookalike: skipped {path}: {reason}", file=sys.stderr)
+
+
+def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_size: int = 64,
+                workers: int | None = None, chunk_size: int = 512, progress: bool = True,
+                remove_missing: bool = True, save_every_s: float = 60.0,
+                warn: Callable[[str, str], None] | None = _warn) -> IndexReport:
+    """Bring the engine's index up to date with the files below ``roots``."""
+    t0 = time.perf_counter()
+    warn = warn or (lambda p, r: None)
+    workers = _default_workers() if workers is None else max(0, int(workers))
+    store = engine.store
+    report = IndexReport()
+    root_list = [os.path.abspath(os.fspath(r)) for r in roots]
+
+    # 1. scan
+    entries: list[ScanEntry] = []
+    problems: list[ScanProblem] = []
+    for item in tqdm(scan(root_list), desc="scanning", unit="file", disable=not progress, file=sys.stderr, leave=False):
+        (entries if isinstance(item, ScanEntry) else problems).append(item)
+    store.add_roots(root_list)
+
+    # 2. diff against what the store knows
+    known = store.file_states(under=root_list)
+    known_skipped = store.skipped_states()
+    todo: list[ScanEntry] = []
+    for e in entries:
+        state = known.get(e.path)
+        if state is not None and state[0] == e.size and state[1] == e.mtime_ns:
+            report.unchanged += 1
+            continue
+        sk = known_skipped.get(e.path)
+        if sk is not None and sk[0] == e.size and sk[1] == e.mtime_ns:
+            report.skipped += 1  # still the same bad file: not retried, already reported
+            continue
+        todo.append(e)
+
+    new_skips: list[tuple[str, str, int, int]] = []
+    for p in problems:
+        new_skips.append((p.path, p.reason, p.size, p.mtime_ns))
+        warn(p.path, p.reason)
+
+    # 3. hash what changed (I/O bound: threads)
+    by_sha: dict[str, list[ScanEntry]] = {}
+    if todo:
+        def _hash(e: ScanEntry):
+            try:
+                return e, sha256_file(e.path), None
+            except ImageLoadError as exc:
+                return e, None, exc.reason
+
+        with ThreadPoolExecutor(max_workers=max(2, workers)) as pool:
+            for e, sha, err in tqdm(pool.map(_hash, todo), total=len(todo), desc="hashing", unit="file",
+                                    disable=not progress, file=sys.stderr, leave=False):
+                if sha is None:
+                    new_skips.append((e.path, err, e.size, e.mtime_ns))
+                    warn(e.path, err)
+                else:
+                    by_sha.setdefault(sha, []).append(e)
+
+    # 4. link content already indexed (renames, moves, duplicates), record scan problems
+    existing = store.ids_by_sha(by_sha)
+    links = [(e.path, e.size, e.mtime_ns, existing[sha]) for sha, es in by_sha.items() if sha in existing for e in es]
+    changed_paths = [e.path for e in todo if e.path in known]
+    if links or new_skips:
+        store.commit_chunk([], links, new_skips)
+    report.linked = sum(1 for p, *_ in links if p not in known)
+    new_groups = [(sha, es) for sha, es in by_sha.items() if sha not in existing]
+
+    # 5. embed new content in chunks; each chunk commits rows+vectors, then goes into FAISS
+    decode_skips: list[tuple[str, str]] = []
+    if new_groups:
+        t_embed = time.perf_counter()
+        embedder = engine.embedder
+        first_paths = [es[0].path for _, es in new_groups]
+        pending_images: list[NewImage] = []
+        pending_skips: list[tuple[str, str, int, int]] = []
+        last_save = time.perf_counter()
+
+        def flush() -> None:
+            nonlocal pending_images, pending_skips, last_save
+            if not pending_images and not pending_skips:
+                return
+            ids = store.commit_chunk(pending_images, [], pending_skips)
+            if pending_images:
+                engine._index_add(np.asarray(ids, np.int64), np.stack([im.vector for im in pending_images]))
+            report.indexed += len(pending_images)
+            pending_images, pending_skips = [], []
+            if time.perf_counter() - last_save > save_every_s:
+                engine.save_index()
+                last_save = time.perf_counter()
+
+        for vecs, meta, failed in embed_files(embedder, first_paths, batch_size=batch_size, workers=workers,
+                                               max_pixels=engine.max_pixels, progress=progress):
+            for row, (i, w, h) in enumerate(meta):
+                sha, es = new_groups[i]
+                pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns) for e in es]))
+            for i, reason in failed:
+                _, es = new_groups[i]
+                for e in es:
+                    pending_skips.append((e.path, reason, e.size, e.mtime_ns))
+                    decode_skips.append((e.path, reason))
+                    warn(e.path, reason)
+            if len(pending_images) + len(pending_skips) >= chunk_size:
+                flush()
+        flush()
+        report.embed_seconds = time.perf_counter() - t_embed
+
+    # 6. forget what is gone (and paths whose content changed and no longer point at their old image)
+    if remove_missing:
+        seen = {e.path for e in entries}
+        gone = [p for p in known if p not in seen]
+        stale_skips = [p for p in known_skipped if any(_below(p, r) for r in root_list) and p not in seen
+                       and p not in {s[0] for s in new_skips}]
+        if gone:
+            orphans = store.remove_paths(gone)
+            engine._index_remove(orphans)
+            report.removed = len(gone)
+        if stale_skips:
+            store.remove_skipped(stale_skips)
+    # images whose only file changed content (or turned bad) are orphans now
+    if changed_paths or new_skips or decode_skips:
+        engine._index_remove(store.remove_orphans())
+
+    engine.save_index()
+    report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips
+    report.skipped += len(report.problems)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _below(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

@@ -1,0 +1,345 @@
+"""SQLite (or any SQLAlchemy URL) metadata store: images keyed by content hash, their files, skipped files.
+
+The ``images`` table is the source of truth, raw vectors included, so the FAISS index can always be
+rebuilt from it; vectors and rows are committed in the same transaction.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import Engine as SAEngine
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+__all__ = ["Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage"]
+
+
+class StoreError(RuntimeError):
+    """The metadata database cannot be opened or is damaged."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageRow(Base):
+    """One distinct image content (sha256); its id is the vector id in FAISS."""
+
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    added_at: Mapped[float] = mapped_column()
+    files: Mapped[list["FileRow"]] = relationship(back_populates="image", cascade="all, delete-orphan")
+
+
+class FileRow(Base):
+    """A path on disk whose content is ``image``; several paths may share one image (duplicates)."""
+
+    __tablename__ = "files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(Text, unique=True, index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    image: Mapped[ImageRow] = relationship(back_populates="files")
+
+
+class SkippedRow(Base):
+    """A file that could not be indexed and why."""
+
+    __tablename__ = "skipped"
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    seen_at: Mapped[float] = mapped_column()
+
+
+class RootRow(Base):
+    """A folder (or file) the user asked to index."""
+
+    __tablename__ = "roots"
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    added_at: Mapped[float] = mapped_column()
+
+
+class MetaRow(Base):
+    """Key/value facts about the store (schema version, model)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+SCHEMA_VERSION = "1"
+
+
+@dataclass
+class NewImage:
+    """An embedded image ready to store, with every path that holds its content."""
+
+    sha256: str
+    width: int
+    height: int
+    vector: np.ndarray
+    files: list[tuple[str, int, int]]  # (path, size, mtime_ns)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def sqlite_url(path: str | os.PathLike) -> str:
+    """SQLAlchemy URL for a SQLite file."""
+    return f"sqlite:///{os.path.abspath(os.fspath(path))}"
+
+
+class MetadataStore:
+    """Typed access to the metadata database; every write is one transaction."""
+
+    def __init__(self, url: str, dim: int | None = None) -> None:
+        self.url = url
+        self.dim = dim
+        try:
+            if url.startswith("sqlite"):
+                self.engine: SAEngine = create_engine(url, connect_args={"timeout": 30})
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+            Base.metadata.create_all(self.engine)
+            with self.session() as s:
+                if s.get(MetaRow, "schema_version") is None:
+                    s.add(MetaRow(key="schema_version", value=SCHEMA_VERSION))
+                    s.commit()
+                if url.startswith("sqlite"):
+                    ok = s.execute(text("PRAGMA quick_check")).scalar()
+                    if ok != "ok":
+                        raise StoreError(f"{url}: database is corrupted ({ok}); it was left untouched")
+        except (DatabaseError, OperationalError) as exc:
+            raise StoreError(f"{url}: cannot open metadata database ({exc.orig if hasattr(exc, 'orig') else exc})") from None
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, key: str) -> str | None:
+        with self.session() as s:
+            row = s.get(MetaRow, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.session() as s:
+            s.merge(MetaRow(key=key, value=value))
+            s.commit()
+
+    # ------------------------------------------------------------------ reads
+    def file_states(self, under: Sequence[str] | None = None) -> dict[str, tuple[int, int, int]]:
+        """path -> (size, mtime_ns, image_id) for every indexed file (optionally only below ``under``)."""
+        with self.session() as s:
+            rows = s.execute(select(FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.image_id)).all()
+        out = {p: (sz, mt, iid) for p, sz, mt, iid in rows}
+        if under is not None:
+            out = {p: v for p, v in out.items() if any(_is_below(p, u) for u in under)}
+        return out
+
+    def skipped_states(self) -> dict[str, tuple[int, int, str]]:
+        """path -> (size, mtime_ns, reason) for skipped files."""
+        with self.session() as s:
+            rows = s.execute(select(SkippedRow.path, SkippedRow.size, SkippedRow.mtime_ns, SkippedRow.reason)).all()
+        return {p: (sz, mt, r) for p, sz, mt, r in rows}
+
+    def ids_by_sha(self, shas: Iterable[str]) -> dict[str, int]:
+        """sha256 -> image id for the given hashes that are already stored."""
+        shas = list(set(shas))
+        out: dict[str, int] = {}
+        with self.session() as s:
+            for i in range(0, len(shas), 500):
+                part = shas[i : i + 500]
+                out.update(dict(s.execute(select(ImageRow.sha256, ImageRow.id).where(ImageRow.sha256.in_(part))).all()))
+        return out
+
+    def image_ids(self) -> np.ndarray:
+        """All stored image ids (int64, sorted)."""
+        with self.session() as s:
+            ids = s.execute(select(ImageRow.id).order_by(ImageRow.id)).scalars().all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def iter_vectors(self, ids: Sequence[int] | None = None, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, vectors) chunks of stored vectors (all, or the given ids)."""
+        with self.session() as s:
+            if ids is None:
+                last = -1
+                while True:
+                    rows = s.execute(
+                        select(ImageRow.id, ImageRow.vector).where(ImageRow.id > last).order_by(ImageRow.id).limit(batch)
+                    ).all()
+                    if not rows:
+                        return
+                    last = rows[-1][0]
+                    yield self._unpack(rows)
+            else:
+                ids = [int(i) for i in ids]
+                for i in range(0, len(ids), 500):
+                    rows = s.execute(select(ImageRow.id, ImageRow.vector).where(ImageRow.id.in_(ids[i : i + 500]))).all()
+                    if rows:
+                        yield self._unpack(rows)
+
+    def _unpack(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        return ids, vecs
+
+    def lookup(self, ids: Sequence[int]) -> dict[int, tuple[str, int, int, list[str]]]:
+        """id -> (sha256, width, height, sorted paths)."""
+        ids = [int(i) for i in ids]
+        out: dict[int, tuple[str, int, int, list[str]]] = {}
+        if not ids:
+            return out
+        with self.session() as s:
+            rows = s.execute(
+                select(ImageRow.id, ImageRow.sha256, ImageRow.width, ImageRow.height).where(ImageRow.id.in_(ids))
+            ).all()
+            paths = s.execute(select(FileRow.image_id, FileRow.path).where(FileRow.image_id.in_(ids))).all()
+        by_id: dict[int, list[str]] = {}
+        for iid, p in paths:
+            by_id.setdefault(iid, []).append(p)
+        for iid, sha, w, h in rows:
+            out[iid] = (sha, w, h, sorted(by_id.get(iid, [])))
+        return out
+
+    def id_for_path(self, path: str) -> int | None:
+        with self.session() as s:
+            return s.execute(select(FileRow.image_id).where(FileRow.path == path)).scalar()
+
+    def id_for_sha(self, sha: str) -> int | None:
+        with self.session() as s:
+            return s.execute(select(ImageRow.id).where(ImageRow.sha256 == sha)).scalar()
+
+    def counts(self) -> dict[str, int]:
+        """images, files, duplicate files (paths beyond the first per image), skipped."""
+        with self.session() as s:
+            n_images = s.execute(select(func.count()).select_from(ImageRow)).scalar() or 0
+            n_files = s.execute(select(func.count()).select_from(FileRow)).scalar() or 0
+            n_skipped = s.execute(select(func.count()).select_from(SkippedRow)).scalar() or 0
+        return {"images": n_images, "files": n_files, "duplicates": n_files - n_images, "skipped": n_skipped}
+
+    def skipped(self) -> list[SkippedRow]:
+        with self.session() as s:
+            return list(s.execute(select(SkippedRow).order_by(SkippedRow.path)).scalars().all())
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self.skipped():
+            key = row.reason.split(" (")[0]
+            out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def roots(self) -> list[str]:
+        with self.session() as s:
+            return list(s.execute(select(RootRow.path).order_by(RootRow.path)).scalars().all())
+
+    # ------------------------------------------------------------------ writes
+    def add_roots(self, roots: Iterable[str]) -> None:
+        with self.session() as s:
+            for r in roots:
+                if s.get(RootRow, r) is None:
+                    s.add(RootRow(path=r, added_at=time.time()))
+            s.commit()
+
+    def commit_chunk(self, new_images: Sequence[NewImage], links: Sequence[tuple[str, int, int, int]],
+                     skipped: Sequence[tuple[str, str, int, int]]) -> list[int]:
+        """In one transaction: insert images (+ their files), point ``links`` (path, size, mtime, image_id)
+        at existing images, record ``skipped`` (path, reason, size, mtime). Returns the new image ids."""
+        now = time.time()
+        with self.session() as s, s.begin():
+            new_ids: list[int] = []
+            for im in new_images:
+                vec = np.ascontiguousarray(im.vector, dtype=np.float32)
+                if self.dim is not None and vec.shape[0] != self.dim:
+                    raise StoreError(f"vector of dimension {vec.shape[0]} does not fit a store of dimension {self.dim}")
+                row = ImageRow(sha256=im.sha256, width=int(im.width), height=int(im.height), vector=vec.tobytes(), added_at=now)
+                s.add(row)
+                s.flush()
+                new_ids.append(int(row.id))
+                for path, size, mtime in im.files:
+                    self._upsert_file(s, path, row.id, size, mtime)
+            for path, size, mtime, image_id in links:
+                self._upsert_file(s, path, image_id, size, mtime)
+            for path, reason, size, mtime in skipped:
+                s.execute(delete(FileRow).where(FileRow.path == path))  # a file that turned bad leaves the index
+                s.merge(SkippedRow(path=path, reason=reason, size=size, mtime_ns=mtime, seen_at=now))
+        return new_ids
+
+    def remove_orphans(self) -> list[int]:
+        """Delete images that no file points at any more; returns their ids."""
+        with self.session() as s, s.begin():
+            ids = list(s.execute(select(ImageRow.id).where(~ImageRow.id.in_(select(FileRow.image_id)))).scalars().all())
+            for i in range(0, len(ids), 500):
+                s.execute(delete(ImageRow).where(ImageRow.id.in_(ids[i : i + 500])))
+        return sorted(int(i) for i in ids)
+
+    @staticmethod
+    def _upsert_file(s: Session, path: str, image_id: int, size: int, mtime: int) -> None:
+        s.execute(delete(SkippedRow).where(SkippedRow.path == path))
+        existing = s.execute(select(FileRow).where(FileRow.path == path)).scalar_one_or_none()
+        if existing is None:
+            s.add(FileRow(path=path, image_id=image_id, size=size, mtime_ns=mtime))
+        else:
+            existing.image_id, existing.size, existing.mtime_ns = image_id, size, mtime
+
+    def remove_paths(self, paths: Iterable[str]) -> list[int]:
+        """Forget files (and skipped entries) at ``paths``; returns ids of images left with no file (deleted too)."""
+        paths = list(paths)
+        orphan_ids: list[int] = []
+        with self.session() as s, s.begin():
+            touched: set[int] = set()
+            for i in range(0, len(paths), 500):
+                part = paths[i : i + 500]
+                touched.update(s.execute(select(FileRow.image_id).where(FileRow.path.in_(part))).scalars().all())
+                s.execute(delete(FileRow).where(FileRow.path.in_(part)))
+                s.execute(delete(SkippedRow).where(SkippedRow.path.in_(part)))
+            if touched:
+                still = set(s.execute(select(FileRow.image_id).where(FileRow.image_id.in_(list(touched)))).scalars().all())
+                orphan_ids = sorted(touched - still)
+                for i in range(0, len(orphan_ids), 500):
+                    s.execute(delete(ImageRow).where(ImageRow.id.in_(orphan_ids[i : i + 500])))
+        return orphan_ids
+
+    def remove_skipped(self, paths: Iterable[str]) -> None:
+        paths = list(paths)
+        with self.session() as s, s.begin():
+            for i in range(0, len(paths), 500):
+                s.execute(delete(SkippedRow).where(SkippedRow.path.in_(paths[i : i + 500])))
+
+
+def _is_below(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

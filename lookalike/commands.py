@@ -1,0 +1,289 @@
+"""Core sub-commands: index, search, status, errors, remove, rebuild, models, data export."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .retrieval.index import INDEX_TYPES
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"lookalike: {msg}", file=sys.stderr)
+    return code
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
+    return v
+
+
+def _sigma(text: str) -> float | str:
+    if text == "auto":
+        return "auto"
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got '{text}'") from None
+    if not 0 <= v <= 5:
+        raise argparse.ArgumentTypeError(f"sigma must be within 0..5, got {v}")
+    return v
+
+
+def _open(args, create: bool = False, **kw):
+    from .retrieval.engine import Engine, EngineError
+
+    try:
+        return Engine.open(args.db, create=create, **kw)
+    except EngineError as exc:
+        raise SystemExit(_fail(str(exc)))
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# ---------------------------------------------------------------------------------- handlers
+def cmd_index(args) -> int:
+    from .retrieval.engine import EngineError
+
+    for d in args.dirs:
+        if not os.path.exists(d):
+            return _fail(f"{d}: no such file or folder")
+    engine = _open(args, create=True, model=args.model, index_type=args.index_type,
+                   db_url=args.db_url, **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
+    try:
+        report = engine.add(args.dirs, batch_size=args.batch_size, workers=args.workers,
+                            progress=not args.quiet, remove_missing=not args.keep_missing)
+    except EngineError as exc:
+        return _fail(str(exc))
+    finally:
+        engine.close()
+    print(report.summary())
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .retrieval.engine import EngineError
+
+    if not os.path.exists(args.query):
+        return _fail(f"{args.query}: query image not found")
+    engine = _open(args)
+    try:
+        res = engine.search(args.query, k=args.k, min_score=args.min_score, exclude_self=args.exclude_self,
+                            denoise=args.denoise, sigma=args.sigma, n_samples=args.samples,
+                            denoise_model=args.denoise_model)
+    except EngineError as exc:
+        return _fail(str(exc))
+    finally:
+        engine.close()
+    den = res.denoise
+    if args.json:
+        payload = [{"rank": r.rank, "score": round(r.score, 6), "path": r.path, "sha256": r.sha256,
+                    "width": r.width, "height": r.height} for r in res]
+        if den is not None:
+            payload = {"results": payload, "denoise": {"method": den.method, "sigma": den.sigma,
+                                                        "sigma_estimated": den.sigma_estimated, "model": den.model,
+                                                        "fallback_reason": den.fallback_reason,
+                                                        "consistency": res.consistency}}
+        print(json.dumps(payload, indent=2))
+        return 0
+    if den is not None:
+        line = f"denoised with {den.method}, sigma {den.sigma:.3f} ({'estimated' if den.sigma_estimated else 'given'})"
+        if den.fallback_reason:
+            line += f"; {den.fallback_reason}"
+        if res.consistency is not None:
+            line += f"; consistency {res.consistency:.2f}"
+        print(line)
+    if not len(res):
+        print("no results")
+    for r in res:
+        extra = f"  (+{len(r.paths) - 1} duplicate{'s' if len(r.paths) > 2 else ''})" if len(r.paths) > 1 else ""
+        print(f"{r.rank:>3}  {r.score:.4f}  {r.path}{extra}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    engine = _open(args)
+    try:
+        st = engine.status()
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps(st.to_dict(), indent=2))
+        return 0
+    print(f"index      {st.path}")
+    print(f"model      {st.model} ({st.dim}-d)")
+    print(f"index type {st.index_type} -> {st.factory}")
+    print(f"images     {st.images} distinct, {st.vectors} vectors")
+    print(f"files      {st.files} ({st.duplicates} duplicate paths)")
+    print(f"skipped    {st.skipped}")
+    for reason, n in st.skipped_by_reason.items():
+        print(f"  {n:>6}  {reason}")
+    print(f"on disk    {_human(st.size_on_disk)}")
+    for r in st.roots:
+        print(f"root       {r}")
+    return 0
+
+
+def cmd_errors(args) -> int:
+    engine = _open(args)
+    try:
+        rows = engine.errors()
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps([{"path": p, "reason": r} for p, r in rows], indent=2))
+        return 0
+    for p, r in rows:
+        print(f"{p}: {r}")
+    if not rows:
+        print("no skipped files")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    engine = _open(args)
+    try:
+        n = engine.remove(args.paths)
+    finally:
+        engine.close()
+    print(f"removed {n} file(s)")
+    return 0
+
+
+def cmd_rebuild(args) -> int:
+    from .retrieval.engine import CONFIG_NAME, Engine, EngineError, INDEX_NAME
+
+    # open without loading a (possibly damaged) FAISS file: move it aside first
+    idx = os.path.join(args.db, INDEX_NAME)
+    if not os.path.exists(os.path.join(args.db, CONFIG_NAME)):
+        return _fail(f"{args.db}: not a lookalike index (no {CONFIG_NAME})")
+    damaged = None
+    if os.path.exists(idx):
+        from .retrieval.index import IndexError_, VectorIndex
+
+        try:
+            VectorIndex.load(idx)
+        except IndexError_:
+            damaged = idx + ".damaged"
+            os.replace(idx, damaged)
+    try:
+        engine = Engine.open(args.db, create=False, load_index=False)
+        factory = engine.rebuild(args.index_type)
+        n = len(engine.index) if engine.index is not None else 0
+        engine.close()
+    except EngineError as exc:
+        return _fail(str(exc))
+    print(f"rebuilt {args.db}: {n} vectors, index {factory}" + (f" (damaged file kept as {damaged})" if damaged else ""))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .retrieval.embedders import list_embedders
+
+    for name, desc in list_embedders().items():
+        print(f"{name:<32} {desc}")
+    print("(any timm model name also works when online; checkpoint:PATH loads a trained model)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .data.export import export_dataset
+    from .data.samples import DataError
+
+    try:
+        paths = export_dataset(args.dataset, args.out, split=args.split, source=args.source, limit=args.limit,
+                               progress=not args.quiet)
+    except DataError as exc:
+        return _fail(str(exc))
+    print(f"wrote {len(paths)} images to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- parsers
+def add_commands(sub, train_sub, bench_sub) -> None:
+    """Register the core sub-commands."""
+    p = sub.add_parser("index", help="index image folders (incrementally)")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="folders (or files) to index")
+    p.add_argument("--db", required=True, metavar="INDEX_DIR", help="index folder (created if missing)")
+    p.add_argument("--model", default=None, help="embedder name (default efficientnet_lite0; see 'lookalike models')")
+    p.add_argument("--index-type", default=None, metavar="TYPE",
+                   help=f"FAISS factory string, e.g. {', '.join(INDEX_TYPES)} (default auto)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--workers", type=_nonneg_int, default=None, help="image decoding processes (default: cores, max 4)")
+    p.add_argument("--db-url", default=None, help="SQLAlchemy URL for the metadata (default SQLite in the index folder)")
+    p.add_argument("--max-pixels", type=_positive_int, default=None, help="skip images larger than this (default 200M)")
+    p.add_argument("--keep-missing", action="store_true", help="keep files that disappeared from disk")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="find indexed images that look like QUERY")
+    p.add_argument("query", metavar="QUERY", help="an image file (indexed or not)")
+    p.add_argument("--db", required=True, metavar="INDEX_DIR")
+    p.add_argument("-k", type=_positive_int, default=10, help="number of results")
+    p.add_argument("--min-score", type=float, default=None, help="drop results below this cosine similarity")
+    p.add_argument("--exclude-self", action="store_true", help="leave the query's own indexed copy out")
+    p.add_argument("--denoise", nargs="?", const="auto", default=None, choices=["auto", "ddpm", "ddim", "classical", "none"],
+                   help="clean a noisy query first (default method auto)")
+    p.add_argument("--sigma", type=_sigma, default="auto", help="noise level of the query for --denoise (auto or e.g. 0.3)")
+    p.add_argument("--samples", type=_positive_int, default=1, help="denoised samples to average (hallucination control)")
+    p.add_argument("--denoise-model", default=None, help="denoiser checkpoint or shipped name")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("status", help="counts, model, index type and size of an index")
+    p.add_argument("--db", required=True, metavar="INDEX_DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("errors", help="list skipped files with their reasons")
+    p.add_argument("--db", required=True, metavar="INDEX_DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_errors)
+
+    p = sub.add_parser("remove", help="forget files or folders from an index")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--db", required=True, metavar="INDEX_DIR")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("rebuild", help="rebuild the FAISS index from stored vectors (no re-embedding)")
+    p.add_argument("--db", required=True, metavar="INDEX_DIR")
+    p.add_argument("--index-type", default=None, metavar="TYPE", help="switch to this FAISS factory string")
+    p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("models", help="list registered embedders")
+    p.set_defaults(func=cmd_models)
+
+    data = sub.add_parser("data", help="dataset helpers")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data.set_defaults(func=lambda a: (data.print_help(), 2)[1])
+    p = dsub.add_parser("export", help="write MNIST / CIFAR-10 images as PNG, one folder per class")
+    p.add_argument("dataset", choices=["mnist", "cifar10"])
+    p.add_argument("out", metavar="OUT_DIR")
+    p.add_argument("--source", choices=["sample", "torchvision"], default="sample",
+                   help="sample: offline shared files (LOOKALIKE_DATA); torchvision: full download")
+    p.add_argument("--split", choices=["train", "test"], default="train")
+    p.add_argument("--limit", type=_positive_int, default=None, help="export at most this many images")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,226 @@
+"""FAISS vector index named by a factory string ("Flat", "HNSW32", "IVF1024,PQ32"), with stable ids.
+
+Vectors are unit length and compared by inner product (cosine). Ids are the metadata store's image ids,
+kept by ``IndexIDMap2``. Index types that cannot delete (HNSW) hide removed ids from results until the
+next rebuild. Files are written atomically.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+__all__ = ["VectorIndex", "IndexError_", "choose_index_type", "resolve_factory", "needs_training", "INDEX_TYPES"]
+
+INDEX_TYPES = ["auto", "Flat", "HNSW32", "IVF1024,Flat", "IVF4096,Flat", "IVF1024,PQ32", "IVF4096,PQ64"]
+
+
+class IndexError_(RuntimeError):
+    """A FAISS index that cannot be built, read or used."""
+
+
+def choose_index_type(n_vectors: int, dim: int, max_memory_bytes: int | None = None) -> str:
+    """Pick a factory string for ``n_vectors`` of ``dim`` (see docs/benchmarks.md for the figures).
+
+    Exact search is fast enough below 50k vectors; HNSW32 above that while its
+    ~(4*dim + 2*32*4 + 16) bytes per vector fit the memory budget; IVF-PQ beyond.
+    """
+    flat_bytes = n_vectors * (4 * dim + 8)
+    hnsw_bytes = n_vectors * (4 * dim + 32 * 2 * 4 + 16)
+    if n_vectors < 50_000 and (max_memory_bytes is None or flat_bytes <= max_memory_bytes):
+        return "Flat"
+    if max_memory_bytes is None or hnsw_bytes <= max_memory_bytes:
+        return "HNSW32"
+    nlist = 4096 if n_vectors >= 400_000 else 1024
+    m = 64 if dim % 64 == 0 else 32
+    return f"IVF{nlist},PQ{m}"
+
+
+def resolve_factory(factory: str, n_train: int) -> str:
+    """Shrink IVF list counts to what ``n_train`` vectors can train (>= 39 points per centroid)."""
+    m = re.match(r"^(OPQ\d+(?:_\d+)?,)?IVF(\d+)(.*)$", factory)
+    if not m:
+        return factory
+    nlist = int(m.group(2))
+    max_lists = max(1, n_train // 39)
+    if nlist > max_lists:
+        nlist = 1 << max(0, int(np.floor(np.log2(max_lists))))
+    return f"{m.group(1) or ''}IVF{nlist}{m.group(3)}"
+
+
+def needs_training(factory: str, dim: int) -> bool:
+    """Whether an index of this type must be trained on data before vectors can be added."""
+    try:
+        return not faiss.index_factory(int(dim), resolve_factory(factory, 1 << 30), faiss.METRIC_INNER_PRODUCT).is_trained
+    except RuntimeError as exc:
+        raise IndexError_(f"invalid index type '{factory}': {str(exc).strip().splitlines()[-1]}") from None
+
+
+@dataclass
+class SearchParams:
+    ef_search: int = 128
+    nprobe: int = 32
+
+
+class VectorIndex:
+    """An id-mapped FAISS index plus the ids it must hide (removed but not removable)."""
+
+    def __init__(self, index: faiss.Index, factory: str, hidden: set[int] | None = None) -> None:
+        self.index = index
+        self.factory = factory
+        self.hidden: set[int] = set(hidden or ())
+        self.params = SearchParams()
+        self._apply_params()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, dim: int, factory: str = "Flat", train_vectors: np.ndarray | None = None) -> "VectorIndex":
+        """An empty index; IVF/PQ types are trained on ``train_vectors`` (a sample of the data)."""
+        if factory == "auto":
+            n = 0 if train_vectors is None else len(train_vectors)
+            factory = choose_index_type(n, dim)
+        n_train = 0 if train_vectors is None else len(train_vectors)
+        real = resolve_factory(factory, n_train)
+        try:
+            inner = faiss.index_factory(int(dim), real, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise IndexError_(f"invalid index type '{factory}': {str(exc).splitlines()[-1] if str(exc) else exc}") from None
+        if not inner.is_trained:
+            if train_vectors is None or len(train_vectors) == 0:
+                raise IndexError_(f"index type '{factory}' needs training vectors")
+            faiss.omp_set_num_threads(max(1, os.cpu_count() or 1))
+            inner.train(np.ascontiguousarray(train_vectors, dtype=np.float32))
+        return cls(faiss.IndexIDMap2(inner), factory)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, factory: str | None = None) -> "VectorIndex":
+        """Read an index file; a missing or damaged file raises :class:`IndexError_` with the reason."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise IndexError_(f"{path}: FAISS index file is missing")
+        try:
+            idx = faiss.read_index(path)
+        except Exception as exc:
+            raise IndexError_(f"{path}: FAISS index file is damaged ({str(exc).splitlines()[0][:160]})") from None
+        if not isinstance(idx, faiss.IndexIDMap2):
+            try:
+                idx = faiss.downcast_index(idx)
+            except Exception:
+                pass
+            if not isinstance(idx, faiss.IndexIDMap2):
+                raise IndexError_(f"{path}: not a lookalike index (expected an IndexIDMap2)")
+        return cls(idx, factory or "unknown")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index atomically (temp file in the same folder, fsync, rename)."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".vectors-", suffix=".faiss.tmp", dir=folder)
+        os.close(fd)
+        try:
+            faiss.write_index(self.index, tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    # ------------------------------------------------------------------ contents
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def __len__(self) -> int:
+        return self.ntotal - len(self.hidden)
+
+    def ids(self) -> np.ndarray:
+        """Every id stored in FAISS (hidden ones included)."""
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def visible_ids(self) -> np.ndarray:
+        ids = self.ids()
+        if not self.hidden:
+            return ids
+        return ids[~np.isin(ids, np.fromiter(self.hidden, dtype=np.int64))]
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise IndexError_(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self.index.add_with_ids(vectors, ids)
+        self.hidden.difference_update(int(i) for i in ids)
+
+    def remove(self, ids) -> int:
+        """Remove ids; for types without removal (HNSW) hide them instead. Returns how many were handled."""
+        ids = np.ascontiguousarray(np.asarray(list(ids), dtype=np.int64))
+        if len(ids) == 0:
+            return 0
+        try:
+            return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        except RuntimeError:
+            present = set(int(i) for i in self.ids())
+            hide = [int(i) for i in ids if int(i) in present]
+            self.hidden.update(hide)
+            return len(hide)
+
+    def _inner(self) -> faiss.Index:
+        return faiss.downcast_index(self.index.index)
+
+    def _apply_params(self) -> None:
+        inner = self._inner()
+        base = inner
+        if isinstance(inner, faiss.IndexPreTransform):
+            base = faiss.downcast_index(inner.index)
+        if isinstance(base, faiss.IndexRefine):
+            base = faiss.downcast_index(base.base_index)
+        if hasattr(base, "hnsw"):
+            base.hnsw.efSearch = int(self.params.ef_search)
+        if hasattr(base, "nprobe"):
+            base.nprobe = int(min(self.params.nprobe, getattr(base, "nlist", self.params.nprobe)))
+
+    def set_params(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Speed/recall knobs: HNSW ``efSearch`` and IVF ``nprobe``."""
+        if ef_search is not None:
+            self.params.ef_search = int(ef_search)
+        if nprobe is not None:
+            self.params.nprobe = int(nprobe)
+        self._apply_params()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query; missing slots are id -1. Hidden ids never appear."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if q.shape[1] != self.dim:
+            raise IndexError_(f"query of dimension {q.shape[1]} does not fit an index of dimension {self.dim}")
+        if self.ntotal == 0 or k <= 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        extra = min(len(self.hidden), self.ntotal)
+        kk = min(k + extra, self.ntotal)
+        scores, ids = self.index.search(q, kk)
+        if self.hidden:
+            mask = np.isin(ids, np.fromiter(self.hidden, dtype=np.int64))
+            ids = np.where(mask, -1, ids)
+            scores = np.where(mask, -np.inf, scores)
+            order = np.argsort(-scores, axis=1, kind="stable")
+            ids = np.take_along_axis(ids, order, axis=1)
+            scores = np.take_along_axis(scores, order, axis=1)
+        return scores[:, :k], ids[:, :k]
+
+    def reconstruct(self, image_id: int) -> np.ndarray | None:
+        """The stored vector for an id (exact for Flat/HNSW, approximate for PQ), or None."""
+        try:
+            return self.index.reconstruct(int(image_id))
+        except RuntimeError:
+            return None

@@ -1,0 +1,143 @@
+"""DDPM around a U-Net: training loss, reverse processes (ancestral DDPM, DDIM) started from a noisy query, checkpoints."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .schedule import NoiseSchedule
+from .unet import UNet
+
+__all__ = ["Diffusion", "CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "lookalike-ddpm"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable lookalike DDPM checkpoint."""
+
+
+class Diffusion(nn.Module):
+    """A noise-predicting U-Net plus its T-step schedule; images are float tensors in [-1, 1], NCHW."""
+
+    def __init__(self, unet: UNet, schedule: NoiseSchedule, image_size: int, meta: dict | None = None) -> None:
+        super().__init__()
+        self.unet = unet
+        self.schedule = schedule
+        self.image_size = int(image_size)
+        self.channels = unet.in_channels
+        self.meta = dict(meta or {})
+        ab = schedule.alphas_cumprod
+        self.register_buffer("abar", ab.float(), persistent=False)
+
+    # ---- training ------------------------------------------------------------------
+    def loss(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Simple eps-prediction MSE at steps t."""
+        eps = torch.randn_like(x0)
+        a = self.abar[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        return F.mse_loss(self.unet(xt, t), eps)
+
+    # ---- reverse processes ------------------------------------------------------------
+    def _eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        return self.unet(x, torch.full((x.shape[0],), t, dtype=torch.long))
+
+    def step_sequence(self, t_start: int, steps: int) -> list[int]:
+        """Descending, distinct steps from t_start to 0 (at most ``steps`` of them)."""
+        n = max(1, min(int(steps), t_start + 1))
+        ts = torch.linspace(t_start, 0, n).round().long().tolist()
+        out: list[int] = []
+        for t in ts:
+            if not out or t < out[-1]:
+                out.append(int(t))
+        return out
+
+    @torch.inference_mode()
+    def denoise(self, y: torch.Tensor, sigma: float, method: str = "ddim", steps: int = 20, eta: float = 0.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Clean a noisy batch y = x + sigma * n (pixels in [-1, 1]): start at the step t* whose noise level is sigma.
+
+        ``ddim`` runs S deterministic (eta=0) DDIM steps from t* to 0; ``ddpm`` runs ancestral sampling on the
+        schedule respaced to the same S steps (S >= t*+1 gives the full ancestral chain).
+        """
+        t_star = self.schedule.t_of_sigma(sigma)
+        if t_star < 0:
+            return y.clamp(-1, 1)
+        x = y * self.schedule.abar(t_star) ** 0.5
+        return self._reverse(x, self.step_sequence(t_star, steps), method, eta, generator)
+
+    @torch.inference_mode()
+    def sample(self, n: int, steps: int = 50, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generate from pure noise with DDIM (for sample grids)."""
+        x = torch.randn(n, self.channels, self.image_size, self.image_size, generator=generator)
+        return self._reverse(x, self.step_sequence(self.schedule.T - 1, steps), "ddim", 0.0, generator)
+
+    def _reverse(self, x: torch.Tensor, ts: list[int], method: str, eta: float,
+                 generator: torch.Generator | None) -> torch.Tensor:
+        if method not in ("ddim", "ddpm"):
+            raise ValueError(f"unknown reverse process '{method}' (choose ddpm or ddim)")
+        if method == "ddpm":
+            eta = 1.0  # ancestral sampling on the respaced schedule == DDIM with eta = 1
+        x0 = x
+        for i, t in enumerate(ts):
+            a_t = self.schedule.abar(t)
+            a_s = self.schedule.abar(ts[i + 1]) if i + 1 < len(ts) else 1.0
+            eps = self._eps(x, t)
+            x0 = ((x - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5).clamp(-1, 1)
+            if i + 1 == len(ts):
+                break
+            eps = (x - a_t ** 0.5 * x0) / (1 - a_t) ** 0.5  # consistent with the clipped x0
+            sig = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)) ** 0.5
+            x = a_s ** 0.5 * x0 + max(1 - a_s - sig ** 2, 0.0) ** 0.5 * eps
+            if sig > 0:
+                x = x + sig * torch.randn(x.shape, generator=generator)
+        return x0
+
+    # ---- persistence -------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "version": 1, "unet": dict(self.unet.config),
+                "schedule": self.schedule.to_dict(), "image_size": self.image_size, "channels": self.channels,
+                **{k: v for k, v in self.meta.items() if k not in ("format", "version", "unet", "schedule")}}
+
+
+def build_diffusion(channels: int, image_size: int, base: int = 32, mults: tuple[int, ...] = (1, 2, 2),
+                    num_res: int = 1, schedule: str = "linear", T: int = 1000, meta: dict | None = None) -> Diffusion:
+    """A fresh, untrained DDPM."""
+    return Diffusion(UNet(channels, base, tuple(mults), num_res), NoiseSchedule(schedule, T), image_size, meta)
+
+
+def save_checkpoint(model: Diffusion, path: str | os.PathLike, meta: dict | None = None) -> None:
+    """Write state_dict + JSON-able metadata (architecture, schedule, dataset, size, command, metrics)."""
+    info = model.describe()
+    info.update(meta or {})
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.unet.state_dict().items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": CHECKPOINT_FORMAT, "meta_json": json.dumps(info), "state_dict": sd}, str(path))
+
+
+def load_checkpoint(path: str | os.PathLike) -> Diffusion:
+    """Load a DDPM checkpoint written by :func:`save_checkpoint`; raises CheckpointError with the reason."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint not found")
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{p}: not a readable torch checkpoint ({type(exc).__name__})") from exc
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT or "state_dict" not in obj:
+        raise CheckpointError(f"{p}: not a lookalike DDPM checkpoint (format tag '{CHECKPOINT_FORMAT}' missing)")
+    try:
+        meta = json.loads(obj["meta_json"])
+        u = meta["unet"]
+        model = build_diffusion(int(u["in_channels"]), int(meta["image_size"]), int(u["base"]), tuple(u["mults"]),
+                                int(u["num_res"]), meta["schedule"]["kind"], int(meta["schedule"]["T"]))
+        model.unet.load_state_dict(obj["state_dict"])
+    except Exception as exc:
+        raise CheckpointError(f"{p}: DDPM checkpoint does not match the architecture ({type(exc).__name__}: {exc})") from exc
+    model.meta = {k: v for k, v in meta.items() if k not in ("format", "version", "unet", "schedule")}
+    model.eval()
+    return model

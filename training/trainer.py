@@ -1,0 +1,269 @@
+"""Training loops: Siamese CNN (contrastive pairs or mined triplets) and a projection head on cached features."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lookalike.data.samples import DataError
+from lookalike.retrieval.metrics import RetrievalMetrics, retrieval_metrics
+
+from .augment import seed_everything, siamese_augment
+from .datasets import ImageSet, PKBatchSampler, draw_pairs
+from .feature_cache import clean_features, view_features
+from .heads import HeadEmbedder
+from .losses import ContrastiveLoss, SupConLoss, NTXentLoss, TripletMarginLoss
+from .miners import get_miner
+from .siamese import SiameseNet, default_preprocess
+
+__all__ = ["SiameseConfig", "HeadConfig", "TrainResult", "train_siamese", "train_head", "embed_tensors"]
+
+
+@dataclass
+class SiameseConfig:
+    """Hyper-parameters of a Siamese run (stored in the checkpoint metadata)."""
+
+    loss: str = "contrastive"            # contrastive | triplet
+    mining: str = "batch-hard"           # batch-hard | semi-hard (triplet only)
+    margin: float | None = None          # default 1.0 contrastive, 0.2 triplet (unit-norm embeddings)
+    epochs: int = 10
+    dim: int = 64
+    hidden: int = 256
+    input_size: int | None = None        # default: 28 for grayscale digits, 32 otherwise
+    grayscale: bool | None = None        # default: auto from the data
+    batch_size: int = 128                # pairs per batch (contrastive)
+    p: int = 10                          # classes per batch (triplet)
+    k: int = 16                          # images per class (triplet)
+    lr: float = 1e-3
+    augment: bool = True
+    seed: int = 0
+
+    def resolved_margin(self) -> float:
+        return float(self.margin if self.margin is not None else (1.0 if self.loss == "contrastive" else 0.2))
+
+
+@dataclass
+class HeadConfig:
+    """Hyper-parameters of an NT-Xent / SupCon projection-head run."""
+
+    backbones: list[str] = field(default_factory=lambda: ["efficientnet_lite0"])
+    input_size: int | None = None        # backbone input size (None: the backbone's default)
+    views: int = 8                       # augmented views cached per training image
+    temperature: float = 0.05
+    supervised: bool = False
+    epochs: int = 100
+    batch_size: int = 256
+    hidden: int = 512
+    out_dim: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    output: str = "auto"                 # auto | hidden | projection
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: per-epoch loss, test metrics before/after, wall time."""
+
+    history: list[float]
+    metrics: RetrievalMetrics
+    metrics_untrained: RetrievalMetrics | None
+    wall_s: float
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"history": [round(float(x), 6) for x in self.history], "metrics": self.metrics.to_dict(),
+                "metrics_untrained": self.metrics_untrained.to_dict() if self.metrics_untrained else None,
+                "wall_s": round(self.wall_s, 1), **self.extra}
+
+
+def _to_tensors(model: SiameseNet, data: ImageSet) -> torch.Tensor:
+    tf = model.transform
+    return torch.stack([tf(im) for im in data.images])
+
+
+@torch.inference_mode()
+def embed_tensors(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+    """Embed preprocessed tensors in eval mode; returns float32 unit vectors."""
+    was = model.training
+    model.eval()
+    out = [model(x[s : s + batch_size]).numpy() for s in range(0, len(x), batch_size)]
+    model.train(was)
+    return np.concatenate(out).astype(np.float32)
+
+
+def _need_labels(data: ImageSet, what: str) -> np.ndarray:
+    if data.labels is None:
+        raise DataError(f"{data.name}: {what} needs labelled images (one sub-folder per class)")
+    return data.labels
+
+
+def train_siamese(cfg: SiameseConfig, train: ImageSet, test: ImageSet | None = None,
+                  progress: bool = True) -> tuple[SiameseNet, TrainResult]:
+    """Train the Siamese CNN from scratch with a contrastive or triplet loss; metrics: test vs train gallery."""
+    if cfg.loss not in ("contrastive", "triplet"):
+        raise ValueError(f"unknown loss '{cfg.loss}' (choose contrastive or triplet)")
+    labels = _need_labels(train, f"the {cfg.loss} loss")
+    seed_everything(cfg.seed)
+    gray = cfg.grayscale
+    if gray is None:
+        arr = np.asarray(train.images[0])
+        gray = bool(np.all(arr[..., 0] == arr[..., 1]) and np.all(arr[..., 1] == arr[..., 2]))
+    size = cfg.input_size or (28 if gray else 32)
+    model = SiameseNet(dim=cfg.dim, hidden=cfg.hidden, preprocess=default_preprocess(gray, size),
+                       name=f"siamese-{cfg.loss}")
+    t0 = time.perf_counter()
+    x_train = _to_tensors(model, train)
+    x_test = _to_tensors(model, test) if test is not None else None
+    y_train = torch.as_tensor(labels)
+
+    def evaluate() -> RetrievalMetrics | None:
+        if x_test is None or test.labels is None:
+            return retrieval_metrics(embed_tensors(model, x_train), labels)
+        return retrieval_metrics(embed_tensors(model, x_test), test.labels, embed_tensors(model, x_train), labels)
+
+    before = evaluate()
+    margin = cfg.resolved_margin()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if cfg.loss == "contrastive":
+        loss_fn = ContrastiveLoss(margin)
+        n_batches = max(1, len(labels) // cfg.batch_size)
+    else:
+        loss_fn = TripletMarginLoss(margin)
+        miner = get_miner(cfg.mining, margin)
+        sampler = PKBatchSampler(labels, cfg.p, cfg.k, seed=cfg.seed)
+        n_batches = len(sampler)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * n_batches,
+                                                pct_start=0.15)
+    history: list[float] = []
+    bar = tqdm(range(cfg.epochs), desc=f"siamese {cfg.loss}", unit="epoch", disable=not progress)
+    model.train()
+    for _epoch in bar:
+        total, count = 0.0, 0
+        if cfg.loss == "contrastive":
+            i, j, same = draw_pairs(labels, n_batches * cfg.batch_size, rng)  # re-drawn every epoch
+            batches = [(i[s : s + cfg.batch_size], j[s : s + cfg.batch_size], same[s : s + cfg.batch_size])
+                       for s in range(0, len(i), cfg.batch_size)]
+        else:
+            batches = list(iter(sampler))
+        for b in batches:
+            if cfg.loss == "contrastive":
+                bi, bj, bs = b
+                xb = torch.cat([x_train[bi], x_train[bj]])
+                if cfg.augment:
+                    xb = siamese_augment(xb, gray, gen)
+                z = model(xb)
+                loss = loss_fn(z[: len(bi)], z[len(bi):], torch.as_tensor(bs))
+            else:
+                xb = x_train[b]
+                if cfg.augment:
+                    xb = siamese_augment(xb, gray, gen)
+                z = model(xb)
+                yb = y_train[b]
+                loss = loss_fn(z, yb, miner(z, yb))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(xb)
+            count += len(xb)
+        history.append(total / max(count, 1))
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+    model.eval()
+    after = evaluate()
+    wall = time.perf_counter() - t0
+    return model, TrainResult(history, after, before, wall, {"config": asdict(cfg), "margin": margin})
+
+
+def train_head(cfg: HeadConfig, train: ImageSet, test: ImageSet | None = None,
+               progress: bool = True) -> tuple[HeadEmbedder, TrainResult]:
+    """Train an MLP head with NT-Xent (or SupCon) on cached frozen-backbone features of augmented views."""
+    if cfg.supervised:
+        _need_labels(train, "--supervised (SupCon)")
+    if cfg.views < 2:
+        raise ValueError("views must be at least 2")
+    if cfg.output not in ("auto", "hidden", "projection"):
+        raise ValueError(f"unknown output '{cfg.output}' (choose auto, hidden or projection)")
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    views = torch.from_numpy(view_features(cfg.backbones, cfg.input_size, train, cfg.views, cfg.seed,
+                                           progress=progress))
+    tr_clean = clean_features(cfg.backbones, cfg.input_size, train, progress=progress)
+    te_clean = clean_features(cfg.backbones, cfg.input_size, test, progress=progress) if test is not None else None
+    t_cache = time.perf_counter() - t0
+    emb = HeadEmbedder(cfg.backbones, cfg.input_size, cfg.hidden, cfg.out_dim, output="projection",
+                       name="supcon-head" if cfg.supervised else "ntxent-head")
+    head = emb.head
+    labels_t = torch.as_tensor(train.labels) if train.labels is not None else None
+
+    def metrics_for(output: str, gallery_only: bool = False) -> RetrievalMetrics | None:
+        head.eval()
+        with torch.inference_mode():
+            f = (lambda a: head.hidden(torch.from_numpy(a))) if output == "hidden" else (lambda a: head(torch.from_numpy(a)))
+            g = f(tr_clean).numpy()
+            q = f(te_clean).numpy() if te_clean is not None else None
+        head.train()
+        if train.labels is None:
+            return None
+        if gallery_only or q is None or test.labels is None:
+            return retrieval_metrics(g, train.labels)  # leave-one-out on the training images
+        return retrieval_metrics(q, test.labels, g, train.labels)
+
+    before = (retrieval_metrics(te_clean, test.labels, tr_clean, train.labels)
+              if te_clean is not None and test.labels is not None and train.labels is not None else None)
+    loss_fn = SupConLoss(cfg.temperature) if cfg.supervised else NTXentLoss(cfg.temperature)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(train)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // bs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[float] = []
+    head.train()
+    bar = tqdm(range(cfg.epochs), desc="supcon head" if cfg.supervised else "nt-xent head", unit="epoch",
+               disable=not progress)
+    for _epoch in bar:
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for s in range(steps_per_epoch):
+            idx = perm[s * bs : (s + 1) * bs]
+            # two distinct cached views per image
+            v1 = torch.randint(0, cfg.views, (len(idx),), generator=gen)
+            v2 = (v1 + torch.randint(1, cfg.views, (len(idx),), generator=gen)) % cfg.views
+            z1, z2 = head(views[idx, v1]), head(views[idx, v2])
+            loss = loss_fn(z1, z2, labels_t[idx]) if cfg.supervised else loss_fn(z1, z2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss)
+        history.append(total / steps_per_epoch)
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+    head.eval()
+    choice = cfg.output
+    selection = {}
+    if choice == "auto":
+        # pick the retrieval vector on the training images (leave-one-out), never on the test split
+        sel = {o: metrics_for(o, gallery_only=True) for o in ("hidden", "projection")}
+        if all(m is not None for m in sel.values()):
+            selection = {o: m.map_at_r for o, m in sel.items()}
+            choice = max(selection, key=selection.get)
+        else:
+            choice = "projection"
+    emb.output = choice
+    emb.dim = cfg.hidden if choice == "hidden" else cfg.out_dim
+    after = metrics_for(choice)
+    wall = time.perf_counter() - t0
+    extra = {"config": {**cfg.__dict__}, "output": choice, "selection_train_map_at_r": selection,
+             "cache_s": round(t_cache, 1)}
+    if te_clean is not None and train.labels is not None and test.labels is not None:
+        other = "projection" if choice == "hidden" else "hidden"
+        extra["metrics_other_output"] = {other: metrics_for(other).to_dict()}
+    if after is None:
+        after = RetrievalMetrics(0.0, 0.0, 0.0, 0.0, 0, len(train))
+    return emb, TrainResult(history, after, before, wall, extra)
