@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except SystemExit as exc:  # a handler gave up after printing its one-line message
+        return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:
         print("lookalike: interrupted", file=sys.stderr)
         return 130

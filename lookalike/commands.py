@@ -74,7 +74,8 @@ def cmd_index(args) -> int:
                    db_url=args.db_url, **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
     try:
         report = engine.add(args.dirs, batch_size=args.batch_size, workers=args.workers,
-                            progress=not args.quiet, remove_missing=not args.keep_missing)
+                            progress=not args.quiet, remove_missing=not args.keep_missing,
+                            chunk_size=args.chunk_size)
     except EngineError as exc:
         return _fail(str(exc))
     finally:
@@ -235,6 +236,7 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--db-url", default=None, help="SQLAlchemy URL for the metadata (default SQLite in the index folder)")
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="skip images larger than this (default 200M)")
     p.add_argument("--keep-missing", action="store_true", help="keep files that disappeared from disk")
+    p.add_argument("--chunk-size", type=_positive_int, default=512, help="images per committed chunk (default 512)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_index)
 

@@ -56,44 +56,71 @@ class Diffusion(nn.Module):
                 out.append(int(t))
         return out
 
-    @torch.inference_mode()
-    def denoise(self, y: torch.Tensor, sigma: float, method: str = "ddim", steps: int = 20, eta: float = 0.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Clean a noisy batch y = x + sigma * n (pixels in [-1, 1]): start at the step t* whose noise level is sigma.
+    def t_star(self, sigma: float | torch.Tensor, n: int) -> torch.Tensor:
+        """Per-image start step t* (N,) for noise level(s) sigma; -1 where sigma is below the first step."""
+        sig = torch.as_tensor(sigma, dtype=torch.float64).flatten()
+        if sig.numel() == 1:
+            sig = sig.expand(n)
+        if sig.numel() != n:
+            raise ValueError(f"got {sig.numel()} sigmas for {n} images")
+        return torch.tensor([self.schedule.t_of_sigma(float(v)) for v in sig], dtype=torch.long)
 
-        ``ddim`` runs S deterministic (eta=0) DDIM steps from t* to 0; ``ddpm`` runs ancestral sampling on the
-        schedule respaced to the same S steps (S >= t*+1 gives the full ancestral chain).
+    @torch.inference_mode()
+    def denoise(self, y: torch.Tensor, sigma: float | torch.Tensor, method: str = "ddim", steps: int = 20,
+                eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Clean a noisy batch y = x + sigma * n (pixels in [-1, 1]), sigma scalar or per image.
+
+        Each image starts at the step t* whose noise level equals its sigma, scaled by sqrt(abar_t*), not from
+        pure noise. ``ddim`` runs S deterministic DDIM steps spaced from t* to 0 (eta=0); ``ddpm`` runs ancestral
+        sampling on the schedule respaced to the same S steps (S >= t*+1 gives the full ancestral chain).
         """
-        t_star = self.schedule.t_of_sigma(sigma)
-        if t_star < 0:
-            return y.clamp(-1, 1)
-        x = y * self.schedule.abar(t_star) ** 0.5
-        return self._reverse(x, self.step_sequence(t_star, steps), method, eta, generator)
+        t_star = self.t_star(sigma, y.shape[0])
+        out = y.clamp(-1, 1).clone()
+        todo = t_star >= 0
+        if not bool(todo.any()):
+            return out
+        ts = self.step_table(t_star[todo], steps)
+        a0 = self.abar[ts[:, 0]].view(-1, 1, 1, 1)
+        out[todo] = self._reverse(y[todo] * a0.sqrt(), ts, method, eta, generator)
+        return out
+
+    def step_table(self, t_star: torch.Tensor, steps: int) -> torch.Tensor:
+        """(N, S) descending steps from each t* to 0 (rows with t*+1 < S repeat steps, which is harmless)."""
+        S = max(1, int(steps))
+        frac = torch.linspace(1, 0, S, dtype=torch.float64)
+        return (t_star.double()[:, None] * frac[None]).round().long()
+
+    def step_sequence(self, t_start: int, steps: int) -> list[int]:
+        """Descending, distinct steps from t_start to 0 (at most ``steps`` of them)."""
+        return sorted(set(self.step_table(torch.tensor([t_start]), steps)[0].tolist()), reverse=True)
 
     @torch.inference_mode()
     def sample(self, n: int, steps: int = 50, generator: torch.Generator | None = None) -> torch.Tensor:
         """Generate from pure noise with DDIM (for sample grids)."""
         x = torch.randn(n, self.channels, self.image_size, self.image_size, generator=generator)
-        return self._reverse(x, self.step_sequence(self.schedule.T - 1, steps), "ddim", 0.0, generator)
+        ts = self.step_table(torch.full((n,), self.schedule.T - 1), steps)
+        return self._reverse(x, ts, "ddim", 0.0, generator)
 
-    def _reverse(self, x: torch.Tensor, ts: list[int], method: str, eta: float,
+    def _reverse(self, x: torch.Tensor, ts: torch.Tensor, method: str, eta: float,
                  generator: torch.Generator | None) -> torch.Tensor:
         if method not in ("ddim", "ddpm"):
             raise ValueError(f"unknown reverse process '{method}' (choose ddpm or ddim)")
         if method == "ddpm":
             eta = 1.0  # ancestral sampling on the respaced schedule == DDIM with eta = 1
+        S = ts.shape[1]
         x0 = x
-        for i, t in enumerate(ts):
-            a_t = self.schedule.abar(t)
-            a_s = self.schedule.abar(ts[i + 1]) if i + 1 < len(ts) else 1.0
-            eps = self._eps(x, t)
-            x0 = ((x - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5).clamp(-1, 1)
-            if i + 1 == len(ts):
+        for i in range(S):
+            t = ts[:, i]
+            a_t = self.abar[t].view(-1, 1, 1, 1)
+            eps = self.unet(x, t)
+            x0 = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
+            if i + 1 == S:
                 break
-            eps = (x - a_t ** 0.5 * x0) / (1 - a_t) ** 0.5  # consistent with the clipped x0
-            sig = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)) ** 0.5
-            x = a_s ** 0.5 * x0 + max(1 - a_s - sig ** 2, 0.0) ** 0.5 * eps
-            if sig > 0:
+            a_s = self.abar[ts[:, i + 1]].view(-1, 1, 1, 1)
+            eps = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()  # consistent with the clipped x0
+            sig = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).clamp_min(0).sqrt()
+            x = a_s.sqrt() * x0 + (1 - a_s - sig ** 2).clamp_min(0).sqrt() * eps
+            if eta > 0:
                 x = x + sig * torch.randn(x.shape, generator=generator)
         return x0
 

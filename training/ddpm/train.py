@@ -32,6 +32,8 @@ class TrainConfig:
     source: str = "sample"               # sample | torchvision
     epochs: int = 20
     max_minutes: float | None = None     # stop early at this wall-time budget
+    max_steps: int | None = None         # stop early after this many optimiser steps
+    eval_images: int = 200               # test images for the final PSNR report
     batch_size: int = 64
     lr: float = 1e-3
     base: int = 32
@@ -98,7 +100,7 @@ def _grid(model: Diffusion, clean: torch.Tensor, path: Path, sigma: float = 0.5)
     g = torch.Generator().manual_seed(0)
     noisy = add_noise(clean, sigma, g)
     den = model.denoise(noisy, sigma, "ddim", 20)
-    gen = model.sample(clean.shape[0], 50, g)
+    gen = model.sample(clean.shape[0], 25, g)
     save_image(torch.cat([noisy, den, clean, gen]) * 0.5 + 0.5, str(path), nrow=clean.shape[0], padding=1)
 
 
@@ -121,9 +123,9 @@ def train_ddpm(cfg: TrainConfig, progress: bool = True) -> tuple[Diffusion, dict
     data = to_unit(arr)
     try:
         test_arr, _, _ = load_training_images(cfg.dataset, "test", size, ch, cfg.source)
-        test = to_unit(test_arr[:200])
+        test = to_unit(test_arr[: cfg.eval_images])
     except Exception:
-        test = data[:200]
+        test = data[: cfg.eval_images]
     model = build_diffusion(ch, size, cfg.base, tuple(cfg.mults), cfg.num_res, cfg.schedule, cfg.T)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
@@ -134,7 +136,9 @@ def train_ddpm(cfg: TrainConfig, progress: bool = True) -> tuple[Diffusion, dict
     out.parent.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.05)
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    warmup = max(1, min(100, total // 10))
     start = time.time()
     step, losses, epoch_done = 0, [], 0
     bar = tqdm(total=total, desc=f"train ddpm {Path(cfg.dataset).name}", disable=not progress, unit="step")
@@ -149,21 +153,26 @@ def train_ddpm(cfg: TrainConfig, progress: bool = True) -> tuple[Diffusion, dict
             n = x0.shape[0]
             focus = torch.rand(n) < cfg.focus_frac
             t = torch.where(focus, torch.randint(0, t_focus + 1, (n,)), torch.randint(0, cfg.T, (n,)))
+            # warm-up then cosine decay over the run (by steps, or by wall time when a budget is set)
+            frac = step / total
+            if cfg.max_minutes:
+                frac = max(frac, (time.time() - start) / (cfg.max_minutes * 60))
+            for grp in opt.param_groups:
+                grp["lr"] = cfg.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
             loss = model.loss(x0, t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
             opt.step()
-            sched.step()
             step += 1
             decay = min(cfg.ema, (1 + step) / (10 + step))
             with torch.no_grad():
                 for pe, pm in zip(ema.unet.parameters(), model.unet.parameters()):
                     pe.lerp_(pm, 1 - decay)
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", epoch=epoch + 1)
-            if cfg.max_minutes and time.time() - start > cfg.max_minutes * 60:
+            if (cfg.max_minutes and time.time() - start > cfg.max_minutes * 60) or step >= total:
                 stop = True
                 break
         epoch_done = epoch + 1 if not stop else epoch + (i + cfg.batch_size) / len(data)

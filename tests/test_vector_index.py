@@ -1,0 +1,64 @@
+"""The FAISS wrapper: factory strings, ids, removal (real or hidden), atomic save and damaged files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lookalike.retrieval.index import IndexError_, VectorIndex, choose_index_type, needs_training, resolve_factory
+
+
+def _data(n=3000, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return np.arange(100, 100 + n, dtype=np.int64), x
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW32", "IVF64,Flat", "IVF64,PQ8"])
+def test_search_finds_each_vector_itself(factory):
+    ids, x = _data()
+    idx = VectorIndex.create(x.shape[1], factory, train_vectors=x if needs_training(factory, 32) else None)
+    idx.add(ids, x)
+    scores, found = idx.search(x[:50], 5)
+    hit = (found[:, 0] == ids[:50]).mean()
+    assert hit >= (1.0 if "PQ" not in factory else 0.6), (factory, hit)
+    assert len(idx) == len(ids) and set(idx.ids()) == set(ids)
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW32", "IVF64,Flat"])
+def test_remove_and_persist(factory, tmp_path):
+    ids, x = _data()
+    idx = VectorIndex.create(x.shape[1], factory, train_vectors=x if needs_training(factory, 32) else None)
+    idx.add(ids, x)
+    gone = ids[:10]
+    assert idx.remove(gone) == 10
+    _, found = idx.search(x[:10], 3)
+    assert not np.isin(found, gone).any()
+    assert len(idx) == len(ids) - 10
+    if factory == "HNSW32":
+        assert idx.hidden == set(int(i) for i in gone)  # HNSW cannot delete: hidden instead
+    path = tmp_path / "v.faiss"
+    idx.save(path)
+    back = VectorIndex.load(path)
+    assert back.ntotal == idx.ntotal and back.dim == 32
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_damaged_and_missing_files(tmp_path):
+    with pytest.raises(IndexError_, match="missing"):
+        VectorIndex.load(tmp_path / "none.faiss")
+    bad = tmp_path / "bad.faiss"
+    bad.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(IndexError_, match="damaged"):
+        VectorIndex.load(bad)
+    with pytest.raises(IndexError_, match="invalid index type"):
+        VectorIndex.create(32, "NoSuchIndex7")
+
+
+def test_choose_and_resolve():
+    assert choose_index_type(1000, 1280) == "Flat"
+    assert choose_index_type(200_000, 1280) == "HNSW32"
+    assert choose_index_type(2_000_000, 256, max_memory_bytes=200_000_000).startswith("IVF4096,PQ")
+    assert resolve_factory("IVF1024,PQ32", 1000) == "IVF16,PQ32"
+    assert resolve_factory("IVF1024,Flat", 10**6) == "IVF1024,Flat"
+    assert resolve_factory("HNSW32", 10) == "HNSW32"
