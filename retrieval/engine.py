@@ -123,8 +123,10 @@ class _WriterLock:
 
         self.fh = open(self.path, "a+")
         try:
-            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # POSIX record lock: held by this process only, not inherited by forked decoding workers,
+            # so a SIGKILLed writer never leaves a lock behind.
+            fcntl.lockf(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             self.fh.close()
             raise EngineError(f"{self.path.parent}: another lookalike process is writing this index; try again when it ends") from None
         return self
@@ -133,7 +135,7 @@ class _WriterLock:
         import fcntl
 
         if self.fh:
-            fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+            fcntl.lockf(self.fh.fileno(), fcntl.LOCK_UN)
             self.fh.close()
 
 

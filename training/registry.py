@@ -15,7 +15,7 @@ MODELS_DIR = Path(lookalike.training.__file__).resolve().parent.parent / "models
 # name -> (file, description)
 SHIPPED: dict[str, tuple[str, str]] = {
     "siamese-contrastive-mnist": ("siamese-contrastive-mnist.pt", "Siamese CNN, contrastive loss, MNIST-sample (64-d)"),
-    "siamese-triplet-mnist": ("siamese-triplet-mnist.pt", "Siamese CNN, triplet loss (batch-hard), MNIST-sample (64-d)"),
+    "siamese-triplet-mnist": ("siamese-triplet-mnist.pt", "Siamese CNN, triplet loss (semi-hard), MNIST-sample (64-d)"),
     "siamese-contrastive-cifar10": ("siamese-contrastive-cifar10.pt", "Siamese CNN, contrastive loss, CIFAR-10-sample"),
     "siamese-triplet-cifar10": ("siamese-triplet-cifar10.pt", "Siamese CNN, triplet loss, CIFAR-10-sample"),
     "ntxent-cifar10": ("ntxent-lite0-cifar10.pt", "NT-Xent head on frozen efficientnet_lite0, CIFAR-10-sample"),
