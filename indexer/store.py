@@ -123,26 +123,38 @@ def sqlite_url(path: str | os.PathLike) -> str:
 class MetadataStore:
     """Typed access to the metadata database; every write is one transaction."""
 
-    def __init__(self, url: str, dim: int | None = None) -> None:
+    def __init__(self, url: str, dim: int | None = None, read_only: bool = False) -> None:
         self.url = url
         self.dim = dim
+        self.read_only = read_only
         try:
-            if url.startswith("sqlite"):
-                self.engine: SAEngine = create_engine(url, connect_args={"timeout": 30})
+            if url.startswith("sqlite") and read_only:
+                # a read-only folder (mount, share): SQLite cannot create its WAL index there, and nobody can
+                # write it, so read it as an immutable file
+                path = url.split(":///", 1)[1]
+                self.engine: SAEngine = create_engine(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true")
+            elif url.startswith("sqlite"):
+                self.engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
-            Base.metadata.create_all(self.engine)
+            if url.startswith("sqlite"):
+                # check before anything is written: a damaged database is reported, never modified
+                with self.engine.connect() as c:
+                    ok = c.execute(text("PRAGMA quick_check")).scalar()
+                if ok != "ok":
+                    raise StoreError(f"{url}: database is corrupted ({ok}); it was left untouched")
+            if not read_only:
+                Base.metadata.create_all(self.engine)
             with self.session() as s:
-                if s.get(MetaRow, "schema_version") is None:
+                if s.get(MetaRow, "schema_version") is None and not read_only:
                     s.add(MetaRow(key="schema_version", value=SCHEMA_VERSION))
                     s.commit()
-                if url.startswith("sqlite"):
-                    ok = s.execute(text("PRAGMA quick_check")).scalar()
-                    if ok != "ok":
-                        raise StoreError(f"{url}: database is corrupted ({ok}); it was left untouched")
         except (DatabaseError, OperationalError) as exc:
-            raise StoreError(f"{url}: cannot open metadata database ({exc.orig if hasattr(exc, 'orig') else exc})") from None
+            reason = exc.orig if hasattr(exc, "orig") else exc
+            if "not a database" in str(reason) or "malformed" in str(reason):
+                raise StoreError(f"{url}: database is corrupted ({reason}); it was left untouched") from None
+            raise StoreError(f"{url}: cannot open metadata database ({reason})") from None
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

@@ -164,9 +164,13 @@ def cmd_errors(args) -> int:
 
 
 def cmd_remove(args) -> int:
+    from .retrieval.engine import EngineError
+
     engine = _open(args)
     try:
         n = engine.remove(args.paths)
+    except EngineError as exc:
+        return _fail(str(exc))
     finally:
         engine.close()
     print(f"removed {n} file(s)")

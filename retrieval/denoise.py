@@ -23,6 +23,24 @@ SIGMA_ESTIMATOR = "ddpm-sigma-estimator"
 _GRAY_TOL = 3.0  # mean |channel difference| (0-255) below which an RGB image counts as grayscale
 _LOCK = threading.Lock()
 _MODELS: dict[str, object] = {}
+# torch threads for the small denoising nets; on a busy few-core CPU more threads are many times slower
+DENOISE_THREADS = 1
+
+
+class _threads:
+    """Temporarily run torch with ``n`` intra-op threads (None: leave as is)."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.old = n, None
+
+    def __enter__(self) -> None:
+        if self.n:
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.old is not None:
+            torch.set_num_threads(self.old)
 
 
 class DenoiseError(ValueError):
@@ -133,7 +151,8 @@ def estimate_sigma(image: Image.Image, estimator: str = "auto") -> float:
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
     if gray:
         x = x[:, :1]
-    return float(net.estimate(x)[0])
+    with _threads(DENOISE_THREADS):
+        return float(net.estimate(x)[0])
 
 
 def classical_denoise(arr: np.ndarray, sigma: float) -> np.ndarray:
@@ -223,16 +242,23 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
     if diff.channels == 1:
         x = x[:, :1]
     g = torch.Generator().manual_seed(int(seed))
+    with _threads(DENOISE_THREADS):
+        out = _run_diffusion(diff, x, sig, used, n_samples, steps, g)
+    samples = [_to_pil(o.permute(1, 2, 0).numpy()[..., 0] if diff.channels == 1 else o.permute(1, 2, 0).numpy())
+               for o in out]
+    return done(samples, used, name, None)
+
+
+def _run_diffusion(diff, x: torch.Tensor, sig: float, used: str, n_samples: int, steps: int,
+                   g: torch.Generator) -> torch.Tensor:
     if used == "ddim":
         outs = [diff.denoise(x, sig, "ddim", steps)]
         if n_samples > 1:
             outs.append(diff.denoise(x.repeat(n_samples - 1, 1, 1, 1), sig, "ddim", steps, eta=0.5, generator=g))
-        out = torch.cat(outs)
+        return torch.cat(outs)
     else:
         out = diff.denoise(x.repeat(n_samples, 1, 1, 1), sig, "ddpm", steps, generator=g)
-    samples = [_to_pil(o.permute(1, 2, 0).numpy()[..., 0] if diff.channels == 1 else o.permute(1, 2, 0).numpy())
-               for o in out]
-    return done(samples, used, name, None)
+    return out
 
 
 def consistency_score(neighbour_id_lists: list[list[int]]) -> float:

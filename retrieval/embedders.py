@@ -296,7 +296,10 @@ def _load_plugins() -> None:
 
 
 def get_embedder(name: str, *, cache: bool = True, **kwargs) -> Embedder:
-    """Build an embedder by name: a registered name, ``checkpoint:PATH``, ``a+b`` ensembles or any timm model."""
+    """Build an embedder by name: a registered name, ``checkpoint:PATH``, ``a+b`` ensembles or any timm model.
+
+    A suffix ``@SIZE`` (e.g. ``efficientnet_lite0@128``) runs the model at another input size.
+    """
     key = (name, tuple(sorted(kwargs.items())))
     with _LOCK:
         if cache and key in _CACHE:
@@ -327,6 +330,11 @@ def _build(name: str, **kwargs) -> Embedder:
         raise EmbedderError(f"{path}: not a lookalike checkpoint (no loader recognises it)")
     if name in _REGISTRY:
         return _REGISTRY[name](**kwargs)
+    base, sep, size = name.rpartition("@")
+    if sep and size.isdigit() and "+" not in name:  # "efficientnet_lite0@128": same model, another input size
+        emb = _build(base, **{**kwargs, "input_size": int(size)})
+        emb.name = name
+        return emb
     if "+" in name:
         members = [get_embedder(part, **kwargs) for part in name.split("+")]
         return EnsembleEmbedder(members, name=name)

@@ -21,6 +21,7 @@ from PIL import Image
 
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, open_image_bytes, sha256_file
 from lookalike.indexer.store import MetadataStore, StoreError, sqlite_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from .embedders import DEFAULT_EMBEDDER, Embedder, EmbedderError, get_embedder
 from .index import IndexError_, VectorIndex, choose_index_type, needs_training
@@ -111,6 +112,24 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _os_reason(exc: BaseException) -> str:
+    """The OS reason of a failed write (faiss reports errno text inside a long RuntimeError)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    text = str(exc)
+    for reason in ("No space left on device", "Read-only file system", "Permission denied", "File too large",
+                   "Disk quota exceeded"):
+        if reason in text:
+            return reason
+    return text.strip().splitlines()[-1][:200] if text.strip() else type(exc).__name__
+
+
+def _storage_error(engine: "Engine", exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    reason = str(orig).strip().splitlines()[0][:200] if str(orig).strip() else type(orig).__name__
+    return f"{engine.store.url}: cannot write metadata ({reason}); what was committed before is kept"
+
+
 class _WriterLock:
     """An exclusive advisory lock on the index folder for the duration of a write."""
 
@@ -121,7 +140,10 @@ class _WriterLock:
     def __enter__(self):
         import fcntl
 
-        self.fh = open(self.path, "a+")
+        try:
+            self.fh = open(self.path, "a+")
+        except OSError as exc:
+            raise EngineError(f"{self.path.parent}: cannot write to the index folder ({exc.strerror or exc})") from None
         try:
             # POSIX record lock: held by this process only, not inherited by forked decoding workers,
             # so a SIGKILLed writer never leaves a lock behind.
@@ -129,6 +151,12 @@ class _WriterLock:
         except OSError:
             self.fh.close()
             raise EngineError(f"{self.path.parent}: another lookalike process is writing this index; try again when it ends") from None
+        # temp files left by a writer that was killed mid-save (only a lock holder writes them)
+        for stale in list(self.path.parent.glob(".vectors-*.faiss.tmp")) + list(self.path.parent.glob(f".{CONFIG_NAME}-*.tmp")):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
         return self
 
     def __exit__(self, *exc) -> None:
@@ -205,8 +233,13 @@ class Engine:
             except OSError as exc:
                 raise EngineError(f"{cfg_path}: cannot write ({exc.strerror})") from None
         url = config.get("db_url") or sqlite_url(root / DB_NAME)
+        db_file = root / DB_NAME
+        if not config.get("db_url") and config.get("index_written") and (not db_file.exists() or db_file.stat().st_size == 0):
+            raise EngineError(f"{db_file}: metadata database is {'missing' if not db_file.exists() else 'empty'} but this index "
+                              f"held vectors; restore it from a backup (nothing was written)")
+        read_only = not os.access(root, os.W_OK)
         try:
-            store = MetadataStore(url, dim=int(config["dim"]))
+            store = MetadataStore(url, dim=int(config["dim"]), read_only=read_only and not config.get("db_url"))
         except StoreError as exc:
             raise EngineError(str(exc)) from None
         engine = cls(root, config, store, None, max_pixels=max_pixels)
@@ -328,8 +361,9 @@ class Engine:
             return
         try:
             self.index.save(self.index_path)
-        except OSError as exc:
-            raise EngineError(f"{self.index_path}: cannot write index ({exc.strerror or exc})") from None
+        except (OSError, RuntimeError) as exc:
+            raise EngineError(f"{self.index_path}: cannot write index ({_os_reason(exc)}); the previous index file "
+                              f"is kept and the database holds every committed vector") from None
         if not self.config.get("index_written") or self.config.get("factory") != self.index.factory:
             self.config["index_written"] = True
             self.config["factory"] = self.index.factory
@@ -358,16 +392,23 @@ class Engine:
                 raise EngineError(str(exc)) from None
             except StoreError as exc:
                 raise EngineError(str(exc)) from None
+            except SQLAlchemyError as exc:
+                raise EngineError(_storage_error(self, exc)) from None
+            except OSError as exc:
+                raise EngineError(f"{self.root}: cannot write ({exc.strerror or exc}); what was committed before is kept") from None
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
         """Forget files (or everything below folders); returns how many files were removed."""
         targets = [os.path.abspath(os.fspath(p)) for p in paths]
         with _WriterLock(self.root):
-            self._sync()
-            known = self.store.file_states(under=targets)
-            orphans = self.store.remove_paths(list(known))
-            self._index_remove(orphans)
-            self.save_index()
+            try:
+                self._sync()
+                known = self.store.file_states(under=targets)
+                orphans = self.store.remove_paths(list(known))
+                self._index_remove(orphans)
+                self.save_index()
+            except SQLAlchemyError as exc:
+                raise EngineError(_storage_error(self, exc)) from None
         return len(known)
 
     def rebuild(self, index_type: str | None = None) -> str:
@@ -389,7 +430,10 @@ class Engine:
                     raise EngineError(str(exc)) from None
             self._write_config()
             if self.index is not None:
-                self.index.save(self.index_path)
+                try:
+                    self.index.save(self.index_path)
+                except (OSError, RuntimeError) as exc:
+                    raise EngineError(f"{self.index_path}: cannot write index ({_os_reason(exc)})") from None
                 self.config["index_written"] = True
                 self.config["factory"] = self.index.factory
                 self._write_config()

@@ -11,6 +11,15 @@ from lookalike.training.ddpm import CheckpointError, NoiseSchedule, UNet, build_
 from lookalike.training.ddpm.noise import add_noise, psnr, to_unit
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared 2-core machine, oversubscribed OpenMP threads are ~10x slower."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _sample(name: str, split: str = "test"):
     from lookalike.data.samples import DataError, load_sample
 

@@ -21,12 +21,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ds = args.dataset
     if not os.path.isdir(ds) and ds.lower().replace("-sample", "") not in ("mnist", "cifar10"):
         return _err(f"--dataset {ds}: not mnist, cifar10 or an existing folder")
+    if args.init and not os.path.isfile(args.init):
+        return _err(f"--init {args.init}: checkpoint not found")
     if args.image_size is not None and args.image_size not in (28, 32, 64):
         return _err(f"--image-size {args.image_size}: choose 28, 32 or 64")
     cfg = TrainConfig(dataset=ds, out=args.out, image_size=args.image_size, channels=args.channels, source=args.source,
                       epochs=args.epochs, max_minutes=args.max_minutes, batch_size=args.batch_size, lr=args.lr,
                       base=args.base, schedule=args.schedule, grid_every=args.grid_every, seed=args.seed,
-                      threads=args.threads, focus_sigma=args.focus_sigma, focus_frac=args.focus_frac)
+                      threads=args.threads, focus_sigma=args.focus_sigma, focus_frac=args.focus_frac,
+                      init=args.init)
     try:
         _, info = train_ddpm(cfg)
     except (ValueError, FileNotFoundError) as exc:
@@ -73,8 +76,12 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from lookalike.benchmarks_denoise import run_single  # type: ignore[import-not-found]
+    import torch
 
+    from .bench import run_single
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return run_single(args)
 
 
@@ -97,6 +104,7 @@ def add_commands(subparsers, train_subparsers, bench_subparsers) -> None:
     t.add_argument("--grid-every", type=int, default=5, help="sample grid PNG every N epochs (0: never)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--init", default=None, help="continue training from this DDPM checkpoint")
     t.set_defaults(func=_cmd_train)
 
     def denoise_args(p: argparse.ArgumentParser) -> None:
@@ -122,5 +130,6 @@ def add_commands(subparsers, train_subparsers, bench_subparsers) -> None:
     b.add_argument("--queries", type=int, default=300)
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench)

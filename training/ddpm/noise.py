@@ -9,7 +9,7 @@ __all__ = ["add_noise", "psnr", "to_unit", "from_unit"]
 
 def to_unit(images: np.ndarray) -> torch.Tensor:
     """uint8 (N,H,W) or (N,H,W,C) -> float NCHW in [-1, 1]."""
-    arr = torch.from_numpy(np.asarray(images)).float()
+    arr = torch.from_numpy(np.array(images, copy=True)).float()
     if arr.dim() == 3:
         arr = arr[:, None]
     else:

@@ -47,6 +47,7 @@ class TrainConfig:
     grid_every: int = 5
     seed: int = 0
     threads: int | None = None
+    init: str | None = None              # continue from this checkpoint (same channels / size)
     command: str = field(default_factory=lambda: "lookalike " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 
@@ -126,7 +127,17 @@ def train_ddpm(cfg: TrainConfig, progress: bool = True) -> tuple[Diffusion, dict
         test = to_unit(test_arr[: cfg.eval_images])
     except Exception:
         test = data[: cfg.eval_images]
-    model = build_diffusion(ch, size, cfg.base, tuple(cfg.mults), cfg.num_res, cfg.schedule, cfg.T)
+    if cfg.init:
+        from .diffusion import load_checkpoint
+
+        model = load_checkpoint(cfg.init)
+        if (model.channels, model.image_size) != (ch, size):
+            raise ValueError(f"--init {cfg.init}: trained on {model.channels}x{model.image_size}px, data is {ch}x{size}px")
+        prev = dict(model.meta)
+        model.meta = {}
+    else:
+        model = build_diffusion(ch, size, cfg.base, tuple(cfg.mults), cfg.num_res, cfg.schedule, cfg.T)
+        prev = {}
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -191,6 +202,10 @@ def train_ddpm(cfg: TrainConfig, progress: bool = True) -> tuple[Diffusion, dict
             "t_sampling": f"{cfg.focus_frac:.0%} of steps uniform in [0, t*(sigma={cfg.focus_sigma})={t_focus}], rest uniform in [0, {cfg.T})",
             "final_loss": round(float(np.mean(losses[-100:])), 5), "wall_time_s": round(wall, 1),
             "command": cfg.command, "torch_threads": torch.get_num_threads(), "metrics": metrics}
+    if prev:
+        meta["continued_from"] = {k: prev.get(k) for k in ("command", "steps", "wall_time_s", "final_loss")}
+        meta["total_steps"] = int(prev.get("total_steps", prev.get("steps", 0))) + step
+        meta["total_wall_time_s"] = round(float(prev.get("total_wall_time_s", prev.get("wall_time_s", 0))) + wall, 1)
     ema.meta = meta
     save_checkpoint(ema, out, meta)
     with open(out.with_suffix(".json"), "w") as fh:

@@ -1,0 +1,400 @@
+"""Fault and concurrency stress: random SIGKILLs + resume vs a clean run, a searcher process running throughout,
+and a catalogue of bad inputs (damaged/missing files, read-only folder, full disk, a second writer, bad images).
+
+    nice -n 10 .venv/bin/python benchmarks/stress.py --n 600 --kills 20 --out /tmp/stress.json
+
+Pass criteria: after the last resume the killed index holds exactly what a clean run holds (same path -> sha256
+map, same sha256 set with bit-identical vectors, no duplicate rows, no orphans, FAISS ids == database ids, no
+temp files left); every search served by the searcher process returned only ids that have a row and a file; every
+bad input gave a one-line "lookalike: ..." error (no traceback) or a clean skip, and lost nothing committed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PY = sys.executable
+
+
+def make_images(folder: Path, n: int, seed: int = 0, size: int = 96) -> None:
+    from PIL import Image  # noqa: F401
+
+    from lookalike.data.photos import load_photo
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = [load_photo(p).convert("RGB") for p in ("astronaut", "chelsea", "coffee", "rocket", "coins", "camera")]
+    for i in range(n):
+        im = photos[i % len(photos)]
+        w, h = im.size
+        s = int(rng.integers(64, min(w, h) // 2))
+        x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
+        im.crop((x, y, x + s, y + s)).resize((size, size)).save(folder / f"im{i:05d}.jpg", quality=90)
+
+
+def index_cmd(imgs: Path, idx: Path, model: str) -> list[str]:
+    return [PY, "-m", "lookalike", "index", str(imgs), "--db", str(idx), "--model", model, "-q",
+            "--batch-size", "8", "--chunk-size", "16", "--workers", "1"]
+
+
+def db_count(db: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        n = con.execute("select count(*) from images").fetchone()[0]
+        con.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
+def snapshot(idx: Path) -> dict:
+    """Contents plus the invariants: no duplicate content, no orphans, FAISS ids == database ids."""
+    from lookalike import Engine
+
+    e = Engine.open(idx, create=False)
+    try:
+        con = sqlite3.connect(idx / "metadata.db")
+        paths = dict(con.execute("select f.path, i.sha256 from files f join images i on i.id = f.image_id"))
+        vecs = dict(con.execute("select sha256, vector from images"))
+        shas = [r[0] for r in con.execute("select sha256 from images")]
+        db_ids = {r[0] for r in con.execute("select id from images")}
+        orphans = con.execute("select count(*) from files where image_id not in (select id from images)").fetchone()[0]
+        empty = con.execute("select count(*) from images where id not in (select image_id from files)").fetchone()[0]
+        con.close()
+        problems = []
+        if len(shas) != len(set(shas)):
+            problems.append("duplicate content rows")
+        if orphans or empty:
+            problems.append(f"{orphans} files without image, {empty} images without file")
+        faiss_ids = set(int(i) for i in e.index.visible_ids()) if e.index is not None else set()
+        if faiss_ids != db_ids or (e.index is not None and e.index.ntotal != len(db_ids)):
+            problems.append(f"FAISS/database disagree: {len(faiss_ids ^ db_ids)} ids")
+        tmp = [p.name for p in idx.glob(".*.tmp")]
+        if tmp:
+            problems.append(f"temp files left: {tmp}")
+    finally:
+        e.close()
+    return {"paths": paths, "vectors": vecs, "problems": problems}
+
+
+# ------------------------------------------------------------------------------------------ searcher process
+def searcher(idx: Path, stop: Path, out: Path) -> int:
+    """Search the index while it is written: fresh snapshot every round, every result id must have its row."""
+    from lookalike import Engine, EngineError
+
+    rng = np.random.default_rng(os.getpid())
+    served = rounds = not_ready = 0
+    violations: list[str] = []
+    errors: list[str] = []
+    while not stop.exists():
+        try:
+            e = Engine.open(idx, create=False)
+        except EngineError as exc:
+            not_ready += 1
+            if "not a lookalike index" not in str(exc) and len(errors) < 20:
+                errors.append(f"open: {exc}")
+            time.sleep(0.05)
+            continue
+        except Exception as exc:  # anything else is a failure of the snapshot guarantee
+            errors.append(f"open: {type(exc).__name__}: {exc}")
+            time.sleep(0.05)
+            continue
+        rounds += 1
+        try:
+            if e.index is None or len(e.index) == 0:
+                not_ready += 1
+                time.sleep(0.02)
+                continue
+            for _ in range(10):
+                q = rng.standard_normal(e.dim).astype(np.float32)
+                _, ids = e.index.search(q / np.linalg.norm(q), 10)
+                ids = [int(i) for i in ids[0] if i >= 0]
+                rows = e.store.lookup(ids)
+                missing = set(ids) - set(rows)
+                if missing:
+                    violations.append(f"vector without row: {sorted(missing)[:5]}")
+                if any(not rows[i][3] for i in ids if i in rows):
+                    violations.append("row without file")
+                served += 1
+        except Exception as exc:
+            errors.append(f"search: {type(exc).__name__}: {exc}")
+        finally:
+            e.close()
+    out.write_text(json.dumps({"searches": served, "snapshots": rounds, "not_ready": not_ready,
+                               "violations": violations[:20], "n_violations": len(violations),
+                               "errors": errors[:20], "n_errors": len(errors)}))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ kills
+def kill_loop(imgs: Path, idx: Path, model: str, kills: int, t_work: float, t_start: float, n: int, rng) -> dict:
+    landed, finished_early, counts, runs = 0, 0, [], 0
+    while landed < kills:
+        remaining = t_work * max(0.0, 1 - db_count(idx / "metadata.db") / n)
+        if remaining <= 0.05 * t_work and runs > 0 and db_count(idx / "metadata.db") >= n:
+            break
+        delay = float(rng.uniform(0, t_start + 2 * remaining / max(1, kills - landed)))
+        proc = subprocess.Popen(index_cmd(imgs, idx, model), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        runs += 1
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            pass
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            landed += 1
+            counts.append(db_count(idx / "metadata.db"))
+        else:
+            finished_early += 1
+            if proc.returncode != 0:
+                return {"error": proc.stderr.read().decode()[-2000:]}
+            if db_count(idx / "metadata.db") >= n:
+                break
+    return {"kills": landed, "runs": runs, "runs_finished_before_kill": finished_early, "committed_at_kills": counts}
+
+
+# ------------------------------------------------------------------------------------------ bad inputs
+def _cli(*args) -> tuple[int, str, str]:
+    from lookalike.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(args))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _one_line(rc: int, err: str, *needles: str) -> bool:
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    return rc != 0 and "Traceback" not in err and last.startswith("lookalike: ") and any(n in last for n in needles)
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def bad_inputs(work: Path, imgs: Path, clean: Path, model: str) -> list[dict]:
+    results = []
+
+    def record(name: str, ok: bool, detail: str) -> None:
+        results.append({"input": name, "ok": bool(ok), "detail": detail.strip().splitlines()[-1][:200] if detail.strip() else ""})
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+
+    base = snapshot(clean)
+    query = str(sorted(imgs.iterdir())[5])
+
+    def fresh(name: str) -> Path:
+        d = work / "bad" / name
+        shutil.copytree(clean, d)
+        return d
+
+    # damaged / missing FAISS file: reported at open, 'rebuild' restores it from the stored vectors
+    for kind in ("truncated", "random bytes", "zero length", "missing"):
+        d = fresh(f"faiss-{kind.replace(' ', '-')}")
+        f = d / "vectors.faiss"
+        if kind == "truncated":
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+        elif kind == "random bytes":
+            f.write_bytes(os.urandom(f.stat().st_size))
+        elif kind == "zero length":
+            f.write_bytes(b"")
+        else:
+            f.unlink()
+        rc, _, err = _cli("search", query, "--db", str(d))
+        ok = _one_line(rc, err, "lookalike rebuild")
+        rc2, _, err2 = _cli("rebuild", "--db", str(d))
+        after = snapshot(d)
+        ok = ok and rc2 == 0 and after["vectors"] == base["vectors"] and not after["problems"]
+        rc3, out3, _ = _cli("search", query, "--db", str(d), "-k", "1")
+        record(f"FAISS file {kind}", ok and rc3 == 0 and query in out3, err)
+
+    # damaged / missing database: reported, never modified
+    for kind in ("pages overwritten", "header overwritten", "zero length", "missing"):
+        d = fresh(f"db-{kind.replace(' ', '-')}")
+        db = d / "metadata.db"
+        if kind == "pages overwritten":
+            data = bytearray(db.read_bytes())
+            data[4096 : 4096 * 4] = os.urandom(4096 * 3)
+            db.write_bytes(bytes(data))
+        elif kind == "header overwritten":
+            with open(db, "r+b") as fh:
+                fh.write(b"not a database" * 4)
+        elif kind == "zero length":
+            db.write_bytes(b"")
+        else:
+            db.unlink()
+        before = _sha(db) if db.exists() else None
+        rc, _, err = _cli("search", query, "--db", str(d))
+        rc2, _, err2 = _cli("index", str(imgs), "--db", str(d), "-q", "--workers", "0")
+        wal = d / "metadata.db-wal"
+        untouched = (_sha(db) if db.exists() else None) == before and (not wal.exists() or wal.stat().st_size == 0)
+        record(f"database {kind}", _one_line(rc, err, "corrupted", "missing", "empty")
+               and _one_line(rc2, err2, "corrupted", "missing", "empty") and untouched, err)
+
+    # damaged configuration
+    d = fresh("config")
+    (d / "lookalike.json").write_text("{not json")
+    rc, _, err = _cli("search", query, "--db", str(d))
+    record("lookalike.json not JSON", _one_line(rc, err, "unreadable index configuration"), err)
+
+    # wrong model for an existing index
+    d = fresh("model")
+    rc, _, err = _cli("index", str(imgs), "--db", str(d), "--model", "pixels-gray" if model != "pixels-gray" else "pixels", "-q")
+    record("another model on an existing index", _one_line(rc, err, "was built with model"), err)
+
+    # a second writer while one is running
+    d = work / "bad" / "second-writer"
+    p = subprocess.Popen(index_cmd(imgs, d, model), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t_end = time.time() + 120
+    while db_count(d / "metadata.db") == 0 and time.time() < t_end and p.poll() is None:
+        time.sleep(0.01)
+    rc, _, err = _cli("index", str(imgs), "--db", str(d), "-q", "--workers", "0")
+    running = p.poll() is None
+    p.wait()
+    record("second writer during indexing", running and _one_line(rc, err, "another lookalike process is writing")
+           and p.returncode == 0 and not snapshot(d)["problems"], err)
+
+    # bad image files among good ones: skipped with a reason, the run completes
+    d = work / "bad" / "bad-images"
+    src = d / "imgs"
+    src.mkdir(parents=True)
+    for f in sorted(imgs.iterdir())[:10]:
+        shutil.copy(f, src / f.name)
+    (src / "zero.jpg").write_bytes(b"")
+    (src / "truncated.jpg").write_bytes((imgs / sorted(os.listdir(imgs))[0]).read_bytes()[:300])
+    (src / "text.png").write_text("hello, I am not a PNG")
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    (src / "bomb.png").write_bytes(bomb)
+    rc, out, err = _cli("index", str(src), "--db", str(d / "idx"), "--model", model, "-q", "--workers", "0")
+    errs = _cli("errors", "--db", str(d / "idx"))[1]
+    record("bad images (zero-length, truncated, text, 3.6-gigapixel header)",
+           rc == 0 and "indexed 10" in out and "skipped 4" in out and all(x in errs for x in ("zero.jpg", "truncated.jpg", "text.png", "bomb.png")), out)
+
+    # read-only folder and full disk need mounts (root)
+    if os.geteuid() == 0:
+        d = fresh("read-only")
+        view = work / "bad" / "read-only-view"
+        view.mkdir()
+        if subprocess.run(["mount", "--bind", str(d), str(view)]).returncode == 0:
+            try:
+                subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+                rc, _, err = _cli("index", str(imgs), "--db", str(view), "-q", "--workers", "0")
+                rc2, out2, _ = _cli("search", query, "--db", str(view), "-k", "1")
+                record("read-only index folder (index; search still works)",
+                       _one_line(rc, err, "Read-only file system") and rc2 == 0 and query in out2, err)
+            finally:
+                subprocess.run(["umount", str(view)])
+            record("read-only: committed data intact", snapshot(d)["vectors"] == base["vectors"], "")
+        mnt = work / "bad" / "tiny"
+        mnt.mkdir()
+        size = int(sum(f.stat().st_size for f in clean.iterdir()) * 3 + 8 * 2**20)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]).returncode == 0:
+            try:
+                half = work / "bad" / "half"
+                half.mkdir()
+                for f in sorted(imgs.iterdir())[: len(os.listdir(imgs)) // 4]:
+                    shutil.copy(f, half / f.name)
+                idx = mnt / "idx"
+                assert _cli("index", str(half), "--db", str(idx), "--model", model, "-q", "--workers", "0")[0] == 0
+                before = snapshot(idx)
+                st = os.statvfs(mnt)
+                (mnt / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 256 * 1024))
+                rc, _, err = _cli("index", str(imgs), "--db", str(idx), "-q", "--workers", "0")
+                ok = _one_line(rc, err, "No space left on device", "disk is full")
+                (mnt / "filler").unlink()
+                after = snapshot(idx)
+                ok2 = set(before["vectors"]) <= set(after["vectors"]) and not after["problems"]
+                rc3 = _cli("index", str(imgs), "--db", str(idx), "-q", "--workers", "0")[0]
+                record("disk full (tmpfs) during indexing", ok and ok2 and rc3 == 0 and not snapshot(idx)["problems"], err)
+            finally:
+                subprocess.run(["umount", "-l", str(mnt)])
+    else:
+        record("read-only folder / disk full", False, "skipped: needs root for mounts (see tests/test_faults.py)")
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=600, help="images in the collection")
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--model", default="pixels")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default=None, help="work folder (default: a temp folder, removed)")
+    ap.add_argument("--out", default=None, help="write the figures as JSON here")
+    ap.add_argument("--skip-bad-inputs", action="store_true")
+    ap.add_argument("--searcher", nargs=3, metavar=("IDX", "STOP", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.searcher:
+        return searcher(*map(Path, args.searcher))
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="lookalike-stress-"))
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    try:
+        imgs = work / "imgs"
+        make_images(imgs, args.n, seed=args.seed)
+        clean, idx = work / "clean", work / "killed"
+        t = time.perf_counter()
+        r = subprocess.run(index_cmd(imgs, clean, args.model), capture_output=True, text=True)
+        t_clean = time.perf_counter() - t
+        assert r.returncode == 0, r.stderr
+        t = time.perf_counter()
+        subprocess.run(index_cmd(imgs, clean, args.model), capture_output=True, check=True)
+        t_noop = time.perf_counter() - t
+        print(json.dumps({"clean_run_s": round(t_clean, 1), "noop_run_s": round(t_noop, 1)}), file=sys.stderr, flush=True)
+
+        stop, sout = work / "stop", work / "searcher.json"
+        sp = subprocess.Popen([PY, os.path.abspath(__file__), "--searcher", str(idx), str(stop), str(sout)])
+        kl = kill_loop(imgs, idx, args.model, args.kills, max(0.1, t_clean - t_noop), t_noop, args.n, rng)
+        print(json.dumps(kl), file=sys.stderr, flush=True)
+        r = subprocess.run(index_cmd(imgs, idx, args.model), capture_output=True, text=True)
+        resume_ok = r.returncode == 0
+        stop.touch()
+        sp.wait(timeout=300)
+        srch = json.loads(sout.read_text())
+        got, want = snapshot(idx), snapshot(clean)
+        equal = got["paths"] == want["paths"] and got["vectors"] == want["vectors"]
+        summary = {"images": args.n, "model": args.model, **kl, "final_resume_ok": resume_ok,
+                   "same_as_clean_run": equal, "problems": got["problems"], "clean_run_s": round(t_clean, 1),
+                   "searcher": srch}
+        if not args.skip_bad_inputs:
+            bad = bad_inputs(work, imgs, clean, args.model)
+            summary["bad_inputs_tried"] = len(bad)
+            summary["bad_inputs_ok"] = sum(b["ok"] for b in bad)
+            summary["bad_inputs"] = bad
+        summary["total_s"] = round(time.perf_counter() - t0, 1)
+    finally:
+        if not args.work:
+            for m in (work / "bad" / "tiny", work / "bad" / "read-only-view"):
+                if os.path.ismount(m):
+                    subprocess.run(["umount", "-l", str(m)])
+            shutil.rmtree(work, ignore_errors=True)
+    text = json.dumps(summary, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    ok = (summary["kills"] >= args.kills and equal and not got["problems"] and srch["n_violations"] == 0
+          and srch["n_errors"] == 0 and summary.get("bad_inputs_ok") == summary.get("bad_inputs_tried"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

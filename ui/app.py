@@ -1,0 +1,43 @@
+"""lookalike web app: ``lookalike ui --db INDEX_DIR`` (or ``streamlit run app.py -- --db INDEX_DIR``).
+
+Four pages share one cached engine (see :mod:`lookalike.ui.state`): Search, Index, Explore and Compare.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from lookalike.ui import compare_page, explore_page, index_page, search_page, state
+
+st.set_page_config(page_title="lookalike", page_icon=":material/image_search:", layout="wide")
+
+
+def _sidebar() -> None:
+    cfg = state.settings()
+    with st.sidebar:
+        st.markdown("### lookalike")
+        st.caption("Offline image similarity search")
+        if not cfg.db:
+            st.warning("No index folder: start with `lookalike ui --db DIR`.")
+            return
+        try:
+            eng = state.get_engine(cfg.db)
+        except Exception as exc:  # a damaged index: the pages show the message too
+            st.error(str(exc))
+            return
+        if eng is None:
+            st.caption(f"Index `{cfg.db}` (empty)")
+            return
+        n = len(eng.index) if eng.index is not None else 0
+        st.caption(f"Index `{cfg.db}`  \n{n} images · model **{eng.config['model']}**"
+                   + ("  \nread-only" if cfg.read_only else ""))
+
+
+pages = [
+    st.Page(search_page.render, title="Search", icon=":material/search:", url_path="search", default=True),
+    st.Page(index_page.render, title="Index", icon=":material/folder_open:", url_path="index"),
+    st.Page(explore_page.render, title="Explore", icon=":material/scatter_plot:", url_path="explore"),
+    st.Page(compare_page.render, title="Compare", icon=":material/compare:", url_path="compare"),
+]
+nav = st.navigation(pages)
+_sidebar()
+nav.run()

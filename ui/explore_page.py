@@ -1,0 +1,138 @@
+"""Explore page: a 2-D map (PCA or t-SNE) of the index's embeddings, coloured by folder, label or cluster."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import streamlit as st
+
+from . import state
+
+TSNE_MAX = 3000     # t-SNE is O(n^2)-ish: subsample above this many points
+MAP_MAX = 20000     # PCA map: subsample above this many points (the chart stays responsive)
+THUMBS_MAX = 24
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """First two principal components of the rows of ``x``."""
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(axis=0, keepdims=True)
+    if len(x) < 2:
+        return np.zeros((len(x), 2))
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    out = x @ vt[:2].T
+    return out if out.shape[1] == 2 else np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+
+
+@st.cache_data(max_entries=8, show_spinner="Projecting embeddings…")
+def projection(db: str, stamp: tuple, method: str, max_points: int, seed: int = 0) -> dict:
+    """{"ids", "x", "y", "path", "folder", "label", "total"} for up to ``max_points`` indexed images."""
+    eng = state.get_engine(db)
+    with state.engine_lock(db):
+        ids, vecs = eng.vectors()
+        roots = eng.store.roots()
+    total = len(ids)
+    if total > max_points:
+        pick = np.sort(np.random.default_rng(seed).choice(total, max_points, replace=False))
+        ids, vecs = ids[pick], vecs[pick]
+    if method == "t-SNE" and len(ids) >= 5:
+        from sklearn.manifold import TSNE
+
+        init = pca_2d(vecs)
+        init = init / (init[:, 0].std() + 1e-12) * 1e-4
+        xy = TSNE(n_components=2, perplexity=float(min(30, max(2, (len(ids) - 1) // 3))), init=init,
+                  random_state=seed, max_iter=750).fit_transform(vecs.astype(np.float32))
+    else:
+        xy = pca_2d(vecs)
+    with state.engine_lock(db):
+        meta = eng.store.lookup(ids.tolist())
+    paths = [meta[int(i)][3][0] if int(i) in meta and meta[int(i)][3] else "" for i in ids]
+    folders = [state.folder_of(p, roots) if p else "?" for p in paths]
+    return {"ids": ids.tolist(), "x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "path": paths,
+            "name": [os.path.basename(p) for p in paths], "folder": folders,
+            "label": [os.path.basename(f) or f for f in folders], "total": total}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def kmeans_labels(db: str, stamp: tuple, ids: tuple, n_clusters: int, seed: int = 0) -> list[int]:
+    """KMeans cluster of each embedding (same order as ``ids``)."""
+    from sklearn.cluster import KMeans
+
+    eng = state.get_engine(db)
+    with state.engine_lock(db):
+        all_ids, vecs = eng.vectors()
+    pos = {int(i): n for n, i in enumerate(all_ids)}
+    x = vecs[[pos[i] for i in ids]]
+    k = max(1, min(int(n_clusters), len(x)))
+    return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x).astype(int).tolist()
+
+
+def render() -> None:
+    import altair as alt
+    import pandas as pd
+
+    from lookalike.retrieval.engine import EngineError
+
+    cfg = state.settings()
+    st.title("Explore")
+    try:
+        eng = state.get_engine(cfg.db)
+    except EngineError as exc:
+        st.error(str(exc))
+        return
+    if eng is None:
+        state.no_index_message(cfg.db)
+        return
+    db = str(eng.root)
+    stamp = state.index_stamp(db)
+    roots = state.roots(eng)
+
+    c1, c2, c3 = st.columns([2, 2, 2])
+    with c1:
+        method = st.radio("Projection", ["PCA", "t-SNE"], horizontal=True, key="ex_method",
+                          help=f"t-SNE runs on at most {TSNE_MAX} randomly chosen images.")
+    with c2:
+        colour = st.radio("Colour by", ["folder", "label", "cluster"], horizontal=True, key="ex_colour",
+                          help="folder: parent folder below the indexed root; label: the folder's name "
+                               "(class folders such as cifar10/cat); cluster: KMeans on the embeddings.")
+    with c3:
+        n_clusters = st.slider("Clusters (KMeans)", 2, 20, 8, key="ex_k", disabled=colour != "cluster")
+
+    data = projection(db, stamp, method, TSNE_MAX if method == "t-SNE" else MAP_MAX)
+    if not data["ids"]:
+        st.info("The index is empty: add a folder on the Index page.")
+        return
+    df = pd.DataFrame({k: data[k] for k in ("ids", "x", "y", "path", "name", "folder", "label")})
+    if colour == "cluster":
+        df["cluster"] = [f"cluster {c}" for c in kmeans_labels(db, stamp, tuple(data["ids"]), n_clusters)]
+    group_col = colour
+    shown = len(df)
+    st.caption(f"{method} of {shown} of {data['total']} {eng.config['model']} embeddings"
+               + (" (random sample)" if shown < data["total"] else ""))
+
+    groups = sorted(df[group_col].unique().tolist())
+    sel = st.selectbox(f"Show images of one {group_col}", groups, index=0, key="ex_group")
+    df["selected"] = df[group_col] == sel
+    chart = (
+        alt.Chart(df)
+        .mark_circle(size=40)
+        .encode(
+            x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
+            color=alt.Color(f"{group_col}:N", legend=alt.Legend(title=group_col, columns=1, symbolLimit=40)),
+            opacity=alt.condition(alt.datum.selected, alt.value(0.95), alt.value(0.25)),
+            tooltip=["name:N", "folder:N"] + (["cluster:N"] if group_col == "cluster" else []),
+        )
+        .properties(height=520)
+    )
+    st.altair_chart(chart, width="stretch", key="ex_chart")
+
+    members = df[df["selected"]]
+    st.subheader(f"{sel}: {len(members)} images" + (f" (first {THUMBS_MAX})" if len(members) > THUMBS_MAX else ""))
+    cols = st.columns(8)
+    for n, (_, row) in enumerate(members.head(THUMBS_MAX).iterrows()):
+        with cols[n % 8]:
+            thumb = state.thumbnail(row["path"], roots, px=160)
+            if thumb is not None:
+                st.image(thumb, caption=row["name"], width="stretch")
+            else:
+                st.caption(f"{row['name']} (not readable)")

@@ -1,0 +1,201 @@
+"""Index page: build or update the index from a folder with a live progress bar; counts and skipped files."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import streamlit as st
+
+from . import state
+
+_PATCH_LOCK = threading.Lock()
+_PHASES = {"scanning": "Scanning folders", "hashing": "Hashing changed files", "embedding": "Embedding new images"}
+
+
+class _ProgressBar:
+    """Stands in for ``tqdm`` inside the indexing pipeline and reports each step to a callback."""
+
+    callback = None  # set while an indexing run is in progress
+
+    def __init__(self, iterable=None, total=None, desc: str = "", disable: bool = False, **_kw) -> None:
+        self.iterable = iterable
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.total = total
+        self.desc = desc
+        self.n = 0
+        self._report()
+
+    def _report(self) -> None:
+        cb = type(self).callback
+        if cb is not None:
+            cb(self.desc, self.n, self.total)
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.n += 1
+            self._report()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._report()
+
+    def close(self) -> None:
+        self._report()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @staticmethod
+    def write(*_a, **_kw) -> None:
+        pass
+
+
+def run_indexing(db: str, folders: list[str], model: str | None, on_progress, workers: int | None = None):
+    """Index ``folders`` into ``db`` (created with ``model`` when new); returns the IndexReport.
+
+    ``on_progress(phase, n, total)`` is called from this thread as the pipeline advances.
+    """
+    from lookalike.indexer import pipeline
+    from lookalike.retrieval.engine import Engine
+
+    problems: list[tuple[str, str]] = []
+    with _PATCH_LOCK:
+        saved = pipeline.tqdm
+        pipeline.tqdm = _ProgressBar
+        _ProgressBar.callback = on_progress
+        try:
+            with Engine.open(db, model=model, create=True) as eng:
+                report = eng.add(folders, progress=True, workers=workers, warn=lambda p, r: problems.append((p, r)))
+        finally:
+            pipeline.tqdm = saved
+            _ProgressBar.callback = None
+    return report
+
+
+def _default_workers() -> int:
+    return max(0, min(2, (os.cpu_count() or 1) - 1))
+
+
+def _start(db: str, folders: list[str], model: str | None) -> None:
+    from lookalike.retrieval.engine import EngineError
+
+    bar = st.progress(0.0, text="Starting…")
+    last = [0.0]
+
+    def on_progress(phase: str, n: int, total: int | None) -> None:
+        now = time.perf_counter()
+        done = total is not None and n >= total
+        if now - last[0] < 0.15 and not done:
+            return
+        last[0] = now
+        label = _PHASES.get(phase, phase or "Working")
+        if total:
+            bar.progress(min(1.0, n / total), text=f"{label}: {n} / {total}")
+        else:
+            bar.progress(0.0, text=f"{label}: {n} files found")
+
+    t0 = time.perf_counter()
+    try:
+        report = run_indexing(db, folders, model, on_progress, workers=_default_workers())
+    except EngineError as exc:
+        bar.empty()
+        st.session_state["index_error"] = str(exc)
+        st.session_state.pop("index_report", None)
+        return
+    bar.progress(1.0, text=f"Done in {time.perf_counter() - t0:.1f} s")
+    state.forget_engine()
+    st.session_state.pop("index_error", None)
+    st.session_state["index_report"] = {"summary": report.summary(), "problems": list(report.problems),
+                                        "folders": folders}
+    st.rerun()
+
+
+def render() -> None:
+    from lookalike.retrieval.embedders import DEFAULT_EMBEDDER, list_embedders
+    from lookalike.retrieval.engine import EngineError
+
+    cfg = state.settings()
+    st.title("Index")
+    if not cfg.db:
+        state.no_index_message(None)
+        return
+    try:
+        eng = state.get_engine(cfg.db)
+    except EngineError as exc:
+        st.error(str(exc))
+        eng = None
+
+    if err := st.session_state.get("index_error"):
+        st.error(err)
+    if rep := st.session_state.get("index_report"):
+        st.success(f"{', '.join(os.path.basename(f) or f for f in rep['folders'])}: {rep['summary']}")
+        if rep["problems"]:
+            st.warning(f"{len(rep['problems'])} files skipped in this run (listed below).")
+
+    if cfg.read_only:
+        st.info("This app was started read-only (`--read-only`): the index cannot be changed from the browser.")
+    else:
+        with st.form("build", border=True):
+            st.markdown("**Build or update**")
+            folder = st.text_input("Folder to index (on this computer)", key="index_folder",
+                                   placeholder="/home/me/Pictures",
+                                   help="Every image below it is indexed; a later run only embeds what changed.")
+            model = None
+            if eng is None:
+                names = list(list_embedders())
+                default = cfg.model if cfg.model in names else DEFAULT_EMBEDDER
+                model = st.selectbox("Model for the new index", names,
+                                     index=names.index(default) if default in names else 0, key="index_model")
+            go = st.form_submit_button("Build / update index", type="primary")
+        roots = state.roots(eng) if eng is not None else []
+        again = st.button("Update all indexed folders", key="update_all", disabled=not roots,
+                          help="Re-scan every folder already in the index: new, changed and deleted files.")
+        if go:
+            path = os.path.abspath(os.path.expanduser(folder.strip())) if folder.strip() else ""
+            if not path:
+                st.error("Enter a folder to index.")
+            elif not os.path.isdir(path):
+                st.error(f"{path}: not an existing folder.")
+            elif os.path.realpath(path) == os.path.realpath(cfg.db):
+                st.error(f"{path}: that is the index folder itself.")
+            else:
+                _start(cfg.db, [path], model)
+        elif again and roots:
+            _start(cfg.db, roots, None)
+
+    if eng is None:
+        if not st.session_state.get("index_error"):
+            st.info(f"No index in `{cfg.db}` yet: choose a folder above to build one.")
+        return
+    _status(eng)
+
+
+def _status(eng) -> None:
+    with state.engine_lock(str(eng.root)):
+        s = eng.status()
+        errors = eng.errors()
+    st.subheader("Index status")
+    c = st.columns(5)
+    c[0].metric("Images", s.images)
+    c[1].metric("Files", s.files)
+    c[2].metric("Duplicates", s.duplicates)
+    c[3].metric("Skipped", s.skipped)
+    c[4].metric("On disk", state.human_bytes(s.size_on_disk))
+    st.caption(f"Index `{s.path}` · model **{s.model}** ({s.dim}-d) · index {s.index_type}"
+               + (f" ({s.factory})" if s.factory else "") + f" · {s.vectors} vectors")
+    if s.roots:
+        st.markdown("**Indexed folders**  \n" + "  \n".join(f"`{r}`" for r in s.roots))
+    st.subheader(f"Skipped files ({len(errors)})")
+    if not errors:
+        st.caption("None: every image file found was indexed.")
+        return
+    if s.skipped_by_reason:
+        st.caption(" · ".join(f"{r}: {n}" for r, n in s.skipped_by_reason.items()))
+    st.dataframe({"file": [p for p, _ in errors], "reason": [r for _, r in errors]}, hide_index=True,
+                 key="skipped_table", width="stretch")

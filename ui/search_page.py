@@ -1,0 +1,242 @@
+"""Search page: a query from an upload, the camera or the index; a grid of results; a noisy-query panel."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from . import state
+from .safety import UnsafePathError, UploadTooLarge, check_upload
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "jpe", "jfif", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
+METHOD_LABELS = {"auto": "auto", "ddpm": "DDPM", "ddim": "DDIM", "classical": "classical"}
+NOISY_MAX_SIDE = 512  # the noise panel works on a copy no larger than this (classical denoising is O(pixels))
+GRID_COLUMNS = 4
+
+
+# ---------------------------------------------------------------------------- query callbacks
+def _set_query(q: dict) -> None:
+    st.session_state["query"] = q
+
+
+def _on_upload() -> None:
+    f = st.session_state.get("q_upload")
+    if f is not None:
+        _set_query({"kind": "upload", "name": f.name, "data": f.getvalue()})
+
+
+def _on_camera() -> None:
+    f = st.session_state.get("q_camera")
+    if f is not None:
+        _set_query({"kind": "camera", "name": "camera photo", "data": f.getvalue()})
+
+
+def _on_pick() -> None:
+    p = st.session_state.get("q_pick")
+    if p:
+        _set_query({"kind": "indexed", "name": os.path.basename(p), "path": p})
+
+
+def _use_result(path: str) -> None:
+    _set_query({"kind": "indexed", "name": os.path.basename(path), "path": path})
+
+
+# ---------------------------------------------------------------------------- helpers
+def add_gaussian_noise(im: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
+    """y = x + sigma * n on the [-1, 1] pixel scale (the denoiser's convention), clipped to 8 bits.
+
+    Grayscale-looking images get the same noise in every channel so they stay grayscale.
+    """
+    a = np.asarray(im.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    rng = np.random.default_rng(int(seed))
+    gray = bool(np.abs(a - a.mean(axis=2, keepdims=True)).max() < 1e-6)
+    n = rng.standard_normal(a.shape[:2] + ((1,) if gray else (3,))).astype(np.float32)
+    y = np.clip((a + float(sigma) * n + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(y, "RGB")
+
+
+def _limit_side(im: Image.Image, side: int) -> Image.Image:
+    if max(im.size) <= side:
+        return im
+    im = im.copy()
+    im.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return im
+
+
+def _query_bytes(q: dict, roots: list[str], max_bytes: int) -> bytes:
+    """The bytes behind a query; raises UnsafePathError / UploadTooLarge / ValueError with a user message."""
+    if q["kind"] == "indexed":
+        return state.load_indexed(q["path"], roots)
+    return check_upload(q["data"], q.get("name", "upload"), max_bytes)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _run_search(db: str, stamp: tuple, qbytes: bytes, k: int, min_score: float, exclude_self: bool,
+                denoise: str | None, sigma, n_samples: int):
+    """Search (and denoise) once per distinct input; returns (SearchResults, milliseconds)."""
+    eng = state.get_engine(db)
+    t0 = time.perf_counter()
+    with state.engine_lock(db):
+        res = eng.search(qbytes, k=k, min_score=min_score, exclude_self=exclude_self,
+                         denoise=denoise, sigma=sigma, n_samples=n_samples)
+    return res, (time.perf_counter() - t0) * 1000.0
+
+
+# ---------------------------------------------------------------------------- page
+def render() -> None:
+    from lookalike.retrieval.engine import EngineError
+
+    cfg = state.settings()
+    st.title("Search")
+    try:
+        eng = state.get_engine(cfg.db)
+    except EngineError as exc:
+        st.error(str(exc))
+        return
+    if eng is None:
+        state.no_index_message(cfg.db)
+        return
+    db = str(eng.root)
+    roots = state.roots(eng)
+    max_bytes = int(cfg.max_upload_mb * 1024 * 1024)
+
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        t_up, t_cam, t_idx = st.tabs(["Upload", "Camera", "Indexed image"])
+        with t_up:
+            st.file_uploader(f"Query image (up to {cfg.max_upload_mb:g} MB)", type=UPLOAD_TYPES, key="q_upload",
+                             on_change=_on_upload)
+        with t_cam:
+            if st.toggle("Use the camera", key="q_cam_on", help="The browser asks for permission first."):
+                st.camera_input("Take a photo", key="q_camera", on_change=_on_camera)
+        with t_idx:
+            paths = state.indexed_paths(eng)
+            filt = st.text_input("Filter by name", key="q_filter", placeholder="e.g. cat, photos/")
+            opts = [p for p in paths if filt.lower() in p.lower()] if filt else paths
+            st.selectbox(f"Indexed image ({len(opts)} of {len(paths)})", opts, index=None, key="q_pick",
+                         format_func=lambda p: state.short_path(p, roots), on_change=_on_pick,
+                         placeholder="choose an indexed image")
+    with right:
+        k = st.slider("Results (k)", 1, 48, 12, key="k")
+        min_score = st.slider("Minimum score", -1.0, 1.0, 0.0, 0.05, key="min_score",
+                              help="Cosine similarity; results below it are hidden.")
+        exclude_self = st.checkbox("Hide the query itself when it is indexed", key="exclude_self")
+
+    noise_sigma, den = _noise_controls()
+
+    q = st.session_state.get("query")
+    if not q:
+        st.info("Upload an image, take one with the camera, or pick an indexed image to search.")
+        return
+    try:
+        raw = _query_bytes(q, roots, max_bytes)
+        clean, _ = eng.load_query(raw)
+    except (UnsafePathError, UploadTooLarge, ValueError) as exc:
+        st.error(f"Cannot use this query: {exc}")
+        return
+    except EngineError as exc:
+        reason = str(exc).removeprefix("query: ")
+        st.error(f"Cannot read **{q.get('name', 'the image')}**: {reason}. Try a JPEG, PNG, WebP, BMP, GIF or TIFF image.")
+        return
+
+    qbytes = raw
+    noisy = None
+    if noise_sigma > 0 or den["on"]:
+        base = _limit_side(clean, NOISY_MAX_SIDE)
+        noisy = add_gaussian_noise(base, noise_sigma, den["seed"]) if noise_sigma > 0 else base
+        qbytes = state.image_to_png(noisy)
+
+    with right:
+        st.image(clean, caption=f"Query: {q.get('name', '')} ({clean.width}×{clean.height})", width=220)
+
+    try:
+        with st.spinner("Denoising and searching…" if den["on"] else "Searching…"):
+            res, ms = _run_search(db, state.index_stamp(db), qbytes, int(k), float(min_score), bool(exclude_self),
+                                  den["method"] if den["on"] else None, den["sigma"], int(den["samples"]))
+    except EngineError as exc:
+        st.error(str(exc))
+        return
+    except ValueError as exc:  # DenoiseError and other bad inputs: one line, no stack trace
+        st.error(f"Cannot denoise this query: {exc}")
+        return
+
+    if noisy is not None:
+        _show_noise_panel(noisy, clean, noise_sigma, res)
+
+    n_images = len(eng.index) if eng.index is not None else 0
+    st.caption(f"{len(res)} results from {n_images} images in {ms:.0f} ms ({eng.config['model']})"
+               + (f" · consistency of the denoised samples' neighbours {res.consistency:.2f}"
+                  if res.consistency is not None else ""))
+    _results_grid(res, roots)
+
+
+def _noise_controls() -> tuple[float, dict]:
+    mod = state.denoise_module()
+    with st.expander("Noisy query", expanded=bool(st.session_state.get("noise_sigma", 0) or st.session_state.get("den_on"))):
+        c1, c2 = st.columns(2)
+        with c1:
+            sigma = st.slider("Add Gaussian noise, σ", 0.0, 1.0, 0.0, 0.05, key="noise_sigma",
+                              help="For demonstration: y = x + σ·n on the [-1, 1] pixel scale; 0 = no noise.")
+            seed = st.number_input("Noise seed", 0, 10_000, 0, key="noise_seed")
+        with c2:
+            if mod is None:
+                st.toggle("Denoise before searching", value=False, disabled=True, key="den_on_disabled")
+                st.caption(f"Denoising is not available in this build ({state.denoise_unavailable()}).")
+                return float(sigma), {"on": False, "method": None, "sigma": "auto", "samples": 1, "seed": int(seed)}
+            on = st.toggle("Denoise before searching", key="den_on")
+            method = st.radio("Method", list(METHOD_LABELS), format_func=METHOD_LABELS.get, horizontal=True,
+                              key="den_method", disabled=not on,
+                              help="auto: DDIM with the DDPM matching the image (28×28 gray, 32×32 colour), else classical.")
+            mode = st.radio("Noise level", ["auto", "manual"], horizontal=True, key="den_sigma_mode", disabled=not on)
+            manual = st.slider("Denoise σ", 0.0, 1.0, 0.3, 0.05, key="den_sigma", disabled=not on or mode == "auto")
+            samples = st.slider("Samples", 1, 8, 1, key="den_samples", disabled=not on,
+                                help="Several denoised samples: search with their mean embedding.")
+    return float(sigma), {"on": bool(on), "method": method, "sigma": "auto" if mode == "auto" else float(manual),
+                          "samples": int(samples), "seed": int(seed)}
+
+
+def _show_noise_panel(noisy: Image.Image, clean: Image.Image, added: float, res) -> None:
+    d = res.denoise
+    cols = st.columns(3)
+    with cols[0]:
+        st.image(noisy, caption=f"Noisy query (σ added = {added:.2f})", width="stretch")
+    with cols[1]:
+        if d is not None:
+            how = "estimated" if d.sigma_estimated else "manual"
+            st.image(d.image, caption=f"Denoised: {d.method}, σ used = {d.sigma:.3f} ({how}), {d.ms:.0f} ms",
+                     width="stretch")
+            if d.model:
+                st.caption(f"model: {d.model}")
+            if d.fallback_reason:
+                st.caption(f"note: {d.fallback_reason}")
+        else:
+            st.info("Denoising is off: the noisy image is searched as it is.")
+    with cols[2]:
+        st.image(_limit_side(clean, NOISY_MAX_SIDE), caption="Clean reference", width="stretch")
+
+
+def _results_grid(res, roots: list[str]) -> None:
+    if not len(res):
+        st.warning("No result above the minimum score.")
+        return
+    with st.container(key="results"):
+        cols = st.columns(GRID_COLUMNS)
+        for i, r in enumerate(res):
+            with cols[i % GRID_COLUMNS]:
+                with st.container(border=True, key=f"result-{r.rank}"):
+                    thumb = state.thumbnail(r.path, roots)
+                    if thumb is not None:
+                        st.image(thumb, width="stretch")
+                    else:
+                        st.caption("(file not readable)")
+                    name = os.path.basename(r.path)
+                    st.markdown(f"**#{r.rank}** · score **{r.score:.3f}**  \n`{name}`  \n"
+                                f"{r.width}×{r.height} · {state.folder_of(r.path, roots)}"
+                                + (f" · +{len(r.paths) - 1} copies" if len(r.paths) > 1 else ""))
+                    st.button("Search with this", key=f"use-{r.id}", on_click=_use_result, args=(r.path,),
+                              width="stretch")

@@ -1,0 +1,210 @@
+"""Shared state of the web app: settings, the cached engine, thumbnails and small helpers used by every page.
+
+The engine (FAISS index + metadata DB + model) is opened once per index folder with ``st.cache_resource`` and
+reopened only when the index files change on disk (after an update from the Index page or another process).
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+from dataclasses import dataclass
+
+import streamlit as st
+from PIL import Image
+
+from .safety import DEFAULT_MAX_UPLOAD_MB, UnsafePathError, check_readable
+
+__all__ = ["Settings", "settings", "get_engine", "engine_lock", "index_stamp", "thumbnail", "load_indexed",
+           "indexed_paths", "roots", "short_path", "human_bytes", "denoise_module", "THUMB_PX"]
+
+THUMB_PX = 256
+ENV_DB = "LOOKALIKE_DB"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str | None
+    read_only: bool = False
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    model: str | None = None  # model for a new index built from the Index page
+
+
+def _argv_value(argv: list[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def settings() -> Settings:
+    """From the script arguments (``streamlit run app.py -- --db DIR``) or the environment (``LOOKALIKE_DB``)."""
+    argv = sys.argv[1:]
+    db = _argv_value(argv, "--db") or os.environ.get(ENV_DB) or None
+    ro = "--read-only" in argv or os.environ.get("LOOKALIKE_UI_READ_ONLY", "") not in ("", "0", "false")
+    try:
+        mb = float(_argv_value(argv, "--max-upload-mb") or os.environ.get("LOOKALIKE_MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
+    except ValueError:
+        mb = DEFAULT_MAX_UPLOAD_MB
+    model = _argv_value(argv, "--model") or os.environ.get("LOOKALIKE_UI_MODEL") or None
+    if db:
+        db = os.path.abspath(os.path.expanduser(db))
+    return Settings(db=db, read_only=ro, max_upload_mb=mb, model=model)
+
+
+def index_stamp(db: str) -> tuple:
+    """Changes whenever the index on disk changes (config, FAISS file, metadata DB)."""
+    out = []
+    for name in ("lookalike.json", "vectors.faiss", "metadata.db"):
+        try:
+            st_ = os.stat(os.path.join(db, name))
+            out.append((name, st_.st_mtime_ns, st_.st_size))
+        except OSError:
+            out.append((name, None, None))
+    return tuple(out)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def engine_lock(db: str) -> threading.RLock:
+    """One lock per index folder: searches, status and updates on the shared engine take turns."""
+    return threading.RLock()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading index and model…")
+def _open_engine(db: str, stamp: tuple):
+    from lookalike.retrieval.engine import Engine
+
+    eng = Engine.open(db, create=False)
+    _ = eng.embedder  # load the model now, once, not on the first search
+    return eng
+
+
+def get_engine(db: str | None = None):
+    """The cached :class:`Engine` for ``db`` (the configured one by default), or None when there is no index yet.
+
+    Raises :class:`lookalike.retrieval.engine.EngineError` for a damaged index.
+    """
+    db = db or settings().db
+    if not db or not os.path.isfile(os.path.join(db, "lookalike.json")):
+        return None
+    return _open_engine(db, index_stamp(db))
+
+
+def forget_engine() -> None:
+    """Drop cached engines (after the Index page wrote the index)."""
+    _open_engine.clear()
+
+
+def roots(engine) -> list[str]:
+    with engine_lock(str(engine.root)):
+        return engine.store.roots()
+
+
+@st.cache_data(max_entries=20, show_spinner=False)
+def _indexed_paths(db: str, stamp: tuple) -> list[str]:
+    eng = get_engine(db)
+    if eng is None:
+        return []
+    with engine_lock(db):
+        return sorted(eng.store.file_states())
+
+
+def indexed_paths(engine) -> list[str]:
+    """Every indexed file path (sorted)."""
+    db = str(engine.root)
+    return _indexed_paths(db, index_stamp(db))
+
+
+@st.cache_data(max_entries=4000, show_spinner=False)
+def _thumb(path: str, mtime_ns: int, size: int, px: int) -> bytes:
+    from lookalike.indexer.loading import load_image
+
+    im = load_image(path, draft_size=px)
+    im.thumbnail((px, px), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def thumbnail(path: str, allowed_roots: list[str], px: int = THUMB_PX) -> bytes | None:
+    """A small JPEG of an indexed file (cached), or None when it cannot be read or is outside the roots."""
+    try:
+        rp = check_readable(path, allowed_roots)
+        s = rp.stat()
+        return _thumb(str(rp), s.st_mtime_ns, s.st_size, px)
+    except UnsafePathError:
+        return None
+    except Exception:  # unreadable since indexing: the caller shows a placeholder
+        return None
+
+
+def load_indexed(path: str, allowed_roots: list[str]) -> bytes:
+    """The bytes of an indexed file, after the containment check (UnsafePathError otherwise)."""
+    rp = check_readable(path, allowed_roots)
+    return rp.read_bytes()
+
+
+def short_path(path: str, allowed_roots: list[str]) -> str:
+    """``path`` relative to the root holding it (with the root's name first), for display."""
+    p = os.path.abspath(path)
+    for r in sorted(allowed_roots, key=len, reverse=True):
+        r_ = os.path.abspath(r)
+        if p == r_ or p.startswith(r_.rstrip(os.sep) + os.sep):
+            return os.path.join(os.path.basename(r_.rstrip(os.sep)), os.path.relpath(p, r_))
+    return p
+
+
+def folder_of(path: str, allowed_roots: list[str]) -> str:
+    """The parent folder of ``path`` relative to its root (``photos``, ``cifar10/cat``)."""
+    return os.path.dirname(short_path(path, allowed_roots)) or "."
+
+
+def human_bytes(n: int | float) -> str:
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+_DENOISE: list = []
+
+
+def denoise_module():
+    """``lookalike.retrieval.denoise`` or None (with the reason in ``denoise_unavailable()``) when it cannot load."""
+    if not _DENOISE:
+        try:
+            import lookalike.retrieval.denoise as mod
+
+            _DENOISE.extend([mod, None])
+        except Exception as exc:  # not landed / broken: the UI hides the panel with a note
+            _DENOISE.extend([None, f"{type(exc).__name__}: {exc}"])
+    return _DENOISE[0]
+
+
+def denoise_unavailable() -> str | None:
+    denoise_module()
+    return _DENOISE[1]
+
+
+def image_to_png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def page_header(title: str, caption: str | None = None) -> None:
+    st.title(title)
+    if caption:
+        st.caption(caption)
+
+
+def no_index_message(db: str | None) -> None:
+    if not db:
+        st.error("No index folder configured: start the app with `lookalike ui --db INDEX_DIR`.")
+    else:
+        st.info(f"No index in `{db}` yet. Build one on the **Index** page.")
