@@ -39,9 +39,9 @@ ROWS: list[tuple[str, dict[str, str]]] = [
     ("pretrained ensemble lite0+1+2 (128 px)", {"mnist-sample": _E128, "cifar10-sample": _E128}),
     ("Siamese contrastive", {"mnist-sample": "siamese-contrastive-mnist", "cifar10-sample": "siamese-contrastive-cifar10"}),
     ("Siamese triplet (semi-hard)", {"mnist-sample": "siamese-triplet-mnist", "cifar10-sample": "siamese-triplet-cifar10"}),
-    ("NT-Xent head (lite0, 128 px)", {"cifar10-sample": "ntxent-cifar10"}),
+    ("NT-Xent head (lite0, 224 px)", {"cifar10-sample": "ntxent-cifar10"}),
     ("NT-Xent ensemble head (lite0+1+2, 128 px)", {"cifar10-sample": "ntxent-ensemble-cifar10"}),
-    ("supervised SupCon head (lite0, 128 px)", {"cifar10-sample": "supcon-cifar10"}),
+    ("supervised SupCon head (lite0, 224 px)", {"cifar10-sample": "supcon-cifar10"}),
 ]
 DISPLAY = {"mnist-sample": "MNIST-sample", "cifar10-sample": "CIFAR-10-sample"}
 
@@ -78,11 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated row labels (substring) to leave out")
     ap.add_argument("--plot", default="docs/retrieval-benchmark.png")
     ap.add_argument("--json", help="also write the figures as JSON here")
-    ap.add_argument("--mnist-backbones", action="store_true",
-                    help="also run the pretrained backbones on MNIST-sample (5000 images; slow on 2 cores)")
+    ap.add_argument("--mnist-backbones", nargs="?", const="pretrained", default="",
+                    help="also run the pretrained-backbone rows on MNIST-sample (5000 images; slow on 2 cores); "
+                         "optionally only the rows whose label contains one of these comma-separated substrings")
     args = ap.parse_args(argv)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     skip = [s.strip() for s in args.skip.split(",") if s.strip()]
+    mnist_bb = [s.strip() for s in args.mnist_backbones.split(",") if s.strip()]
     data = {d: (load_images(d, "train"), load_images(d, "test")) for d in datasets}
     results: dict[str, dict[str, dict]] = {}
     for label, specs in ROWS:
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         results[label] = {}
         for d in datasets:
             spec = specs.get(d)
-            if spec is None or (spec.startswith("bb:") and d.startswith("mnist") and not args.mnist_backbones):
+            if spec is None or (spec.startswith("bb:") and d.startswith("mnist")
+                                and not any(s in label for s in mnist_bb)):
                 continue
             t0 = time.perf_counter()
             try:

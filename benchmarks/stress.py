@@ -367,6 +367,8 @@ def main(argv=None) -> int:
         print(json.dumps(kl), file=sys.stderr, flush=True)
         r = subprocess.run(index_cmd(imgs, idx, args.model), capture_output=True, text=True)
         resume_ok = r.returncode == 0
+        if not resume_ok:
+            print(r.stderr[-3000:], file=sys.stderr)
         stop.touch()
         sp.wait(timeout=300)
         srch = json.loads(sout.read_text())

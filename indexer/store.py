@@ -143,7 +143,8 @@ class MetadataStore:
                 with self.engine.connect() as c:
                     ok = c.execute(text("PRAGMA quick_check")).scalar()
                 if ok != "ok":
-                    raise StoreError(f"{url}: database is corrupted ({ok}); it was left untouched")
+                    detail = " ".join(str(ok).replace("*** in database main ***", "").split())[:200]
+                    raise StoreError(f"{url}: database is corrupted ({detail}); it was left untouched")
             if not read_only:
                 Base.metadata.create_all(self.engine)
             with self.session() as s:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np

@@ -7,10 +7,8 @@
 """
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, open_image_bytes, sha256_file
+from lookalike.fsutil import atomic_write_text as _atomic_write_text
 from lookalike.indexer.store import MetadataStore, StoreError, sqlite_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -96,38 +95,6 @@ class IndexStatus:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _os_reason(exc: BaseException) -> str:
-    """The OS reason of a failed write (faiss reports errno text inside a long RuntimeError)."""
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    text = str(exc)
-    for reason in ("No space left on device", "Read-only file system", "Permission denied", "File too large",
-                   "Disk quota exceeded"):
-        if reason in text:
-            return reason
-    return text.strip().splitlines()[-1][:200] if text.strip() else type(exc).__name__
-
-
-def _storage_error(engine: "Engine", exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    reason = str(orig).strip().splitlines()[0][:200] if str(orig).strip() else type(orig).__name__
-    return f"{engine.store.url}: cannot write metadata ({reason}); what was committed before is kept"
 
 
 class _WriterLock:

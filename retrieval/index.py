@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
+from lookalike.fsutil import atomic_path
 
 __all__ = ["VectorIndex", "IndexError_", "choose_index_type", "resolve_factory", "needs_training", "INDEX_TYPES"]
 
@@ -117,19 +118,8 @@ class VectorIndex:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the index atomically (temp file in the same folder, fsync, rename)."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".vectors-", suffix=".faiss.tmp", dir=folder)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".faiss.tmp") as tmp:
             faiss.write_index(self.index, tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     # ------------------------------------------------------------------ contents
     @property

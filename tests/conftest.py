@@ -1,12 +1,9 @@
 """Shared fixtures: real photos from scikit-image, the shared dataset samples, small real indexes."""
 from __future__ import annotations
 
-import io
-import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -1,7 +1,6 @@
 """A run killed with SIGKILL mid-way resumes: database and index agree, every good file indexed once."""
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -10,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from lookalike import Engine
 from lookalike.data.photos import load_photo

@@ -1,9 +1,7 @@
 """Image loading: every mode to RGB, EXIF orientation, and one clear reason for each kind of bad file."""
 from __future__ import annotations
 
-import io
 import os
-import struct
 
 import numpy as np
 import pytest
