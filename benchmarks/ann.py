@@ -10,8 +10,8 @@ points of the same distribution; recall@10 is measured against exact inner-produ
 
 Each index type is built in its own child process (so the peak RSS reported is that index's, not the
 benchmark's): the base vectors are streamed from a raw float32 file in 50k-vector chunks, never held whole.
-IVF indexes share one coarse quantizer (IVF{nlist}), trained once on a 200k sample; their build time includes
-that training. "Refined" rows re-rank the top ``k * k_factor`` candidates of a compressed index with exact
+IVF indexes share one coarse quantizer (IVF{nlist}, k-means with 10 iterations), trained once on a 200k sample,
+and one assignment of the base vectors to it; each IVF row's build time includes both shared steps. "Refined" rows re-rank the top ``k * k_factor`` candidates of a compressed index with exact
 vectors: ``RFlat`` keeps them in RAM (IndexRefineFlat), ``disk`` reads them from the raw vector file on disk
 (what lookalike can do with the vectors it stores), so the in-RAM cost stays the compressed code.
 ``--ondisk`` also measures an IVF index whose inverted lists are memory-mapped from disk (IO_FLAG_MMAP),
@@ -33,6 +33,7 @@ import faiss
 import numpy as np
 
 CHUNK = 50_000
+QUANT_NITER = 10  # k-means iterations for the shared coarse quantizer (faiss default 25; 10 to fit the shared CPU)
 _KEEP: list = []
 TRAIN_N = 200_000
 
@@ -64,7 +65,7 @@ def real_to_file(path: Path, n: int, seed: int, model: str, n_images: int, noise
     if cache.exists():
         emb = np.load(cache)
     else:
-        imgs = load_images("cifar10-sample", split="train")[0][:n_images]
+        imgs = load_images("cifar10-sample", split="train").images[:n_images]
         e = get_embedder(model)
         emb = np.concatenate([e.embed_images(list(imgs[i : i + 64])) for i in range(0, len(imgs), 64)])
         np.save(cache, emb)
@@ -134,6 +135,7 @@ def _quantizer(cache: Path, dim: int, nlist: int, n: int, threads: int) -> tuple
     t0 = time.perf_counter()
     train = _train_sample(cache, dim, n)
     cp = faiss.ClusteringParameters()
+    cp.niter = QUANT_NITER
     clus = faiss.Clustering(dim, nlist, cp)
     q = faiss.IndexFlatIP(dim)
     clus.spherical = False
@@ -158,6 +160,22 @@ def _train_sample(cache: Path, dim: int, n: int) -> np.ndarray:
     return out
 
 
+def _assign(cache: Path, quant: faiss.Index, nlist: int, dim: int, n: int) -> tuple[np.ndarray, float]:
+    """Nearest coarse centroid of every base vector, computed once and shared by the IVF variants."""
+    lpath = cache / f"assign-{nlist}.npy"
+    tpath = cache / f"assign-{nlist}.json"
+    if lpath.exists():
+        return np.load(lpath), json.loads(tpath.read_text())["assign_s"]
+    t0 = time.perf_counter()
+    labels = np.empty(n, np.int64)
+    for s, x in chunks(cache / "all.f32", n, dim):
+        labels[s : s + len(x)] = quant.search(x, 1)[1][:, 0]
+    dt = time.perf_counter() - t0
+    np.save(lpath, labels)
+    tpath.write_text(json.dumps({"assign_s": dt}))
+    return labels, dt
+
+
 def build(spec: str, cache: Path, dim: int, n: int, threads: int) -> tuple[faiss.Index, float]:
     """spec: Flat | HNSW32 | IVF4096,Flat | IVF4096,PQ64 | OPQ32_128,IVF4096,PQ32 (factory strings)."""
     faiss.omp_set_num_threads(threads)
@@ -177,6 +195,12 @@ def build(spec: str, cache: Path, dim: int, n: int, threads: int) -> tuple[faiss
             raise SystemExit(f"unsupported spec {spec}")
         index.own_fields = False
         _KEEP.append(quant)  # the IVF index does not own its (shared) quantizer
+        labels, assign_s = _assign(cache, quant, nlist, dim, n)
+        extra += assign_s
+        for s, x in chunks(cache / "all.f32", n, dim):
+            lab = np.ascontiguousarray(labels[s : s + len(x)])
+            index.add_core(len(x), faiss.swig_ptr(x), None, faiss.swig_ptr(lab))
+        return index, time.perf_counter() - t0 + extra
     else:
         index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
@@ -257,6 +281,8 @@ def child(args) -> int:
     n, dim = meta["n"], meta["dim"]
     queries = np.load(cache / "queries.npy")
     truth = np.load(cache / "truth.npy")
+    if args.child == "Flat" and args.flat_queries:  # exact search: recall is 1 by construction; time a subset
+        queries, truth = queries[: args.flat_queries], truth[: args.flat_queries]
     rss0 = _rss_mb()
     index, build_s = build(args.child, cache, dim, n, args.threads)
     nbytes = len(faiss.serialize_index(index))
@@ -357,6 +383,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ondisk", action="store_true", help="also measure the IVF index memory-mapped from disk")
     ap.add_argument("--ondisk-nprobe", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--flat-queries", type=int, default=1000, help="queries evaluated on Flat (exact; 0 = all)")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--lat-queries", type=int, default=2000, help="single queries timed (at most)")
     ap.add_argument("--lat-budget", type=float, default=20.0, help="seconds of single-query timing per row (min 50 queries)")
@@ -369,6 +396,8 @@ def main(argv=None) -> int:
     if args.child:
         return child(args)
 
+    # busy-waiting OpenMP threads collapse on a shared CPU: let idle threads sleep (children inherit this)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cache = Path(args.cache or tempfile.gettempdir()) / f"lookalike-ann-{args.source}-{args.n}-{args.dim}-{args.queries}-{args.seed}"
     t0 = time.perf_counter()
     meta = prepare(cache, args)
@@ -377,7 +406,7 @@ def main(argv=None) -> int:
     for spec in args.types:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", spec, "--cache", str(cache.parent)]
         cmd[-1] = str(cache)
-        for a in ("threads", "batch", "lat_queries", "lat_budget", "k_factor"):
+        for a in ("threads", "batch", "lat_queries", "lat_budget", "k_factor", "flat_queries"):
             cmd += [f"--{a.replace('_', '-')}", str(getattr(args, a))]
         for a in ("ef", "nprobe", "nprobe_pq", "ondisk_nprobe"):
             cmd += [f"--{a.replace('_', '-')}", *map(str, getattr(args, a))]

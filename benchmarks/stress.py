@@ -141,15 +141,66 @@ def searcher(idx: Path, stop: Path, out: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------ kills
-def kill_loop(imgs: Path, idx: Path, model: str, kills: int, t_work: float, t_start: float, n: int, rng) -> dict:
-    landed, finished_early, counts, runs = 0, 0, [], 0
-    while landed < kills:
-        remaining = t_work * max(0.0, 1 - db_count(idx / "metadata.db") / n)
-        if remaining <= 0.05 * t_work and runs > 0 and db_count(idx / "metadata.db") >= n:
-            break
-        delay = float(rng.uniform(0, t_start + 2 * remaining / max(1, kills - landed)))
+def _writer_active(idx: Path) -> bool:
+    """Whether a process holds the index's writer lock: read from /proc/locks, never by taking the lock."""
+    try:
+        ino = os.stat(idx / ".lock").st_ino
+        with open("/proc/locks") as fh:
+            return any(line.split()[5].endswith(f":{ino}") for line in fh if len(line.split()) > 5)
+    except OSError:
+        return False
+
+
+def timed_clean_run(imgs: Path, idx: Path, model: str) -> dict:
+    """A clean run, watched: when it takes the writer lock, commits its first chunk, and ends."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(index_cmd(imgs, idx, model), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t_lock = t_first = None
+    while proc.poll() is None:
+        now = time.perf_counter() - t0
+        if t_lock is None and _writer_active(idx):
+            t_lock = now
+        if t_first is None and db_count(idx / "metadata.db") > 0:
+            t_first = now
+        time.sleep(0.01)
+    t_end = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(proc.stderr.read().decode()[-2000:])
+    t_lock = t_lock if t_lock is not None else 0.0
+    t_first = t_first if t_first is not None else t_lock
+    return {"start_s": round(t_lock, 1), "lock_to_first_commit_s": round(t_first - t_lock, 1),
+            "embed_commit_s": round(t_end - t_first, 1), "total_s": round(t_end, 1)}
+
+
+def kill_loop(imgs: Path, idx: Path, model: str, kills: int, timing: dict, n: int, rng) -> dict:
+    """SIGKILL at ``kills`` random moments, resuming each time: 20% at a random time during start-up, 20% at a
+    random time between taking the writer lock and the first commit (sync, scan, hash, link), 60% once a random
+    number of images (uniform over the collection, sorted) is committed, plus a random 0-0.3 s (mid-chunk,
+    mid-commit or mid-save)."""
+    plan = []
+    for _ in range(kills):
+        u = rng.random()
+        plan.append(("start-up", None) if u < 0.2 else ("sync/scan/hash", None) if u < 0.4 else ("embed/commit/save", None))
+    targets = iter(sorted(int(t) for t in rng.integers(1, n, sum(p[0] == "embed/commit/save" for p in plan))))
+    plan = [(p, next(targets) if p == "embed/commit/save" else None) for p, _ in plan]
+    # start-up and scan kills first would not advance the run; interleave them with the progress kills
+    order = sorted(range(kills), key=lambda i: (plan[i][1] if plan[i][1] is not None else rng.integers(0, n)))
+    landed, finished_early, counts, phases = 0, 0, [], []
+    for i in order:
+        phase, target = plan[i]
         proc = subprocess.Popen(index_cmd(imgs, idx, model), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        runs += 1
+        if phase == "start-up":
+            delay = float(rng.uniform(0, timing["start_s"]))
+        else:
+            t_end = time.time() + 600
+            while proc.poll() is None and not _writer_active(idx) and time.time() < t_end:
+                time.sleep(0.005)
+            if phase == "sync/scan/hash":
+                delay = float(rng.uniform(0, timing["lock_to_first_commit_s"]))
+            else:
+                while proc.poll() is None and db_count(idx / "metadata.db") < target and time.time() < t_end:
+                    time.sleep(0.005)
+                delay = float(rng.uniform(0, 0.3))
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -159,13 +210,13 @@ def kill_loop(imgs: Path, idx: Path, model: str, kills: int, t_work: float, t_st
             proc.wait()
             landed += 1
             counts.append(db_count(idx / "metadata.db"))
+            phases.append(phase)
         else:
             finished_early += 1
             if proc.returncode != 0:
                 return {"error": proc.stderr.read().decode()[-2000:]}
-            if db_count(idx / "metadata.db") >= n:
-                break
-    return {"kills": landed, "runs": runs, "runs_finished_before_kill": finished_early, "committed_at_kills": counts}
+    return {"kills": landed, "runs": kills, "runs_finished_before_kill": finished_early, "committed_at_kills": counts,
+            "kill_phases": {p: phases.count(p) for p in sorted(set(phases))}}
 
 
 # ------------------------------------------------------------------------------------------ bad inputs
@@ -352,18 +403,12 @@ def main(argv=None) -> int:
         imgs = work / "imgs"
         make_images(imgs, args.n, seed=args.seed)
         clean, idx = work / "clean", work / "killed"
-        t = time.perf_counter()
-        r = subprocess.run(index_cmd(imgs, clean, args.model), capture_output=True, text=True)
-        t_clean = time.perf_counter() - t
-        assert r.returncode == 0, r.stderr
-        t = time.perf_counter()
-        subprocess.run(index_cmd(imgs, clean, args.model), capture_output=True, check=True)
-        t_noop = time.perf_counter() - t
-        print(json.dumps({"clean_run_s": round(t_clean, 1), "noop_run_s": round(t_noop, 1)}), file=sys.stderr, flush=True)
+        timing = timed_clean_run(imgs, clean, args.model)
+        print(json.dumps({"clean_run": timing}), file=sys.stderr, flush=True)
 
         stop, sout = work / "stop", work / "searcher.json"
         sp = subprocess.Popen([PY, os.path.abspath(__file__), "--searcher", str(idx), str(stop), str(sout)])
-        kl = kill_loop(imgs, idx, args.model, args.kills, max(0.1, t_clean - t_noop), t_noop, args.n, rng)
+        kl = kill_loop(imgs, idx, args.model, args.kills, timing, args.n, rng)
         print(json.dumps(kl), file=sys.stderr, flush=True)
         r = subprocess.run(index_cmd(imgs, idx, args.model), capture_output=True, text=True)
         resume_ok = r.returncode == 0
@@ -375,7 +420,7 @@ def main(argv=None) -> int:
         got, want = snapshot(idx), snapshot(clean)
         equal = got["paths"] == want["paths"] and got["vectors"] == want["vectors"]
         summary = {"images": args.n, "model": args.model, **kl, "final_resume_ok": resume_ok,
-                   "same_as_clean_run": equal, "problems": got["problems"], "clean_run_s": round(t_clean, 1),
+                   "same_as_clean_run": equal, "problems": got["problems"], "clean_run": timing,
                    "searcher": srch}
         if not args.skip_bad_inputs:
             bad = bad_inputs(work, imgs, clean, args.model)

@@ -117,8 +117,13 @@ def _warn(path: str, reason: str) -> None:
 def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_size: int = 64,
                 workers: int | None = None, chunk_size: int = 512, progress: bool = True,
                 remove_missing: bool = True, save_every_s: float = 60.0,
-                warn: Callable[[str, str], None] | None = _warn) -> IndexReport:
-    """Bring the engine's index up to date with the files below ``roots``."""
+                warn: Callable[[str, str], None] | None = _warn, executor: str = "local",
+                ray_address: str | None = None) -> IndexReport:
+    """Bring the engine's index up to date with the files below ``roots``.
+
+    ``executor="ray"`` decodes and embeds new content on Ray (indexer.distributed); everything else, the
+    chunked commits included, stays here.
+    """
     t0 = time.perf_counter()
     warn = warn or (lambda p, r: None)
     workers = _default_workers() if workers is None else max(0, int(workers))
@@ -184,8 +189,16 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
     decode_skips: list[tuple[str, str]] = []
     if new_groups:
         t_embed = time.perf_counter()
-        embedder = engine.embedder
         first_paths = [es[0].path for _, es in new_groups]
+        if executor == "ray":
+            from .distributed import ray_embed_files
+
+            batches = ray_embed_files(engine.config["model"], engine.dim, first_paths, batch_size=batch_size,
+                                      workers=max(1, workers), max_pixels=engine.max_pixels, address=ray_address,
+                                      progress=progress)
+        else:
+            batches = embed_files(engine.embedder, first_paths, batch_size=batch_size, workers=workers,
+                                  max_pixels=engine.max_pixels, progress=progress)
         pending_images: list[NewImage] = []
         pending_skips: list[tuple[str, str, int, int]] = []
         last_save = time.perf_counter()
@@ -203,8 +216,7 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
                 engine.save_index()
                 last_save = time.perf_counter()
 
-        for vecs, meta, failed in embed_files(embedder, first_paths, batch_size=batch_size, workers=workers,
-                                               max_pixels=engine.max_pixels, progress=progress):
+        for vecs, meta, failed in batches:
             for row, (i, w, h) in enumerate(meta):
                 sha, es = new_groups[i]
                 pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns) for e in es]))

@@ -145,14 +145,22 @@ class MetadataStore:
                 if ok != "ok":
                     detail = " ".join(str(ok).replace("*** in database main ***", "").split())[:200]
                     raise StoreError(f"{url}: database is corrupted ({detail}); it was left untouched")
-            if not read_only:
-                Base.metadata.create_all(self.engine)
-            with self.session() as s:
-                if s.get(MetaRow, "schema_version") is None and not read_only:
-                    s.add(MetaRow(key="schema_version", value=SCHEMA_VERSION))
-                    s.commit()
+            for attempt in range(6):  # another process (a reader opening a new index) may be creating it too
+                try:
+                    if not read_only:
+                        Base.metadata.create_all(self.engine)
+                    with self.session() as s:
+                        if s.get(MetaRow, "schema_version") is None and not read_only:
+                            s.add(MetaRow(key="schema_version", value=SCHEMA_VERSION))
+                            s.commit()
+                    break
+                except DatabaseError as exc:
+                    msg = str(getattr(exc, "orig", exc)).lower()
+                    if attempt == 5 or not any(w in msg for w in ("already exists", "unique", "duplicate", "locked")):
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
         except (DatabaseError, OperationalError) as exc:
-            reason = exc.orig if hasattr(exc, "orig") else exc
+            reason = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())[:300]  # one line
             if "not a database" in str(reason) or "malformed" in str(reason):
                 raise StoreError(f"{url}: database is corrupted ({reason}); it was left untouched") from None
             raise StoreError(f"{url}: cannot open metadata database ({reason})") from None

@@ -34,6 +34,19 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
+def _size(text: str) -> int:
+    """A byte count: 2000000000, 2G, 512M, 1.5GB, 800k."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
+    try:
+        v = float(t[:-1] if t[-1:] in "KMGT" else t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2G or 512M, got '{text}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return int(v)
+
+
 def _sigma(text: str) -> float | str:
     if text == "auto":
         return "auto"
@@ -70,12 +83,15 @@ def cmd_index(args) -> int:
     for d in args.dirs:
         if not os.path.exists(d):
             return _fail(f"{d}: no such file or folder")
+    if args.address and args.engine != "ray":
+        return _fail("--address is for --engine ray")
     engine = _open(args, create=True, model=args.model, index_type=args.index_type,
                    db_url=args.db_url, **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
     try:
+        engine.set_options(max_memory=args.max_memory, on_disk=True if args.on_disk else None)
         report = engine.add(args.dirs, batch_size=args.batch_size, workers=args.workers,
                             progress=not args.quiet, remove_missing=not args.keep_missing,
-                            chunk_size=args.chunk_size)
+                            chunk_size=args.chunk_size, executor=args.engine, ray_address=args.address)
     except EngineError as exc:
         return _fail(str(exc))
     finally:
@@ -195,6 +211,7 @@ def cmd_rebuild(args) -> int:
             os.replace(idx, damaged)
     try:
         engine = Engine.open(args.db, create=False, load_index=False)
+        engine.set_options(max_memory=args.max_memory, on_disk=args.on_disk)
         factory = engine.rebuild(args.index_type)
         n = len(engine.index) if engine.index is not None else 0
         engine.close()
@@ -241,6 +258,16 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--max-pixels", type=_positive_int, default=None, help="skip images larger than this (default 200M)")
     p.add_argument("--keep-missing", action="store_true", help="keep files that disappeared from disk")
     p.add_argument("--chunk-size", type=_positive_int, default=512, help="images per committed chunk (default 512)")
+    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                   help="RAM budget for the vector index (e.g. 2G); --index-type auto picks a type that fits")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where images are decoded and embedded: this process (local) or Ray Data actors (ray; "
+                        "pip install 'lookalike[distributed]'); --workers sets the number of actors")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --engine ray: an existing Ray cluster (e.g. ray://head:10001 or auto); default: "
+                        "start a local one")
+    p.add_argument("--on-disk", action="store_true",
+                   help="search IVF indexes with their lists memory-mapped from disk (for indexes larger than RAM)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_index)
 
@@ -276,6 +303,9 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p = sub.add_parser("rebuild", help="rebuild the FAISS index from stored vectors (no re-embedding)")
     p.add_argument("--db", required=True, metavar="INDEX_DIR")
     p.add_argument("--index-type", default=None, metavar="TYPE", help="switch to this FAISS factory string")
+    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE", help="RAM budget that auto chooses within")
+    p.add_argument("--on-disk", action=argparse.BooleanOptionalAction, default=None,
+                   help="memory-map IVF inverted lists for search (--no-on-disk to load them in RAM)")
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("models", help="list registered embedders")

@@ -97,6 +97,25 @@ class IndexStatus:
         return asdict(self)
 
 
+def _os_reason(exc: BaseException) -> str:
+    """The OS reason of a failed write (faiss reports errno text inside a long RuntimeError)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    text = str(exc)
+    for reason in ("No space left on device", "Read-only file system", "Permission denied", "File too large",
+                   "Disk quota exceeded"):
+        if reason in text:
+            return reason
+    return text.strip().splitlines()[-1][:200] if text.strip() else type(exc).__name__
+
+
+def _storage_error(engine: "Engine", exc: BaseException) -> str:
+    """One line for a failed database write (disk full, read-only, lost server)."""
+    orig = getattr(exc, "orig", None) or exc
+    reason = " ".join(str(orig).split())[:200] or type(orig).__name__
+    return f"{engine.store.url}: cannot write metadata ({reason}); what was committed before is kept"
+
+
 class _WriterLock:
     """An exclusive advisory lock on the index folder for the duration of a write."""
 
@@ -119,7 +138,8 @@ class _WriterLock:
             self.fh.close()
             raise EngineError(f"{self.path.parent}: another lookalike process is writing this index; try again when it ends") from None
         # temp files left by a writer that was killed mid-save (only a lock holder writes them)
-        for stale in list(self.path.parent.glob(".vectors-*.faiss.tmp")) + list(self.path.parent.glob(f".{CONFIG_NAME}-*.tmp")):
+        folder = self.path.parent
+        for stale in [*folder.glob(f".{INDEX_NAME}-*.tmp"), *folder.glob(f".{CONFIG_NAME}-*.tmp"), *folder.glob(".vectors-*.faiss.tmp")]:
             try:
                 stale.unlink()
             except OSError:
@@ -150,7 +170,7 @@ class Engine:
     @classmethod
     def open(cls, path: str | os.PathLike, model: str | None = None, index_type: str | None = None,
              db_url: str | None = None, create: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-             load_index: bool = True) -> "Engine":
+             load_index: bool = True, mmap: bool | None = None) -> "Engine":
         """Open (or create) the index folder ``path``; refuses a model other than the one it was built with.
 
         ``load_index=False`` skips reading the FAISS file (for ``rebuild`` of a damaged one).
@@ -210,6 +230,8 @@ class Engine:
         except StoreError as exc:
             raise EngineError(str(exc)) from None
         engine = cls(root, config, store, None, max_pixels=max_pixels)
+        # IVF inverted lists memory-mapped from disk for searching (config "on_disk", or asked for here)
+        engine._mmap = bool(config.get("on_disk")) if mmap is None else bool(mmap)
         if load_index:
             engine._load_index()
             if config.pop("requested_index_type", None):
@@ -251,7 +273,8 @@ class Engine:
         """Read the FAISS file and bring it in line with the store (the store is the truth)."""
         if self.index_path.exists():
             try:
-                self.index = VectorIndex.load(self.index_path, factory=self.config.get("factory"))
+                use_mmap = getattr(self, "_mmap", False) and "IVF" in str(self.config.get("factory") or "")
+                self.index = VectorIndex.load(self.index_path, factory=self.config.get("factory"), mmap=use_mmap)
             except IndexError_ as exc:
                 raise EngineError(f"{exc}; run 'lookalike rebuild --db {self.root}' to restore it from the stored vectors") from None
             if self.index.dim != self.dim:
@@ -272,6 +295,9 @@ class Engine:
         have = self.index.ids()
         missing = np.setdiff1d(db_ids, have, assume_unique=False)
         extra = np.setdiff1d(have, db_ids, assume_unique=False)
+        if self.index.mmapped and (len(missing) or len(extra)):
+            self._load_in_memory()  # the file is behind the database: bring a writable copy in line
+            return
         if len(extra):
             self.index.remove(extra)
         self.index.hidden.intersection_update(int(i) for i in have)
@@ -280,7 +306,23 @@ class Engine:
 
     def _requested_factory(self, n: int) -> str:
         t = self.config.get("index_type") or "auto"
-        return choose_index_type(n, self.dim) if t == "auto" else t
+        return choose_index_type(n, self.dim, self.config.get("max_memory")) if t == "auto" else t
+
+    def _load_in_memory(self) -> None:
+        """Replace a memory-mapped (read-only) index by an in-memory copy, synced with the store."""
+        if self.index is not None and self.index.mmapped:
+            self.index = VectorIndex.load(self.index_path, factory=self.config.get("factory"))
+            self._sync()
+
+    def set_options(self, max_memory: int | None = None, on_disk: bool | None = None) -> None:
+        """Persist index options: the memory budget ``auto`` chooses within, and memory-mapped IVF search."""
+        if max_memory is not None:
+            self.config["max_memory"] = int(max_memory)
+        if on_disk is not None:
+            self.config["on_disk"] = bool(on_disk)
+            self._mmap = bool(on_disk)
+        if max_memory is not None or on_disk is not None:
+            self._write_config()
 
     def _build(self, factory: str) -> None:
         n = len(self.store.image_ids())
@@ -321,7 +363,7 @@ class Engine:
                 return
             self._build(self._requested_factory(len(self.store.image_ids())))
         elif self.config.get("index_type") == "auto":
-            want = choose_index_type(len(self.index), self.dim)
+            want = choose_index_type(len(self.index), self.dim, self.config.get("max_memory"))
             if want != self.index.factory and not self.index.hidden:
                 self._build(want)
         if self.index is None:
@@ -344,17 +386,24 @@ class Engine:
 
     # ------------------------------------------------------------------ writing
     def add(self, paths: Iterable[str | os.PathLike], *, batch_size: int = 64, workers: int | None = None,
-            progress: bool = True, remove_missing: bool = True, chunk_size: int = 512, warn=...):
-        """Index image files and folders (incrementally); returns an :class:`IndexReport`."""
+            progress: bool = True, remove_missing: bool = True, chunk_size: int = 512, warn=...,
+            executor: str = "local", ray_address: str | None = None):
+        """Index image files and folders (incrementally); returns an :class:`IndexReport`.
+
+        ``executor="ray"`` embeds on Ray (a local instance, or the cluster at ``ray_address``)."""
+        from lookalike.indexer.distributed import RayUnavailable
         from lookalike.indexer.pipeline import _warn, index_paths
 
         paths = list(paths)
         with _WriterLock(self.root):
+            self._load_in_memory()
             self._sync()  # another process may have written since we opened
             try:
                 return index_paths(self, paths, batch_size=batch_size, workers=workers, progress=progress,
                                    remove_missing=remove_missing, chunk_size=chunk_size,
-                                   warn=_warn if warn is ... else warn)
+                                   warn=_warn if warn is ... else warn, executor=executor, ray_address=ray_address)
+            except RayUnavailable as exc:
+                raise EngineError(str(exc)) from None
             except FileNotFoundError as exc:
                 raise EngineError(str(exc)) from None
             except StoreError as exc:
@@ -369,6 +418,7 @@ class Engine:
         targets = [os.path.abspath(os.fspath(p)) for p in paths]
         with _WriterLock(self.root):
             try:
+                self._load_in_memory()
                 self._sync()
                 known = self.store.file_states(under=targets)
                 orphans = self.store.remove_paths(list(known))

@@ -15,7 +15,7 @@ import numpy as np
 
 from lookalike.fsutil import atomic_path
 
-__all__ = ["VectorIndex", "IndexError_", "choose_index_type", "resolve_factory", "needs_training", "INDEX_TYPES"]
+__all__ = ["VectorIndex", "IndexError_", "choose_index_type", "estimate_bytes", "resolve_factory", "needs_training", "INDEX_TYPES"]
 
 INDEX_TYPES = ["auto", "Flat", "HNSW32", "IVF1024,Flat", "IVF4096,Flat", "IVF1024,PQ32", "IVF4096,PQ64"]
 
@@ -24,21 +24,54 @@ class IndexError_(RuntimeError):
     """A FAISS index that cannot be built, read or used."""
 
 
-def choose_index_type(n_vectors: int, dim: int, max_memory_bytes: int | None = None) -> str:
-    """Pick a factory string for ``n_vectors`` of ``dim`` (see docs/benchmarks.md for the figures).
+def estimate_bytes(factory: str, n_vectors: int, dim: int) -> int:
+    """RAM an index of this type takes for ``n_vectors`` (ids included), from the sizes measured in
+    benchmarks/ann.py (docs/benchmarks-scale.md): Flat 4d+8, HNSW32 4d+~270, IVF-Flat 4d+16, IVF-PQm m+16 per
+    vector, plus centroids and codebooks."""
+    m = re.match(r"^(?:OPQ(\d+)(?:_(\d+))?,)?IVF(\d+),(Flat|PQ(\d+)|SQ8)", factory)
+    if factory == "Flat":
+        return n_vectors * (4 * dim + 8)
+    h = re.match(r"^HNSW(\d+)", factory)
+    if h:
+        return n_vectors * (4 * dim + 8 * int(h.group(1)) + 24)
+    if m:
+        nlist = int(m.group(3))
+        d = int(m.group(2) or dim)
+        fixed = nlist * 4 * d + (4 * dim * d if m.group(1) else 0)
+        if m.group(4) == "Flat":
+            per = 4 * dim + 16
+        elif m.group(4) == "SQ8":
+            per = dim + 16
+        else:
+            per = int(m.group(5)) + 16
+            fixed += 256 * d * 4
+        return fixed + n_vectors * per
+    return n_vectors * (4 * dim + 8)
 
-    Exact search is fast enough below 50k vectors; HNSW32 above that while its
-    ~(4*dim + 2*32*4 + 16) bytes per vector fit the memory budget; IVF-PQ beyond.
+
+def choose_index_type(n_vectors: int, dim: int, max_memory_bytes: int | None = None) -> str:
+    """Pick a factory string for ``n_vectors`` of ``dim`` within an optional RAM budget.
+
+    From the figures of benchmarks/ann.py (docs/benchmarks-scale.md): exact search below 50k vectors;
+    HNSW32 (fastest single query at recall >= 0.95) while it fits the budget; IVF-Flat when that fits;
+    IVF-PQ (re-ranked from the stored vectors' codes) beyond, with the most bytes per vector that fit.
+    Below 10k vectors there is too little to train a compressed index: Flat, whatever the budget.
     """
-    flat_bytes = n_vectors * (4 * dim + 8)
-    hnsw_bytes = n_vectors * (4 * dim + 32 * 2 * 4 + 16)
-    if n_vectors < 50_000 and (max_memory_bytes is None or flat_bytes <= max_memory_bytes):
+    def fits(t: str) -> bool:
+        return max_memory_bytes is None or estimate_bytes(t, n_vectors, dim) <= max_memory_bytes
+
+    if n_vectors < 10_000 or (n_vectors < 50_000 and fits("Flat")):
         return "Flat"
-    if max_memory_bytes is None or hnsw_bytes <= max_memory_bytes:
+    if fits("HNSW32"):
         return "HNSW32"
-    nlist = 4096 if n_vectors >= 400_000 else 1024
-    m = 64 if dim % 64 == 0 else 32
-    return f"IVF{nlist},PQ{m}"
+    nlist = 4096 if n_vectors >= 400_000 else 1024 if n_vectors >= 40_000 else 256
+    if fits(f"IVF{nlist},Flat"):
+        return f"IVF{nlist},Flat"
+    pqs = [f"IVF{nlist},PQ{m}" for m in (64, 32, 16, 8) if dim % m == 0] or [f"IVF{nlist},PQ8"]
+    for t in pqs:
+        if fits(t):
+            return t
+    return pqs[-1]  # nothing fits: the smallest
 
 
 def resolve_factory(factory: str, n_train: int) -> str:
@@ -74,6 +107,7 @@ class VectorIndex:
         self.index = index
         self.factory = factory
         self.hidden: set[int] = set(hidden or ())
+        self.mmapped = False  # memory-mapped (read-only) inverted lists: adding would abort inside faiss
         self.params = SearchParams()
         self._apply_params()
 
@@ -95,16 +129,20 @@ class VectorIndex:
                 raise IndexError_(f"index type '{factory}' needs training vectors")
             faiss.omp_set_num_threads(max(1, os.cpu_count() or 1))
             inner.train(np.ascontiguousarray(train_vectors, dtype=np.float32))
-        return cls(faiss.IndexIDMap2(inner), factory)
+        return cls(faiss.IndexIDMap2(inner), real)  # the type actually built (IVF lists may shrink)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, factory: str | None = None) -> "VectorIndex":
-        """Read an index file; a missing or damaged file raises :class:`IndexError_` with the reason."""
+    def load(cls, path: str | os.PathLike, factory: str | None = None, mmap: bool = False) -> "VectorIndex":
+        """Read an index file; a missing or damaged file raises :class:`IndexError_` with the reason.
+
+        ``mmap=True`` (IVF types) memory-maps the inverted lists instead of reading them: search only, the
+        operating system pages lists in and out, so an index larger than RAM can be searched.
+        """
         path = os.fspath(path)
         if not os.path.exists(path):
             raise IndexError_(f"{path}: FAISS index file is missing")
         try:
-            idx = faiss.read_index(path)
+            idx = faiss.read_index(path, faiss.IO_FLAG_MMAP if mmap else 0)
         except Exception as exc:
             raise IndexError_(f"{path}: FAISS index file is damaged ({str(exc).splitlines()[0][:160]})") from None
         if not isinstance(idx, faiss.IndexIDMap2):
@@ -114,7 +152,9 @@ class VectorIndex:
                 pass
             if not isinstance(idx, faiss.IndexIDMap2):
                 raise IndexError_(f"{path}: not a lookalike index (expected an IndexIDMap2)")
-        return cls(idx, factory or "unknown")
+        out = cls(idx, factory or "unknown")
+        out.mmapped = bool(mmap)
+        return out
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the index atomically (temp file in the same folder, fsync, rename)."""
@@ -146,6 +186,8 @@ class VectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
+        if self.mmapped:
+            raise IndexError_("a memory-mapped index is read-only; load it into memory to add vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise IndexError_(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
@@ -158,6 +200,8 @@ class VectorIndex:
         ids = np.ascontiguousarray(np.asarray(list(ids), dtype=np.int64))
         if len(ids) == 0:
             return 0
+        if self.mmapped:
+            raise IndexError_("a memory-mapped index is read-only; load it into memory to remove vectors")
         try:
             return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
         except RuntimeError:

@@ -13,12 +13,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from lookalike.data.photos import load_photo
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 

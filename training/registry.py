@@ -18,10 +18,11 @@ SHIPPED: dict[str, tuple[str, str]] = {
     "siamese-triplet-mnist": ("siamese-triplet-mnist.pt", "Siamese CNN, triplet loss (semi-hard), MNIST-sample (64-d)"),
     "siamese-contrastive-cifar10": ("siamese-contrastive-cifar10.pt", "Siamese CNN, contrastive loss, CIFAR-10-sample"),
     "siamese-triplet-cifar10": ("siamese-triplet-cifar10.pt", "Siamese CNN, triplet loss, CIFAR-10-sample"),
-    "ntxent-cifar10": ("ntxent-lite0-cifar10.pt", "NT-Xent head on frozen efficientnet_lite0, CIFAR-10-sample"),
+    "ntxent-cifar10": ("ntxent-lite0-cifar10.pt", "NT-Xent head on frozen efficientnet_lite0 (224 px), CIFAR-10-sample"),
     "ntxent-ensemble-cifar10": ("ntxent-ensemble-cifar10.pt",
-                                "NT-Xent head on frozen efficientnet_lite0+1+2, CIFAR-10-sample"),
-    "supcon-cifar10": ("supcon-lite0-cifar10.pt", "SupCon (supervised) head on frozen efficientnet_lite0, CIFAR-10-sample"),
+                                "NT-Xent head on frozen efficientnet_lite0+1+2 (128 px), CIFAR-10-sample"),
+    "supcon-cifar10": ("supcon-lite0-cifar10.pt",
+                       "SupCon (supervised) head on frozen efficientnet_lite0 (224 px), CIFAR-10-sample"),
 }
 # short aliases: the best Siamese loss per dataset (see models/README.md)
 ALIASES: dict[str, str] = {"siamese-mnist": "siamese-triplet-mnist", "siamese-cifar10": "siamese-triplet-cifar10"}

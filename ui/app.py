@@ -5,10 +5,19 @@ Four pages share one cached engine (see :mod:`lookalike.ui.state`): Search, Inde
 from __future__ import annotations
 
 import streamlit as st
-
 from lookalike.ui import compare_page, explore_page, index_page, search_page, state
 
-st.set_page_config(page_title="lookalike", page_icon=":material/image_search:", layout="wide")
+
+def _favicon():
+    """A small magnifier drawn locally (a material-icon favicon would be fetched from Google's CDN)."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    d = ImageDraw.Draw(im)
+    d.ellipse((6, 6, 42, 42), outline=(255, 75, 75, 255), width=7)
+    d.line((38, 38, 58, 58), fill=(255, 75, 75, 255), width=9)
+    return im
+
 
 
 def _sidebar() -> None:
@@ -33,11 +42,13 @@ def _sidebar() -> None:
 
 
 pages = [
-    st.Page(search_page.render, title="Search", icon=":material/search:", url_path="search", default=True),
-    st.Page(index_page.render, title="Index", icon=":material/folder_open:", url_path="index"),
-    st.Page(explore_page.render, title="Explore", icon=":material/scatter_plot:", url_path="explore"),
-    st.Page(compare_page.render, title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page(search_page.render, title="Search", url_path="search", default=True),
+    st.Page(index_page.render, title="Index", url_path="index"),
+    st.Page(explore_page.render, title="Explore", url_path="explore"),
+    st.Page(compare_page.render, title="Compare", url_path="compare"),
 ]
 nav = st.navigation(pages)
+# after st.navigation, so that the pages' material icons do not become a CDN-hosted favicon
+st.set_page_config(page_title="lookalike", page_icon=_favicon(), layout="wide")
 _sidebar()
 nav.run()

@@ -57,6 +57,12 @@ def _picker(side: str, eng, roots: list[str], max_bytes: int):
             data, name = check_upload(f.getvalue(), f.name, max_bytes), f.name
         else:
             paths = state.indexed_paths(eng) if eng is not None else []
+            filt = st.text_input("Filter by name", key=f"cmp_filter_{side}")
+            if filt:
+                paths = [p for p in paths if filt.lower() in p.lower()]
+            paths = paths[:1000]  # every option travels to the browser on each rerun
+            if st.session_state.get(f"cmp_pick_{side}") and st.session_state[f"cmp_pick_{side}"] not in paths:
+                paths = [st.session_state[f"cmp_pick_{side}"]] + paths
             p = st.selectbox(f"Image {side}", paths, index=None, key=f"cmp_pick_{side}",
                              format_func=lambda p: state.short_path(p, roots), placeholder="choose an indexed image")
             if not p:
@@ -128,11 +134,11 @@ def render() -> None:
         st.altair_chart(
             alt.Chart(df).mark_bar().encode(
                 x=alt.X("similarity:Q", scale=alt.Scale(domain=[min(0.0, float(df.similarity.min())), 1.0])),
-                y=alt.Y("embedder:N", sort="-x", title=None), tooltip=["embedder", "similarity", "dim", "ms"],
+                y=alt.Y("embedder:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260)), tooltip=["embedder", "similarity", "dim", "ms"],
             ).properties(height=max(120, 28 * len(df))),
             width="stretch",
         )
-    st.dataframe(rows, hide_index=True, key="cmp_table", width="stretch",
+    st.dataframe(rows, hide_index=True, key="cmp_table", width="stretch", height=36 * (len(rows) + 1) + 4,
                  column_config={"similarity": st.column_config.NumberColumn(format="%.4f"),
                                 "ms": st.column_config.NumberColumn("ms (both images)")})
     skipped = [r for r in rows if r["similarity"] is None]

@@ -70,7 +70,6 @@ def kmeans_labels(db: str, stamp: tuple, ids: tuple, n_clusters: int, seed: int 
 def render() -> None:
     import altair as alt
     import pandas as pd
-
     from lookalike.retrieval.engine import EngineError
 
     cfg = state.settings()
@@ -115,11 +114,14 @@ def render() -> None:
     df["selected"] = df[group_col] == sel
     chart = (
         alt.Chart(df)
-        .mark_circle(size=40)
+        .mark_circle(stroke="#222")
         .encode(
             x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
-            color=alt.Color(f"{group_col}:N", legend=alt.Legend(title=group_col, columns=1, symbolLimit=40)),
-            opacity=alt.condition(alt.datum.selected, alt.value(0.95), alt.value(0.25)),
+            color=alt.Color(f"{group_col}:N", scale=alt.Scale(scheme="tableau20"),
+                            legend=alt.Legend(title=group_col, columns=1, symbolLimit=40)),
+            size=alt.condition(alt.datum.selected, alt.value(140), alt.value(45)),
+            strokeWidth=alt.condition(alt.datum.selected, alt.value(1.2), alt.value(0.0)),
+            opacity=alt.condition(alt.datum.selected, alt.value(1.0), alt.value(0.55)),
             tooltip=["name:N", "folder:N"] + (["cluster:N"] if group_col == "cluster" else []),
         )
         .properties(height=520)

@@ -7,11 +7,18 @@ never make the server read something outside the folders the index was built fro
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-__all__ = ["UnsafePathError", "UploadTooLarge", "is_inside", "check_readable", "check_upload",
-           "DEFAULT_MAX_UPLOAD_MB", "max_upload_bytes"]
+__all__ = [
+    "DEFAULT_MAX_UPLOAD_MB",
+    "UnsafePathError",
+    "UploadTooLarge",
+    "check_readable",
+    "check_upload",
+    "is_inside",
+    "max_upload_bytes",
+]
 
 DEFAULT_MAX_UPLOAD_MB = 20
 

@@ -1,8 +1,6 @@
 """Search page: a query from an upload, the camera or the index; a grid of results; a noisy-query panel."""
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import time
 
@@ -17,6 +15,7 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "jpe", "jfif", "webp", "bmp", "gif", "tif"
 METHOD_LABELS = {"auto": "auto", "ddpm": "DDPM", "ddim": "DDIM", "classical": "classical"}
 NOISY_MAX_SIDE = 512  # the noise panel works on a copy no larger than this (classical denoising is O(pixels))
 GRID_COLUMNS = 4
+MAX_PICK_OPTIONS = 1000
 
 
 # ---------------------------------------------------------------------------- query callbacks
@@ -118,7 +117,14 @@ def render() -> None:
             paths = state.indexed_paths(eng)
             filt = st.text_input("Filter by name", key="q_filter", placeholder="e.g. cat, photos/")
             opts = [p for p in paths if filt.lower() in p.lower()] if filt else paths
-            st.selectbox(f"Indexed image ({len(opts)} of {len(paths)})", opts, index=None, key="q_pick",
+            label = f"Indexed image ({len(opts)} of {len(paths)})"
+            if len(opts) > MAX_PICK_OPTIONS:  # every option travels to the browser on each rerun
+                label = f"Indexed image (first {MAX_PICK_OPTIONS} of {len(opts)}: type in the filter to narrow)"
+                opts = opts[:MAX_PICK_OPTIONS]
+            picked = st.session_state.get("q_pick")
+            if picked and picked not in opts:
+                opts = [picked] + opts
+            st.selectbox(label, opts, index=None, key="q_pick",
                          format_func=lambda p: state.short_path(p, roots), on_change=_on_pick,
                          placeholder="choose an indexed image")
     with right:
@@ -225,8 +231,9 @@ def _results_grid(res, roots: list[str]) -> None:
         st.warning("No result above the minimum score.")
         return
     with st.container(key="results"):
-        cols = st.columns(GRID_COLUMNS)
         for i, r in enumerate(res):
+            if i % GRID_COLUMNS == 0:  # one row of columns at a time keeps the rows aligned
+                cols = st.columns(GRID_COLUMNS)
             with cols[i % GRID_COLUMNS]:
                 with st.container(border=True, key=f"result-{r.rank}"):
                     thumb = state.thumbnail(r.path, roots)
@@ -238,5 +245,5 @@ def _results_grid(res, roots: list[str]) -> None:
                     st.markdown(f"**#{r.rank}** · score **{r.score:.3f}**  \n`{name}`  \n"
                                 f"{r.width}×{r.height} · {state.folder_of(r.path, roots)}"
                                 + (f" · +{len(r.paths) - 1} copies" if len(r.paths) > 1 else ""))
-                    st.button("Search with this", key=f"use-{r.id}", on_click=_use_result, args=(r.path,),
+                    st.button("Search with this", key=f"use-{r.rank}", on_click=_use_result, args=(r.path,),
                               width="stretch")

@@ -16,8 +16,21 @@ from PIL import Image
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, UnsafePathError, check_readable
 
-__all__ = ["Settings", "settings", "get_engine", "engine_lock", "index_stamp", "thumbnail", "load_indexed",
-           "indexed_paths", "roots", "short_path", "human_bytes", "denoise_module", "THUMB_PX"]
+__all__ = [
+    "THUMB_PX",
+    "Settings",
+    "denoise_module",
+    "engine_lock",
+    "get_engine",
+    "human_bytes",
+    "index_stamp",
+    "indexed_paths",
+    "load_indexed",
+    "roots",
+    "settings",
+    "short_path",
+    "thumbnail",
+]
 
 THUMB_PX = 256
 ENV_DB = "LOOKALIKE_DB"
@@ -162,7 +175,7 @@ def folder_of(path: str, allowed_roots: list[str]) -> str:
     return os.path.dirname(short_path(path, allowed_roots)) or "."
 
 
-def human_bytes(n: int | float) -> str:
+def human_bytes(n: float) -> str:
     n = float(n)
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":

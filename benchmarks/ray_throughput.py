@@ -1,0 +1,97 @@
+"""Indexing throughput: the single-process path vs Ray Data actors (local instance; optionally an existing cluster).
+
+    nice -n 10 .venv/bin/python benchmarks/ray_throughput.py --n 1000 --model efficientnet_lite0@128 --workers 2 --cluster
+
+Each mode indexes the same generated JPEGs into a fresh index through the CLI (``lookalike index``), in a
+subprocess; reported: wall time (start-up included), the embedding phase's images/s (from the run summary),
+and whether the resulting sha256 sets agree. ``--cluster`` also starts ``ray start --head`` on 127.0.0.1 and
+indexes through ``--address``, then stops it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run(cmd: list[str]) -> tuple[float, str]:
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
+    return time.perf_counter() - t, r.stdout.strip().splitlines()[-1]
+
+
+def shas(idx: Path) -> set[str]:
+    con = sqlite3.connect(idx / "metadata.db")
+    out = {r[0] for r in con.execute("select sha256 from images")}
+    con.close()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--model", default="efficientnet_lite0@128")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--cluster", action="store_true", help="also run against a 'ray start --head' cluster by address")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from memory import make_images
+
+    work = Path(tempfile.mkdtemp(prefix="lookalike-ray-"))
+    rows = []
+    try:
+        imgs = work / "imgs"
+        make_images(imgs, args.n)
+        base = [sys.executable, "-m", "lookalike", "index", str(imgs), "--model", args.model, "-q",
+                "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
+        modes = [("local (DataLoader, 1 process + workers)", []), (f"ray local instance, {args.workers} actors", ["--engine", "ray"])]
+        head = None
+        if args.cluster:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            ray_bin = str(Path(sys.executable).parent / "ray")
+            subprocess.run([ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                            "--num-cpus", str(args.workers + 1), "--include-dashboard", "false", "--disable-usage-stats"],
+                           check=True, capture_output=True)
+            head = ray_bin
+            modes.append((f"ray existing cluster by --address, {args.workers} actors", ["--engine", "ray", "--address", f"127.0.0.1:{port}"]))
+        ref = None
+        for name, extra in modes:
+            idx = work / f"idx-{len(rows)}"
+            wall, summary = run(base + ["--db", str(idx)] + extra)
+            m = re.search(r"\(([\d.]+) img/s\)", summary)
+            s = shas(idx)
+            ref = ref or s
+            rows.append({"mode": name, "images": args.n, "model": args.model, "wall_s": round(wall, 1),
+                         "wall_img_s": round(args.n / wall, 1), "embed_phase_img_s": float(m.group(1)) if m else None,
+                         "same_images_as_local": s == ref, "summary": summary})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        if head:
+            subprocess.run([head, "stop", "--force"], capture_output=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("| mode | images | model | wall s (start-up included) | img/s (wall) | img/s (embedding phase) | same images |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['mode']} | {r['images']} | {r['model']} | {r['wall_s']} | {r['wall_img_s']} | {r['embed_phase_img_s']} | {r['same_images_as_local']} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

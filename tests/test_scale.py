@@ -1,0 +1,82 @@
+"""Index choice under a memory budget, memory-mapped (on-disk) IVF search, switching types without re-embedding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lookalike import Engine
+from lookalike.cli import main as cli
+from lookalike.retrieval.index import IndexError_, choose_index_type, estimate_bytes
+from test_faults import make_images
+
+
+@pytest.mark.parametrize("n,dim", [(10_000, 1280), (1_000_000, 256), (1_000_000, 1280), (20_000_000, 256)])
+@pytest.mark.parametrize("budget", [None, 8 * 2**30, 1 * 2**30, 200 * 2**20])
+def test_auto_choice_fits_the_memory_budget(n, dim, budget):
+    t = choose_index_type(n, dim, budget)
+    if budget is None:
+        assert t == ("Flat" if n < 50_000 else "HNSW32")
+    elif estimate_bytes(t, n, dim) > budget:  # nothing fits: the smallest candidate
+        smallest = min(estimate_bytes(c, n, dim) for c in ("Flat", "HNSW32", "IVF4096,Flat", "IVF4096,PQ64",
+                                                           "IVF4096,PQ32", "IVF4096,PQ16", "IVF4096,PQ8"))
+        assert estimate_bytes(t, n, dim) == smallest
+    else:  # the fastest type that fits: anything faster would not
+        order = ["HNSW32", "IVF4096,Flat", "IVF4096,PQ64", "IVF4096,PQ32", "IVF4096,PQ16", "IVF4096,PQ8"]
+        if t in order:
+            assert all(estimate_bytes(f, n, dim) > budget for f in order[: order.index(t)])
+
+
+def test_budget_moves_the_choice_from_graph_to_compressed():
+    assert choose_index_type(1_000_000, 256) == "HNSW32"
+    assert choose_index_type(1_000_000, 256, 2 * 2**30) == "HNSW32"
+    assert choose_index_type(1_000_000, 256, 1100 * 2**20) == "IVF4096,Flat"
+    small = choose_index_type(1_000_000, 256, 256 * 2**20)
+    assert "PQ" in small and estimate_bytes(small, 1_000_000, 256) <= 256 * 2**20
+    assert choose_index_type(5_000, 1280, 1000) == "Flat"  # too few vectors to train anything compressed
+
+
+def test_on_disk_ivf_search_then_write_then_switch_back(tmp_path, capsys):
+    imgs = tmp_path / "imgs"
+    make_images(imgs, 120, seed=3)
+    idx = tmp_path / "idx"
+    assert cli(["index", str(imgs), "--db", str(idx), "--model", "pixels", "-q", "--workers", "0"]) == 0
+    ids0, vecs0 = Engine.open(idx, create=False).vectors()
+    assert cli(["rebuild", "--db", str(idx), "--index-type", "IVF4,Flat", "--on-disk"]) == 0
+    capsys.readouterr()
+    e = Engine.open(idx, create=False)
+    assert e.index.mmapped and e.index.factory == "IVF4,Flat"
+    e.index.set_params(nprobe=4)
+    q = sorted(imgs.iterdir())[7]
+    assert e.search(q, k=1)[0].path == str(q)
+    with pytest.raises(IndexError_, match="read-only"):
+        e.index.add(np.array([10**9]), vecs0[:1])
+    e.close()
+    # a writer loads the lists into memory, adds, and writes the file again; searching stays memory-mapped
+    make_images(tmp_path / "more", 10, seed=4)
+    assert cli(["index", str(imgs), str(tmp_path / "more"), "--db", str(idx), "-q", "--workers", "0"]) == 0
+    assert "indexed 10," in capsys.readouterr().out
+    e = Engine.open(idx, create=False)
+    assert e.index.mmapped and len(e.index) == 130
+    e.close()
+    # switching type again uses the stored vectors only (bit-identical), never re-embeds
+    assert cli(["rebuild", "--db", str(idx), "--index-type", "Flat", "--no-on-disk"]) == 0
+    e = Engine.open(idx, create=False)
+    ids1, vecs1 = e.vectors()
+    assert not e.index.mmapped and e.index.factory == "Flat"
+    assert np.array_equal(vecs1[np.isin(ids1, ids0)], vecs0)
+    e.close()
+
+
+def test_max_memory_is_remembered_and_used_by_auto(tmp_path, capsys):
+    imgs = tmp_path / "imgs"
+    make_images(imgs, 30, seed=5)
+    idx = tmp_path / "idx"
+    assert cli(["index", str(imgs), "--db", str(idx), "--model", "pixels", "-q", "--workers", "0", "--max-memory", "1.5G"]) == 0
+    e = Engine.open(idx, create=False)
+    assert e.config["max_memory"] == int(1.5 * 2**30) and e.index.factory == "Flat"
+    # the remembered budget drives auto's choice as the collection grows (3072-d pixels vectors)
+    assert e._requested_factory(1_000_000) == choose_index_type(1_000_000, 3072, int(1.5 * 2**30))
+    assert "PQ" in e._requested_factory(1_000_000) and e._requested_factory(100_000) == "HNSW32"
+    e.close()
+    with pytest.raises(SystemExit):
+        cli(["index", str(imgs), "--db", str(idx), "--max-memory", "lots"])

@@ -1,0 +1,384 @@
+"""Each page of the web app, driven through ``streamlit.testing.v1.AppTest`` on real small indexes."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import have_samples
+from lookalike.data.photos import load_photo
+from PIL import Image
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+TIMEOUT = 120
+PAGE_SCRIPT = "from lookalike.ui import {0}\n{0}.render()\n"
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_string(PAGE_SCRIPT.format(name), default_timeout=TIMEOUT)
+
+
+def png_bytes(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def no_exception(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [s.value for s in at.subheader]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory, photo_dir) -> Path:
+    """~20 real images: scikit-image photos, CIFAR-10 samples in class folders, and one broken file."""
+    root = tmp_path_factory.mktemp("uiimages")
+    shutil.copytree(photo_dir, root / "photos")
+    if have_samples():
+        from lookalike.data.export import export_dataset
+
+        export_dataset("cifar10", root / "cifar10", split="train", limit=10, progress=False)
+    (root / "photos" / "broken.jpg").write_bytes(b"definitely not a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pixels_db(image_tree, tmp_path_factory) -> Path:
+    from lookalike.retrieval.engine import Engine
+
+    db = tmp_path_factory.mktemp("uipixels") / "index"
+    with Engine.open(db, model="pixels") as eng:
+        eng.add([image_tree], progress=False, workers=0, warn=None)
+    return db
+
+
+@pytest.fixture
+def use_db(monkeypatch):
+    def _use(db: Path, **env) -> None:
+        monkeypatch.setenv("LOOKALIKE_DB", str(db))
+        monkeypatch.delenv("LOOKALIKE_UI_READ_ONLY", raising=False)
+        monkeypatch.delenv("LOOKALIKE_MAX_UPLOAD_MB", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+    return _use
+
+
+# ---------------------------------------------------------------------------- Search
+def first_result(at) -> str:
+    hits = [m.value for m in at.markdown if m.value.startswith("**#1**")]
+    assert hits, "no results grid"
+    return hits[0]
+
+
+def test_search_pick_indexed_image_and_click_result(pixels_db, image_tree, use_db):
+    use_db(pixels_db)
+    at = page("search_page").run()
+    no_exception(at)
+    assert at.title[0].value == "Search"
+    assert any("Upload an image" in i.value for i in at.info)
+    coffee = str(image_tree / "photos" / "coffee.png")
+    at.selectbox(key="q_pick").set_value(coffee).run()
+    no_exception(at)
+    top = first_result(at)
+    assert "coffee.png" in top and "1.000" in top  # the image itself comes first
+    assert "photos" in top
+    n_results = sum(1 for m in at.markdown if m.value.startswith("**#"))
+    assert n_results >= 3
+    # hide the query itself: another image comes first
+    at.checkbox(key="exclude_self").check().run()
+    assert "coffee.png" not in first_result(at)
+    at.checkbox(key="exclude_self").uncheck().run()
+    # clicking "Search with this" on result #2 searches with that image
+    second = [m.value for m in at.markdown if m.value.startswith("**#2**")][0]
+    name2 = second.split("`")[1]
+    at.button(key="use-2").click().run()
+    no_exception(at)
+    assert name2 in first_result(at) and "1.000" in first_result(at)
+    # k slider limits the grid
+    at.slider(key="k").set_value(2).run()
+    assert sum(1 for m in at.markdown if m.value.startswith("**#")) == 2
+
+
+def test_search_upload_finds_the_photo(tmp_path_factory, photo_dir, use_db):
+    """Model quality matters here: efficientnet_lite0 finds the cat from a cropped, recompressed copy."""
+    from lookalike.retrieval.engine import Engine
+
+    db = tmp_path_factory.mktemp("uilite0") / "index"
+    with Engine.open(db, model="efficientnet_lite0") as eng:
+        eng.add([photo_dir], progress=False, workers=0, warn=None)
+    use_db(db)
+    im = load_photo("chelsea").convert("RGB")
+    w, h = im.size
+    im = im.crop((int(w * 0.08), int(h * 0.05), int(w * 0.95), int(h * 0.97))).resize((256, 192))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=70)
+    at = page("search_page").run()
+    at.file_uploader(key="q_upload").set_value(("cat.jpg", buf.getvalue(), "image/jpeg")).run()
+    no_exception(at)
+    assert "chelsea.png" in first_result(at)
+    caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
+    assert any("Query: cat.jpg (256×192)" in c for c in caps), caps
+
+
+def test_search_unreadable_and_oversized_uploads_give_messages(pixels_db, use_db):
+    use_db(pixels_db, LOOKALIKE_MAX_UPLOAD_MB="0.05")
+    at = page("search_page").run()
+    at.file_uploader(key="q_upload").set_value(("notes.png", b"\x89PNG\r\n\x1a\nnot really", "image/png")).run()
+    no_exception(at)
+    assert at.error and "Cannot read **notes.png**" in at.error[0].value
+    assert not [m for m in at.markdown if m.value.startswith("**#1**")]
+    big = png_bytes(Image.effect_noise((400, 400), 80))  # noise does not compress: > 50 KB
+    assert len(big) > 0.05 * 1024 * 1024
+    at.file_uploader(key="q_upload").set_value(("big.png", big, "image/png")).run()
+    no_exception(at)
+    assert at.error and "upload limit" in at.error[0].value
+
+
+def test_search_refuses_paths_outside_the_roots(pixels_db, image_tree, tmp_path, use_db):
+    use_db(pixels_db)
+    outside = tmp_path / "secret.png"
+    load_photo("camera").save(outside)
+    at = page("search_page")
+    at.session_state["query"] = {"kind": "indexed", "name": "secret.png", "path": str(outside)}
+    at.run()
+    no_exception(at)
+    assert at.error and "outside the indexed folders" in at.error[0].value
+    # a "../" path that starts inside a root but leads out is refused too
+    sneaky = os.path.join(str(image_tree / "photos"), "..", "..", "..", *outside.parts[-3:])
+    at.session_state["query"] = {"kind": "indexed", "name": "x", "path": sneaky}
+    at.run()
+    assert at.error and "outside the indexed folders" in at.error[0].value
+
+
+def test_search_noisy_query_panel(pixels_db, image_tree, use_db):
+    use_db(pixels_db)
+    at = page("search_page").run()
+    at.selectbox(key="q_pick").set_value(str(image_tree / "photos" / "astronaut.png")).run()
+    at.slider(key="noise_sigma").set_value(0.3).run()
+    no_exception(at)
+    caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
+    assert any("Noisy query (σ added = 0.30)" in c for c in caps), caps
+    assert any("Clean reference" in c for c in caps)
+    at.toggle(key="den_on").set_value(True).run()
+    at.radio(key="den_method").set_value("classical").run()
+    at.radio(key="den_sigma_mode").set_value("manual").run()
+    at.slider(key="den_sigma").set_value(0.3).run()
+    no_exception(at)
+    caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
+    den = [c for c in caps if c.startswith("Denoised:")]
+    assert den and "classical" in den[0] and "σ used = 0.300 (manual)" in den[0], caps
+    top = first_result(at)
+    assert "astronaut.png" in top  # the denoised photo still finds itself
+    # auto sigma is estimated and reported
+    at.radio(key="den_sigma_mode").set_value("auto").run()
+    no_exception(at)
+    caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
+    assert any("(estimated)" in c for c in caps if c.startswith("Denoised:"))
+    # a 32x32 colour query is in the CIFAR-10 DDPM's domain: auto uses DDIM with it when it is shipped
+    from lookalike.retrieval.denoise import shipped_models
+
+    cifar = sorted((image_tree / "cifar10").rglob("*.png")) if (image_tree / "cifar10").exists() else []
+    if cifar and "ddpm-cifar10" in shipped_models():
+        at.selectbox(key="q_pick").set_value(str(cifar[0])).run()
+        at.radio(key="den_method").set_value("auto").run()
+        no_exception(at)
+        caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
+        assert any(c.startswith("Denoised: ddim") for c in caps), caps
+        assert any("model: ddpm-cifar10" in c.value for c in at.caption)
+
+
+def test_search_without_denoiser_hides_the_panel(pixels_db, image_tree, use_db, monkeypatch):
+    from lookalike.ui import state
+
+    use_db(pixels_db)
+    monkeypatch.setattr(state, "_DENOISE", [None, "ModuleNotFoundError: No module named 'x'"])
+    at = page("search_page").run()
+    at.selectbox(key="q_pick").set_value(str(image_tree / "photos" / "coins.png")).run()
+    no_exception(at)
+    assert at.toggle(key="den_on_disabled").disabled
+    assert any("Denoising is not available" in c.value for c in at.caption)
+    assert "coins.png" in first_result(at)
+
+
+# ---------------------------------------------------------------------------- Index
+def test_index_page_builds_updates_and_lists_skipped(image_tree, tmp_path, use_db):
+    db = tmp_path / "newindex"
+    use_db(db)
+    at = page("index_page").run()
+    no_exception(at)
+    assert any("No index" in i.value for i in at.info)
+    at.text_input(key="index_folder").input(str(tmp_path / "nope"))
+    at.selectbox(key="index_model").set_value("pixels")
+    [b for b in at.button if b.label == "Build / update index"][0].click().run()
+    assert at.error and "not an existing folder" in at.error[0].value
+    assert not (db / "vectors.faiss").exists()
+
+    at.text_input(key="index_folder").input(str(image_tree))
+    at.selectbox(key="index_model").set_value("pixels")
+    [b for b in at.button if b.label == "Build / update index"][0].click().run()
+    no_exception(at)
+    n_files = sum(1 for p in image_tree.rglob("*.png"))
+    assert at.success and f"indexed {n_files}" in at.success[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == str(n_files) and metrics["Skipped"] == "1"
+    table = at.dataframe[0].value
+    assert list(table["file"]) == [str(image_tree / "photos" / "broken.jpg")]
+    assert "not an image" in table["reason"][0]
+    assert str(image_tree) in texts(at)
+
+    # a new file, then "Update all indexed folders" embeds only it
+    extra = image_tree / "photos" / "extra-rocket.png"
+    load_photo("rocket").rotate(90, expand=True).save(extra)
+    try:
+        [b for b in at.button if b.label == "Update all indexed folders"][0].click().run()
+        no_exception(at)
+        assert "indexed 1," in at.success[0].value and f"unchanged {n_files}" in at.success[0].value
+        assert {m.label: m.value for m in at.metric}["Images"] == str(n_files + 1)
+    finally:
+        extra.unlink()
+
+
+def test_index_page_read_only(pixels_db, use_db):
+    use_db(pixels_db, LOOKALIKE_UI_READ_ONLY="1")
+    at = page("index_page").run()
+    no_exception(at)
+    assert any("read-only" in i.value for i in at.info)
+    assert not [b for b in at.button if "index" in b.label.lower()]
+    assert at.metric  # status is still shown
+
+
+# ---------------------------------------------------------------------------- Explore
+def test_explore_page_maps_and_shows_a_group(pixels_db, image_tree, use_db):
+    use_db(pixels_db)
+    at = page("explore_page").run()
+    no_exception(at)
+    assert at.get("vega_lite_chart"), "no chart"
+    groups = at.selectbox(key="ex_group").options
+    assert any(g.endswith("photos") for g in groups)
+    photos = [g for g in groups if g.endswith("photos")][0]
+    at.selectbox(key="ex_group").set_value(photos).run()
+    n_photos = len([p for p in (image_tree / "photos").glob("*.png")])
+    assert any(f"{photos}: {n_photos} images" in s.value for s in at.subheader)
+    assert len(at.image) >= 1
+    at.radio(key="ex_method").set_value("t-SNE").run()
+    no_exception(at)
+    assert any("t-SNE of" in c.value for c in at.caption)
+    at.radio(key="ex_colour").set_value("cluster").run()
+    no_exception(at)
+    assert all(o.startswith("cluster ") for o in at.selectbox(key="ex_group").options)
+    if have_samples():
+        at.radio(key="ex_colour").set_value("label").run()
+        assert "cifar10" not in at.selectbox(key="ex_group").options  # labels are class names
+        assert len(at.selectbox(key="ex_group").options) >= 3
+
+
+# ---------------------------------------------------------------------------- Compare
+def test_compare_page_two_images_under_embedders(pixels_db, image_tree, use_db):
+    use_db(pixels_db)
+    at = page("compare_page").run()
+    no_exception(at)
+    assert any("Choose two images" in i.value for i in at.info)
+    for side, name in (("A", "chelsea.png"), ("B", "chelsea.png")):
+        at.radio(key=f"cmp_src_{side}").set_value("Indexed image").run()
+        at.selectbox(key=f"cmp_pick_{side}").set_value(str(image_tree / "photos" / name)).run()
+    at.multiselect(key="cmp_models").set_value(["pixels", "efficientnet_lite0"]).run()
+    [b for b in at.button if b.label == "Compare"][0].click().run()
+    no_exception(at)
+    df = at.dataframe[0].value
+    sims = dict(zip(df["embedder"], df["similarity"]))
+    assert sims["pixels"] == pytest.approx(1.0, abs=1e-3)
+    assert sims["efficientnet_lite0"] == pytest.approx(1.0, abs=1e-3)
+    # a different image B: lower similarity; upload path for B
+    at.radio(key="cmp_src_B").set_value("Upload").run()
+    at.file_uploader(key="cmp_up_B").set_value(("moon.png", png_bytes(load_photo("moon")), "image/png")).run()
+    [b for b in at.button if b.label == "Compare"][0].click().run()
+    no_exception(at)
+    sims = dict(zip(at.dataframe[0].value["embedder"], at.dataframe[0].value["similarity"]))
+    assert sims["efficientnet_lite0"] < 0.9 and sims["pixels"] < 0.9
+
+
+def test_compare_reports_embedders_that_cannot_load():
+    from lookalike.ui.compare_page import similarities
+
+    a, b = load_photo("chelsea").convert("RGB"), load_photo("coffee").convert("RGB")
+    rows = similarities(a, b, ["pixels", "checkpoint:/nonexistent/model.pt"])
+    assert rows[0]["similarity"] is not None and -1.0 <= rows[0]["similarity"] <= 1.0
+    assert rows[1]["similarity"] is None and rows[1]["note"]
+
+
+# ---------------------------------------------------------------------------- app, safety, command
+def test_app_opens_on_the_search_page(pixels_db, use_db):
+    use_db(pixels_db)
+    import lookalike.ui
+
+    app = Path(lookalike.ui.__file__).parent / "app.py"
+    at = AppTest.from_file(str(app), default_timeout=TIMEOUT).run()
+    no_exception(at)
+    assert at.title[0].value == "Search"
+    assert any("images · model **pixels**" in c.value for c in at.sidebar.caption)
+
+
+def test_app_without_index_points_to_the_index_page(tmp_path, use_db):
+    use_db(tmp_path / "none")
+    at = page("search_page").run()
+    no_exception(at)
+    assert any("Build one on the **Index** page" in i.value for i in at.info)
+
+
+def test_safety_containment(tmp_path):
+    from lookalike.ui.safety import (
+        UnsafePathError,
+        UploadTooLarge,
+        check_readable,
+        check_upload,
+        is_inside,
+    )
+
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    f = root / "sub" / "a.png"
+    f.write_bytes(b"x")
+    other = tmp_path / "rootkit"  # shares the prefix "root"
+    other.mkdir()
+    (other / "b.png").write_bytes(b"y")
+    (root / "link.png").symlink_to(other / "b.png")
+    assert is_inside(f, [root]) and check_readable(f, [str(root)]) == f.resolve()
+    assert not is_inside(other / "b.png", [root])
+    assert not is_inside(root / "sub" / ".." / ".." / "rootkit" / "b.png", [root])
+    with pytest.raises(UnsafePathError):
+        check_readable(root / "link.png", [root])  # symlink leading out of the root
+    with pytest.raises(UnsafePathError):
+        check_readable("/etc/passwd", [root])
+    with pytest.raises(UnsafePathError):
+        check_readable(root / "sub", [root])  # a folder, not a file
+    with pytest.raises(UnsafePathError):
+        check_readable(f, [])
+    assert check_upload(b"abc", "x", limit=3) == b"abc"
+    with pytest.raises(UploadTooLarge):
+        check_upload(b"abcd", "x", limit=3)
+    with pytest.raises(ValueError):
+        check_upload(b"", "x", limit=3)
+
+
+def test_ui_command_binds_to_localhost_by_default():
+    from lookalike.ui.commands import build_command
+
+    from lookalike.cli import build_parser
+
+    args = build_parser().parse_args(["ui", "--db", "some-index"])
+    assert args.host == "127.0.0.1" and args.port == 8501
+    cmd = build_command(args)
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.maxUploadSize") + 1] == "20"
+    assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    assert cmd[cmd.index("--") + 1 :][:2] == ["--db", os.path.abspath("some-index")]
+    args = build_parser().parse_args(["ui", "--db", "x", "--port", "9000", "--host", "0.0.0.0", "--read-only"])
+    cmd = build_command(args)
+    assert cmd[cmd.index("--server.port") + 1] == "9000" and "--read-only" in cmd

@@ -1,0 +1,190 @@
+"""Screenshots of each page of the web app for the docs: ``python -m lookalike.ui.screenshots --out docs``.
+
+Builds a demo index (scikit-image photos + 150 CIFAR-10 samples), starts ``lookalike ui`` on a free 127.0.0.1
+port and drives Debian's headless Chromium with Playwright. Also prints the search latency the app reports.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def build_demo(work: Path) -> tuple[Path, Path, Path]:
+    """(images folder, index folder, query file) under ``work``; reuses what exists."""
+    from lookalike.data.export import export_dataset
+    from lookalike.data.photos import load_photo, write_photos
+    from lookalike.retrieval.engine import Engine
+    from PIL import Image
+
+    images, db = work / "images", work / "index"
+    if not images.exists():
+        write_photos(images / "photos")
+        export_dataset("cifar10", images / "cifar10", split="train", limit=150, progress=False)
+        (images / "photos" / "notes.jpg").write_bytes(b"a text file renamed to .jpg")
+    if not (db / "vectors.faiss").exists():
+        with Engine.open(db, model="efficientnet_lite0") as eng:
+            print(eng.add([images], progress=False, warn=None).summary())
+    query = work / "cat-query.jpg"
+    im = load_photo("chelsea").convert("RGB")
+    w, h = im.size
+    im.crop((int(w * 0.08), int(h * 0.05), int(w * 0.95), int(h * 0.97))).resize((256, 192), Image.BICUBIC).save(
+        query, quality=70)
+    return images, db, query
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _save(page, path: Path, max_kb: int = 400) -> None:
+    """Full-page PNG, palette-quantised when needed to stay under ``max_kb``."""
+    from PIL import Image
+
+    # Streamlit scrolls inside its own container, so "full page" means a viewport as tall as the content
+    vp = page.viewport_size
+    page.mouse.move(vp["width"] // 2, 5)  # no hover toolbars in the picture
+    h = page.evaluate("() => { const m = document.querySelector('[data-testid=stMain]');"
+                      " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    page.set_viewport_size({"width": vp["width"], "height": int(min(max(h, vp["height"]), 4000))})
+    page.wait_for_timeout(1500)
+    raw = page.screenshot(full_page=True)
+    page.set_viewport_size(vp)
+    im = Image.open(io.BytesIO(raw)).convert("RGB")
+    for colours in (None, 256, 128, 64):
+        out = im if colours is None else im.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        buf = io.BytesIO()
+        out.save(buf, format="PNG", optimize=True)
+        if buf.tell() <= max_kb * 1024:
+            break
+    path.write_bytes(buf.getvalue())
+    print(f"{path}: {im.width}x{im.height}, {len(buf.getvalue()) // 1024} KB")
+
+
+def _idle(page, timeout: int = 300_000) -> None:
+    page.wait_for_timeout(500)
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached", timeout=timeout)
+    page.wait_for_timeout(800)
+
+
+def shoot(db: Path, query: Path, images: Path, out: Path, chromium: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(180):
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = b.new_page(viewport={"width": 1360, "height": 900})
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((url, "data:", "blob:")) else r.abort())
+
+            # Search: upload, results grid, then the latency of a few more searches
+            page.goto(url + "/")
+            page.wait_for_selector("input[type=file]", state="attached", timeout=300_000)
+            page.set_input_files("input[type=file]", str(query))
+            page.locator(".st-key-result-1 img").wait_for(timeout=300_000)
+            _idle(page)
+            _save(page, out / "ui-search.png")
+            times = []
+            for rank in (2, 3, 4, 2, 3):
+                page.locator(f".st-key-result-{rank}").get_by_role("button", name="Search with this").click()
+                _idle(page)
+                m = re.search(r"results from (\d+) images in (\d+) ms", page.inner_text("body"))
+                if m:
+                    times.append(int(m.group(2)))
+            print(f"search latency reported by the app (click a result, {m.group(1) if m else '?'} images): {times} ms")
+
+            # Search with the noisy-query panel: a 32x32 CIFAR-10 image, noise 0.3, DDIM denoising
+            cifar = sorted((images / "cifar10").rglob("*.png"))[3]
+            page.set_input_files("input[type=file]", str(cifar))
+            _idle(page)
+            page.get_by_text("Noisy query").first.click()
+            slider = page.get_by_role("slider", name="Add Gaussian noise, σ")
+            slider.focus()
+            for _ in range(6):
+                slider.press("ArrowRight")
+            _idle(page)
+            page.get_by_text("Denoise before searching").first.click()
+            _idle(page)
+            page.locator(".st-key-result-1 img").wait_for(timeout=300_000)
+            _idle(page)
+            _save(page, out / "ui-search-noisy.png")
+
+            # Index: update all folders (nothing changed: counts and the skipped file stay)
+            page.goto(url + "/index")
+            page.get_by_role("button", name="Update all indexed folders").wait_for(timeout=120_000)
+            _idle(page)
+            page.get_by_role("button", name="Update all indexed folders").click()
+            page.get_by_text("unchanged").first.wait_for(timeout=300_000)
+            _idle(page)
+            _save(page, out / "ui-index.png")
+
+            # Explore: t-SNE coloured by label, the "cat" group's thumbnails
+            page.goto(url + "/explore")
+            page.get_by_text("t-SNE").first.wait_for(timeout=120_000)
+            _idle(page)
+            page.get_by_text("t-SNE", exact=True).click()
+            _idle(page)
+            page.get_by_text("label", exact=True).click()
+            _idle(page)
+            page.locator(".stSelectbox").first.click()
+            page.get_by_role("option", name="cat", exact=True).click()
+            _idle(page)
+            _save(page, out / "ui-explore.png")
+
+            # Compare: the cat photo against the cropped query under every embedder
+            page.goto(url + "/compare")
+            page.wait_for_selector("input[type=file]", state="attached", timeout=120_000)
+            _idle(page)
+            inputs = page.locator("input[type=file]")
+            inputs.nth(0).set_input_files(str(images / "photos" / "chelsea.png"))
+            _idle(page)
+            inputs.nth(1).set_input_files(str(query))
+            _idle(page)
+            page.get_by_role("button", name="Compare", exact=True).click()
+            page.locator(".stDataFrame").wait_for(timeout=600_000)
+            _idle(page, 600_000)
+            _save(page, out / "ui-compare.png")
+            b.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="docs")
+    ap.add_argument("--work", default="/tmp/lookalike-ui-demo")
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images, db, query = build_demo(Path(args.work))
+    shoot(db, query, images, out, args.chromium)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
