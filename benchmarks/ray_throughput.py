@@ -52,6 +52,7 @@ def main(argv=None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="lookalike-ray-"))
     rows = []
+    head = None
     try:
         imgs = work / "imgs"
         make_images(imgs, args.n)
@@ -80,9 +81,9 @@ def main(argv=None) -> int:
                          "wall_img_s": round(args.n / wall, 1), "embed_phase_img_s": float(m.group(1)) if m else None,
                          "same_images_as_local": s == ref, "summary": summary})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    finally:
         if head:
             subprocess.run([head, "stop", "--force"], capture_output=True)
-    finally:
         shutil.rmtree(work, ignore_errors=True)
     print("| mode | images | model | wall s (start-up included) | img/s (wall) | img/s (embedding phase) | same images |")
     print("|---|---|---|---|---|---|---|")

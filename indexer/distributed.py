@@ -74,7 +74,7 @@ def _init_ray(address: str | None, workers: int):
             if address:
                 ray.init(address=address, **kw)
             else:
-                ray.init(num_cpus=max(1, workers) + 1, **kw)
+                ray.init(address="local", num_cpus=max(1, workers) + 1, **kw)  # a new instance, even if one runs
         except Exception as exc:
             raise RayUnavailable(f"cannot start or reach Ray{' at ' + address if address else ''} "
                                  f"({' '.join(str(exc).split())[:200]})") from None

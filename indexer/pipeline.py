@@ -52,6 +52,39 @@ class IndexReport:
                 + (f" ({self.images_per_s:.1f} img/s)" if self.indexed else ""))
 
 
+ProgressCallback = Callable[[str, int, "int | None"], None]
+
+
+class _CallbackBar:
+    """A tqdm stand-in that reports (phase, done, total) to a callback (e.g. a web UI's progress bar)."""
+
+    def __init__(self, callback: ProgressCallback, iterable=None, total: int | None = None, desc: str = "") -> None:
+        self.callback, self.iterable, self.desc, self.n = callback, iterable, desc, 0
+        self.total = len(iterable) if total is None and hasattr(iterable, "__len__") else total
+        callback(desc, 0, self.total)
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update(1)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self.callback(self.desc, self.n, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(iterable=None, *, total: int | None = None, desc: str, unit: str,
+                 progress: "bool | ProgressCallback", leave: bool = True):
+    """tqdm on stderr when ``progress`` is True, callback reports when it is callable, silent when False."""
+    if callable(progress):
+        return _CallbackBar(progress, iterable, total, desc)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True,
+                file=sys.stderr, leave=leave)
+
+
 class ImageFileDataset(Dataset):
     """Decodes and preprocesses image files in DataLoader workers; failures come back as reasons."""
 
@@ -88,7 +121,8 @@ def _worker_init(_: int) -> None:
 
 
 def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
-                max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True, desc: str = "embedding"):
+                max_pixels: int = DEFAULT_MAX_PIXELS, progress: "bool | ProgressCallback" = True,
+                desc: str = "embedding"):
     """Yield (vectors, [(i, w, h)], [(i, reason)]) per batch for ``paths`` (``i`` indexes ``paths``)."""
     ds = ImageFileDataset(paths, embedder.transform, max_pixels=max_pixels, draft_size=embedder.preprocess.input_size)
     loader = DataLoader(
@@ -96,7 +130,7 @@ def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: i
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
         persistent_workers=False,
     )
-    bar = tqdm(total=len(ds), desc=desc, unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    bar = progress_bar(total=len(ds), desc=desc, unit="img", progress=progress)
     try:
         for tensor, meta, failed in loader:
             vecs = embedder.embed_tensor(tensor) if tensor is not None else np.zeros((0, embedder.dim), np.float32)
@@ -115,7 +149,7 @@ def _warn(path: str, reason: str) -> None:
 
 
 def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_size: int = 64,
-                workers: int | None = None, chunk_size: int = 512, progress: bool = True,
+                workers: int | None = None, chunk_size: int = 512, progress: "bool | ProgressCallback" = True,
                 remove_missing: bool = True, save_every_s: float = 60.0,
                 warn: Callable[[str, str], None] | None = _warn, executor: str = "local",
                 ray_address: str | None = None) -> IndexReport:
@@ -134,7 +168,7 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
     # 1. scan
     entries: list[ScanEntry] = []
     problems: list[ScanProblem] = []
-    for item in tqdm(scan(root_list), desc="scanning", unit="file", disable=not progress, file=sys.stderr, leave=False):
+    for item in progress_bar(scan(root_list), desc="scanning", unit="file", progress=progress, leave=False):
         (entries if isinstance(item, ScanEntry) else problems).append(item)
     store.add_roots(root_list)
 
@@ -168,8 +202,8 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
                 return e, None, exc.reason
 
         with ThreadPoolExecutor(max_workers=max(2, workers)) as pool:
-            for e, sha, err in tqdm(pool.map(_hash, todo), total=len(todo), desc="hashing", unit="file",
-                                    disable=not progress, file=sys.stderr, leave=False):
+            for e, sha, err in progress_bar(pool.map(_hash, todo), total=len(todo), desc="hashing", unit="file",
+                                            progress=progress, leave=False):
                 if sha is None:
                     new_skips.append((e.path, err, e.size, e.mtime_ns))
                     warn(e.path, err)
@@ -195,7 +229,7 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
 
             batches = ray_embed_files(engine.config["model"], engine.dim, first_paths, batch_size=batch_size,
                                       workers=max(1, workers), max_pixels=engine.max_pixels, address=ray_address,
-                                      progress=progress)
+                                      progress=progress is True)
         else:
             batches = embed_files(engine.embedder, first_paths, batch_size=batch_size, workers=workers,
                                   max_pixels=engine.max_pixels, progress=progress)

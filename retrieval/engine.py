@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -31,6 +31,7 @@ CONFIG_NAME = "lookalike.json"
 DB_NAME = "metadata.db"
 INDEX_NAME = "vectors.faiss"
 FORMAT_VERSION = 1
+REFINE_FACTOR = 10  # PQ indexes: shortlist k*10, re-rank with the stored vectors (benchmarks/ann.py: recall 0.65 -> 0.95)
 
 ImageInput = "str | os.PathLike | Image.Image | np.ndarray | bytes"
 
@@ -386,10 +387,12 @@ class Engine:
 
     # ------------------------------------------------------------------ writing
     def add(self, paths: Iterable[str | os.PathLike], *, batch_size: int = 64, workers: int | None = None,
-            progress: bool = True, remove_missing: bool = True, chunk_size: int = 512, warn=...,
+            progress: "bool | Callable[[str, int, int | None], None]" = True, remove_missing: bool = True,
+            chunk_size: int = 512, warn=...,
             executor: str = "local", ray_address: str | None = None):
         """Index image files and folders (incrementally); returns an :class:`IndexReport`.
 
+        ``progress``: tqdm bars (True), none (False), or a callback ``(phase, done, total)``.
         ``executor="ray"`` embeds on Ray (a local instance, or the cluster at ``ray_address``)."""
         from lookalike.indexer.distributed import RayUnavailable
         from lookalike.indexer.pipeline import _warn, index_paths
@@ -525,11 +528,25 @@ class Engine:
         """Neighbours of an embedding vector."""
         return self._search_vector(np.asarray(vector, np.float32), k)
 
+    def _refines(self) -> bool:
+        """Compressed (PQ) indexes only shortlist: the exact stored vectors re-rank the shortlist."""
+        return self.index is not None and "PQ" in str(self.index.factory or "")
+
+    def _refine(self, pairs: list[tuple[float, int]], vector: np.ndarray, k: int) -> list[tuple[float, int]]:
+        """Re-rank (score, id) candidates by exact inner product with the vectors the store holds."""
+        exact: list[tuple[float, int]] = []
+        for ids, vecs in self.store.iter_vectors([i for _, i in pairs]):
+            exact.extend(zip((vecs @ np.asarray(vector, np.float32)).tolist(), ids.tolist()))
+        exact.sort(key=lambda p: -p[0])
+        return [(float(sc), int(i)) for sc, i in exact[:k]]
+
     def _search_vector(self, vector: np.ndarray, k: int, exclude_id: int | None = None) -> list[SearchResult]:
         if self.index is None or len(self.index) == 0:
             return []
-        scores, ids = self.index.search(vector[None, :], k)
+        scores, ids = self.index.search(vector[None, :], k * REFINE_FACTOR if self._refines() else k)
         pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and int(i) != exclude_id]
+        if self._refines():
+            pairs = self._refine(pairs, vector, k)
         meta = self.store.lookup([i for _, i in pairs])
         out: list[SearchResult] = []
         for score, iid in pairs:

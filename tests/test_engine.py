@@ -277,3 +277,14 @@ def test_min_score_filters(tmp_path):
     e.add([d], progress=False, workers=0)
     res = e.search(d / "rocket.png", k=5, min_score=0.99)
     assert len(res) == 1 and res[0].score >= 0.99
+
+
+def test_progress_callback_reports_each_phase(tmp_path):
+    d = _files(tmp_path)
+    (d / "bad.png").write_bytes(b"nope")
+    seen: dict[str, list[tuple[int, int | None]]] = {}
+    e = Engine.open(tmp_path / "idx", model="pixels")
+    e.add([d], progress=lambda phase, n, total: seen.setdefault(phase, []).append((n, total)), workers=0, warn=None)
+    assert set(seen) == {"scanning", "hashing", "embedding"}
+    assert seen["hashing"][-1] == (6, 6) and seen["embedding"][-1] == (6, 6)
+    assert [n for n, _ in seen["embedding"]] == sorted(n for n, _ in seen["embedding"])

@@ -44,7 +44,7 @@ def test_on_disk_ivf_search_then_write_then_switch_back(tmp_path, capsys):
     assert cli(["rebuild", "--db", str(idx), "--index-type", "IVF4,Flat", "--on-disk"]) == 0
     capsys.readouterr()
     e = Engine.open(idx, create=False)
-    assert e.index.mmapped and e.index.factory == "IVF4,Flat"
+    assert e.index.mmapped and e.index.factory.startswith("IVF") and e.index.factory.endswith(",Flat")
     e.index.set_params(nprobe=4)
     q = sorted(imgs.iterdir())[7]
     assert e.search(q, k=1)[0].path == str(q)
@@ -80,3 +80,20 @@ def test_max_memory_is_remembered_and_used_by_auto(tmp_path, capsys):
     e.close()
     with pytest.raises(SystemExit):
         cli(["index", str(imgs), "--db", str(idx), "--max-memory", "lots"])
+
+
+def test_pq_index_results_are_reranked_with_the_stored_vectors(tmp_path):
+    imgs = tmp_path / "imgs"
+    make_images(imgs, 400, seed=9)
+    e = Engine.open(tmp_path / "idx", model="pixels")
+    e.add([imgs], progress=False, workers=0)
+    q = sorted(imgs.iterdir())[11]
+    flat = [(r.id, round(r.score, 5)) for r in e.search(q, k=5)]
+    e.rebuild("IVF4,PQ8")  # a coarse code: its own scores are approximate
+    assert e._refines()
+    approx_scores, _ = e.index.search(e.embed([e.load_query(q)[0]]), 5)
+    got = [(r.id, round(r.score, 5)) for r in e.search(q, k=5)]
+    assert got[0] == flat[0] and got[0][1] > 0.999  # exact scores again: the query finds itself at cosine 1
+    assert not np.allclose(approx_scores[0][0], got[0][1], atol=1e-4)
+    assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+    e.close()

@@ -196,6 +196,7 @@ def train_head(cfg: HeadConfig, train: ImageSet, test: ImageSet | None = None,
     tr_clean = clean_features(cfg.backbones, cfg.input_size, train, progress=progress)
     te_clean = clean_features(cfg.backbones, cfg.input_size, test, progress=progress) if test is not None else None
     t_cache = time.perf_counter() - t0
+    seed_everything(cfg.seed)  # building a cold cache draws random augmentations: same head init either way
     emb = HeadEmbedder(cfg.backbones, cfg.input_size, cfg.hidden, cfg.out_dim, output="projection",
                        name="supcon-head" if cfg.supervised else "ntxent-head")
     head = emb.head

@@ -2,58 +2,13 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import streamlit as st
 
 from . import state
 
-_PATCH_LOCK = threading.Lock()
 _PHASES = {"scanning": "Scanning folders", "hashing": "Hashing changed files", "embedding": "Embedding new images"}
-
-
-class _ProgressBar:
-    """Stands in for ``tqdm`` inside the indexing pipeline and reports each step to a callback."""
-
-    callback = None  # set while an indexing run is in progress
-
-    def __init__(self, iterable=None, total=None, desc: str = "", disable: bool = False, **_kw) -> None:
-        self.iterable = iterable
-        if total is None and iterable is not None and hasattr(iterable, "__len__"):
-            total = len(iterable)
-        self.total = total
-        self.desc = desc
-        self.n = 0
-        self._report()
-
-    def _report(self) -> None:
-        cb = type(self).callback
-        if cb is not None:
-            cb(self.desc, self.n, self.total)
-
-    def __iter__(self):
-        for item in self.iterable:
-            yield item
-            self.n += 1
-            self._report()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        self._report()
-
-    def close(self) -> None:
-        self._report()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @staticmethod
-    def write(*_a, **_kw) -> None:
-        pass
 
 
 def run_indexing(db: str, folders: list[str], model: str | None, on_progress, workers: int | None = None):
@@ -61,20 +16,10 @@ def run_indexing(db: str, folders: list[str], model: str | None, on_progress, wo
 
     ``on_progress(phase, n, total)`` is called from this thread as the pipeline advances.
     """
-    from lookalike.indexer import pipeline
     from lookalike.retrieval.engine import Engine
 
-    problems: list[tuple[str, str]] = []
-    with _PATCH_LOCK:
-        saved = pipeline.tqdm
-        pipeline.tqdm = _ProgressBar
-        _ProgressBar.callback = on_progress
-        try:
-            with Engine.open(db, model=model, create=True) as eng:
-                report = eng.add(folders, progress=True, workers=workers, warn=lambda p, r: problems.append((p, r)))
-        finally:
-            pipeline.tqdm = saved
-            _ProgressBar.callback = None
+    with Engine.open(db, model=model, create=True) as eng:  # skipped files are listed on the page, not printed
+        report = eng.add(folders, progress=on_progress, workers=workers, warn=None)
     return report
 
 
