@@ -6,57 +6,16 @@ import json
 import os
 import sys
 
+from .argtypes import nonneg_int as _nonneg_int
+from .argtypes import positive_int as _positive_int
+from .argtypes import sigma as _sigma
+from .argtypes import size_bytes as _size
 from .retrieval.index import INDEX_TYPES
 
 
 def _fail(msg: str, code: int = 2) -> int:
     print(f"lookalike: {msg}", file=sys.stderr)
     return code
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
-    return v
-
-
-def _size(text: str) -> int:
-    """A byte count: 2000000000, 2G, 512M, 1.5GB, 800k."""
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    mult = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
-    try:
-        v = float(t[:-1] if t[-1:] in "KMGT" else t) * mult
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size such as 2G or 512M, got '{text}'") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return int(v)
-
-
-def _sigma(text: str) -> float | str:
-    if text == "auto":
-        return "auto"
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got '{text}'") from None
-    if not 0 <= v <= 5:
-        raise argparse.ArgumentTypeError(f"sigma must be within 0..5, got {v}")
-    return v
 
 
 def _open(args, create: bool = False, **kw):
@@ -194,7 +153,7 @@ def cmd_remove(args) -> int:
 
 
 def cmd_rebuild(args) -> int:
-    from .retrieval.engine import CONFIG_NAME, Engine, EngineError, INDEX_NAME
+    from .retrieval.engine import CONFIG_NAME, INDEX_NAME, Engine, EngineError
 
     # open without loading a (possibly damaged) FAISS file: move it aside first
     idx = os.path.join(args.db, INDEX_NAME)

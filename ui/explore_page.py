@@ -70,17 +70,11 @@ def kmeans_labels(db: str, stamp: tuple, ids: tuple, n_clusters: int, seed: int 
 def render() -> None:
     import altair as alt
     import pandas as pd
-    from lookalike.retrieval.engine import EngineError
 
     cfg = state.settings()
     st.title("Explore")
-    try:
-        eng = state.get_engine(cfg.db)
-    except EngineError as exc:
-        st.error(str(exc))
-        return
+    eng = state.engine_or_message(cfg.db)
     if eng is None:
-        state.no_index_message(cfg.db)
         return
     db = str(eng.root)
     stamp = state.index_stamp(db)

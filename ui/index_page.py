@@ -63,18 +63,13 @@ def _start(db: str, folders: list[str], model: str | None) -> None:
 
 def render() -> None:
     from lookalike.retrieval.embedders import DEFAULT_EMBEDDER, list_embedders
-    from lookalike.retrieval.engine import EngineError
 
     cfg = state.settings()
     st.title("Index")
     if not cfg.db:
         state.no_index_message(None)
         return
-    try:
-        eng = state.get_engine(cfg.db)
-    except EngineError as exc:
-        st.error(str(exc))
-        eng = None
+    eng = state.engine_or_message(cfg.db, require_index=False)
 
     if err := st.session_state.get("index_error"):
         st.error(err)

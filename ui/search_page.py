@@ -92,13 +92,8 @@ def render() -> None:
 
     cfg = state.settings()
     st.title("Search")
-    try:
-        eng = state.get_engine(cfg.db)
-    except EngineError as exc:
-        st.error(str(exc))
-        return
+    eng = state.engine_or_message(cfg.db)
     if eng is None:
-        state.no_index_message(cfg.db)
         return
     db = str(eng.root)
     roots = state.roots(eng)

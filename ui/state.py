@@ -221,3 +221,17 @@ def no_index_message(db: str | None) -> None:
         st.error("No index folder configured: start the app with `lookalike ui --db INDEX_DIR`.")
     else:
         st.info(f"No index in `{db}` yet. Build one on the **Index** page.")
+
+
+def engine_or_message(db: str | None, require_index: bool = True):
+    """The cached engine for ``db``; on failure show the reason (or the "no index yet" hint) and return None."""
+    from lookalike.retrieval.engine import EngineError
+
+    try:
+        eng = get_engine(db)
+    except EngineError as exc:
+        st.error(str(exc))
+        return None
+    if eng is None and require_index:
+        no_index_message(db)
+    return eng

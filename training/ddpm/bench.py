@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .noise import add_noise, from_unit, psnr, to_unit
 
-__all__ = ["default_embedder", "prepare", "evaluate_sigma", "run_single", "METHODS"]
+__all__ = ["default_embedder", "evaluate_sigma", "run_single", "METHODS"]
 
 METHODS = ("noisy", "classical", "ddpm", "ddim")
 
@@ -108,7 +108,6 @@ def evaluate_sigma(s: Setup, sigma: float, methods: tuple[str, ...] = METHODS, s
                 chunks.append(s.model.denoise(y[i : i + 64], est_t[i : i + 64], m, steps,
                                               generator=torch.Generator().manual_seed(i)))
             outs[m] = torch.cat(chunks)
-    clean_cls = None
     for m, out in outs.items():
         e = s.embed(out)
         rm = retrieval_metrics(e, s.labels, s.g_emb, s.g_labels)

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from lookalike.argtypes import sigma as sigma_arg
+
 __all__ = ["add_commands"]
 
 
@@ -36,18 +38,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _err(str(exc))
     print(json.dumps({"out": args.out, "wall_time_s": info["wall_time_s"], "steps": info["steps"], **info["metrics"]}))
     return 0
-
-
-def _parse_sigma(s: str) -> float | str:
-    if s == "auto":
-        return "auto"
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sigma {s}: expected 'auto' or a number >= 0") from None
-    if not (v >= 0 and v < 100):
-        raise argparse.ArgumentTypeError(f"--sigma {s}: expected 'auto' or a number in [0, 100)")
-    return v
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
@@ -108,7 +98,7 @@ def add_commands(subparsers, train_subparsers, bench_subparsers) -> None:
     t.set_defaults(func=_cmd_train)
 
     def denoise_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--sigma", type=_parse_sigma, default="auto", help="noise level on the [-1,1] scale, or auto")
+        p.add_argument("--sigma", type=sigma_arg, default="auto", help="noise level on the [-1,1] scale, or auto")
         p.add_argument("--method", choices=("auto", "ddpm", "ddim", "classical"), default="auto")
         p.add_argument("--model", default=None, help="ddpm-mnist | ddpm-cifar10 | checkpoint path")
         p.add_argument("--steps", type=int, default=20, help="reverse steps from t* (DDIM / respaced DDPM)")

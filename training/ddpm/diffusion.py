@@ -46,16 +46,6 @@ class Diffusion(nn.Module):
     def _eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         return self.unet(x, torch.full((x.shape[0],), t, dtype=torch.long))
 
-    def step_sequence(self, t_start: int, steps: int) -> list[int]:
-        """Descending, distinct steps from t_start to 0 (at most ``steps`` of them)."""
-        n = max(1, min(int(steps), t_start + 1))
-        ts = torch.linspace(t_start, 0, n).round().long().tolist()
-        out: list[int] = []
-        for t in ts:
-            if not out or t < out[-1]:
-                out.append(int(t))
-        return out
-
     def t_star(self, sigma: float | torch.Tensor, n: int) -> torch.Tensor:
         """Per-image start step t* (N,) for noise level(s) sigma; -1 where sigma is below the first step."""
         sig = torch.as_tensor(sigma, dtype=torch.float64).flatten()

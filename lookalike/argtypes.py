@@ -1,0 +1,55 @@
+"""argparse value types shared by every sub-command: one message style for bad arguments."""
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["positive_int", "nonneg_int", "sigma", "size_bytes"]
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+
+
+def positive_int(text: str) -> int:
+    """A whole number > 0."""
+    v = _int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    """A whole number >= 0."""
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
+    return v
+
+
+def sigma(text: str) -> float | str:
+    """'auto' or a noise level on the [-1, 1] pixel scale, within 0..5."""
+    if text == "auto":
+        return "auto"
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got '{text}'") from None
+    if not 0 <= v <= 5:
+        raise argparse.ArgumentTypeError(f"sigma must be within 0..5, got {v}")
+    return v
+
+
+def size_bytes(text: str) -> int:
+    """A byte count: 2000000000, 2G, 512M, 1.5GB, 800k."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
+    try:
+        v = float(t[:-1] if t[-1:] in "KMGT" else t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2G or 512M, got '{text}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return int(v)
