@@ -15,19 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from lookalike.indexer.store import count_rows
 
 
 def make_images(folder: Path, n: int, seed: int = 0, size: int = 128) -> None:
-    from PIL import Image, ImageEnhance
-
     from lookalike.data.photos import load_photo
+    from PIL import Image, ImageEnhance
 
     folder.mkdir(parents=True, exist_ok=True)
     have = len(os.listdir(folder))
@@ -52,14 +51,8 @@ def make_images(folder: Path, n: int, seed: int = 0, size: int = 128) -> None:
             print(f"generated {i}", file=sys.stderr, flush=True)
 
 
-def committed(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        n = con.execute("select count(*) from files").fetchone()[0]
-        con.close()
-        return n
-    except sqlite3.Error:
-        return 0
+def committed(db) -> int:
+    return count_rows(db, "files")
 
 
 def main(argv=None) -> int:

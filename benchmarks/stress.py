@@ -26,14 +26,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from lookalike.indexer.store import count_rows
 
 PY = sys.executable
 
 
 def make_images(folder: Path, n: int, seed: int = 0, size: int = 96) -> None:
-    from PIL import Image  # noqa: F401
-
     from lookalike.data.photos import load_photo
+    from PIL import Image  # noqa: F401
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,14 +51,8 @@ def index_cmd(imgs: Path, idx: Path, model: str) -> list[str]:
             "--batch-size", "8", "--chunk-size", "16", "--workers", "1"]
 
 
-def db_count(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        n = con.execute("select count(*) from images").fetchone()[0]
-        con.close()
-        return n
-    except sqlite3.Error:
-        return 0
+def db_count(db) -> int:
+    return count_rows(db, "images")
 
 
 def snapshot(idx: Path) -> dict:

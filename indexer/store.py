@@ -364,3 +364,19 @@ class MetadataStore:
 
 def _is_below(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def count_rows(db_path: str | os.PathLike, table: str = "images") -> int:
+    """Rows committed in a SQLite metadata file, read without locking a writer out (0 if unreadable)."""
+    import sqlite3
+
+    if table not in ("images", "files", "skipped"):
+        raise ValueError(f"unknown table {table}")
+    try:
+        con = sqlite3.connect(f"file:{os.fspath(db_path)}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0

@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import PHOTOS
+from lookalike.data.photos import load_photo
+from lookalike.indexer.store import count_rows
+from test_engine import consistent
 
 from lookalike import Engine
-from lookalike.data.photos import load_photo
-from conftest import PHOTOS
-from test_engine import consistent
 
 
 def _variants(folder, n=72):
@@ -30,14 +30,8 @@ def _variants(folder, n=72):
     return n
 
 
-def _count(db):
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        n = con.execute("select count(*) from images").fetchone()[0]
-        con.close()
-        return n
-    except sqlite3.Error:
-        return 0
+def _count(db) -> int:
+    return count_rows(db, "images")
 
 
 @pytest.mark.slow

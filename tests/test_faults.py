@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lookalike.data.photos import load_photo
+from lookalike.indexer.store import count_rows
+from test_engine import consistent
 
 from lookalike import Engine
 from lookalike.cli import main as cli
-from lookalike.data.photos import load_photo
-from test_engine import consistent
 
 MODEL = "pixels"  # fast, deterministic: the same file always gets bit-identical vectors
 
@@ -66,14 +67,8 @@ def index_cmd(imgs: Path, idx: Path) -> list[str]:
             "--batch-size", "4", "--chunk-size", "8", "--workers", "0"]
 
 
-def db_count(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        n = con.execute("select count(*) from images").fetchone()[0]
-        con.close()
-        return n
-    except sqlite3.Error:
-        return 0
+def db_count(db) -> int:
+    return count_rows(db, "images")
 
 
 def file_sha(p: Path) -> str:
