@@ -124,7 +124,8 @@ def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: i
                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: "bool | ProgressCallback" = True,
                 desc: str = "embedding"):
     """Yield (vectors, [(i, w, h)], [(i, reason)]) per batch for ``paths`` (``i`` indexes ``paths``)."""
-    ds = ImageFileDataset(paths, embedder.transform, max_pixels=max_pixels, draft_size=embedder.preprocess.input_size)
+    ds = ImageFileDataset(paths, embedder.transform_uint8, max_pixels=max_pixels,
+                          draft_size=embedder.preprocess.input_size)
     loader = DataLoader(
         ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     select,
     text,
 )
@@ -301,23 +302,32 @@ class MetadataStore:
         """In one transaction: insert images (+ their files), point ``links`` (path, size, mtime, image_id)
         at existing images, record ``skipped`` (path, reason, size, mtime). Returns the new image ids."""
         now = time.time()
+        rows = []
+        for im in new_images:
+            vec = np.ascontiguousarray(im.vector, dtype=np.float32)
+            if self.dim is not None and vec.shape[0] != self.dim:
+                raise StoreError(f"vector of dimension {vec.shape[0]} does not fit a store of dimension {self.dim}")
+            rows.append({"sha256": im.sha256, "width": int(im.width), "height": int(im.height),
+                         "vector": vec.tobytes(), "added_at": now})
         with self.session() as s, s.begin():
             new_ids: list[int] = []
-            for im in new_images:
-                vec = np.ascontiguousarray(im.vector, dtype=np.float32)
-                if self.dim is not None and vec.shape[0] != self.dim:
-                    raise StoreError(f"vector of dimension {vec.shape[0]} does not fit a store of dimension {self.dim}")
-                row = ImageRow(sha256=im.sha256, width=int(im.width), height=int(im.height), vector=vec.tobytes(), added_at=now)
-                s.add(row)
-                s.flush()
-                new_ids.append(int(row.id))
-                for path, size, mtime in im.files:
-                    self._upsert_file(s, path, row.id, size, mtime)
-            for path, size, mtime, image_id in links:
-                self._upsert_file(s, path, image_id, size, mtime)
-            for path, reason, size, mtime in skipped:
-                s.execute(delete(FileRow).where(FileRow.path == path))  # a file that turned bad leaves the index
-                s.merge(SkippedRow(path=path, reason=reason, size=size, mtime_ns=mtime, seen_at=now))
+            if rows:  # one multi-row INSERT ... RETURNING, ids in parameter order
+                result = s.execute(insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True), rows)
+                new_ids = [int(r[0]) for r in result]
+            files = [(path, iid, size, mtime) for im, iid in zip(new_images, new_ids) for path, size, mtime in im.files]
+            files += [(path, image_id, size, mtime) for path, size, mtime, image_id in links]
+            bad = [path for path, *_ in skipped]
+            touched = [f[0] for f in files] + bad
+            for i in range(0, len(touched), 500):  # a path is either indexed or skipped, never both
+                part = touched[i : i + 500]
+                s.execute(delete(FileRow).where(FileRow.path.in_(part)))
+                s.execute(delete(SkippedRow).where(SkippedRow.path.in_(part)))
+            if files:
+                s.execute(insert(FileRow), [{"path": p_, "image_id": iid, "size": sz, "mtime_ns": mt}
+                                            for p_, iid, sz, mt in files])
+            if skipped:
+                s.execute(insert(SkippedRow), [{"path": p_, "reason": r, "size": sz, "mtime_ns": mt, "seen_at": now}
+                                               for p_, r, sz, mt in skipped])
         return new_ids
 
     def remove_orphans(self) -> list[int]:
@@ -327,15 +337,6 @@ class MetadataStore:
             for i in range(0, len(ids), 500):
                 s.execute(delete(ImageRow).where(ImageRow.id.in_(ids[i : i + 500])))
         return sorted(int(i) for i in ids)
-
-    @staticmethod
-    def _upsert_file(s: Session, path: str, image_id: int, size: int, mtime: int) -> None:
-        s.execute(delete(SkippedRow).where(SkippedRow.path == path))
-        existing = s.execute(select(FileRow).where(FileRow.path == path)).scalar_one_or_none()
-        if existing is None:
-            s.add(FileRow(path=path, image_id=image_id, size=size, mtime_ns=mtime))
-        else:
-            existing.image_id, existing.size, existing.mtime_ns = image_id, size, mtime
 
     def remove_paths(self, paths: Iterable[str]) -> list[int]:
         """Forget files (and skipped entries) at ``paths``; returns ids of images left with no file (deleted too)."""

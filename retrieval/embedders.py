@@ -62,6 +62,12 @@ class PreprocessConfig:
         """A torchvision transform: resize (+ centre crop), to tensor, normalise."""
         from torchvision import transforms as T
 
+        return T.Compose([self.build_resize(), T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def build_resize(self) -> Callable[[Image.Image], Image.Image]:
+        """The geometric part alone: PIL image -> PIL image at the input size (grayscale if configured)."""
+        from torchvision import transforms as T
+
         interp = {
             "bicubic": T.InterpolationMode.BICUBIC,
             "bilinear": T.InterpolationMode.BILINEAR,
@@ -75,8 +81,13 @@ class PreprocessConfig:
             steps += [T.Resize(int(round(size / self.crop_pct)), interpolation=interp), T.CenterCrop(size)]
         else:
             steps.append(T.Resize((size, size), interpolation=interp, antialias=True))
-        steps += [T.ToTensor(), T.Normalize(self.mean, self.std)]
         return T.Compose(steps)
+
+    def normalize_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW batch -> float batch, exactly as ToTensor + Normalize would give."""
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return batch.float().div_(255.0).sub_(mean).div_(std)
 
 
 class Embedder(torch.nn.Module):
@@ -114,14 +125,31 @@ class Embedder(torch.nn.Module):
             self._transform = self.preprocess.build_transform()
         return self._transform
 
+    @property
+    def transform_uint8(self) -> Callable[[Image.Image], torch.Tensor]:
+        """PIL RGB image -> resized CHW uint8 tensor; ``embed_tensor`` normalises such batches itself.
+
+        Decoding workers use this: shipping bytes instead of floats and normalising a whole batch at
+        once costs far less CPU than a per-image ToTensor + Normalize.
+        """
+        resize = self.preprocess.build_resize()
+
+        def tf(im: Image.Image) -> torch.Tensor:
+            arr = np.array(resize(im), dtype=np.uint8)  # a writable copy
+            return torch.from_numpy(np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)))
+
+        return tf
+
     def describe(self) -> dict:
         """What the index folder records about this embedder."""
         return {"model": self.name, "dim": int(self.dim), "preprocess": self.preprocess.to_dict()}
 
     @torch.inference_mode()
     def embed_tensor(self, batch: torch.Tensor) -> np.ndarray:
-        """Embed a preprocessed NCHW batch; returns (N, dim) float32 unit vectors."""
+        """Embed a preprocessed NCHW batch (float, or uint8 from ``transform_uint8``); returns (N, dim) unit vectors."""
         self.eval()
+        if batch.dtype == torch.uint8:
+            batch = self.preprocess.normalize_batch(batch)
         if self.channels_last and batch.dim() == 4:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return self(batch).cpu().numpy().astype(np.float32, copy=False)
