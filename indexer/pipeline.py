@@ -118,6 +118,10 @@ def _collate(items):
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
+    try:  # decoders fill the cores' idle moments; the model (the bottleneck) keeps priority
+        os.nice(10)
+    except OSError:
+        pass
 
 
 def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: int = 2,

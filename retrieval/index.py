@@ -26,7 +26,7 @@ class IndexError_(RuntimeError):
 
 def estimate_bytes(factory: str, n_vectors: int, dim: int) -> int:
     """RAM an index of this type takes for ``n_vectors`` (ids included), from the sizes measured in
-    benchmarks/ann.py (docs/benchmarks-scale.md): Flat 4d+8, HNSW32 4d+~270, IVF-Flat 4d+16, IVF-PQm m+16 per
+    benchmarks/ann.py (docs/benchmarks.md): Flat 4d+8, HNSW32 4d+~270, IVF-Flat 4d+16, IVF-PQm m+16 per
     vector, plus centroids and codebooks."""
     m = re.match(r"^(?:OPQ(\d+)(?:_(\d+))?,)?IVF(\d+),(Flat|PQ(\d+)|SQ8)", factory)
     if factory == "Flat":
@@ -52,7 +52,7 @@ def estimate_bytes(factory: str, n_vectors: int, dim: int) -> int:
 def choose_index_type(n_vectors: int, dim: int, max_memory_bytes: int | None = None) -> str:
     """Pick a factory string for ``n_vectors`` of ``dim`` within an optional RAM budget.
 
-    From the figures of benchmarks/ann.py (docs/benchmarks-scale.md): exact search below 50k vectors;
+    From the figures of benchmarks/ann.py (docs/benchmarks.md): exact search below 50k vectors;
     HNSW32 (fastest single query at recall >= 0.95) while it fits the budget; IVF-Flat when that fits;
     IVF-PQ (re-ranked from the stored vectors' codes) beyond, with the most bytes per vector that fit.
     Below 10k vectors there is too little to train a compressed index: Flat, whatever the budget.
