@@ -59,3 +59,24 @@ def exif_rotated_jpeg(im: Image.Image, path: Path, orientation: int = 6) -> Path
     exif[0x0112] = orientation
     stored.save(path, exif=exif, quality=92)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for the module: on a shared 2-core machine, oversubscribed OpenMP threads are ~10x slower."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def sample_or_skip(name: str, split: str = "test"):
+    """The offline sample split, or skip the test with the reason it is missing."""
+    from lookalike.data.samples import DataError, load_sample
+
+    try:
+        return load_sample(name, split)
+    except DataError as exc:
+        pytest.skip(f"sample data missing: {exc}")

@@ -4,29 +4,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import sample_or_skip
+from lookalike.retrieval.denoise import (
+    DenoiseError,
+    consistency_score,
+    denoise_image,
+    estimate_sigma,
+    shipped_models,
+)
+from lookalike.training.ddpm.noise import add_noise, from_unit, psnr, to_unit
 from PIL import Image
 
-from lookalike.retrieval.denoise import (DenoiseError, consistency_score, denoise_image, estimate_sigma,
-                                         shipped_models)
-from lookalike.training.ddpm.noise import add_noise, from_unit, psnr, to_unit
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, oversubscribed OpenMP threads are ~10x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _sample(name: str, split: str = "test"):
-    from lookalike.data.samples import DataError, load_sample
-
-    try:
-        return load_sample(name, split)
-    except DataError as exc:
-        pytest.skip(f"sample data missing: {exc}")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+_sample = sample_or_skip
 
 
 def _pil(u8: np.ndarray) -> Image.Image:
