@@ -20,6 +20,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "supported_extensions",
     "load_image",
+    "load_image_and_hash",
     "open_image_bytes",
     "to_rgb",
     "sha256_file",
@@ -165,6 +166,17 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, dr
         raise
     except OSError as exc:
         raise ImageLoadError(name, _os_reason(exc)) from None
+
+
+def load_image_and_hash(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str]:
+    """Read a file once: its RGB image and the sha256 of its bytes (for queries, which may be indexed)."""
+    name = os.fsdecode(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ImageLoadError(name, _os_reason(exc)) from None
+    return open_image_bytes(data, name=name, max_pixels=max_pixels), hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike, bufsize: int = 1 << 20) -> str:

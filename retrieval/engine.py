@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from lookalike.indexer.loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, open_image_bytes, sha256_file
+from lookalike.indexer.loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image_and_hash, open_image_bytes
 from lookalike.fsutil import atomic_write_text as _atomic_write_text
 from lookalike.indexer.store import MetadataStore, StoreError, sqlite_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -326,10 +326,9 @@ class Engine:
             self._write_config()
 
     def _build(self, factory: str) -> None:
-        n = len(self.store.image_ids())
         train = None
         if needs_training(factory, self.dim):
-            train = self._training_sample(factory)
+            train = self._training_sample()
             if train is None or len(train) == 0:
                 self.index = None
                 return
@@ -337,9 +336,8 @@ class Engine:
         for ids, vecs in self.store.iter_vectors():
             self.index.add(ids, vecs)
         self.config["factory"] = self.index.factory
-        _ = n
 
-    def _training_sample(self, factory: str, max_n: int = 200_000) -> np.ndarray | None:
+    def _training_sample(self, max_n: int = 200_000) -> np.ndarray | None:
         ids = self.store.image_ids()
         if len(ids) == 0:
             return None
@@ -480,8 +478,7 @@ class Engine:
                 raise EngineError(f"query: {exc.reason}") from None
         path = os.fspath(query)
         try:
-            img = load_image(path, max_pixels=self.max_pixels)
-            return img, sha256_file(path)
+            return load_image_and_hash(path, max_pixels=self.max_pixels)
         except ImageLoadError as exc:
             raise EngineError(f"{path}: {exc.reason}") from None
 
