@@ -274,8 +274,9 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
     if remove_missing:
         seen = {e.path for e in entries}
         gone = [p for p in known if p not in seen]
+        skipped_now = {s[0] for s in new_skips}
         stale_skips = [p for p in known_skipped if any(_below(p, r) for r in root_list) and p not in seen
-                       and p not in {s[0] for s in new_skips}]
+                       and p not in skipped_now]
         if gone:
             orphans = store.remove_paths(gone)
             engine._index_remove(orphans)

@@ -166,6 +166,7 @@ class Engine:
         self.index = index
         self.max_pixels = max_pixels
         self._embedder: Embedder | None = None
+        self._dirty = False  # the in-memory index differs from the FAISS file
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -301,6 +302,7 @@ class Engine:
             return
         if len(extra):
             self.index.remove(extra)
+        self._dirty = self._dirty or bool(len(missing) or len(extra))
         self.index.hidden.intersection_update(int(i) for i in have)
         for ids, vecs in self.store.iter_vectors(missing.tolist() if len(missing) else []):
             self.index.add(ids, vecs)
@@ -333,6 +335,7 @@ class Engine:
                 self.index = None
                 return
         self.index = VectorIndex.create(self.dim, factory, train_vectors=train)
+        self._dirty = True
         for ids, vecs in self.store.iter_vectors():
             self.index.add(ids, vecs)
         self.config["factory"] = self.index.factory
@@ -350,28 +353,36 @@ class Engine:
         if self.index is None:
             return  # trainable index not built yet: vectors wait in the store until the end of the run
         self.index.add(ids, vecs)
+        self._dirty = True
 
     def _index_remove(self, ids: Sequence[int]) -> None:
         if self.index is not None and len(ids):
             self.index.remove(ids)
+            self._dirty = True
 
     def save_index(self) -> None:
-        """Write the FAISS file atomically (building a trainable index first if needed)."""
+        """Write the FAISS file atomically (building a trainable index first if needed).
+
+        Nothing is written when the index has not changed since it was read or last saved, so a run over
+        an unchanged folder does not rewrite a large index file.
+        """
         if self.index is None:
-            if len(self.store.image_ids()) == 0:
+            n = len(self.store.image_ids())
+            if n == 0:
                 return
-            self._build(self._requested_factory(len(self.store.image_ids())))
+            self._build(self._requested_factory(n))
         elif self.config.get("index_type") == "auto":
             want = choose_index_type(len(self.index), self.dim, self.config.get("max_memory"))
             if want != self.index.factory and not self.index.hidden:
                 self._build(want)
-        if self.index is None:
+        if self.index is None or (not self._dirty and self.index_path.exists()):
             return
         try:
             self.index.save(self.index_path)
         except (OSError, RuntimeError) as exc:
             raise EngineError(f"{self.index_path}: cannot write index ({_os_reason(exc)}); the previous index file "
                               f"is kept and the database holds every committed vector") from None
+        self._dirty = False
         if not self.config.get("index_written") or self.config.get("factory") != self.index.factory:
             self.config["index_written"] = True
             self.config["factory"] = self.index.factory

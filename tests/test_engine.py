@@ -288,3 +288,19 @@ def test_progress_callback_reports_each_phase(tmp_path):
     assert set(seen) == {"scanning", "hashing", "embedding"}
     assert seen["hashing"][-1] == (6, 6) and seen["embedding"][-1] == (6, 6)
     assert [n for n, _ in seen["embedding"]] == sorted(n for n, _ in seen["embedding"])
+
+
+def test_unchanged_run_does_not_rewrite_the_index_file(tmp_path):
+    d = _files(tmp_path)
+    e = Engine.open(tmp_path / "idx", model="pixels")
+    e.add([d], progress=False, workers=0)
+    before = (tmp_path / "idx" / "vectors.faiss").stat()
+    r = e.add([d], progress=False, workers=0)
+    assert r.unchanged == 5 and r.indexed == 0
+    after = (tmp_path / "idx" / "vectors.faiss").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    (d / "camera.png").unlink()  # a real change is written
+    e.add([d], progress=False, workers=0)
+    assert (tmp_path / "idx" / "vectors.faiss").stat().st_ino != before.st_ino
+    e.close()
+    assert len(Engine.open(tmp_path / "idx").index) == 4
