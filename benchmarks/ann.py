@@ -3,9 +3,11 @@
     nice -n 10 .venv/bin/python benchmarks/ann.py --n 1000000 --dim 256 --queries 10000 \
         --out docs/ann-1m-256.json --plot docs/ann-1m-256.png
 
-Base vectors are clustered synthetic unit vectors (``--source synthetic``, as in benchmarks/search.py) or real
-embeddings of the shared CIFAR-10 sample images replicated with small Gaussian perturbations
-(``--source real``) to check that the synthetic figures hold on real embedding geometry. Queries are held-out
+Base vectors are clustered synthetic unit vectors (``--source synthetic``, as in benchmarks/search.py) or
+vectors shaped like real embeddings (``--source real``): efficientnet_lite0 embeddings of every shared CIFAR-10
+and MNIST sample image (5,984), PCA-projected to ``--dim`` when it is below the embedder's 1280, and grown to n
+by points between a real embedding and one of its 10 nearest real neighbours plus small Gaussian noise. This
+checks that the synthetic figures hold on real embedding geometry. Queries are held-out
 points of the same distribution; recall@10 is measured against exact inner-product search over all queries.
 
 Each index type is built in its own child process (so the peak RSS reported is that index's, not the
@@ -56,25 +58,58 @@ def clustered_to_file(path: Path, n: int, dim: int, n_clusters: int, seed: int, 
             fh.write(x.astype(np.float32).tobytes())
 
 
-def real_to_file(path: Path, n: int, seed: int, model: str, n_images: int, noise: float) -> int:
-    """Embed up to ``n_images`` shared CIFAR-10 sample images, then write n perturbed copies (unit length)."""
+def real_embeddings(cache_dir: Path, model: str, datasets: list[str]) -> np.ndarray:
+    """Unit embeddings of every image (train and test splits) of the shared sample datasets (cached)."""
     from lookalike.retrieval.embedders import get_embedder
     from lookalike.training.datasets import load_images
 
-    cache = path.parent / f"real-{model.replace('@', '_')}-{n_images}.npy"
+    tag = "-".join(datasets)
+    cache = cache_dir / f"real-{model.replace('@', '_').replace(':', '_')}-{tag}.npy"
     if cache.exists():
-        emb = np.load(cache)
-    else:
-        imgs = load_images("cifar10-sample", split="train").images[:n_images]
-        e = get_embedder(model)
-        emb = np.concatenate([e.embed_images(list(imgs[i : i + 64])) for i in range(0, len(imgs), 64)])
-        np.save(cache, emb)
+        return np.load(cache)
+    e = get_embedder(model)
+    parts = []
+    for ds in datasets:
+        for split in ("train", "test"):
+            imgs = load_images(ds, split=split).images
+            parts += [e.embed_images(list(imgs[i : i + 64])) for i in range(0, len(imgs), 64)]
+    emb = np.concatenate(parts).astype(np.float32)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(cache, emb)
+    return emb
+
+
+def pca_project(emb: np.ndarray, dim: int) -> np.ndarray:
+    """Project onto the top ``dim`` principal axes of ``emb`` (centred), re-normalised to unit length."""
+    if dim >= emb.shape[1]:
+        return emb
+    mean = emb.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(emb - mean, full_matrices=False)
+    x = (emb - mean) @ vt[:dim].T
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def real_to_file(path: Path, n: int, seed: int, emb: np.ndarray, noise: float, neighbours: int = 10) -> int:
+    """Write n vectors shaped like the real embeddings ``emb`` (unit length).
+
+    Each is a random point on the segment between a real embedding and one of its ``neighbours`` nearest real
+    embeddings, plus Gaussian noise of norm ``noise`` (SMOTE-style): new points fill the real manifold's
+    neighbourhoods instead of forming isolated balls around copies of the same few thousand points.
+    """
     dim = emb.shape[1]
+    flat = faiss.IndexFlatIP(dim)
+    flat.add(emb)
+    _, nn = flat.search(emb, neighbours + 1)
+    nn = nn[:, 1:]
     rng = np.random.default_rng(seed)
     with open(path, "wb") as fh:
         for s in range(0, n, CHUNK):
             m = min(CHUNK, n - s)
-            x = emb[rng.integers(0, len(emb), m)] + rng.standard_normal((m, dim)).astype(np.float32) * (noise / np.sqrt(dim))
+            a = rng.integers(0, len(emb), m)
+            b = nn[a, rng.integers(0, neighbours, m)]
+            t = rng.random((m, 1), dtype=np.float32)
+            x = emb[a] + t * (emb[b] - emb[a])
+            x += rng.standard_normal((m, dim)).astype(np.float32) * (noise / np.sqrt(dim))
             x /= np.linalg.norm(x, axis=1, keepdims=True)
             fh.write(x.astype(np.float32).tobytes())
     return dim
@@ -102,7 +137,9 @@ def prepare(cache: Path, args) -> dict:
         dim = args.dim
         clustered_to_file(allf, total, dim, n_clusters=max(10, args.n // 100), seed=args.seed)
     else:
-        dim = real_to_file(allf, total, args.seed, args.real_model, args.real_images, args.real_noise)
+        emb = real_embeddings(cache.parent, args.real_model, args.real_datasets)
+        emb = pca_project(emb, args.dim) if args.dim else emb
+        dim = real_to_file(allf, total, args.seed, emb, args.real_noise)
     # queries: the last rows (held out); base: the first n (same file, read by offset)
     q = read_rows(allf, dim, args.n, args.queries)
     np.save(cache / "queries.npy", q)
@@ -306,17 +343,19 @@ def child(args) -> int:
         for npb in args.nprobe_pq:
             _set(index, None, npb)
             emit({**base, "params": f"nprobe={npb}", **evaluate(index, queries, truth, **ev)})
-            rr = DiskRerank(index, cache / "all.f32", n, dim, args.k_factor)
-            emit({**base, "params": f"nprobe={npb} +rerank top{10 * args.k_factor} from disk", **evaluate(rr, queries, truth, **ev)})
+            for kf in args.k_factor:
+                rr = DiskRerank(index, cache / "all.f32", n, dim, kf)
+                emit({**base, "params": f"nprobe={npb} +rerank top{10 * kf} from disk", **evaluate(rr, queries, truth, **ev)})
         # in-RAM refinement (IndexRefineFlat keeps every raw vector: bytes/vector grows by 4*dim)
         xb = read_rows(cache / "all.f32", dim, 0, n)
         ref = faiss.IndexRefineFlat(index, faiss.swig_ptr(xb))
         del xb
-        ref.k_factor = args.k_factor
         b2 = {**base, "index": args.child + ",RFlat", "bytes_per_vector": round(base["bytes_per_vector"] + 4 * dim, 1)}
         for npb in args.nprobe_pq:
             _set(index, None, npb)
-            emit({**b2, "params": f"nprobe={npb} k_factor={args.k_factor}", **evaluate(ref, queries, truth, **ev)})
+            for kf in args.k_factor:
+                ref.k_factor = kf
+                emit({**b2, "params": f"nprobe={npb} k_factor={kf}", **evaluate(ref, queries, truth, **ev)})
     elif "IVF" in args.child:
         for npb in args.nprobe:
             _set(index, None, npb)
@@ -351,8 +390,10 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         tag = r["index"] + (" +disk rerank" if "disk" in r["params"] and "mmap" not in r["index"] else "")
         tag += " cold" if "cold" in r["params"] else ""
         groups.setdefault(tag, []).append(r)
-    for tag, rs in groups.items():
-        ax.plot([r["p50_ms"] for r in rs], [r["recall_at_10"] for r in rs], "o-", label=tag, ms=4)
+    colours = plt.get_cmap("tab20").colors
+    for j, (tag, rs) in enumerate(groups.items()):
+        ax.plot([r["p50_ms"] for r in rs], [r["recall_at_10"] for r in rs], "-", marker="osD^v<>"[j % 7],
+                color=colours[j % len(colours)], label=tag, ms=4)
     ax.set_xscale("log")
     ax.set_xlabel("single-query p50 latency, ms (1 thread, log)")
     ax.set_ylabel("recall@10 vs exact")
@@ -368,18 +409,18 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--dim", type=int, default=256, help="synthetic: dimension; real: PCA-project to this (>= 1280 keeps it)")
     ap.add_argument("--queries", type=int, default=10_000)
     ap.add_argument("--source", choices=["synthetic", "real"], default="synthetic")
-    ap.add_argument("--real-model", default="efficientnet_lite0@128")
-    ap.add_argument("--real-images", type=int, default=2000)
-    ap.add_argument("--real-noise", type=float, default=0.3, help="perturbation norm relative to a unit vector")
+    ap.add_argument("--real-model", default="efficientnet_lite0", help="embedder of the real sample images")
+    ap.add_argument("--real-datasets", nargs="+", default=["cifar10-sample", "mnist-sample"])
+    ap.add_argument("--real-noise", type=float, default=0.1, help="perturbation norm relative to a unit vector")
     ap.add_argument("--types", nargs="+", default=["Flat", "HNSW32", "IVF4096,Flat", "IVF4096,PQ32", "IVF4096,PQ64",
                                                    "OPQ32_128,IVF4096,PQ32"])
     ap.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128, 256])
     ap.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 16, 32, 64, 128])
     ap.add_argument("--nprobe-pq", type=int, nargs="+", default=[16, 32, 64])
-    ap.add_argument("--k-factor", type=int, default=10)
+    ap.add_argument("--k-factor", type=int, nargs="+", default=[10], help="re-rank the top k*F of compressed indexes")
     ap.add_argument("--ondisk", action="store_true", help="also measure the IVF index memory-mapped from disk")
     ap.add_argument("--ondisk-nprobe", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--threads", type=int, default=2)
@@ -406,9 +447,9 @@ def main(argv=None) -> int:
     for spec in args.types:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", spec, "--cache", str(cache.parent)]
         cmd[-1] = str(cache)
-        for a in ("threads", "batch", "lat_queries", "lat_budget", "k_factor", "flat_queries"):
+        for a in ("threads", "batch", "lat_queries", "lat_budget", "flat_queries"):
             cmd += [f"--{a.replace('_', '-')}", str(getattr(args, a))]
-        for a in ("ef", "nprobe", "nprobe_pq", "ondisk_nprobe"):
+        for a in ("ef", "nprobe", "nprobe_pq", "ondisk_nprobe", "k_factor"):
             cmd += [f"--{a.replace('_', '-')}", *map(str, getattr(args, a))]
         if args.ondisk:
             cmd.append("--ondisk")
@@ -427,7 +468,7 @@ def main(argv=None) -> int:
         print(f"| {r['index']} | {r['params']} | {r['build_s']} | {r['bytes_per_vector']} | {r['peak_rss_mb']:.0f} | "
               f"{r['recall_at_10']} | {r['p50_ms']} | {r['p95_ms']} | {r['batch_per_query_ms']} |")
     if args.plot and rows:
-        plot(rows, Path(args.plot), f"{meta['n']:,} x {meta['dim']}-d {meta['source']}, {meta['queries']:,} queries, 2 shared cores")
+        plot(rows, Path(args.plot), f"{meta['n']:,} x {meta['dim']}-d {meta['source']}, {meta['queries']:,} queries, {os.cpu_count()} CPU cores")
     print(f"total {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return 0
 

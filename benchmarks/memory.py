@@ -29,7 +29,7 @@ def make_images(folder: Path, n: int, seed: int = 0, size: int = 128) -> None:
     from PIL import Image, ImageEnhance
 
     folder.mkdir(parents=True, exist_ok=True)
-    have = len(os.listdir(folder))
+    have = sum(len(files) for _, _, files in os.walk(folder))  # images sit in sub-folders of 1,000
     if have >= n:
         return
     photos = [load_photo(p).convert("RGB") for p in ("astronaut", "chelsea", "coffee", "rocket", "coins", "camera",
@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--chunk-size", type=int, default=512)
     ap.add_argument("--index-type", default="auto")
+    ap.add_argument("--max-memory", default=None, help="index RAM budget passed to `lookalike index` (e.g. 256M)")
     ap.add_argument("--window", type=int, default=10_000, help="report peak RSS per this many images committed")
     ap.add_argument("--work", default="/tmp/lookalike-mem")
     ap.add_argument("--out", default=None)
@@ -74,14 +75,14 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     make_images(imgs, args.n)
     gen_s = time.perf_counter() - t
-    idx = work / f"idx-{args.model.replace('@', '_')}-{args.n}"
+    idx = work / f"idx-{args.model.replace('@', '_')}-{args.n}{'-' + args.max_memory if args.max_memory else ''}"
     if idx.exists():
         import shutil
 
         shutil.rmtree(idx)
     cmd = [sys.executable, "-m", "lookalike", "index", str(imgs), "--db", str(idx), "--model", args.model, "-q",
            "--workers", str(args.workers), "--batch-size", str(args.batch_size), "--chunk-size", str(args.chunk_size),
-           "--index-type", args.index_type]
+           "--index-type", args.index_type] + (["--max-memory", args.max_memory] if args.max_memory else [])
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     p = psutil.Process(proc.pid)
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
                         "flat_index_mb_at_end": round(min(hi, args.n) * (4 * dim + 8) / 2**20, 1),
                         "peak_pss_minus_index_mb": round(max(s[1] for s in ss) - min(hi, args.n) * (4 * dim + 8) / 2**20, 1),
                         "img_s": round((min(hi, args.n) - lo) / max(0.1, t_hi - t_lo), 1)})
-    res = {"n": args.n, "model": args.model, "dim": dim, "workers": args.workers, "batch_size": args.batch_size,
+    res = {"n": args.n, "model": args.model, "dim": dim, "max_memory": args.max_memory, "workers": args.workers, "batch_size": args.batch_size,
            "chunk_size": args.chunk_size, "generate_s": round(gen_s, 1), "index_s": round(total_s, 1),
            "img_s": round(args.n / total_s, 1), "peak_pss_mb": max(s[1] for s in samples),
            "peak_rss_sum_mb": max(s[4] for s in samples), "peak_main_rss_mb": max(s[2] for s in samples),

@@ -1,11 +1,11 @@
 """Indexing throughput: the single-process path vs Ray Data actors (local instance; optionally an existing cluster).
 
-    nice -n 10 .venv/bin/python benchmarks/ray_throughput.py --n 1000 --model efficientnet_lite0@128 --workers 2 --cluster
+    .venv/bin/python benchmarks/ray_throughput.py --n 1000 --model efficientnet_lite0@128 --workers 2 --cluster
 
 Each mode indexes the same generated JPEGs into a fresh index through the CLI (``lookalike index``), in a
 subprocess; reported: wall time (start-up included), the embedding phase's images/s (from the run summary),
-and whether the resulting sha256 sets agree. ``--cluster`` also starts ``ray start --head`` on 127.0.0.1 and
-indexes through ``--address``, then stops it.
+and whether the resulting sha256 sets agree. ``--cluster`` also starts ``ray start --head`` and
+indexes through ``--address`` (the address it prints), then stops it.
 """
 from __future__ import annotations
 
@@ -65,11 +65,14 @@ def main(argv=None) -> int:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
             ray_bin = str(Path(sys.executable).parent / "ray")
-            subprocess.run([ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                            "--num-cpus", str(args.workers + 1), "--include-dashboard", "false", "--disable-usage-stats"],
-                           check=True, capture_output=True)
+            started = subprocess.run([ray_bin, "start", "--head", "--port", str(port), "--num-cpus", str(args.workers + 1),
+                                      "--include-dashboard", "false", "--disable-usage-stats"],
+                                     check=True, capture_output=True, text=True)
             head = ray_bin
-            modes.append((f"ray existing cluster by --address, {args.workers} actors", ["--engine", "ray", "--address", f"127.0.0.1:{port}"]))
+            # the address the head advertises (its node IP), as printed by `ray start`
+            m = re.search(r"ray start --address='([^']+)'", started.stdout + started.stderr)
+            address = m.group(1) if m else f"127.0.0.1:{port}"
+            modes.append((f"ray existing cluster by --address, {args.workers} actors", ["--engine", "ray", "--address", address]))
         ref = None
         for name, extra in modes:
             idx = work / f"idx-{len(rows)}"

@@ -112,6 +112,12 @@ def cmd_status(args) -> int:
     print(f"model      {st.model} ({st.dim}-d)")
     print(f"index type {st.index_type} -> {st.factory}")
     print(f"images     {st.images} distinct, {st.vectors} vectors")
+    if st.search:
+        t = st.search
+        knobs = ", ".join(f"{name} {t[key]}" for key, name in (("ef_search", "efSearch"), ("nprobe", "nprobe"),
+                                                                ("refine_factor", "re-rank factor")) if t.get(key))
+        print(f"search     {knobs or 'defaults'}: recall@10 {t['recall_at_k']:.3f} on {t['queries']} sampled vectors "
+              f"(target {t['target']}{'' if t['reached'] else ', not reached'}; tuned at {t['vectors']} vectors)")
     print(f"files      {st.files} ({st.duplicates} duplicate paths)")
     print(f"skipped    {st.skipped}")
     for reason, n in st.skipped_by_reason.items():

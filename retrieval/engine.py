@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 from PIL import Image
@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .embedders import DEFAULT_EMBEDDER, Embedder, EmbedderError, get_embedder
 from .index import IndexError_, VectorIndex, choose_index_type, needs_training
+from .tune import RECALL_TARGET, TUNE_QUERIES, ExactTopK, tune
 
 __all__ = ["Engine", "EngineError", "SearchResult", "SearchResults", "IndexStatus", "ImageInput"]
 
@@ -31,6 +32,7 @@ CONFIG_NAME = "lookalike.json"
 DB_NAME = "metadata.db"
 INDEX_NAME = "vectors.faiss"
 FORMAT_VERSION = 1
+TUNE_MIN_VECTORS = 1000  # below this an approximate index is as good as exact at the default knobs
 REFINE_FACTOR = 10  # PQ indexes: shortlist k*10, re-rank with the stored vectors (benchmarks/ann.py: recall 0.65 -> 0.95)
 
 ImageInput = "str | os.PathLike | Image.Image | np.ndarray | bytes"
@@ -93,6 +95,7 @@ class IndexStatus:
     dim: int
     size_on_disk: int
     roots: list[str]
+    search: dict | None = None  # knobs tuned on the collection and the recall they reached (retrieval/tune.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,6 +170,7 @@ class Engine:
         self.max_pixels = max_pixels
         self._embedder: Embedder | None = None
         self._dirty = False  # the in-memory index differs from the FAISS file
+        self._config_dirty = False  # the in-memory config differs from lookalike.json
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -281,6 +285,7 @@ class Engine:
                 raise EngineError(f"{exc}; run 'lookalike rebuild --db {self.root}' to restore it from the stored vectors") from None
             if self.index.dim != self.dim:
                 raise EngineError(f"{self.index_path}: index dimension {self.index.dim} != {self.dim}; run 'lookalike rebuild --db {self.root}'")
+            self._apply_tuned()
         elif self.config.get("index_written"):
             raise EngineError(f"{self.index_path}: FAISS index file is missing; run 'lookalike rebuild --db {self.root}' to restore it from the stored vectors")
         self._sync()
@@ -309,7 +314,11 @@ class Engine:
 
     def _requested_factory(self, n: int) -> str:
         t = self.config.get("index_type") or "auto"
-        return choose_index_type(n, self.dim, self.config.get("max_memory")) if t == "auto" else t
+        return self._auto_choice(n) if t == "auto" else t
+
+    def _auto_choice(self, n: int) -> str:
+        """``auto``'s type for n vectors: by size and budget, leaving out HNSW once it missed the recall target."""
+        return choose_index_type(n, self.dim, self.config.get("max_memory"), allow_hnsw=not self.config.get("hnsw_missed_target"))
 
     def _load_in_memory(self) -> None:
         """Replace a memory-mapped (read-only) index by an in-memory copy, synced with the store."""
@@ -336,9 +345,64 @@ class Engine:
                 return
         self.index = VectorIndex.create(self.dim, factory, train_vectors=train)
         self._dirty = True
+        exact = self._tune_queries()
         for ids, vecs in self.store.iter_vectors():
             self.index.add(ids, vecs)
+            if exact is not None:
+                exact.add(ids, vecs)
         self.config["factory"] = self.index.factory
+        if self.config.pop("search", None) is not None:
+            self._config_dirty = True
+        if exact is not None:
+            result = self._tune(exact)
+            if (not result.reached and self.index.factory.startswith("HNSW")
+                    and (self.config.get("index_type") or "auto") == "auto"):
+                self.config["hnsw_missed_target"] = True  # measured on this collection: IVF reaches it
+                alt = self._auto_choice(len(self.index))
+                if alt != self.index.factory:
+                    self._build(alt)
+
+    # ------------------------------------------------------------------ search-knob tuning
+    def _needs_tuning(self) -> bool:
+        """An approximate index never tuned, or grown to twice the size it was tuned at."""
+        n = len(self.index) if self.index is not None else 0
+        if self.index is None or self.index.factory == "Flat" or n < TUNE_MIN_VECTORS:
+            return False
+        tuned = self.config.get("search") or {}
+        return tuned.get("factory") != self.index.factory or n >= 2 * int(tuned.get("vectors") or 0)
+
+    def _tune_queries(self) -> ExactTopK | None:
+        """A fixed sample of stored vectors to tune on (None for exact or small indexes)."""
+        ids = self.store.image_ids()
+        if self.index is None or self.index.factory == "Flat" or len(ids) < TUNE_MIN_VECTORS:
+            return None
+        pick = np.sort(np.random.default_rng(1).choice(ids, min(TUNE_QUERIES, len(ids)), replace=False))
+        got = list(self.store.iter_vectors(pick.tolist()))
+        return ExactTopK(np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]))
+
+    def _exact_pass(self, exact: ExactTopK | None) -> ExactTopK | None:
+        if exact is not None:
+            for ids, vecs in self.store.iter_vectors():
+                exact.add(ids, vecs)
+        return exact
+
+    def _tune(self, exact: ExactTopK | None):
+        """Tune the index's knobs on ``exact`` and keep them in the config."""
+        if exact is None or self.index is None:
+            return None
+        result = tune(self.index, exact, refine=self._refines(), target=float(self.config.get("recall_target", RECALL_TARGET)))
+        self.config["search"] = {**result.to_dict(), "factory": self.index.factory}
+        self._config_dirty = True
+        return result
+
+    def _apply_tuned(self) -> None:
+        t = self.config.get("search") or {}
+        if self.index is not None and t.get("factory") == self.index.factory:
+            self.index.set_params(ef_search=t.get("ef_search"), nprobe=t.get("nprobe"))
+
+    def _refine_factor(self) -> int:
+        t = self.config.get("search") or {}
+        return int(t.get("refine_factor") or REFINE_FACTOR) if self.index is not None and t.get("factory") == self.index.factory else REFINE_FACTOR
 
     def _training_sample(self, max_n: int = 200_000) -> np.ndarray | None:
         ids = self.store.image_ids()
@@ -372,20 +436,25 @@ class Engine:
                 return
             self._build(self._requested_factory(n))
         elif self.config.get("index_type") == "auto":
-            want = choose_index_type(len(self.index), self.dim, self.config.get("max_memory"))
+            want = self._auto_choice(len(self.index))
             if want != self.index.factory and not self.index.hidden:
                 self._build(want)
-        if self.index is None or (not self._dirty and self.index_path.exists()):
+        if self.index is not None and self._needs_tuning():
+            self._tune(self._exact_pass(self._tune_queries()))
+        if self.index is None:
             return
-        try:
-            self.index.save(self.index_path)
-        except (OSError, RuntimeError) as exc:
-            raise EngineError(f"{self.index_path}: cannot write index ({_os_reason(exc)}); the previous index file "
-                              f"is kept and the database holds every committed vector") from None
-        self._dirty = False
-        if not self.config.get("index_written") or self.config.get("factory") != self.index.factory:
-            self.config["index_written"] = True
-            self.config["factory"] = self.index.factory
+        if self._dirty or not self.index_path.exists():
+            try:
+                self.index.save(self.index_path)
+            except (OSError, RuntimeError) as exc:
+                raise EngineError(f"{self.index_path}: cannot write index ({_os_reason(exc)}); the previous index file "
+                                  f"is kept and the database holds every committed vector") from None
+            self._dirty = False
+            if not self.config.get("index_written") or self.config.get("factory") != self.index.factory:
+                self.config["index_written"] = True
+                self.config["factory"] = self.index.factory
+                self._config_dirty = True
+        if self._config_dirty:  # after the index file: the config never names knobs for an index not on disk
             self._write_config()
 
     def _write_config(self) -> None:
@@ -393,15 +462,18 @@ class Engine:
             _atomic_write_text(self.root / CONFIG_NAME, json.dumps(self.config, indent=2))
         except OSError as exc:
             raise EngineError(f"{self.root / CONFIG_NAME}: cannot write ({exc.strerror})") from None
+        self._config_dirty = False
 
     # ------------------------------------------------------------------ writing
     def add(self, paths: Iterable[str | os.PathLike], *, batch_size: int = 64, workers: int | None = None,
             progress: "bool | Callable[[str, int, int | None], None]" = True, remove_missing: bool = True,
-            chunk_size: int = 512, warn=...,
+            chunk_size: int = 512, warn: "Callable[[str, str], None] | Literal['stderr'] | None" = "stderr",
             executor: str = "local", ray_address: str | None = None):
         """Index image files and folders (incrementally); returns an :class:`IndexReport`.
 
         ``progress``: tqdm bars (True), none (False), or a callback ``(phase, done, total)``.
+        ``warn``: what to do with each skipped file ``(path, reason)``: a one-line message on stderr
+        ("stderr"), nothing (None), or a callback.
         ``executor="ray"`` embeds on Ray (a local instance, or the cluster at ``ray_address``)."""
         from lookalike.indexer.distributed import RayUnavailable
         from lookalike.indexer.pipeline import _warn, index_paths
@@ -413,7 +485,7 @@ class Engine:
             try:
                 return index_paths(self, paths, batch_size=batch_size, workers=workers, progress=progress,
                                    remove_missing=remove_missing, chunk_size=chunk_size,
-                                   warn=_warn if warn is ... else warn, executor=executor, ray_address=ray_address)
+                                   warn=_warn if warn == "stderr" else warn, executor=executor, ray_address=ray_address)
             except RayUnavailable as exc:
                 raise EngineError(str(exc)) from None
             except FileNotFoundError as exc:
@@ -551,7 +623,7 @@ class Engine:
     def _search_vector(self, vector: np.ndarray, k: int, exclude_id: int | None = None) -> list[SearchResult]:
         if self.index is None or len(self.index) == 0:
             return []
-        scores, ids = self.index.search(vector[None, :], k * REFINE_FACTOR if self._refines() else k)
+        scores, ids = self.index.search(vector[None, :], k * self._refine_factor() if self._refines() else k)
         pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and int(i) != exclude_id]
         if self._refines():
             pairs = self._refine(pairs, vector, k)
@@ -583,7 +655,7 @@ class Engine:
             vectors=len(self.index) if self.index is not None else 0, duplicates=c["duplicates"],
             skipped=c["skipped"], skipped_by_reason=self.store.skipped_by_reason(), model=self.config["model"],
             index_type=self.config.get("index_type", "auto"), factory=self.index.factory if self.index else None,
-            dim=self.dim, size_on_disk=size, roots=self.store.roots(),
+            dim=self.dim, size_on_disk=size, roots=self.store.roots(), search=self.config.get("search"),
         )
 
     def errors(self) -> list[tuple[str, str]]:

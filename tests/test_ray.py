@@ -5,6 +5,7 @@ Skipped where Ray is not installed (pip install 'lookalike[distributed]'; it is 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,3 +55,48 @@ def test_ray_engine_matches_local(tmp_path, capsys):
 def test_address_without_ray_engine_is_refused(tmp_path, capsys):
     assert cli(["index", str(tmp_path), "--db", str(tmp_path / "i"), "--address", "auto"]) == 2
     assert "--engine ray" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_engine_joins_an_existing_cluster_by_address(tmp_path):
+    """`ray start --head` in another process, then `lookalike index --engine ray --address ADDR` joins it."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray_cli is None:
+        pytest.skip("the `ray` command is not installed")
+    port = _free_port()
+    start = subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                            "--disable-usage-stats"], capture_output=True, text=True, timeout=180)
+    try:
+        assert start.returncode == 0, start.stderr[-2000:]
+        m = re.search(r"ray start --address='([^']+)'", start.stdout + start.stderr)
+        assert m, start.stdout[-2000:]
+        address = m.group(1)
+        imgs = tmp_path / "imgs"
+        make_images(imgs, 24, seed=8)
+        local, remote = tmp_path / "local", tmp_path / "cluster"
+        assert cli(["index", str(imgs), "--db", str(local), "--model", "pixels", "-q", "--workers", "0"]) == 0
+        run = subprocess.run([sys.executable, "-m", "lookalike", "index", str(imgs), "--db", str(remote), "--model", "pixels",
+                              "-q", "--engine", "ray", "--address", address], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "indexed 24," in run.stdout
+        a, pa = _contents(local)
+        b, pb = _contents(remote)
+        assert pa == pb and set(a) == set(b) and all(np.array_equal(a[s], b[s]) for s in a)
+        # the cluster is still up after the command: it only disconnected
+        status = subprocess.run([ray_cli, "status", f"--address={address}"], capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and "Active" in status.stdout
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
