@@ -337,14 +337,16 @@ class Engine:
             self._write_config()
 
     def _build(self, factory: str) -> None:
+        """Build the index anew from the stored vectors (the old one is released first: peak memory holds one)."""
+        self.index = None  # the store holds every vector; the file on disk stays until the new index is saved
+        self._dirty = True
         train = None
         if needs_training(factory, self.dim):
             train = self._training_sample()
             if train is None or len(train) == 0:
-                self.index = None
                 return
         self.index = VectorIndex.create(self.dim, factory, train_vectors=train)
-        self._dirty = True
+        del train  # up to 200k vectors: not kept while the index fills
         exact = self._tune_queries()
         for ids, vecs in self.store.iter_vectors():
             self.index.add(ids, vecs)
