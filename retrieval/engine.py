@@ -370,8 +370,13 @@ class Engine:
         n = len(self.index) if self.index is not None else 0
         if self.index is None or self.index.factory == "Flat" or n < TUNE_MIN_VECTORS:
             return False
-        tuned = self.config.get("search") or {}
-        return tuned.get("factory") != self.index.factory or n >= 2 * int(tuned.get("vectors") or 0)
+        tuned = self._tuned()
+        return not tuned or n >= 2 * int(tuned.get("vectors") or 0)
+
+    def _tuned(self) -> dict:
+        """The tuned knobs in the config when they were measured on the current index type, else {}."""
+        t = self.config.get("search") or {}
+        return t if self.index is not None and t.get("factory") == self.index.factory else {}
 
     def _tune_queries(self) -> ExactTopK | None:
         """A fixed sample of stored vectors to tune on (None for exact or small indexes)."""
@@ -398,13 +403,12 @@ class Engine:
         return result
 
     def _apply_tuned(self) -> None:
-        t = self.config.get("search") or {}
-        if self.index is not None and t.get("factory") == self.index.factory:
+        t = self._tuned()
+        if t:
             self.index.set_params(ef_search=t.get("ef_search"), nprobe=t.get("nprobe"))
 
     def _refine_factor(self) -> int:
-        t = self.config.get("search") or {}
-        return int(t.get("refine_factor") or REFINE_FACTOR) if self.index is not None and t.get("factory") == self.index.factory else REFINE_FACTOR
+        return int(self._tuned().get("refine_factor") or REFINE_FACTOR)
 
     def _training_sample(self, max_n: int = 200_000) -> np.ndarray | None:
         ids = self.store.image_ids()
