@@ -365,10 +365,14 @@ class Engine:
                     self._build(alt)
 
     # ------------------------------------------------------------------ search-knob tuning
+    def _tunable(self, n: int) -> bool:
+        """Whether the current index, holding n vectors, has knobs worth tuning (approximate, not tiny)."""
+        return self.index is not None and self.index.factory != "Flat" and n >= TUNE_MIN_VECTORS
+
     def _needs_tuning(self) -> bool:
         """An approximate index never tuned, or grown to twice the size it was tuned at."""
         n = len(self.index) if self.index is not None else 0
-        if self.index is None or self.index.factory == "Flat" or n < TUNE_MIN_VECTORS:
+        if not self._tunable(n):
             return False
         tuned = self._tuned()
         return not tuned or n >= 2 * int(tuned.get("vectors") or 0)
@@ -380,12 +384,10 @@ class Engine:
 
     def _tune_queries(self) -> ExactTopK | None:
         """A fixed sample of stored vectors to tune on (None for exact or small indexes)."""
-        ids = self.store.image_ids()
-        if self.index is None or self.index.factory == "Flat" or len(ids) < TUNE_MIN_VECTORS:
+        if not self._tunable(TUNE_MIN_VECTORS):  # the index type only; the store's count is checked by the sample
             return None
-        pick = np.sort(np.random.default_rng(1).choice(ids, min(TUNE_QUERIES, len(ids)), replace=False))
-        got = list(self.store.iter_vectors(pick.tolist()))
-        return ExactTopK(np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]))
+        sample = self._stored_sample(TUNE_QUERIES, seed=1, min_n=TUNE_MIN_VECTORS)
+        return ExactTopK(*sample) if sample is not None else None
 
     def _exact_pass(self, exact: ExactTopK | None) -> ExactTopK | None:
         if exact is not None:
@@ -411,13 +413,19 @@ class Engine:
         return int(self._tuned().get("refine_factor") or REFINE_FACTOR)
 
     def _training_sample(self, max_n: int = 200_000) -> np.ndarray | None:
+        sample = self._stored_sample(max_n, seed=0)
+        return sample[1] if sample is not None else None
+
+    def _stored_sample(self, max_n: int, seed: int, min_n: int = 1) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids, vectors) of at most ``max_n`` stored images picked at random (all when fewer); None below ``min_n``."""
         ids = self.store.image_ids()
-        if len(ids) == 0:
+        if len(ids) < max(1, min_n):
             return None
-        rng = np.random.default_rng(0)
-        pick = ids if len(ids) <= max_n else np.sort(rng.choice(ids, max_n, replace=False))
-        parts = [v for _, v in self.store.iter_vectors(pick.tolist())]
-        return np.concatenate(parts) if parts else None
+        pick = ids if len(ids) <= max_n else np.sort(np.random.default_rng(seed).choice(ids, max_n, replace=False))
+        parts = list(self.store.iter_vectors(pick.tolist()))
+        if not parts:
+            return None
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _index_add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         if self.index is None:

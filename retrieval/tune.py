@@ -93,16 +93,15 @@ def tune(index: VectorIndex, exact: ExactTopK, refine: bool = False, target: flo
     base = index._base()
     nq, nv = len(exact.queries), exact.seen
     is_hnsw, nlist = hasattr(base, "hnsw"), int(getattr(base, "nlist", 0))
-    factors = REFINE_STEPS if refine else (None,)
+    if is_hnsw:
+        grid = [(ef, None) for ef in EF_STEPS]
+    elif nlist:
+        grid = [(None, p) for p in NPROBE_STEPS if p <= nlist] or [(None, nlist)]
+    else:
+        grid = [(None, None)]
     best: TuneResult | None = None
-    for rf in factors:
+    for rf in REFINE_STEPS if refine else (None,):
         shortlist = exact.k * rf if rf else None
-        if is_hnsw:
-            grid = [(ef, None) for ef in EF_STEPS]
-        elif nlist:
-            grid = [(None, p) for p in NPROBE_STEPS if p <= nlist] or [(None, nlist)]
-        else:
-            grid = [(None, None)]
         for ef, npb in grid:
             index.set_params(ef_search=ef, nprobe=npb)
             r = measure_recall(index, exact, shortlist)
@@ -110,8 +109,7 @@ def tune(index: VectorIndex, exact: ExactTopK, refine: bool = False, target: flo
             if best is None or r > best.recall_at_k:
                 best = res
             if r >= target:
-                index.set_params(ef_search=ef, nprobe=npb)
-                return res
+                return res  # the knobs just measured are left set
     assert best is not None
     index.set_params(ef_search=best.ef_search, nprobe=best.nprobe)
     return best
