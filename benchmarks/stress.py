@@ -121,7 +121,7 @@ def searcher(idx: Path, stop: Path, out: Path) -> int:
                 missing = set(ids) - set(rows)
                 if missing:
                     violations.append(f"vector without row: {sorted(missing)[:5]}")
-                if any(not rows[i][3] for i in ids if i in rows):
+                if any(not rows[i].paths for i in ids if i in rows):
                     violations.append("row without file")
                 served += 1
         except Exception as exc:

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in res:
             print(f"  {r.rank}  {r.score:.4f}  {r.path}")
         img, _ = engine.load_query(query)
-        contact_sheet(img, list(res), args.out, title=f"lookalike: {engine.config['model']}, {engine.status().images} images")
+        contact_sheet(img, list(res), args.out, title=f"lookalike: {engine.config.model}, {engine.status().images} images")
     print(f"demo: contact sheet written to {args.out}")
     print(f"demo: try  .venv/bin/lookalike search demo-query.jpg --db {args.db} -k 5")
     return 0

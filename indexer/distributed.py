@@ -11,7 +11,7 @@ Install with ``pip install 'lookalike[distributed]'``.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,13 +25,11 @@ class RayUnavailable(RuntimeError):
 class _EmbedActor:
     """One embedder per Ray actor: decodes, preprocesses and embeds a batch of paths."""
 
-    def __init__(self, model: str, max_pixels: int) -> None:
+    def __init__(self, factory: Callable[[str], Any], model: str, max_pixels: int) -> None:
         import torch
 
-        from lookalike.retrieval.embedders import get_embedder
-
         torch.set_num_threads(1)
-        self.embedder = get_embedder(model)
+        self.embedder = factory(model)
         self.max_pixels = max_pixels
 
     def __call__(self, batch: dict) -> dict:
@@ -82,10 +80,11 @@ def _init_ray(address: str | None, workers: int):
     return ray, started
 
 
-def ray_embed_files(model: str, dim: int, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
+def ray_embed_files(factory: Callable[[str], Any], model: str, dim: int, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
                     max_pixels: int = 0, address: str | None = None, progress: bool = True,
                     ) -> Iterator[tuple[np.ndarray, list[tuple[int, int, int]], list[tuple[int, str]]]]:
-    """Yield (vectors, [(i, w, h)], [(i, reason)]) batches like ``pipeline.embed_files``, computed by Ray actors."""
+    """Yield (vectors, [(i, w, h)], [(i, reason)]) batches like ``pipeline.embed_files``, computed by Ray actors,
+    each building its embedder as ``factory(model)``."""
     ray, started = _init_ray(address, workers)
     try:
         ctx = ray.data.DataContext.get_current()
@@ -94,7 +93,7 @@ def ray_embed_files(model: str, dim: int, paths: Sequence[str], batch_size: int 
         items = [{"i": i, "path": p} for i, p in enumerate(paths)]
         n_blocks = max(1, min(len(items), max(workers * 4, len(items) // max(1, batch_size))))
         ds = ray.data.from_items(items, override_num_blocks=n_blocks)
-        ds = ds.map_batches(_EmbedActor, fn_constructor_args=(model, max_pixels), batch_size=batch_size,
+        ds = ds.map_batches(_EmbedActor, fn_constructor_args=(factory, model, max_pixels), batch_size=batch_size,
                             concurrency=max(1, workers), num_cpus=1, batch_format="numpy")
         for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
             ok = [r for r in range(len(b["i"])) if not b["err"][r]]

@@ -12,7 +12,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -21,12 +21,31 @@ from tqdm import tqdm
 
 from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, sha256_file
 from .scan import ScanEntry, ScanProblem, scan
-from .store import NewImage
+from .store import MetadataStore, NewImage, is_below
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lookalike.retrieval.engine import Engine
+__all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "ImageFileDataset", "embed_files", "warn_stderr"]
 
-__all__ = ["IndexReport", "index_paths", "ImageFileDataset", "embed_files"]
+
+class IndexWriter(Protocol):
+    """Where the pipeline sends vectors once their rows are committed (the engine's FAISS maintainer)."""
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: Sequence[int]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+@dataclass
+class EmbedSpec:
+    """The embedding step of a run: the model by name and dimension, how to get it here (``load``) and how a
+    remote worker builds it from its name (``factory``, a module-level function Ray can ship)."""
+
+    model: str
+    dim: int
+    max_pixels: int
+    load: Callable[[], Any]
+    factory: Callable[[str], Any]
 
 
 @dataclass
@@ -149,16 +168,17 @@ def _default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2)))
 
 
-def _warn(path: str, reason: str) -> None:
+def warn_stderr(path: str, reason: str) -> None:
+    """Report a skipped file as one line on stderr (above any progress bar)."""
     tqdm.write(f"lookalike: skipped {path}: {reason}", file=sys.stderr)
 
 
-def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_size: int = 64,
-                workers: int | None = None, chunk_size: int = 512, progress: "bool | ProgressCallback" = True,
-                remove_missing: bool = True, save_every_s: float = 60.0,
-                warn: Callable[[str, str], None] | None = _warn, executor: str = "local",
+def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, roots: Iterable[str | os.PathLike], *,
+                batch_size: int = 64, workers: int | None = None, chunk_size: int = 512,
+                progress: "bool | ProgressCallback" = True, remove_missing: bool = True, save_every_s: float = 60.0,
+                warn: Callable[[str, str], None] | None = warn_stderr, executor: str = "local",
                 ray_address: str | None = None) -> IndexReport:
-    """Bring the engine's index up to date with the files below ``roots``.
+    """Bring ``store`` (and ``writer``'s index) up to date with the files below ``roots``.
 
     ``executor="ray"`` decodes and embeds new content on Ray (indexer.distributed); everything else, the
     chunked commits included, stays here.
@@ -166,7 +186,6 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
     t0 = time.perf_counter()
     warn = warn or (lambda p, r: None)
     workers = _default_workers() if workers is None else max(0, int(workers))
-    store = engine.store
     report = IndexReport()
     root_list = [os.path.abspath(os.fspath(r)) for r in roots]
 
@@ -232,12 +251,12 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
         if executor == "ray":
             from .distributed import ray_embed_files
 
-            batches = ray_embed_files(engine.config["model"], engine.dim, first_paths, batch_size=batch_size,
-                                      workers=max(1, workers), max_pixels=engine.max_pixels, address=ray_address,
+            batches = ray_embed_files(spec.factory, spec.model, spec.dim, first_paths, batch_size=batch_size,
+                                      workers=max(1, workers), max_pixels=spec.max_pixels, address=ray_address,
                                       progress=progress is True)
         else:
-            batches = embed_files(engine.embedder, first_paths, batch_size=batch_size, workers=workers,
-                                  max_pixels=engine.max_pixels, progress=progress)
+            batches = embed_files(spec.load(), first_paths, batch_size=batch_size, workers=workers,
+                                  max_pixels=spec.max_pixels, progress=progress)
         pending_images: list[NewImage] = []
         pending_skips: list[tuple[str, str, int, int]] = []
         last_save = time.perf_counter()
@@ -248,11 +267,11 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
                 return
             ids = store.commit_chunk(pending_images, [], pending_skips)
             if pending_images:
-                engine._index_add(np.asarray(ids, np.int64), np.stack([im.vector for im in pending_images]))
+                writer.add(np.asarray(ids, np.int64), np.stack([im.vector for im in pending_images]))
             report.indexed += len(pending_images)
             pending_images, pending_skips = [], []
             if time.perf_counter() - last_save > save_every_s:
-                engine.save_index()
+                writer.flush()
                 last_save = time.perf_counter()
 
         for vecs, meta, failed in batches:
@@ -275,24 +294,21 @@ def index_paths(engine: "Engine", roots: Iterable[str | os.PathLike], *, batch_s
         seen = {e.path for e in entries}
         gone = [p for p in known if p not in seen]
         skipped_now = {s[0] for s in new_skips}
-        stale_skips = [p for p in known_skipped if any(_below(p, r) for r in root_list) and p not in seen
+        stale_skips = [p for p in known_skipped if any(is_below(p, r) for r in root_list) and p not in seen
                        and p not in skipped_now]
         if gone:
             orphans = store.remove_paths(gone)
-            engine._index_remove(orphans)
+            writer.remove(orphans)
             report.removed = len(gone)
         if stale_skips:
             store.remove_skipped(stale_skips)
     # images whose only file changed content (or turned bad) are orphans now
     if changed_paths or new_skips or decode_skips:
-        engine._index_remove(store.remove_orphans())
+        writer.remove(store.remove_orphans())
 
-    engine.save_index()
+    writer.flush()
     report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips
     report.skipped += len(report.problems)
     report.seconds = time.perf_counter() - t0
     return report
 
-
-def _below(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

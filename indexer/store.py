@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from sqlalchemy import (
@@ -30,7 +30,8 @@ from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-__all__ = ["Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage"]
+__all__ = ["Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage",
+           "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "is_below", "count_rows"]
 
 
 class StoreError(RuntimeError):
@@ -96,6 +97,31 @@ class MetaRow(Base):
 SCHEMA_VERSION = "1"
 
 
+class FileState(NamedTuple):
+    """What the store knows of an indexed file, to tell whether it changed."""
+
+    size: int
+    mtime_ns: int
+    image_id: int
+
+
+class SkippedState(NamedTuple):
+    """A skipped file as recorded: unchanged files are not retried."""
+
+    size: int
+    mtime_ns: int
+    reason: str
+
+
+class ImageInfo(NamedTuple):
+    """An indexed image content: its hash, pixel size and every path that holds it (sorted)."""
+
+    sha256: str
+    width: int
+    height: int
+    paths: list[str]
+
+
 @dataclass
 class NewImage:
     """An embedded image ready to store, with every path that holds its content."""
@@ -151,7 +177,8 @@ class MetadataStore:
                     if not read_only:
                         Base.metadata.create_all(self.engine)
                     with self.session() as s:
-                        if s.get(MetaRow, "schema_version") is None and not read_only:
+                        row = s.get(MetaRow, "schema_version")
+                        if row is None and not read_only:
                             s.add(MetaRow(key="schema_version", value=SCHEMA_VERSION))
                             s.commit()
                     break
@@ -160,11 +187,22 @@ class MetadataStore:
                     if attempt == 5 or not any(w in msg for w in ("already exists", "unique", "duplicate", "locked")):
                         raise
                     time.sleep(0.05 * (attempt + 1))
+            self._check_schema(row.value if row is not None else None)
         except (DatabaseError, OperationalError) as exc:
             reason = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())[:300]  # one line
             if "not a database" in str(reason) or "malformed" in str(reason):
                 raise StoreError(f"{url}: database is corrupted ({reason}); it was left untouched") from None
             raise StoreError(f"{url}: cannot open metadata database ({reason})") from None
+
+    def _check_schema(self, found: str | None) -> None:
+        """Refuse a database written by a newer lookalike (its tables may mean something else)."""
+        try:
+            newer = found is not None and int(found) > int(SCHEMA_VERSION)
+        except ValueError:
+            raise StoreError(f"{self.url}: unreadable schema version '{found}'; it was left untouched") from None
+        if newer:
+            raise StoreError(f"{self.url}: database schema version {found} is newer than this lookalike reads "
+                             f"({SCHEMA_VERSION}); upgrade lookalike to use this index")
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -172,32 +210,21 @@ class MetadataStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    # ------------------------------------------------------------------ meta
-    def get_meta(self, key: str) -> str | None:
-        with self.session() as s:
-            row = s.get(MetaRow, key)
-            return row.value if row else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.session() as s:
-            s.merge(MetaRow(key=key, value=value))
-            s.commit()
-
     # ------------------------------------------------------------------ reads
-    def file_states(self, under: Sequence[str] | None = None) -> dict[str, tuple[int, int, int]]:
-        """path -> (size, mtime_ns, image_id) for every indexed file (optionally only below ``under``)."""
+    def file_states(self, under: Sequence[str] | None = None) -> dict[str, FileState]:
+        """path -> :class:`FileState` for every indexed file (optionally only below ``under``)."""
         with self.session() as s:
             rows = s.execute(select(FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.image_id)).all()
-        out = {p: (sz, mt, iid) for p, sz, mt, iid in rows}
+        out = {p: FileState(sz, mt, iid) for p, sz, mt, iid in rows}
         if under is not None:
-            out = {p: v for p, v in out.items() if any(_is_below(p, u) for u in under)}
+            out = {p: v for p, v in out.items() if any(is_below(p, u) for u in under)}
         return out
 
-    def skipped_states(self) -> dict[str, tuple[int, int, str]]:
-        """path -> (size, mtime_ns, reason) for skipped files."""
+    def skipped_states(self) -> dict[str, SkippedState]:
+        """path -> :class:`SkippedState` for skipped files."""
         with self.session() as s:
             rows = s.execute(select(SkippedRow.path, SkippedRow.size, SkippedRow.mtime_ns, SkippedRow.reason)).all()
-        return {p: (sz, mt, r) for p, sz, mt, r in rows}
+        return {p: SkippedState(sz, mt, r) for p, sz, mt, r in rows}
 
     def ids_by_sha(self, shas: Iterable[str]) -> dict[str, int]:
         """sha256 -> image id for the given hashes that are already stored."""
@@ -240,10 +267,10 @@ class MetadataStore:
         vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
         return ids, vecs
 
-    def lookup(self, ids: Sequence[int]) -> dict[int, tuple[str, int, int, list[str]]]:
-        """id -> (sha256, width, height, sorted paths)."""
+    def lookup(self, ids: Sequence[int]) -> dict[int, ImageInfo]:
+        """id -> :class:`ImageInfo` (sha256, width, height, sorted paths) for the ids still stored."""
         ids = [int(i) for i in ids]
-        out: dict[int, tuple[str, int, int, list[str]]] = {}
+        out: dict[int, ImageInfo] = {}
         if not ids:
             return out
         with self.session() as s:
@@ -255,7 +282,7 @@ class MetadataStore:
         for iid, p in paths:
             by_id.setdefault(iid, []).append(p)
         for iid, sha, w, h in rows:
-            out[iid] = (sha, w, h, sorted(by_id.get(iid, [])))
+            out[iid] = ImageInfo(sha, w, h, sorted(by_id.get(iid, [])))
         return out
 
     def id_for_path(self, path: str) -> int | None:
@@ -363,7 +390,8 @@ class MetadataStore:
                 s.execute(delete(SkippedRow).where(SkippedRow.path.in_(paths[i : i + 500])))
 
 
-def _is_below(path: str, root: str) -> bool:
+def is_below(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or lies inside it (absolute, normalised paths)."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 

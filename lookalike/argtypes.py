@@ -1,9 +1,16 @@
-"""argparse value types shared by every sub-command: one message style for bad arguments."""
+"""What every sub-command shares for bad input: argparse value types and the one-line failure with exit 2."""
 from __future__ import annotations
 
 import argparse
+import sys
 
-__all__ = ["positive_int", "nonneg_int", "sigma", "size_bytes"]
+__all__ = ["fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "score", "sigma", "size_bytes", "port"]
+
+
+def fail(msg: str, code: int = 2) -> int:
+    """Print ``lookalike: msg`` on stderr (one line) and return the exit code (2: bad input)."""
+    print(f"lookalike: {' '.join(str(msg).split())}", file=sys.stderr)
+    return code
 
 
 def _int(text: str) -> int:
@@ -26,6 +33,48 @@ def nonneg_int(text: str) -> int:
     v = _int(text)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
+    return v
+
+
+def _float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    v = _float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number >= 0."""
+    v = _float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
+    return v
+
+
+def score(text: str) -> float:
+    """A cosine similarity, -1..1."""
+    v = _float(text)
+    if not -1 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"a cosine similarity is within -1..1, got {v}")
+    return v
+
+
+def port(text: str) -> int:
+    """A TCP port number, 1..65535."""
+    v = _int(text)
+    if not 0 < v < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number: {v}")
     return v
 
 

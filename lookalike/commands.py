@@ -4,18 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
-from .argtypes import nonneg_int as _nonneg_int
-from .argtypes import positive_int as _positive_int
-from .argtypes import sigma as _sigma
-from .argtypes import size_bytes as _size
-from .retrieval.index import INDEX_TYPES
+from .argtypes import fail, nonneg_int, positive_int, score, sigma, size_bytes
 
-
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"lookalike: {msg}", file=sys.stderr)
-    return code
+# examples for --help (any FAISS factory string works); kept here so that --help does not import faiss
+INDEX_TYPES = ["auto", "Flat", "HNSW32", "IVF1024,Flat", "IVF4096,Flat", "IVF1024,PQ32", "IVF4096,PQ64"]
 
 
 def _open(args, create: bool = False, **kw):
@@ -24,7 +17,7 @@ def _open(args, create: bool = False, **kw):
     try:
         return Engine.open(args.db, create=create, **kw)
     except EngineError as exc:
-        raise SystemExit(_fail(str(exc)))
+        raise SystemExit(fail(str(exc)))
 
 
 def _human(n: int) -> str:
@@ -41,9 +34,9 @@ def cmd_index(args) -> int:
 
     for d in args.dirs:
         if not os.path.exists(d):
-            return _fail(f"{d}: no such file or folder")
+            return fail(f"{d}: no such file or folder")
     if args.address and args.engine != "ray":
-        return _fail("--address is for --engine ray")
+        return fail("--address is for --engine ray")
     engine = _open(args, create=True, model=args.model, index_type=args.index_type,
                    db_url=args.db_url, **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
     try:
@@ -52,7 +45,7 @@ def cmd_index(args) -> int:
                             progress=not args.quiet, remove_missing=not args.keep_missing,
                             chunk_size=args.chunk_size, executor=args.engine, ray_address=args.address)
     except EngineError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         engine.close()
     print(report.summary())
@@ -63,25 +56,21 @@ def cmd_search(args) -> int:
     from .retrieval.engine import EngineError
 
     if not os.path.exists(args.query):
-        return _fail(f"{args.query}: query image not found")
+        return fail(f"{args.query}: query image not found")
     engine = _open(args)
     try:
         res = engine.search(args.query, k=args.k, min_score=args.min_score, exclude_self=args.exclude_self,
                             denoise=args.denoise, sigma=args.sigma, n_samples=args.samples,
                             denoise_model=args.denoise_model)
     except EngineError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         engine.close()
     den = res.denoise
     if args.json:
-        payload = [{"rank": r.rank, "score": round(r.score, 6), "path": r.path, "sha256": r.sha256,
-                    "width": r.width, "height": r.height} for r in res]
+        payload = [{**r.to_dict(), "score": round(r.score, 6)} for r in res]
         if den is not None:
-            payload = {"results": payload, "denoise": {"method": den.method, "sigma": den.sigma,
-                                                        "sigma_estimated": den.sigma_estimated, "model": den.model,
-                                                        "fallback_reason": den.fallback_reason,
-                                                        "consistency": res.consistency}}
+            payload = {"results": payload, "denoise": {**den.to_dict(), "consistency": res.consistency}}
         print(json.dumps(payload, indent=2))
         return 0
     if den is not None:
@@ -135,7 +124,7 @@ def cmd_errors(args) -> int:
     finally:
         engine.close()
     if args.json:
-        print(json.dumps([{"path": p, "reason": r} for p, r in rows], indent=2))
+        print(json.dumps([{"path": p, "reason": r} for p, r in rows], indent=2))  # (path, reason) pairs
         return 0
     for p, r in rows:
         print(f"{p}: {r}")
@@ -151,7 +140,7 @@ def cmd_remove(args) -> int:
     try:
         n = engine.remove(args.paths)
     except EngineError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         engine.close()
     print(f"removed {n} file(s)")
@@ -159,30 +148,21 @@ def cmd_remove(args) -> int:
 
 
 def cmd_rebuild(args) -> int:
-    from .retrieval.engine import CONFIG_NAME, INDEX_NAME, Engine, EngineError
+    from .retrieval.engine import EngineError
 
-    # open without loading a (possibly damaged) FAISS file: move it aside first
-    idx = os.path.join(args.db, INDEX_NAME)
-    if not os.path.exists(os.path.join(args.db, CONFIG_NAME)):
-        return _fail(f"{args.db}: not a lookalike index (no {CONFIG_NAME})")
-    damaged = None
-    if os.path.exists(idx):
-        from .retrieval.index import IndexError_, VectorIndex
-
-        try:
-            VectorIndex.load(idx)
-        except IndexError_:
-            damaged = idx + ".damaged"
-            os.replace(idx, damaged)
+    engine = _open(args, load_index=False)  # a damaged FAISS file is moved aside by rebuild, under the lock
     try:
-        engine = Engine.open(args.db, create=False, load_index=False)
         engine.set_options(max_memory=args.max_memory, on_disk=args.on_disk)
-        factory = engine.rebuild(args.index_type)
-        n = len(engine.index) if engine.index is not None else 0
-        engine.close()
+        done = engine.rebuild(args.index_type)
     except EngineError as exc:
-        return _fail(str(exc))
-    print(f"rebuilt {args.db}: {n} vectors, index {factory}" + (f" (damaged file kept as {damaged})" if damaged else ""))
+        return fail(str(exc))
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps(done.to_dict(), indent=2))
+        return 0
+    print(f"rebuilt {args.db}: {done.vectors} vectors, index {done.factory}"
+          + (f" (damaged file kept as {done.damaged})" if done.damaged else ""))
     return 0
 
 
@@ -203,7 +183,7 @@ def cmd_export(args) -> int:
         paths = export_dataset(args.dataset, args.out, split=args.split, source=args.source, limit=args.limit,
                                progress=not args.quiet)
     except DataError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(f"wrote {len(paths)} images to {args.out}")
     return 0
 
@@ -217,13 +197,13 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--model", default=None, help="embedder name (default efficientnet_lite0; see 'lookalike models')")
     p.add_argument("--index-type", default=None, metavar="TYPE",
                    help=f"FAISS factory string, e.g. {', '.join(INDEX_TYPES)} (default auto)")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--workers", type=_nonneg_int, default=None, help="image decoding processes (default: cores, max 4)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--workers", type=nonneg_int, default=None, help="image decoding processes (default: cores, max 4)")
     p.add_argument("--db-url", default=None, help="SQLAlchemy URL for the metadata (default SQLite in the index folder)")
-    p.add_argument("--max-pixels", type=_positive_int, default=None, help="skip images larger than this (default 200M)")
+    p.add_argument("--max-pixels", type=positive_int, default=None, help="skip images larger than this (default 200M)")
     p.add_argument("--keep-missing", action="store_true", help="keep files that disappeared from disk")
-    p.add_argument("--chunk-size", type=_positive_int, default=512, help="images per committed chunk (default 512)")
-    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+    p.add_argument("--chunk-size", type=positive_int, default=512, help="images per committed chunk (default 512)")
+    p.add_argument("--max-memory", type=size_bytes, default=None, metavar="SIZE",
                    help="RAM budget for the vector index (e.g. 2G); --index-type auto picks a type that fits")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="where images are decoded and embedded: this process (local) or Ray Data actors (ray; "
@@ -239,13 +219,13 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p = sub.add_parser("search", help="find indexed images that look like QUERY")
     p.add_argument("query", metavar="QUERY", help="an image file (indexed or not)")
     p.add_argument("--db", required=True, metavar="INDEX_DIR")
-    p.add_argument("-k", type=_positive_int, default=10, help="number of results")
-    p.add_argument("--min-score", type=float, default=None, help="drop results below this cosine similarity")
+    p.add_argument("-k", type=positive_int, default=10, help="number of results")
+    p.add_argument("--min-score", type=score, default=None, help="drop results below this cosine similarity")
     p.add_argument("--exclude-self", action="store_true", help="leave the query's own indexed copy out")
     p.add_argument("--denoise", nargs="?", const="auto", default=None, choices=["auto", "ddpm", "ddim", "classical", "none"],
                    help="clean a noisy query first (default method auto)")
-    p.add_argument("--sigma", type=_sigma, default="auto", help="noise level of the query for --denoise (auto or e.g. 0.3)")
-    p.add_argument("--samples", type=_positive_int, default=1, help="denoised samples to average (hallucination control)")
+    p.add_argument("--sigma", type=sigma, default="auto", help="noise level of the query for --denoise (auto or e.g. 0.3)")
+    p.add_argument("--samples", type=positive_int, default=1, help="denoised samples to average (hallucination control)")
     p.add_argument("--denoise-model", default=None, help="denoiser checkpoint or shipped name")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=cmd_search)
@@ -268,9 +248,10 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p = sub.add_parser("rebuild", help="rebuild the FAISS index from stored vectors (no re-embedding)")
     p.add_argument("--db", required=True, metavar="INDEX_DIR")
     p.add_argument("--index-type", default=None, metavar="TYPE", help="switch to this FAISS factory string")
-    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE", help="RAM budget that auto chooses within")
+    p.add_argument("--max-memory", type=size_bytes, default=None, metavar="SIZE", help="RAM budget that auto chooses within")
     p.add_argument("--on-disk", action=argparse.BooleanOptionalAction, default=None,
                    help="memory-map IVF inverted lists for search (--no-on-disk to load them in RAM)")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("models", help="list registered embedders")
@@ -285,6 +266,6 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--source", choices=["sample", "torchvision"], default="sample",
                    help="sample: offline shared files (LOOKALIKE_DATA); torchvision: full download")
     p.add_argument("--split", choices=["train", "test"], default="train")
-    p.add_argument("--limit", type=_positive_int, default=None, help="export at most this many images")
+    p.add_argument("--limit", type=positive_int, default=None, help="export at most this many images")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_export)

@@ -60,6 +60,12 @@ class DenoiseResult:
     samples: list[Image.Image] = field(default_factory=list)  # all drawn samples (len >= 1)
     ms: float = 0.0                  # wall time
 
+    def to_dict(self) -> dict:
+        """How the query was denoised, without the images (for JSON)."""
+        return {"method": self.method, "sigma": self.sigma, "sigma_estimated": self.sigma_estimated,
+                "model": self.model, "fallback_reason": self.fallback_reason, "samples": len(self.samples),
+                "ms": round(self.ms, 1)}
+
 
 def models_dir() -> Path:
     """The project's ``models/`` folder (shipped checkpoints)."""

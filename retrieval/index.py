@@ -15,12 +15,9 @@ import numpy as np
 
 from lookalike.fsutil import atomic_path
 
-__all__ = ["VectorIndex", "IndexError_", "choose_index_type", "estimate_bytes", "resolve_factory", "needs_training", "INDEX_TYPES"]
+__all__ = ["VectorIndex", "VectorIndexError", "choose_index_type", "estimate_bytes", "resolve_factory", "needs_training"]
 
-INDEX_TYPES = ["auto", "Flat", "HNSW32", "IVF1024,Flat", "IVF4096,Flat", "IVF1024,PQ32", "IVF4096,PQ64"]
-
-
-class IndexError_(RuntimeError):
+class VectorIndexError(RuntimeError):
     """A FAISS index that cannot be built, read or used."""
 
 
@@ -93,7 +90,7 @@ def needs_training(factory: str, dim: int) -> bool:
     try:
         return not faiss.index_factory(int(dim), resolve_factory(factory, 1 << 30), faiss.METRIC_INNER_PRODUCT).is_trained
     except RuntimeError as exc:
-        raise IndexError_(f"invalid index type '{factory}': {str(exc).strip().splitlines()[-1]}") from None
+        raise VectorIndexError(f"invalid index type '{factory}': {str(exc).strip().splitlines()[-1]}") from None
 
 
 @dataclass
@@ -111,6 +108,8 @@ class VectorIndex:
         self.hidden: set[int] = set(hidden or ())
         self.mmapped = False  # memory-mapped (read-only) inverted lists: adding would abort inside faiss
         self.params = SearchParams()
+        self.knobs: tuple[str, ...] | None = None  # ParameterSpace names this type has: efSearch, nprobe
+        self.nlist = 0  # IVF inverted lists (0 for other types)
         self._apply_params()
 
     # ------------------------------------------------------------------ construction
@@ -125,35 +124,35 @@ class VectorIndex:
         try:
             inner = faiss.index_factory(int(dim), real, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
-            raise IndexError_(f"invalid index type '{factory}': {str(exc).splitlines()[-1] if str(exc) else exc}") from None
+            raise VectorIndexError(f"invalid index type '{factory}': {str(exc).splitlines()[-1] if str(exc) else exc}") from None
         if not inner.is_trained:
             if train_vectors is None or len(train_vectors) == 0:
-                raise IndexError_(f"index type '{factory}' needs training vectors")
+                raise VectorIndexError(f"index type '{factory}' needs training vectors")
             faiss.omp_set_num_threads(max(1, os.cpu_count() or 1))
             inner.train(np.ascontiguousarray(train_vectors, dtype=np.float32))
         return cls(faiss.IndexIDMap2(inner), real)  # the type actually built (IVF lists may shrink)
 
     @classmethod
     def load(cls, path: str | os.PathLike, factory: str | None = None, mmap: bool = False) -> "VectorIndex":
-        """Read an index file; a missing or damaged file raises :class:`IndexError_` with the reason.
+        """Read an index file; a missing or damaged file raises :class:`VectorIndexError` with the reason.
 
         ``mmap=True`` (IVF types) memory-maps the inverted lists instead of reading them: search only, the
         operating system pages lists in and out, so an index larger than RAM can be searched.
         """
         path = os.fspath(path)
         if not os.path.exists(path):
-            raise IndexError_(f"{path}: FAISS index file is missing")
+            raise VectorIndexError(f"{path}: FAISS index file is missing")
         try:
             idx = faiss.read_index(path, faiss.IO_FLAG_MMAP if mmap else 0)
         except Exception as exc:
-            raise IndexError_(f"{path}: FAISS index file is damaged ({str(exc).splitlines()[0][:160]})") from None
+            raise VectorIndexError(f"{path}: FAISS index file is damaged ({str(exc).splitlines()[0][:160]})") from None
         if not isinstance(idx, faiss.IndexIDMap2):
             try:
                 idx = faiss.downcast_index(idx)
             except Exception:
                 pass
             if not isinstance(idx, faiss.IndexIDMap2):
-                raise IndexError_(f"{path}: not a lookalike index (expected an IndexIDMap2)")
+                raise VectorIndexError(f"{path}: not a lookalike index (expected an IndexIDMap2)")
         out = cls(idx, factory or "unknown")
         out.mmapped = bool(mmap)
         return out
@@ -189,10 +188,10 @@ class VectorIndex:
         if len(ids) == 0:
             return
         if self.mmapped:
-            raise IndexError_("a memory-mapped index is read-only; load it into memory to add vectors")
+            raise VectorIndexError("a memory-mapped index is read-only; load it into memory to add vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise IndexError_(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
+            raise VectorIndexError(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         self.index.add_with_ids(vectors, ids)
         self.hidden.difference_update(int(i) for i in ids)
@@ -203,7 +202,7 @@ class VectorIndex:
         if len(ids) == 0:
             return 0
         if self.mmapped:
-            raise IndexError_("a memory-mapped index is read-only; load it into memory to remove vectors")
+            raise VectorIndexError("a memory-mapped index is read-only; load it into memory to remove vectors")
         try:
             return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
         except RuntimeError:
@@ -212,27 +211,25 @@ class VectorIndex:
             self.hidden.update(hide)
             return len(hide)
 
-    def _inner(self) -> faiss.Index:
-        return faiss.downcast_index(self.index.index)
-
-    def _base(self) -> faiss.Index:
-        """The index that holds the knobs (HNSW graph or IVF lists), below id maps, transforms and refinement."""
-        base = self._inner()
-        if isinstance(base, faiss.IndexPreTransform):
-            base = faiss.downcast_index(base.index)
-        if isinstance(base, faiss.IndexRefine):
-            base = faiss.downcast_index(base.base_index)
-        return base
-
     def _apply_params(self) -> None:
-        base = self._base()
-        if hasattr(base, "hnsw"):
-            base.hnsw.efSearch = int(self.params.ef_search)
-        if hasattr(base, "nprobe"):
-            base.nprobe = int(min(self.params.nprobe, getattr(base, "nlist", self.params.nprobe)))
+        """Set the knobs through ``faiss.ParameterSpace``; the first call finds which ones this type has."""
+        space = faiss.ParameterSpace()
+        wanted = {"efSearch": int(self.params.ef_search), "nprobe": int(self.params.nprobe)}
+        if self.knobs is None:
+            found = []
+            for name, value in wanted.items():
+                try:
+                    space.set_index_parameter(self.index, name, value)
+                    found.append(name)
+                except RuntimeError:  # this type has no such knob
+                    pass
+            self.knobs = tuple(found)
+            self.nlist = int(faiss.extract_index_ivf(self.index).nlist) if "nprobe" in found else 0
+        for name in self.knobs:
+            space.set_index_parameter(self.index, name, min(wanted[name], self.nlist) if name == "nprobe" else wanted[name])
 
     def set_params(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
-        """Speed/recall knobs: HNSW ``efSearch`` and IVF ``nprobe``."""
+        """Speed/recall knobs: HNSW ``efSearch`` and IVF ``nprobe`` (ignored by types without them)."""
         if ef_search is not None:
             self.params.ef_search = int(ef_search)
         if nprobe is not None:
@@ -243,7 +240,7 @@ class VectorIndex:
         """Top-k (scores, ids) per query; missing slots are id -1. Hidden ids never appear."""
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if q.shape[1] != self.dim:
-            raise IndexError_(f"query of dimension {q.shape[1]} does not fit an index of dimension {self.dim}")
+            raise VectorIndexError(f"query of dimension {q.shape[1]} does not fit an index of dimension {self.dim}")
         if self.ntotal == 0 or k <= 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         extra = min(len(self.hidden), self.ntotal)
@@ -257,10 +254,3 @@ class VectorIndex:
             ids = np.take_along_axis(ids, order, axis=1)
             scores = np.take_along_axis(scores, order, axis=1)
         return scores[:, :k], ids[:, :k]
-
-    def reconstruct(self, image_id: int) -> np.ndarray | None:
-        """The stored vector for an id (exact for Flat/HNSW, approximate for PQ), or None."""
-        try:
-            return self.index.reconstruct(int(image_id))
-        except RuntimeError:
-            return None

@@ -90,10 +90,9 @@ def tune(index: VectorIndex, exact: ExactTopK, refine: bool = False, target: flo
     HNSW: smallest efSearch. IVF: smallest nprobe. Re-ranked (PQ) indexes: the shortest shortlist
     (k x refine factor) that can reach the target, with the smallest nprobe for it.
     """
-    base = index._base()
     nq, nv = len(exact.queries), exact.seen
-    is_hnsw, nlist = hasattr(base, "hnsw"), int(getattr(base, "nlist", 0))
-    if is_hnsw:
+    nlist = index.nlist
+    if "efSearch" in index.knobs:
         grid = [(ef, None) for ef in EF_STEPS]
     elif nlist:
         grid = [(None, p) for p in NPROBE_STEPS if p <= nlist] or [(None, nlist)]

@@ -84,7 +84,7 @@ def test_rebuild_to_other_types_keeps_answers(lite_index):
     engine, src, copies = lite_index
     before = [r.path for r in engine.search(copies / "coffee-q35.jpg", k=3)]
     for t in ("HNSW32", "IVF1024,Flat", "Flat"):
-        factory = engine.rebuild(t)
+        factory = engine.rebuild(t).factory
         assert factory.startswith(t.split(",")[0][:3])
         reopened = Engine.open(engine.root)
         assert reopened.index.factory == factory
@@ -251,7 +251,7 @@ def test_cli_index_search_status_errors(tmp_path, capsys):
     assert "broken.png" in out.err
     assert cli(["search", str(d / "rocket.png"), "--db", str(idx), "-k", "3", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert [set(r) for r in res] == [{"rank", "score", "path", "sha256", "width", "height"}] * 3
+    assert [set(r) for r in res] == [{"rank", "score", "path", "sha256", "width", "height", "id", "paths"}] * 3
     assert res[0]["path"] == str(d / "rocket.png") and res[0]["score"] > 0.999
     assert (res[0]["width"], res[0]["height"]) == load_photo("rocket").size
     assert cli(["status", "--db", str(idx), "--json"]) == 0

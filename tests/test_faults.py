@@ -128,7 +128,7 @@ def test_searches_during_indexing_see_consistent_snapshots(collection, tmp_path)
                     ids = [int(i) for i in ids[0] if i >= 0]
                     rows = e.store.lookup(ids)
                     assert set(ids) <= set(rows), f"vector without its row: {set(ids) - set(rows)}"
-                    assert all(rows[i][3] for i in ids), "row without a file"
+                    assert all(rows[i].paths for i in ids), "row without a file"
                     res = e.search(queries[int(rng.integers(len(queries)))], k=3)
                     assert all(Path(r.path).exists() for r in res)
                     served += 1

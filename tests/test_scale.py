@@ -6,7 +6,7 @@ import pytest
 
 from lookalike import Engine
 from lookalike.cli import main as cli
-from lookalike.retrieval.index import IndexError_, choose_index_type, estimate_bytes
+from lookalike.retrieval.index import VectorIndexError, choose_index_type, estimate_bytes
 from test_faults import make_images
 
 
@@ -48,7 +48,7 @@ def test_on_disk_ivf_search_then_write_then_switch_back(tmp_path, capsys):
     e.index.set_params(nprobe=4)
     q = sorted(imgs.iterdir())[7]
     assert e.search(q, k=1)[0].path == str(q)
-    with pytest.raises(IndexError_, match="read-only"):
+    with pytest.raises(VectorIndexError, match="read-only"):
         e.index.add(np.array([10**9]), vecs0[:1])
     e.close()
     # a writer loads the lists into memory, adds, and writes the file again; searching stays memory-mapped
@@ -73,7 +73,7 @@ def test_max_memory_is_remembered_and_used_by_auto(tmp_path, capsys):
     idx = tmp_path / "idx"
     assert cli(["index", str(imgs), "--db", str(idx), "--model", "pixels", "-q", "--workers", "0", "--max-memory", "1.5G"]) == 0
     e = Engine.open(idx, create=False)
-    assert e.config["max_memory"] == int(1.5 * 2**30) and e.index.factory == "Flat"
+    assert e.config.max_memory == int(1.5 * 2**30) and e.index.factory == "Flat"
     # the remembered budget drives auto's choice as the collection grows (3072-d pixels vectors)
     assert e._requested_factory(1_000_000) == choose_index_type(1_000_000, 3072, int(1.5 * 2**30))
     assert "PQ" in e._requested_factory(1_000_000) and e._requested_factory(100_000) == "HNSW32"
@@ -90,7 +90,7 @@ def test_pq_index_results_are_reranked_with_the_stored_vectors(tmp_path):
     q = sorted(imgs.iterdir())[11]
     flat = [(r.id, round(r.score, 5)) for r in e.search(q, k=5)]
     e.rebuild("IVF4,PQ8")  # a coarse code: its own scores are approximate
-    assert e._refines()
+    assert e.maintainer.refines()
     approx_scores, _ = e.index.search(e.embed([e.load_query(q)[0]]), 5)
     got = [(r.id, round(r.score, 5)) for r in e.search(q, k=5)]
     assert got[0] == flat[0] and got[0][1] > 0.999  # exact scores again: the query finds itself at cosine 1

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 
+import faiss
 import numpy as np
 import pytest
 
-import lookalike.retrieval.engine as engine_mod
+import lookalike.retrieval.maintainer as maintainer_mod
 from lookalike import Engine
 from lookalike.cli import main as cli
 from lookalike.retrieval.index import VectorIndex
@@ -57,7 +58,7 @@ def test_tune_picks_the_smallest_hnsw_ef_that_reaches_the_target(mnist_vectors):
     vi = _index("HNSW32", mnist_vectors)
     res = tune(vi, ex, target=0.97)
     assert res.reached and res.ef_search in EF_STEPS and res.recall_at_k >= 0.97
-    assert vi._base().hnsw.efSearch == res.ef_search  # left set on the index
+    assert faiss.downcast_index(vi.index.index).hnsw.efSearch == res.ef_search  # left set on the index
     assert measure_recall(vi, ex) == pytest.approx(res.recall_at_k, abs=1e-4)
     if res.ef_search != EF_STEPS[0]:  # one step cheaper misses the target
         vi.set_params(ef_search=EF_STEPS[EF_STEPS.index(res.ef_search) - 1])
@@ -89,13 +90,13 @@ def test_unreachable_target_keeps_the_best_knobs(mnist_vectors):
 
 
 def test_engine_tunes_on_build_remembers_knobs_and_drops_hnsw_that_misses(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(engine_mod, "TUNE_MIN_VECTORS", 50)
+    monkeypatch.setattr(maintainer_mod, "TUNE_MIN_VECTORS", 50)
     imgs = tmp_path / "imgs"
     make_images(imgs, 160, seed=21)
     idx = tmp_path / "idx"
     e = Engine.open(idx, model="pixels@16", index_type="IVF4,Flat")
     e.add([imgs], progress=False, workers=0, warn=None)
-    t = e.config["search"]
+    t = e.config.search
     assert t["factory"] == e.index.factory and t["reached"] and t["vectors"] == 160 and t["nprobe"] >= 1
     assert e.status().search == t
     e.close()
@@ -106,14 +107,14 @@ def test_engine_tunes_on_build_remembers_knobs_and_drops_hnsw_that_misses(tmp_pa
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("search"))
     assert f"nprobe {t['nprobe']}" in line and f"recall@10 {t['recall_at_k']:.3f}" in line and "not reached" not in line
     e = Engine.open(idx, create=False)  # knobs applied when the index is read again
-    assert e.index._base().nprobe == t["nprobe"]
+    assert faiss.extract_index_ivf(e.index.index).nprobe == t["nprobe"]
     # an HNSW chosen by `auto` that cannot reach the target on this collection is replaced by IVF-Flat
-    monkeypatch.setattr(engine_mod, "choose_index_type",
+    monkeypatch.setattr(maintainer_mod, "choose_index_type",
                         lambda n, dim, budget=None, allow_hnsw=True: "HNSW32" if allow_hnsw else "IVF4,Flat")
-    e.config["recall_target"] = 1.01  # unreachable by construction
+    e.config.recall_target = 1.01  # unreachable by construction
     e.rebuild("auto")
-    assert e.config["hnsw_missed_target"] is True
-    assert e.index.factory == "IVF4,Flat" and e.config["search"]["factory"] == "IVF4,Flat"
+    assert e.config.hnsw_missed_target is True
+    assert e.index.factory == "IVF4,Flat" and e.config.search["factory"] == "IVF4,Flat"
     q = sorted(imgs.iterdir())[5]
     assert e.search(q, k=1)[0].path == str(q)
     e.close()

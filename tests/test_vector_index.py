@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.retrieval.index import IndexError_, VectorIndex, choose_index_type, needs_training, resolve_factory
+from lookalike.retrieval.index import VectorIndexError, VectorIndex, choose_index_type, needs_training, resolve_factory
 
 
 def _data(n=3000, d=32, seed=0):
@@ -45,13 +45,13 @@ def test_remove_and_persist(factory, tmp_path):
 
 
 def test_damaged_and_missing_files(tmp_path):
-    with pytest.raises(IndexError_, match="missing"):
+    with pytest.raises(VectorIndexError, match="missing"):
         VectorIndex.load(tmp_path / "none.faiss")
     bad = tmp_path / "bad.faiss"
     bad.write_bytes(b"\x00garbage" * 100)
-    with pytest.raises(IndexError_, match="damaged"):
+    with pytest.raises(VectorIndexError, match="damaged"):
         VectorIndex.load(bad)
-    with pytest.raises(IndexError_, match="invalid index type"):
+    with pytest.raises(VectorIndexError, match="invalid index type"):
         VectorIndex.create(32, "NoSuchIndex7")
 
 

@@ -37,7 +37,7 @@ def _sidebar() -> None:
             st.caption(f"Index `{cfg.db}` (empty)")
             return
         n = len(eng.index) if eng.index is not None else 0
-        st.caption(f"Index `{cfg.db}`  \n{n} images · model **{eng.config['model']}**"
+        st.caption(f"Index `{cfg.db}`  \n{n} images · model **{eng.config.model}**"
                    + ("  \nread-only" if cfg.read_only else ""))
 
 

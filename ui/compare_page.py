@@ -101,8 +101,8 @@ def render() -> None:
             st.image(b, caption=f"B: {name_b} ({b.width}×{b.height})", width=260)
 
     names = list(list_embedders())
-    if eng is not None and eng.config.get("model") not in names:
-        names.insert(0, eng.config["model"])
+    if eng is not None and eng.config.model not in names:
+        names.insert(0, eng.config.model)
     chosen = st.multiselect("Embedders", names, default=names, key="cmp_models",
                             help="Ensembles and trained models load on first use; those that cannot load offline "
                                  "are listed with the reason.")

@@ -46,7 +46,7 @@ def projection(db: str, stamp: tuple, method: str, max_points: int, seed: int = 
         xy = pca_2d(vecs)
     with state.engine_lock(db):
         meta = eng.store.lookup(ids.tolist())
-    paths = [meta[int(i)][3][0] if int(i) in meta and meta[int(i)][3] else "" for i in ids]
+    paths = [meta[int(i)].paths[0] if int(i) in meta and meta[int(i)].paths else "" for i in ids]
     folders = [state.folder_of(p, roots) if p else "?" for p in paths]
     return {"ids": ids.tolist(), "x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "path": paths,
             "name": [os.path.basename(p) for p in paths], "folder": folders,
@@ -100,7 +100,7 @@ def render() -> None:
         df["cluster"] = [f"cluster {c}" for c in kmeans_labels(db, stamp, tuple(data["ids"]), n_clusters)]
     group_col = colour
     shown = len(df)
-    st.caption(f"{method} of {shown} of {data['total']} {eng.config['model']} embeddings"
+    st.caption(f"{method} of {shown} of {data['total']} {eng.config.model} embeddings"
                + (" (random sample)" if shown < data["total"] else ""))
 
     groups = sorted(df[group_col].unique().tolist())

@@ -170,7 +170,7 @@ def render() -> None:
         _show_noise_panel(noisy, clean, noise_sigma, res)
 
     n_images = len(eng.index) if eng.index is not None else 0
-    st.caption(f"{len(res)} results from {n_images} images in {ms:.0f} ms ({eng.config['model']})"
+    st.caption(f"{len(res)} results from {n_images} images in {ms:.0f} ms ({eng.config.model})"
                + (f" · consistency of the denoised samples' neighbours {res.consistency:.2f}"
                   if res.consistency is not None else ""))
     _results_grid(res, roots)

@@ -1,0 +1,197 @@
+"""An index folder on disk: its file layout, its typed and versioned ``lookalike.json``, and the writer lock.
+
+    folder/
+      lookalike.json   IndexConfig: model, dimension, index type, tuned search knobs (format version checked on open)
+      metadata.db      the metadata store (the source of truth, raw vectors included)
+      vectors.faiss    the FAISS index, a cache re-synced with the store on open
+      .lock            the writer lock (POSIX record lock)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lookalike.fsutil import atomic_write_text
+
+__all__ = ["EngineError", "IndexConfig", "IndexFolder", "WriterLock", "CONFIG_NAME", "DB_NAME", "INDEX_NAME",
+           "FORMAT_VERSION"]
+
+CONFIG_NAME = "lookalike.json"
+DB_NAME = "metadata.db"
+INDEX_NAME = "vectors.faiss"
+LOCK_NAME = ".lock"
+FORMAT_VERSION = 1
+
+
+class EngineError(RuntimeError):
+    """An index folder or query that cannot be used; the message is one line for the user."""
+
+
+@dataclass
+class IndexConfig:
+    """The settings an index folder was built with (``lookalike.json``)."""
+
+    model: str
+    dim: int
+    preprocess: dict = field(default_factory=dict)
+    index_type: str = "auto"          # what the user asked for: "auto" or a FAISS factory string
+    factory: str | None = None        # the type actually built
+    index_written: bool = False       # a FAISS file has been saved once (a missing one is then an error)
+    db_url: str | None = None         # a non-SQLite metadata database
+    max_memory: int | None = None     # RAM budget that ``auto`` chooses within
+    on_disk: bool = False             # search IVF lists memory-mapped from disk
+    search: dict | None = None        # knobs tuned on the collection (retrieval/tune.py TuneResult + factory)
+    hnsw_missed_target: bool = False  # HNSW measured below the recall target here: auto avoids it
+    recall_target: float | None = None
+    format: int = FORMAT_VERSION
+    lookalike_version: str = ""
+    created_at: str = ""
+    extra: dict = field(default_factory=dict)  # keys written by other versions, kept as they are
+
+    @classmethod
+    def new(cls, described: dict, index_type: str | None, db_url: str | None) -> "IndexConfig":
+        """The config of a new index for an embedder's ``describe()``."""
+        return cls(model=described["model"], dim=int(described["dim"]), preprocess=described.get("preprocess") or {},
+                   index_type=index_type or "auto", db_url=db_url if db_url and not db_url.startswith("sqlite") else None,
+                   lookalike_version=__import__("lookalike").__version__,
+                   created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = CONFIG_NAME) -> "IndexConfig":
+        """Validate a parsed ``lookalike.json``; EngineError names what is wrong."""
+        if not isinstance(d, dict):
+            raise EngineError(f"{source}: not an index configuration (a JSON object was expected)")
+        fmt = d.get("format", 1)
+        if not isinstance(fmt, int) or fmt < 1:
+            raise EngineError(f"{source}: unreadable format version {fmt!r}")
+        if fmt > FORMAT_VERSION:
+            raise EngineError(f"{source}: index format {fmt} is newer than this lookalike reads ({FORMAT_VERSION}); "
+                              f"upgrade lookalike to use this index")
+        for key, kind in (("model", str), ("dim", int)):
+            if not isinstance(d.get(key), kind) or (key == "dim" and d[key] <= 0):
+                raise EngineError(f"{source}: '{key}' is missing or invalid; the index configuration is damaged "
+                                  f"(rebuild the index in a new --db folder)")
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in d.items() if k in names}
+        extra = {k: v for k, v in d.items() if k not in names}
+        if not isinstance(known.get("index_type", "auto"), str):
+            raise EngineError(f"{source}: 'index_type' is not a string; run 'lookalike rebuild --index-type TYPE'")
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict:
+        """The JSON object written to ``lookalike.json``."""
+        d = dataclasses.asdict(self)
+        extra = d.pop("extra")
+        return {**extra, **d}
+
+
+class WriterLock:
+    """An exclusive advisory lock on the index folder for the duration of a write."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_NAME
+        self.fh = None
+
+    def __enter__(self) -> "WriterLock":
+        import fcntl
+
+        try:
+            self.fh = open(self.path, "a+")
+        except OSError as exc:
+            raise EngineError(f"{self.path.parent}: cannot write to the index folder ({exc.strerror or exc})") from None
+        try:
+            # POSIX record lock: held by this process only, not inherited by forked decoding workers,
+            # so a SIGKILLed writer never leaves a lock behind.
+            fcntl.lockf(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            raise EngineError(f"{self.path.parent}: another lookalike process is writing this index; "
+                              f"try again when it ends") from None
+        # temp files left by a writer that was killed mid-save (only a lock holder writes them)
+        folder = self.path.parent
+        for stale in [*folder.glob(f".{INDEX_NAME}-*.tmp"), *folder.glob(f".{CONFIG_NAME}-*.tmp"),
+                      *folder.glob(".vectors-*.faiss.tmp")]:
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self.fh:
+            fcntl.lockf(self.fh.fileno(), fcntl.LOCK_UN)
+            self.fh.close()
+
+
+class IndexFolder:
+    """The paths of an index folder and the reading and writing of its config."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        if not os.fspath(path):
+            raise EngineError("the index folder path is empty; give --db a folder name")
+        self.root = Path(path).expanduser().absolute()
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / DB_NAME
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / INDEX_NAME
+
+    def exists(self) -> bool:
+        """Whether this folder holds an index (its config)."""
+        return self.config_path.exists()
+
+    def writable(self) -> bool:
+        return os.access(self.root, os.W_OK)
+
+    def create(self) -> None:
+        """Make the folder (a missing parent too); EngineError when that is impossible."""
+        if self.root.exists() and not self.root.is_dir():
+            raise EngineError(f"{self.root}: exists and is not a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EngineError(f"{self.root}: cannot create index folder ({exc.strerror})") from None
+
+    def read_config(self) -> IndexConfig:
+        """The validated config; EngineError for a missing, unreadable or damaged one."""
+        try:
+            text = self.config_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise EngineError(f"{self.root}: not a lookalike index (no {CONFIG_NAME}); build one with "
+                              f"'lookalike index DIR --db {self.root}'") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EngineError(f"{self.config_path}: unreadable index configuration ({exc})") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise EngineError(f"{self.config_path}: unreadable index configuration ({exc})") from None
+        return IndexConfig.from_dict(data, source=str(self.config_path))
+
+    def write_config(self, config: IndexConfig) -> None:
+        """Replace ``lookalike.json`` atomically."""
+        try:
+            atomic_write_text(self.config_path, json.dumps(config.to_dict(), indent=2))
+        except OSError as exc:
+            raise EngineError(f"{self.config_path}: cannot write ({exc.strerror})") from None
+
+    def writer_lock(self) -> WriterLock:
+        """The exclusive lock every write holds."""
+        return WriterLock(self.root)
+
+    def size_on_disk(self) -> int:
+        """Bytes of the files in the folder."""
+        return sum(f.stat().st_size for f in self.root.iterdir() if f.is_file())

@@ -1,0 +1,147 @@
+"""Answering a query: load it, (denoise it,) embed it, search FAISS, re-rank a compressed index's shortlist
+with the stored vectors, and turn ids into results with their paths.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from lookalike.indexer.loading import (DEFAULT_MAX_PIXELS, ImageLoadError, load_image_and_hash, open_image_bytes,
+                                       to_rgb)
+from lookalike.indexer.store import MetadataStore
+
+from .folder import EngineError
+from .maintainer import IndexMaintainer
+
+__all__ = ["Searcher", "SearchResult", "SearchResults", "load_query"]
+
+
+@dataclass
+class SearchResult:
+    """One neighbour: an indexed image (all paths with that content are listed)."""
+
+    rank: int
+    score: float
+    path: str
+    sha256: str
+    width: int
+    height: int
+    id: int
+    paths: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchResults:
+    """Ranked results, plus how the query was treated (denoising) when it was."""
+
+    results: list[SearchResult]
+    query: str | None = None
+    denoise: Any = None          # lookalike.retrieval.denoise.DenoiseResult when --denoise was used
+    consistency: float | None = None  # agreement of the denoised samples' neighbours (0..1)
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i):
+        return self.results[i]
+
+
+def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str | None]:
+    """Turn a path, bytes, array or PIL image into an RGB image (and its sha256 when known)."""
+    if isinstance(query, Image.Image):
+        return to_rgb(query), None
+    if isinstance(query, np.ndarray):
+        arr = query if query.dtype == np.uint8 else np.clip(query * (255 if query.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
+        return to_rgb(Image.fromarray(arr)), None
+    if isinstance(query, (bytes, bytearray)):
+        try:
+            return open_image_bytes(bytes(query), max_pixels=max_pixels), hashlib.sha256(query).hexdigest()
+        except ImageLoadError as exc:
+            raise EngineError(f"query: {exc.reason}") from None
+    path = os.fspath(query)
+    try:
+        return load_image_and_hash(path, max_pixels=max_pixels)
+    except ImageLoadError as exc:
+        raise EngineError(f"{path}: {exc.reason}") from None
+
+
+class Searcher:
+    """Queries against one index folder's store and FAISS index, embedded with ``embed``."""
+
+    def __init__(self, store: MetadataStore, maintainer: IndexMaintainer,
+                 embed: Callable[[Sequence[Image.Image]], np.ndarray], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.store = store
+        self.maintainer = maintainer
+        self.embed = embed
+        self.max_pixels = max_pixels
+
+    def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
+               denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
+               denoise_model: str | None = None) -> SearchResults:
+        """The ``k`` indexed images most like ``query`` (see :meth:`lookalike.Engine.search`)."""
+        if k <= 0:
+            raise EngineError(f"k must be positive, got {k}")
+        img, sha = load_query(query, self.max_pixels)
+        den = None
+        consistency = None
+        if denoise and denoise != "none":
+            from .denoise import consistency_score, denoise_image
+
+            den = denoise_image(img, method=denoise, sigma=sigma, model=denoise_model, n_samples=n_samples)
+            samples = den.samples or [den.image]
+            vecs = self.embed(samples)
+            if len(samples) > 1:
+                per = [self.neighbours(v, k) for v in vecs]
+                consistency = consistency_score([[r.id for r in rs] for rs in per])
+                q = vecs.mean(axis=0)
+                q = q / max(float(np.linalg.norm(q)), 1e-12)
+            else:
+                q = vecs[0]
+        else:
+            q = self.embed([img])[0]
+        self_id = self.store.id_for_sha(sha) if (exclude_self and sha) else None
+        results = self.neighbours(q, k + (1 if self_id is not None else 0), exclude_id=self_id)[:k]
+        if min_score is not None:
+            results = [r for r in results if r.score >= min_score]
+        name = os.fspath(query) if isinstance(query, (str, os.PathLike)) else None
+        return SearchResults(results=results, query=name, denoise=den, consistency=consistency)
+
+    def neighbours(self, vector: np.ndarray, k: int, exclude_id: int | None = None) -> list[SearchResult]:
+        """The ``k`` nearest indexed images of a unit vector, re-ranked exactly for compressed indexes."""
+        index = self.maintainer.index
+        if index is None or len(index) == 0:
+            return []
+        vector = np.asarray(vector, np.float32)
+        refines = self.maintainer.refines()
+        scores, ids = index.search(vector[None, :], k * self.maintainer.refine_factor() if refines else k)
+        pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and int(i) != exclude_id]
+        if refines:
+            pairs = self.rerank(pairs, vector, k)
+        meta = self.store.lookup([i for _, i in pairs])
+        out: list[SearchResult] = []
+        for score, iid in pairs:
+            info = meta.get(iid)
+            if info is None or not info.paths:  # deleted by a concurrent writer since the index was read
+                continue
+            out.append(SearchResult(rank=len(out) + 1, score=score, path=info.paths[0], sha256=info.sha256,
+                                    width=info.width, height=info.height, id=iid, paths=info.paths))
+        return out
+
+    def rerank(self, pairs: list[tuple[float, int]], vector: np.ndarray, k: int) -> list[tuple[float, int]]:
+        """Re-rank (score, id) candidates by exact inner product with the vectors the store holds."""
+        exact: list[tuple[float, int]] = []
+        for ids, vecs in self.store.iter_vectors([i for _, i in pairs]):
+            exact.extend(zip((vecs @ vector).tolist(), ids.tolist()))
+        exact.sort(key=lambda p: -p[0])
+        return [(float(sc), int(i)) for sc, i in exact[:k]]
