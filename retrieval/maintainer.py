@@ -130,9 +130,8 @@ class IndexMaintainer:
             if exact is not None:
                 exact.add(ids, vecs)
         self.config.factory = self.index.factory
-        if self.config.search is not None:
-            self.config.search = None
-            self.config_dirty = True
+        self.config.search = None
+        self.config_dirty = True  # the type built and its (re-)tuned knobs go to lookalike.json with the file
         if exact is not None:
             result = self.tune(exact)
             if (result is not None and not result.reached and self.index.factory.startswith("HNSW")
