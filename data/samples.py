@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.errors import LookalikeError
+
 __all__ = ["ArraySplit", "data_root", "load_sample", "load_torchvision", "load_dataset", "CLASS_NAMES", "DataError"]
 
 CLASS_NAMES = {
@@ -16,7 +18,7 @@ CLASS_NAMES = {
 _SAMPLE_FILES = {"mnist": "mnist-5k.npz", "cifar10": "cifar10-sample.npz"}
 
 
-class DataError(FileNotFoundError):
+class DataError(LookalikeError, FileNotFoundError):
     """A dataset that cannot be found or read."""
 
 

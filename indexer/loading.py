@@ -8,11 +8,14 @@ import errno
 import hashlib
 import io
 import os
+import stat
 import struct
 import warnings
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from lookalike.errors import LookalikeError
 
 __all__ = [
     "ImageLoadError",
@@ -25,12 +28,17 @@ __all__ = [
     "to_rgb",
     "sha256_file",
     "describe_path",
+    "read_regular_file",
+    "image_from_array",
+    "heif_missing_reason",
+    "MAX_QUERY_BYTES",
 ]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey
 Image.MAX_IMAGE_PIXELS = None  # our own, configurable limit below gives a clear reason instead
 
 DEFAULT_MAX_PIXELS = 200_000_000
+MAX_QUERY_BYTES = 256 * 2**20  # a query or upload larger than this is refused (the largest real photos are ~100 MB)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff"})
 _HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".avif"})
 _heif_state: bool | None = None
@@ -50,12 +58,19 @@ def _heif_available() -> bool:
     return _heif_state
 
 
+def heif_missing_reason(path: str) -> str | None:
+    """Why a HEIC/AVIF file cannot be read here (the optional extra is missing), else None."""
+    if os.path.splitext(path)[1].lower() in _HEIF_EXTENSIONS and not _heif_available():
+        return "HEIC/AVIF needs the heif extra: pip install 'lookalike[heif]'"
+    return None
+
+
 def supported_extensions() -> frozenset[str]:
     """File extensions the scanner picks up (HEIC/AVIF only with the ``heif`` extra)."""
     return IMAGE_EXTENSIONS | _HEIF_EXTENSIONS if _heif_available() else IMAGE_EXTENSIONS
 
 
-class ImageLoadError(Exception):
+class ImageLoadError(LookalikeError):
     """An image that cannot be used; ``reason`` is a short human sentence."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -150,48 +165,111 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _open_regular(path: str | os.PathLike, name: str, max_bytes: int | None = None):
+    """Open a regular file for reading without blocking: pipes, devices and folders are refused before any
+    read (a FIFO would hang, /dev/zero would never end), and so is a file over ``max_bytes``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageLoadError(name, _os_reason(exc)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a pipe" if stat.S_ISFIFO(st.st_mode) else \
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket or special file"
+            raise ImageLoadError(name, f"not a regular file ({kind})")
+        if st.st_size == 0:
+            raise ImageLoadError(name, "empty file (0 bytes)")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise ImageLoadError(name, f"file too large ({st.st_size / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular_file(path: str | os.PathLike, max_bytes: int = MAX_QUERY_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; ImageLoadError (one line) otherwise."""
+    name = describe_path(path)
+    with _open_regular(path, name, max_bytes) as fh:
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageLoadError(name, _os_reason(exc)) from None
+    if len(data) > max_bytes:  # grew while being read
+        raise ImageLoadError(name, f"file too large (over the {max_bytes / 2**20:.0f} MB limit)")
+    return data
+
+
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
     """Open ``path`` as an RGB PIL image or raise :class:`ImageLoadError` with a one-line reason.
 
     ``draft_size`` lets JPEG decoding skip detail smaller than needed (much faster for big photos).
     """
-    name = os.fsdecode(path)
-    try:
-        size = os.stat(path).st_size
-        if size == 0:
-            raise ImageLoadError(name, "empty file (0 bytes)")
-        with open(path, "rb") as fh:
+    name = describe_path(path)
+    missing = heif_missing_reason(name)
+    if missing:
+        raise ImageLoadError(name, missing)
+    with _open_regular(path, name) as fh:
+        try:
             return _decode(fh, name, max_pixels, draft_size)
-    except ImageLoadError:
-        raise
-    except OSError as exc:
-        raise ImageLoadError(name, _os_reason(exc)) from None
+        except OSError as exc:
+            raise ImageLoadError(name, _os_reason(exc)) from None
 
 
-def load_image_and_hash(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str]:
+def load_image_and_hash(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+                        max_bytes: int = MAX_QUERY_BYTES) -> tuple[Image.Image, str]:
     """Read a file once: its RGB image and the sha256 of its bytes (for queries, which may be indexed)."""
-    name = os.fsdecode(path)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ImageLoadError(name, _os_reason(exc)) from None
+    name = describe_path(path)
+    missing = heif_missing_reason(name)
+    if missing:
+        raise ImageLoadError(name, missing)
+    data = read_regular_file(path, max_bytes)
     return open_image_bytes(data, name=name, max_pixels=max_pixels), hashlib.sha256(data).hexdigest()
 
 
+def image_from_array(arr: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An RGB image from an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array: uint8, or floats in 0..1 or 0..255."""
+    name = "<array>"
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ImageLoadError(name, f"an image array has shape (H, W) or (H, W, 1|3|4), not {arr.shape}")
+    h, w = arr.shape[:2]
+    if h == 0 or w == 0:
+        raise ImageLoadError(name, f"invalid dimensions {w}x{h}")
+    if max_pixels and h * w > max_pixels:
+        raise ImageLoadError(name, f"too large: {w}x{h} exceeds the limit of {max_pixels:,} pixels")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ImageLoadError(name, f"unsupported array type {arr.dtype}")
+    if arr.dtype != np.uint8:
+        a = arr.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise ImageLoadError(name, "array holds NaN or infinite values")
+        a = a * 255.0 if a.max(initial=0.0) <= 1.0 else a
+        arr = np.clip(a + 0.5, 0, 255).astype(np.uint8)
+    return to_rgb(Image.fromarray(np.ascontiguousarray(arr)))
+
+
 def sha256_file(path: str | os.PathLike, bufsize: int = 1 << 20) -> str:
-    """Hex sha256 of a file's content; OSError is turned into :class:`ImageLoadError`."""
+    """Hex sha256 of a regular file's content; failures are :class:`ImageLoadError`."""
     h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
+    name = describe_path(path)
+    with _open_regular(path, name) as fh:
+        try:
             while chunk := fh.read(bufsize):
                 h.update(chunk)
-    except OSError as exc:
-        raise ImageLoadError(os.fsdecode(path), _os_reason(exc)) from None
+        except OSError as exc:
+            raise ImageLoadError(name, _os_reason(exc)) from None
     return h.hexdigest()
 
 
 def describe_path(path: str | os.PathLike) -> str:
-    """A printable, valid UTF-8 form of any path (undecodable bytes shown as escapes)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A printable, one-line, valid UTF-8 form of any path: undecodable bytes and control characters
+    (a newline in a name) are shown as backslash escapes. Printing a described path again changes nothing."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, sha256_file
-from .scan import ScanEntry, ScanProblem, scan
-from .store import MetadataStore, NewImage, is_below
+from .scan import ScanEntry, ScanProblem, is_below, merge_roots, scan
+from .store import MetadataStore, NewImage
 
 __all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "ImageFileDataset", "embed_files", "warn_stderr"]
 
@@ -34,6 +34,9 @@ class IndexWriter(Protocol):
     def remove(self, ids: Sequence[int]) -> None: ...
 
     def flush(self) -> None: ...
+
+    def expect(self, n_images: int) -> None:
+        """Called before embedding with the number of images the index will hold: refuse what cannot work."""
 
 
 @dataclass
@@ -137,6 +140,13 @@ def _collate(items):
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
+    try:  # Linux: a decoding worker ends with its parent, even one killed by SIGKILL
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
     try:  # decoders fill the cores' idle moments; the model (the bottleneck) keeps priority
         os.nice(10)
     except OSError:
@@ -187,7 +197,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     warn = warn or (lambda p, r: None)
     workers = _default_workers() if workers is None else max(0, int(workers))
     report = IndexReport()
-    root_list = [os.path.abspath(os.fspath(r)) for r in roots]
+    root_list = merge_roots(roots)  # a file or folder inside another root is scanned once, with it
 
     # 1. scan
     entries: list[ScanEntry] = []
@@ -202,7 +212,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     todo: list[ScanEntry] = []
     for e in entries:
         state = known.get(e.path)
-        if state is not None and state[0] == e.size and state[1] == e.mtime_ns:
+        if state is not None and (state.size, state.mtime_ns, state.ctime_ns, state.ino) == (e.size, e.mtime_ns, e.ctime_ns, e.ino):
             report.unchanged += 1
             continue
         sk = known_skipped.get(e.path)
@@ -236,12 +246,15 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
 
     # 4. link content already indexed (renames, moves, duplicates), record scan problems
     existing = store.ids_by_sha(by_sha)
-    links = [(e.path, e.size, e.mtime_ns, existing[sha]) for sha, es in by_sha.items() if sha in existing for e in es]
+    links = [(e.path, e.size, e.mtime_ns, existing[sha], e.ctime_ns, e.ino)
+             for sha, es in by_sha.items() if sha in existing for e in es]
     changed_paths = [e.path for e in todo if e.path in known]
     if links or new_skips:
         store.commit_chunk([], links, new_skips)
     report.linked = sum(1 for p, *_ in links if p not in known)
     new_groups = [(sha, es) for sha, es in by_sha.items() if sha not in existing]
+    if new_groups:
+        writer.expect(store.counts()["images"] + len(new_groups))
 
     # 5. embed new content in chunks; each chunk commits rows+vectors, then goes into FAISS
     decode_skips: list[tuple[str, str]] = []
@@ -277,7 +290,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
         for vecs, meta, failed in batches:
             for row, (i, w, h) in enumerate(meta):
                 sha, es = new_groups[i]
-                pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns) for e in es]))
+                pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino) for e in es]))
             for i, reason in failed:
                 _, es = new_groups[i]
                 for e in es:

@@ -6,20 +6,25 @@ import stat
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from .loading import describe_path, supported_extensions
+from .loading import describe_path, heif_missing_reason, supported_extensions
 
-__all__ = ["ScanEntry", "ScanProblem", "scan", "is_junk"]
+__all__ = ["ScanEntry", "ScanProblem", "scan", "is_junk", "merge_roots", "is_below"]
 
 _JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", ".localized"}
 
 
 @dataclass(frozen=True)
 class ScanEntry:
-    """An image file found by the scan (absolute path, size in bytes, mtime in ns)."""
+    """An image file found by the scan (absolute path, size in bytes, mtime and ctime in ns, inode).
+
+    A file counts as unchanged only while all four stay the same: a different image copied over an old one
+    with its mtime put back (``touch -r``) still gets a new ctime."""
 
     path: str
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
+    ino: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,13 +50,27 @@ def _valid_utf8(path: str) -> bool:
         return False
 
 
+def merge_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
+    """Absolute roots without repeats, and without a root that lies inside another (it is scanned with it)."""
+    out: list[str] = []
+    for r in sorted({os.path.abspath(os.fspath(r)) for r in roots}, key=len):
+        if not any(is_below(r, o) for o in out):
+            out.append(r)
+    return sorted(out)
+
+
+def is_below(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or lies inside it (absolute, normalised paths)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def scan(roots: Iterable[str | os.PathLike], extensions: frozenset[str] | None = None) -> Iterator[ScanEntry | ScanProblem]:
     """Yield every image file below ``roots`` (recursively, symlinks followed once) or the problem with it.
 
     A root may also be a single file. Missing roots raise FileNotFoundError before anything is yielded.
     """
     exts = extensions or supported_extensions()
-    root_list = [os.path.abspath(os.fspath(r)) for r in roots]
+    root_list = merge_roots(roots)
     for r in root_list:
         if not os.path.exists(r):
             raise FileNotFoundError(f"{describe_path(r)}: no such file or folder")
@@ -67,6 +86,9 @@ def _file_entry(path: str, exts: frozenset[str], explicit: bool = False) -> Iter
     name = os.path.basename(path)
     ext = os.path.splitext(name)[1].lower()
     if not explicit and ext not in exts:
+        missing = heif_missing_reason(path)
+        if missing and _valid_utf8(path):
+            yield ScanProblem(path, missing)
         return
     if not _valid_utf8(path):
         yield ScanProblem(describe_path(path), "file name is not valid UTF-8")
@@ -86,7 +108,7 @@ def _file_entry(path: str, exts: frozenset[str], explicit: bool = False) -> Iter
     if not os.access(path, os.R_OK):
         yield ScanProblem(path, "permission denied", st.st_size, st.st_mtime_ns)
         return
-    yield ScanEntry(path, st.st_size, st.st_mtime_ns)
+    yield ScanEntry(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _walk(top: str, exts: frozenset[str], seen_dirs: set[tuple[int, int]]) -> Iterator[ScanEntry | ScanProblem]:

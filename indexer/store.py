@@ -30,11 +30,15 @@ from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from lookalike.errors import LookalikeError
+
+from .scan import is_below
+
 __all__ = ["Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage",
-           "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "is_below", "count_rows"]
+           "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "count_rows"]
 
 
-class StoreError(RuntimeError):
+class StoreError(LookalikeError, RuntimeError):
     """The metadata database cannot be opened or is damaged."""
 
 
@@ -64,6 +68,8 @@ class FileRow(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    ctime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # schema 2; NULL: re-hash once
+    ino: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     image: Mapped[ImageRow] = relationship(back_populates="files")
 
 
@@ -94,7 +100,7 @@ class MetaRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: files.ctime_ns and files.ino (a file rewritten with its old mtime is seen as changed)
 
 
 class FileState(NamedTuple):
@@ -103,6 +109,8 @@ class FileState(NamedTuple):
     size: int
     mtime_ns: int
     image_id: int
+    ctime_ns: int | None = None
+    ino: int | None = None
 
 
 class SkippedState(NamedTuple):
@@ -130,7 +138,7 @@ class NewImage:
     width: int
     height: int
     vector: np.ndarray
-    files: list[tuple[str, int, int]]  # (path, size, mtime_ns)
+    files: list[tuple]  # (path, size, mtime_ns[, ctime_ns, ino])
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -187,7 +195,10 @@ class MetadataStore:
                     if attempt == 5 or not any(w in msg for w in ("already exists", "unique", "duplicate", "locked")):
                         raise
                     time.sleep(0.05 * (attempt + 1))
+            self.schema = row.value if row is not None else SCHEMA_VERSION
             self._check_schema(row.value if row is not None else None)
+            if row is not None and row.value == "1" and not read_only:
+                self._migrate_from_1()
         except (DatabaseError, OperationalError) as exc:
             reason = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())[:300]  # one line
             if "not a database" in str(reason) or "malformed" in str(reason):
@@ -204,6 +215,18 @@ class MetadataStore:
             raise StoreError(f"{self.url}: database schema version {found} is newer than this lookalike reads "
                              f"({SCHEMA_VERSION}); upgrade lookalike to use this index")
 
+    def _migrate_from_1(self) -> None:
+        """Schema 1 -> 2: the files table gains ctime_ns and ino (NULL: those files are hashed once more)."""
+        with self.engine.begin() as c:
+            for col in ("ctime_ns", "ino"):
+                try:
+                    c.execute(text(f"ALTER TABLE files ADD COLUMN {col} BIGINT"))
+                except DatabaseError as exc:
+                    if "duplicate" not in str(exc).lower() and "already exists" not in str(exc).lower():
+                        raise
+            c.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": SCHEMA_VERSION})
+        self.schema = SCHEMA_VERSION
+
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
@@ -213,9 +236,12 @@ class MetadataStore:
     # ------------------------------------------------------------------ reads
     def file_states(self, under: Sequence[str] | None = None) -> dict[str, FileState]:
         """path -> :class:`FileState` for every indexed file (optionally only below ``under``)."""
+        cols = [FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.image_id]
+        if self.schema == SCHEMA_VERSION:  # a schema-1 database opened read-only has no ctime/inode columns
+            cols += [FileRow.ctime_ns, FileRow.ino]
         with self.session() as s:
-            rows = s.execute(select(FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.image_id)).all()
-        out = {p: FileState(sz, mt, iid) for p, sz, mt, iid in rows}
+            rows = s.execute(select(*cols)).all()
+        out = {r[0]: FileState(*r[1:]) for r in rows}
         if under is not None:
             out = {p: v for p, v in out.items() if any(is_below(p, u) for u in under)}
         return out
@@ -326,8 +352,8 @@ class MetadataStore:
 
     def commit_chunk(self, new_images: Sequence[NewImage], links: Sequence[tuple[str, int, int, int]],
                      skipped: Sequence[tuple[str, str, int, int]]) -> list[int]:
-        """In one transaction: insert images (+ their files), point ``links`` (path, size, mtime, image_id)
-        at existing images, record ``skipped`` (path, reason, size, mtime). Returns the new image ids."""
+        """In one transaction: insert images (+ their files), point ``links`` (path, size, mtime, image_id[,
+        ctime_ns, ino]) at existing images, record ``skipped`` (path, reason, size, mtime). Returns the new image ids."""
         now = time.time()
         rows = []
         for im in new_images:
@@ -341,8 +367,8 @@ class MetadataStore:
             if rows:  # one multi-row INSERT ... RETURNING, ids in parameter order
                 result = s.execute(insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True), rows)
                 new_ids = [int(r[0]) for r in result]
-            files = [(path, iid, size, mtime) for im, iid in zip(new_images, new_ids) for path, size, mtime in im.files]
-            files += [(path, image_id, size, mtime) for path, size, mtime, image_id in links]
+            files = [(f[0], iid, *f[1:]) for im, iid in zip(new_images, new_ids) for f in im.files]
+            files += [(link[0], link[3], link[1], link[2], *link[4:]) for link in links]
             bad = [path for path, *_ in skipped]
             touched = [f[0] for f in files] + bad
             for i in range(0, len(touched), 500):  # a path is either indexed or skipped, never both
@@ -350,8 +376,9 @@ class MetadataStore:
                 s.execute(delete(FileRow).where(FileRow.path.in_(part)))
                 s.execute(delete(SkippedRow).where(SkippedRow.path.in_(part)))
             if files:
-                s.execute(insert(FileRow), [{"path": p_, "image_id": iid, "size": sz, "mtime_ns": mt}
-                                            for p_, iid, sz, mt in files])
+                s.execute(insert(FileRow), [{"path": f[0], "image_id": f[1], "size": f[2], "mtime_ns": f[3],
+                                             "ctime_ns": f[4] if len(f) > 4 else None, "ino": f[5] if len(f) > 5 else None}
+                                            for f in files])
             if skipped:
                 s.execute(insert(SkippedRow), [{"path": p_, "reason": r, "size": sz, "mtime_ns": mt, "seen_at": now}
                                                for p_, r, sz, mt in skipped])
@@ -388,11 +415,6 @@ class MetadataStore:
         with self.session() as s, s.begin():
             for i in range(0, len(paths), 500):
                 s.execute(delete(SkippedRow).where(SkippedRow.path.in_(paths[i : i + 500])))
-
-
-def is_below(path: str, root: str) -> bool:
-    """Whether ``path`` is ``root`` or lies inside it (absolute, normalised paths)."""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def count_rows(db_path: str | os.PathLike, table: str = "images") -> int:

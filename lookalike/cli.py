@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 # Modules that contribute sub-commands: each has add_commands(subparsers, train_subparsers).
 COMMAND_MODULES = [
@@ -37,20 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, _frame) -> None:
+    """SIGTERM ends a command like Ctrl+C: decoding workers are shut down and committed work is kept."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code (2 for bad input)."""
+    """Entry point; returns the process exit code (2 for bad input, 130 when interrupted)."""
+    from .argtypes import fail
+    from .errors import LookalikeError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args.func(args) or 0)
     except SystemExit as exc:  # a handler gave up after printing its one-line message
         return exc.code if isinstance(exc.code, int) else 2
+    except LookalikeError as exc:  # bad input that a handler did not catch: still one line, exit 2
+        return fail(str(exc))
     except KeyboardInterrupt:
-        print("lookalike: interrupted", file=sys.stderr)
+        print("lookalike: interrupted; what was committed is kept (run the command again to continue)", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -115,8 +115,14 @@ class Engine:
                                   f"use another --db folder for a different model")
             if db_url and db_url != config.db_url and not (config.db_url is None and db_url.startswith("sqlite")):
                 raise EngineError(f"{root}: this index uses database {config.db_url or 'metadata.db'}, not {db_url}")
-            _check_index_type(index_type, config.dim)
-            _check_index_type(config.index_type, config.dim)
+            if index_type:
+                _check_index_type(index_type, config.dim)
+            else:
+                try:
+                    _check_index_type(config.index_type, config.dim)
+                except EngineError as exc:
+                    raise EngineError(f"{folder.config_path}: saved setting: {exc}; run 'lookalike rebuild --db {root} "
+                                      f"--index-type auto' to replace it") from None
         elif not create:
             raise EngineError(f"{root}: not a lookalike index (no {folder.config_path.name}); build one with "
                               f"'lookalike index DIR --db {root}'")

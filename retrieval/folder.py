@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_write_text
 
 __all__ = ["EngineError", "IndexConfig", "IndexFolder", "WriterLock", "CONFIG_NAME", "DB_NAME", "INDEX_NAME",
@@ -28,7 +29,7 @@ LOCK_NAME = ".lock"
 FORMAT_VERSION = 1
 
 
-class EngineError(RuntimeError):
+class EngineError(LookalikeError, RuntimeError):
     """An index folder or query that cannot be used; the message is one line for the user."""
 
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_path
 
-__all__ = ["VectorIndex", "VectorIndexError", "choose_index_type", "estimate_bytes", "resolve_factory", "needs_training"]
+__all__ = ["VectorIndex", "VectorIndexError", "choose_index_type", "estimate_bytes", "resolve_factory", "needs_training", "min_training_vectors"]
 
-class VectorIndexError(RuntimeError):
+class VectorIndexError(LookalikeError, RuntimeError):
     """A FAISS index that cannot be built, read or used."""
 
 
@@ -91,6 +92,13 @@ def needs_training(factory: str, dim: int) -> bool:
         return not faiss.index_factory(int(dim), resolve_factory(factory, 1 << 30), faiss.METRIC_INNER_PRODUCT).is_trained
     except RuntimeError as exc:
         raise VectorIndexError(f"invalid index type '{factory}': {str(exc).strip().splitlines()[-1]}") from None
+
+
+def min_training_vectors(factory: str) -> int:
+    """Fewest vectors an index of this type can be trained on: 2^bits per product-quantizer codebook
+    (PQ32 means 256); IVF list counts shrink to what the data can train, so IVF-Flat needs 1."""
+    m = re.search(r"PQ\d+(?:x(\d+))?", factory)
+    return 2 ** int(m.group(1) or 8) if m else 1
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 from lookalike.indexer.store import MetadataStore
 
 from .folder import EngineError, IndexConfig, IndexFolder
-from .index import VectorIndex, VectorIndexError, choose_index_type, needs_training
+from .index import VectorIndex, VectorIndexError, choose_index_type, min_training_vectors, needs_training
 from .tune import RECALL_TARGET, TUNE_QUERIES, ExactTopK, TuneResult, tune
 
 __all__ = ["IndexMaintainer", "TUNE_MIN_VECTORS", "REFINE_FACTOR", "write_failure_reason"]
@@ -212,6 +212,15 @@ class IndexMaintainer:
         if self.index is not None and len(ids):
             self.index.remove(ids)
             self.dirty = True
+
+    def expect(self, n_images: int) -> None:
+        """Refuse, before anything is embedded, an index type that ``n_images`` vectors cannot train."""
+        factory = self.requested_factory(n_images)
+        need = min_training_vectors(factory) if needs_training(factory, self.dim) else 0
+        if n_images < need:
+            raise VectorIndexError(f"index type '{factory}' needs at least {need} images to train its codebooks and "
+                                   f"this index would hold {n_images}; use --index-type auto, Flat, HNSW32 or "
+                                   f"IVF<lists>,Flat (nothing was embedded; the index is unchanged)")
 
     def flush(self) -> None:
         """Bring the index to the type it should have, tune it if due, and write it (and the config) atomically.

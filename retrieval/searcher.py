@@ -11,8 +11,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from lookalike.indexer.loading import (DEFAULT_MAX_PIXELS, ImageLoadError, load_image_and_hash, open_image_bytes,
-                                       to_rgb)
+from lookalike.indexer.loading import (DEFAULT_MAX_PIXELS, MAX_QUERY_BYTES, ImageLoadError, describe_path,
+                                       image_from_array, load_image_and_hash, open_image_bytes, to_rgb)
 from lookalike.indexer.store import MetadataStore
 
 from .folder import EngineError
@@ -57,23 +57,31 @@ class SearchResults:
         return self.results[i]
 
 
-def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str | None]:
-    """Turn a path, bytes, array or PIL image into an RGB image (and its sha256 when known)."""
-    if isinstance(query, Image.Image):
-        return to_rgb(query), None
-    if isinstance(query, np.ndarray):
-        arr = query if query.dtype == np.uint8 else np.clip(query * (255 if query.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
-        return to_rgb(Image.fromarray(arr)), None
-    if isinstance(query, (bytes, bytearray)):
-        try:
-            return open_image_bytes(bytes(query), max_pixels=max_pixels), hashlib.sha256(query).hexdigest()
-        except ImageLoadError as exc:
-            raise EngineError(f"query: {exc.reason}") from None
-    path = os.fspath(query)
+def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = MAX_QUERY_BYTES) -> tuple[Image.Image, str | None]:
+    """Turn a path, bytes, array or PIL image into an RGB image (and its sha256 when known).
+
+    A path must name a regular file of at most ``max_bytes`` (pipes and devices are refused, never read)."""
     try:
-        return load_image_and_hash(path, max_pixels=max_pixels)
+        if isinstance(query, Image.Image):
+            if query.width <= 0 or query.height <= 0:
+                raise ImageLoadError("query", f"invalid dimensions {query.width}x{query.height}")
+            return to_rgb(query), None
+        if isinstance(query, np.ndarray):
+            return image_from_array(query, max_pixels=max_pixels), None
+        if isinstance(query, (bytes, bytearray, memoryview)):
+            data = bytes(query)
+            if len(data) > max_bytes:
+                raise ImageLoadError("query", f"too large ({len(data) / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB)")
+            return open_image_bytes(data, max_pixels=max_pixels), hashlib.sha256(data).hexdigest()
+        if not isinstance(query, (str, os.PathLike)):
+            raise ImageLoadError("query", f"expected a path, bytes, a numpy array or a PIL image, not {type(query).__name__}")
+        if not os.fspath(query):
+            raise ImageLoadError("query", "empty path")
+        return load_image_and_hash(query, max_pixels=max_pixels, max_bytes=max_bytes)
     except ImageLoadError as exc:
-        raise EngineError(f"{path}: {exc.reason}") from None
+        name = describe_path(query) if isinstance(query, (str, os.PathLike)) and os.fspath(query) else "query"
+        raise EngineError(f"{name}: {exc.reason}") from None
 
 
 class Searcher:
@@ -114,7 +122,7 @@ class Searcher:
         results = self.neighbours(q, k + (1 if self_id is not None else 0), exclude_id=self_id)[:k]
         if min_score is not None:
             results = [r for r in results if r.score >= min_score]
-        name = os.fspath(query) if isinstance(query, (str, os.PathLike)) else None
+        name = describe_path(query) if isinstance(query, (str, os.PathLike)) else None
         return SearchResults(results=results, query=name, denoise=den, consistency=consistency)
 
     def neighbours(self, vector: np.ndarray, k: int, exclude_id: int | None = None) -> list[SearchResult]:

@@ -124,14 +124,14 @@ def test_bad_file_zoo(tmp_path, monkeypatch):
         fh.write(good)
     locked = str(bad / "locked.png")
     if os.geteuid() == 0:
-        real_open = open
+        real_open = os.open
 
         def fake_open(file, *a, **k):
             if isinstance(file, (str, os.PathLike)) and os.fspath(file) == locked:
                 raise PermissionError(13, "Permission denied", locked)
             return real_open(file, *a, **k)
 
-        monkeypatch.setattr("builtins.open", fake_open)
+        monkeypatch.setattr(os, "open", fake_open)
     else:
         os.chmod(locked, 0)
 

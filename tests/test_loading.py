@@ -96,14 +96,14 @@ def test_permission_denied_is_reported(tmp_path, monkeypatch):
     if os.geteuid() != 0:
         os.chmod(p, 0)
     else:  # root reads everything: make open() fail the way it does for other users
-        real_open = open
+        real_open = os.open
 
         def fake_open(file, *a, **k):
             if os.fspath(file) == str(p):
                 raise PermissionError(13, "Permission denied", str(p))
             return real_open(file, *a, **k)
 
-        monkeypatch.setattr("builtins.open", fake_open)
+        monkeypatch.setattr(os, "open", fake_open)
     with pytest.raises(ImageLoadError) as ei:
         load_image(p)
     assert ei.value.reason == "permission denied"

@@ -75,8 +75,8 @@ def test_max_memory_is_remembered_and_used_by_auto(tmp_path, capsys):
     e = Engine.open(idx, create=False)
     assert e.config.max_memory == int(1.5 * 2**30) and e.index.factory == "Flat"
     # the remembered budget drives auto's choice as the collection grows (3072-d pixels vectors)
-    assert e._requested_factory(1_000_000) == choose_index_type(1_000_000, 3072, int(1.5 * 2**30))
-    assert "PQ" in e._requested_factory(1_000_000) and e._requested_factory(100_000) == "HNSW32"
+    assert e.maintainer.requested_factory(1_000_000) == choose_index_type(1_000_000, 3072, int(1.5 * 2**30))
+    assert "PQ" in e.maintainer.requested_factory(1_000_000) and e.maintainer.requested_factory(100_000) == "HNSW32"
     e.close()
     with pytest.raises(SystemExit):
         cli(["index", str(imgs), "--db", str(idx), "--max-memory", "lots"])
