@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .noise import add_noise, from_unit, psnr, to_unit
+from lookalike.retrieval.denoise.noise import add_noise, from_unit, psnr, to_unit
 
 __all__ = ["default_embedder", "evaluate_sigma", "run_single", "METHODS"]
 
@@ -82,7 +82,7 @@ def evaluate_sigma(s: Setup, sigma: float, methods: tuple[str, ...] = METHODS, s
     """All figures for one noise level: estimator error, PSNR/SSIM, P@1/P@10, hallucination rate, latency."""
     from lookalike.retrieval.denoise import classical_denoise, denoise_image, estimate_sigma
     from lookalike.retrieval.metrics import retrieval_metrics
-    from lookalike.training.ddpm.sigma_estimator import wavelet_sigma
+    from lookalike.retrieval.denoise.sigma import wavelet_sigma
 
     g = torch.Generator().manual_seed(s.seed + int(round(sigma * 1000)))
     y = add_noise(s.x, sigma, g)  # clipped to [-1, 1] and 8-bit quantised, like a real noisy file
