@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lookalike.training.ddpm.bench import METHODS, Setup, clean_metrics, default_embedder, evaluate_sigma
-from lookalike.training.ddpm.noise import from_unit
+from lookalike.retrieval.denoise.noise import from_unit
 
 SIGMAS = (0.1, 0.2, 0.3, 0.5, 0.8, 1.0)
 ROOT = Path(__file__).resolve().parent.parent
