@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from ..checkpoint import CheckpointError
-from ..models import MODELS_DIR, card_path, cards, get_card, shipped
+from .. import models
+from ..models import card_path, cards, get_card, shipped
 from .diffusion import Diffusion, load_diffusion
 from .sigma import SigmaNet, load_sigma_net, wavelet_sigma
 
@@ -179,7 +180,7 @@ def _pick_model(w: int, h: int, gray: bool, model: str | None) -> tuple[Diffusio
             known.append(f"{name}: {size}x{size} {'grayscale' if gray_model else 'colour'}")
         kind = "grayscale" if gray else "colour"
         return None, None, (f"{w}x{h} {kind} image is outside every shipped DDPM's domain "
-                            f"({', '.join(known) or 'none found under ' + str(MODELS_DIR)})")
+                            f"({', '.join(known) or 'none found under ' + str(models.MODELS_DIR)})")
     diffusion = resolve_model(model)
     size, ch = diffusion.image_size, diffusion.channels
     if (w, h) != (size, size):
