@@ -58,6 +58,8 @@ def _reason(exc: Exception) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if lines and lines[0].startswith("Weights only load failed"):  # boilerplate first, the cause further down
         lines = [ln for ln in lines[1:] if not ln.startswith(("Please file an issue", "Check the documentation"))]
+    if len(lines) > 1 and lines[0].endswith(":"):  # "Error(s) in loading state_dict for X:" then the first error
+        lines = [f"{lines[0]} {lines[1]}"]
     return lines[0].split(". ")[0].rstrip(".") if lines else type(exc).__name__
 
 
@@ -120,8 +122,9 @@ def restore(ckpt: Checkpoint, path: str | os.PathLike, build: Callable[[dict], M
     """``build(config)``, then load the weights strictly into it (or into ``part(model)``); CheckpointError if they do not fit."""
     try:
         model = build(ckpt.config)
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: damaged lookalike checkpoint (config: {exc!r})") from exc
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a damaged config, a backbone not installed
+        why = f"config has no {exc}" if isinstance(exc, KeyError) else _reason(exc)
+        raise CheckpointError(f"{path}: cannot rebuild the '{ckpt.kind}' network ({why})") from exc
     try:
         (part(model) if part else model).load_state_dict(ckpt.state_dict, strict=True)
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:

@@ -163,7 +163,23 @@ def test_weights_that_do_not_fit(tmp_path):
     torch.save(obj, path)
     with pytest.raises(EmbedderError) as e:
         load_embedder(path)
-    assert _error(e).startswith(f"{path}: weights do not fit the 'siamese' architecture (")
+    assert _error(e).startswith(f"{path}: weights do not fit the 'siamese' architecture (Error(s) in loading state_dict "
+                                f"for SiameseNet: size mismatch for fc.3.weight")
+    d = tmp_path / "d.pt"
+    save_diffusion(build_diffusion(1, 28, base=8), d)
+    obj = torch.load(d, weights_only=True)
+    cfg = json.loads(obj["config"])
+    cfg["schedule"]["kind"] = "zigzag"
+    obj["config"] = json.dumps(cfg)
+    torch.save(obj, d)
+    with pytest.raises(CheckpointError) as e:
+        load_diffusion(d)
+    assert _error(e) == f"{d}: cannot rebuild the 'ddpm' network (unknown beta schedule 'zigzag' (choose linear or cosine))"
+    del cfg["unet"]
+    obj["config"] = json.dumps(cfg)
+    torch.save(obj, d)
+    with pytest.raises(CheckpointError, match="cannot rebuild the 'ddpm' network \\(config has no 'unet'\\)"):
+        load_diffusion(d)
 
 
 def test_earlier_formats_are_read(tmp_path):
