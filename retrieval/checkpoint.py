@@ -22,6 +22,7 @@ __all__ = ["FORMAT", "VERSION", "KINDS", "Checkpoint", "CheckpointError", "save_
 FORMAT = "lookalike-checkpoint"
 VERSION = 2
 KINDS = ("siamese", "projection-head", "ddpm", "sigma-estimator")
+_LEGACY_FORMATS = ("lookalike-embedder", "lookalike-ddpm", "lookalike-sigma-estimator")  # version 1, read only
 M = TypeVar("M", bound=torch.nn.Module)
 
 
@@ -81,8 +82,6 @@ def _legacy(obj: dict) -> tuple[str, dict, dict]:
     return kind, config, meta
 
 
-_LEGACY_FORMATS = ("lookalike-embedder", "lookalike-ddpm", "lookalike-sigma-estimator")
-
 
 def read_checkpoint(path: str | os.PathLike, kinds: tuple[str, ...] = KINDS) -> Checkpoint:
     """Read a checkpoint with ``torch.load(weights_only=True)``; CheckpointError unless it is one of ``kinds``."""
@@ -119,7 +118,7 @@ def read_checkpoint(path: str | os.PathLike, kinds: tuple[str, ...] = KINDS) -> 
 
 def restore(ckpt: Checkpoint, path: str | os.PathLike, build: Callable[[dict], M],
             part: Callable[[M], torch.nn.Module] | None = None) -> M:
-    """``build(config)``, then load the weights strictly into it (or into ``part(model)``); CheckpointError if they do not fit."""
+    """``build(config)``, then the weights loaded strictly into it (or into ``part(model)``); CheckpointError if not."""
     try:
         model = build(ckpt.config)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a damaged config, a backbone not installed
