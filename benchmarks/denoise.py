@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lookalike.training.ddpm.bench import METHODS, Setup, clean_metrics, default_embedder, evaluate_sigma
-from lookalike.training.ddpm.noise import from_unit
+from lookalike.retrieval.denoise.noise import from_unit
 
 SIGMAS = (0.1, 0.2, 0.3, 0.5, 0.8, 1.0)
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,14 +47,14 @@ def _grid(s: Setup, rows: list[dict], path: Path, n_ok: int = 6, n_fail: int = 4
     """Rows of noisy / DDIM / classical / clean at sigma 0.5 and 1.0; right columns are DDIM failures (wrong 10-NN class)."""
     from PIL import Image
 
-    from lookalike.training.ddpm.bench import _knn_class
+    from lookalike.training.ddpm.bench import knn_class
 
     tiles = []
     for r in rows:
         if r["sigma"] not in (0.5, 1.0):
             continue
         o = r["_outputs"]
-        cls = _knn_class(s.embed(o["ddim"]), s.g_emb, s.g_labels)
+        cls = knn_class(s.embed(o["ddim"]), s.g_emb, s.g_labels)
         ok = np.flatnonzero(cls == s.labels)[:n_ok]
         bad = np.flatnonzero(cls != s.labels)[:n_fail]
         idx = np.concatenate([ok, bad]).astype(int)

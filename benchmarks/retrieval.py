@@ -18,13 +18,13 @@ import time
 import numpy as np
 import torch
 
+from lookalike.retrieval.checkpoint import CheckpointError, read_checkpoint
 from lookalike.retrieval.embedders import EmbedderError, get_embedder
 from lookalike.retrieval.metrics import retrieval_metrics
-from lookalike.training.checkpoint import checkpoint_metadata
+from lookalike.retrieval.models import card_path, get_card
+from lookalike.retrieval.nets import HeadEmbedder
 from lookalike.training.datasets import load_images
 from lookalike.training.feature_cache import clean_features
-from lookalike.training.heads import HeadEmbedder
-from lookalike.training.registry import shipped_path
 
 
 # row label -> {dataset: embedder spec}; "bb:" = frozen backbone(s) at native size, via the feature cache
@@ -66,9 +66,9 @@ def _train_time(spec: str) -> str:
     if spec.startswith("bb:") or spec.startswith("pixels"):
         return "-"
     try:
-        meta = checkpoint_metadata(shipped_path(spec))
+        meta = read_checkpoint(card_path(get_card(spec))).metadata
         return f"{meta['wall_s'] / 60:.1f} min"
-    except (EmbedderError, KeyError, OSError):
+    except (CheckpointError, KeyError, OSError):
         return "?"
 
 

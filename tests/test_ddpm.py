@@ -6,15 +6,11 @@ import math
 import pytest
 import torch
 from conftest import sample_or_skip
-from lookalike.training.ddpm import (
-    CheckpointError,
-    NoiseSchedule,
-    UNet,
-    build_diffusion,
-    load_checkpoint,
-    save_checkpoint,
-)
-from lookalike.training.ddpm.noise import add_noise, psnr, to_unit
+from lookalike.retrieval.checkpoint import CheckpointError
+from lookalike.retrieval.denoise.diffusion import build_diffusion, load_diffusion, save_diffusion
+from lookalike.retrieval.denoise.noise import add_noise, psnr, to_unit
+from lookalike.retrieval.denoise.schedule import NoiseSchedule
+from lookalike.retrieval.denoise.unet import UNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 _sample = sample_or_skip
@@ -88,21 +84,21 @@ def test_zero_sigma_is_identity_and_step_table():
 def test_checkpoint_roundtrip_and_foreign_file(tmp_path):
     model = build_diffusion(3, 32, base=16)
     path = tmp_path / "m.pt"
-    save_checkpoint(model, path, {"dataset": "cifar10", "command": "test"})
-    back = load_checkpoint(path)
+    save_diffusion(model, path, {"dataset": "cifar10", "command": "test"})
+    back = load_diffusion(path)
     assert back.image_size == 32 and back.channels == 3 and back.meta["dataset"] == "cifar10"
     for k, v in model.unet.state_dict().items():
         assert torch.equal(v, back.unet.state_dict()[k])
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    with pytest.raises(CheckpointError, match="not a lookalike DDPM checkpoint"):
-        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="not a lookalike checkpoint"):
+        load_diffusion(foreign)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable"):
-        load_checkpoint(junk)
+        load_diffusion(junk)
     with pytest.raises(CheckpointError, match="not found"):
-        load_checkpoint(tmp_path / "missing.pt")
+        load_diffusion(tmp_path / "missing.pt")
 
 
 def test_short_training_run_lowers_loss_and_writes_grid(tmp_path):
@@ -118,4 +114,4 @@ def test_short_training_run_lowers_loss_and_writes_grid(tmp_path):
     assert list(tmp_path.glob("tiny-grid-epoch*.png"))
     assert info["steps"] == 40
     assert info["final_loss"] < 0.9  # starts at ~1.0 (zero-initialised output predicts eps = 0)
-    assert load_checkpoint(out).meta["steps"] == info["steps"]
+    assert load_diffusion(out).meta["steps"] == info["steps"]

@@ -12,7 +12,7 @@ from lookalike.retrieval.denoise import (
     estimate_sigma,
     shipped_models,
 )
-from lookalike.training.ddpm.noise import add_noise, from_unit, psnr, to_unit
+from lookalike.retrieval.denoise.noise import add_noise, add_noise_image, from_unit, psnr, to_unit
 from PIL import Image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -50,6 +50,20 @@ def test_sigma_estimator_within_20_percent(name):
             y = add_noise(to_unit(imgs[i : i + 1]), sigma, torch.Generator().manual_seed(i))
             errs.append(abs(estimate_sigma(_pil(from_unit(y)[0])) - sigma) / sigma)
         assert np.median(errs) < 0.2, (name, sigma, float(np.median(errs)))
+
+
+def test_noise_on_a_pil_image_matches_the_tensor_helper():
+    gray = _pil(_sample("mnist").images[0])
+    noisy = add_noise_image(gray, 0.5, seed=3)
+    a = np.asarray(noisy)
+    assert noisy.mode == "RGB" and noisy.size == gray.size and (a == a[..., :1]).all()  # stays grayscale
+    x = to_unit(np.asarray(gray)[None, ..., 0])
+    assert np.array_equal(a[..., 0], from_unit(add_noise(x, 0.5, torch.Generator().manual_seed(3)))[0])
+    assert add_noise_image(gray, 0.5, seed=3) == noisy and add_noise_image(gray, 0.5, seed=4) != noisy
+    colour = _pil(_sample("cifar10").images[0])
+    n = np.asarray(add_noise_image(colour, 0.3)).astype(np.int16) - np.asarray(colour).astype(np.int16)
+    assert np.abs(n[..., 0] - n[..., 1]).mean() > 5  # independent noise per channel
+    assert 0.2 < estimate_sigma(add_noise_image(colour, 0.3)) < 0.4
 
 
 def test_classical_denoising_raises_psnr():

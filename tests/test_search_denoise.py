@@ -12,16 +12,13 @@ from lookalike.cli import main as cli
 from lookalike.data.export import export_split
 from lookalike.data.photos import load_photo
 from lookalike.data.samples import load_sample
+from lookalike.retrieval.denoise.noise import add_noise_image
 from conftest import needs_samples
-
-pytest.importorskip("lookalike.retrieval.denoise")
 
 
 def _noisy(arr: np.ndarray, sigma: float, seed: int = 0) -> Image.Image:
-    """y = x + sigma * n with pixels in [-1, 1], back to uint8."""
-    x = arr.astype(np.float32) / 127.5 - 1
-    y = x + sigma * np.random.default_rng(seed).standard_normal(x.shape).astype(np.float32)
-    return Image.fromarray(np.clip((y + 1) * 127.5, 0, 255).round().astype(np.uint8))
+    """y = x + sigma * n with pixels in [-1, 1], back to 8 bits."""
+    return add_noise_image(Image.fromarray(arr), sigma, seed)
 
 
 @pytest.fixture(scope="module")

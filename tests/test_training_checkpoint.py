@@ -8,9 +8,8 @@ from PIL import Image
 
 from lookalike.cli import main
 from lookalike.retrieval.embedders import EmbedderError, get_embedder
-from lookalike.training.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
-from lookalike.training.heads import HeadEmbedder
-from lookalike.training.siamese import CIFAR_PREPROCESS, SiameseNet
+from lookalike.retrieval.checkpoint import read_checkpoint
+from lookalike.retrieval.nets import CIFAR_PREPROCESS, HeadEmbedder, SiameseNet, load_embedder, save_embedder
 
 
 def _images(n=6, size=32, seed=0):
@@ -21,13 +20,13 @@ def _images(n=6, size=32, seed=0):
 def test_siamese_round_trip(tmp_path):
     torch.manual_seed(0)
     model = SiameseNet(dim=16, preprocess=CIFAR_PREPROCESS).eval()
-    path = save_checkpoint(tmp_path / "m.pt", model, {"dataset": {"name": "CIFAR-10-sample"}, "command": "x"})
+    path = save_embedder(tmp_path / "m.pt", model, {"dataset": {"name": "CIFAR-10-sample"}, "command": "x"})
     ims = _images()
     loaded = get_embedder(f"checkpoint:{path}", cache=False)
     assert isinstance(loaded, SiameseNet) and loaded.dim == 16
     np.testing.assert_array_equal(model.embed_images(ims), loaded.embed_images(ims))
-    meta = checkpoint_metadata(path)
-    assert meta["architecture"]["kind"] == "siamese" and meta["dataset"]["name"] == "CIFAR-10-sample"
+    ckpt = read_checkpoint(path)
+    assert ckpt.kind == "siamese" and ckpt.metadata["dataset"]["name"] == "CIFAR-10-sample"
     # strictly weights-only loadable
     obj = torch.load(path, map_location="cpu", weights_only=True)
     assert json.loads(obj["metadata"])["preprocess"]["input_size"] == 32
@@ -36,9 +35,9 @@ def test_siamese_round_trip(tmp_path):
 def test_head_round_trip(tmp_path):
     torch.manual_seed(0)
     emb = HeadEmbedder(["efficientnet_lite0"], input_size=64, hidden=32, out_dim=8, output="hidden").eval()
-    path = save_checkpoint(tmp_path / "h.pt", emb, {})
+    path = save_embedder(tmp_path / "h.pt", emb, {})
     assert path.stat().st_size < 1_000_000  # backbone weights are not copied
-    loaded = load_checkpoint(path)
+    loaded = load_embedder(path)
     assert isinstance(loaded, HeadEmbedder) and loaded.output == "hidden" and loaded.dim == 32
     ims = _images(4)
     np.testing.assert_array_equal(emb.embed_images(ims), loaded.embed_images(ims))
@@ -57,14 +56,14 @@ def test_bad_and_foreign_checkpoints(tmp_path):
         get_embedder(f"checkpoint:{tmp_path / 'missing.pt'}", cache=False)
     # a lookalike checkpoint whose weights do not fit its architecture
     model = SiameseNet(dim=16, preprocess=CIFAR_PREPROCESS)
-    path = save_checkpoint(tmp_path / "m.pt", model, {})
+    path = save_embedder(tmp_path / "m.pt", model, {})
     obj = torch.load(path, weights_only=True)
-    meta = json.loads(obj["metadata"])
-    meta["architecture"]["config"]["dim"] = 32
-    obj["metadata"] = json.dumps(meta)
+    config = json.loads(obj["config"])
+    config["dim"] = 32
+    obj["config"] = json.dumps(config)
     torch.save(obj, tmp_path / "bad.pt")
     with pytest.raises(EmbedderError, match="do not fit"):
-        load_checkpoint(tmp_path / "bad.pt")
+        load_embedder(tmp_path / "bad.pt")
 
 
 def test_cli_bad_input_exit_code(tmp_path, capsys):
@@ -75,11 +74,3 @@ def test_cli_bad_input_exit_code(tmp_path, capsys):
     assert "junk.pt" in err and len(err.splitlines()) == 1
     assert main(["train", "siamese", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o.pt")]) == 2
     assert "nope" in capsys.readouterr().err
-
-
-def test_shipped_model_missing_is_clear(monkeypatch, tmp_path):
-    import lookalike.training.registry as reg
-
-    monkeypatch.setattr(reg, "MODELS_DIR", tmp_path)
-    with pytest.raises(EmbedderError, match="missing"):
-        get_embedder("siamese-mnist", cache=False)

@@ -88,13 +88,13 @@ def _load_splits(spec: str, source: str | None):
 
 
 def _save(args, model, result, train, kind: str) -> None:
-    from .checkpoint import save_checkpoint
+    from lookalike.retrieval.nets import save_embedder
 
     meta = {"kind": kind, "dataset": {"name": train.name, "spec": args.dataset, "source": args.source,
                                       "classes": train.classes, "n_train": len(train)},
             "command": _command_line(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seed": args.seed,
             **result.to_dict()}
-    save_checkpoint(args.out, model, meta)
+    save_embedder(args.out, model, meta)
 
 
 def _report(result, kind: str, out: str) -> None:

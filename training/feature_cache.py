@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lookalike.retrieval.nets import FrozenBackbones
+
 from .augment import simclr_augment
 from .datasets import ImageSet
-from .heads import FrozenBackbones
 
 __all__ = ["cache_dir", "clean_features", "view_features"]
 

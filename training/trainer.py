@@ -10,14 +10,13 @@ from tqdm import tqdm
 
 from lookalike.data.samples import DataError
 from lookalike.retrieval.metrics import RetrievalMetrics, retrieval_metrics
+from lookalike.retrieval.nets import HeadEmbedder, SiameseNet, default_preprocess
 
 from .augment import seed_everything, siamese_augment
 from .datasets import ImageSet, PKBatchSampler, draw_pairs
 from .feature_cache import clean_features, view_features
-from .heads import HeadEmbedder
 from .losses import ContrastiveLoss, SupConLoss, NTXentLoss, TripletMarginLoss
 from .miners import get_miner
-from .siamese import SiameseNet, default_preprocess
 
 __all__ = ["SiameseConfig", "HeadConfig", "TrainResult", "train_siamese", "train_head", "embed_tensors"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
 import streamlit as st
 from PIL import Image
 
@@ -46,19 +45,6 @@ def _use_result(path: str) -> None:
 
 
 # ---------------------------------------------------------------------------- helpers
-def add_gaussian_noise(im: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
-    """y = x + sigma * n on the [-1, 1] pixel scale (the denoiser's convention), clipped to 8 bits.
-
-    Grayscale-looking images get the same noise in every channel so they stay grayscale.
-    """
-    a = np.asarray(im.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
-    rng = np.random.default_rng(int(seed))
-    gray = bool(np.abs(a - a.mean(axis=2, keepdims=True)).max() < 1e-6)
-    n = rng.standard_normal(a.shape[:2] + ((1,) if gray else (3,))).astype(np.float32)
-    y = np.clip((a + float(sigma) * n + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-    return Image.fromarray(y, "RGB")
-
-
 def _limit_side(im: Image.Image, side: int) -> Image.Image:
     if max(im.size) <= side:
         return im
@@ -148,8 +134,10 @@ def render() -> None:
     qbytes = raw
     noisy = None
     if noise_sigma > 0 or den["on"]:
+        from lookalike.retrieval.denoise.noise import add_noise_image
+
         base = _limit_side(clean, NOISY_MAX_SIDE)
-        noisy = add_gaussian_noise(base, noise_sigma, den["seed"]) if noise_sigma > 0 else base
+        noisy = add_noise_image(base, noise_sigma, den["seed"]) if noise_sigma > 0 else base
         qbytes = state.image_to_png(noisy)
 
     with right:

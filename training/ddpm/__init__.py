@@ -1,6 +1,4 @@
-"""DDPM denoiser for noisy queries: U-Net noise predictor, T=1000 schedule, DDPM/DDIM started at the query's noise level."""
-from .diffusion import CheckpointError, Diffusion, build_diffusion, load_checkpoint, save_checkpoint
-from .schedule import NoiseSchedule
-from .unet import UNet
+"""Training the query denoisers (``train ddpm``, the sigma estimator) and the ``denoise`` / ``bench denoise`` commands.
 
-__all__ = ["CheckpointError", "Diffusion", "build_diffusion", "load_checkpoint", "save_checkpoint", "NoiseSchedule", "UNet"]
+The networks and samplers they train and run live in :mod:`lookalike.retrieval.denoise`.
+"""

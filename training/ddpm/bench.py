@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .noise import add_noise, from_unit, psnr, to_unit
+from lookalike.retrieval.denoise.noise import add_noise, from_unit, psnr, to_unit
 
-__all__ = ["default_embedder", "evaluate_sigma", "run_single", "METHODS"]
+__all__ = ["default_embedder", "evaluate_sigma", "run_single", "knn_class", "METHODS"]
 
 METHODS = ("noisy", "classical", "ddpm", "ddim")
 
@@ -69,7 +69,8 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(np.mean(vals))
 
 
-def _knn_class(q: np.ndarray, g: np.ndarray, g_labels: np.ndarray, k: int = 10) -> np.ndarray:
+def knn_class(q: np.ndarray, g: np.ndarray, g_labels: np.ndarray, k: int = 10) -> np.ndarray:
+    """Majority label of each query's k nearest gallery vectors (a denoised query in another class: hallucination)."""
     from lookalike.retrieval.metrics import knn
 
     _, idx = knn(q, g, k=k)
@@ -82,7 +83,7 @@ def evaluate_sigma(s: Setup, sigma: float, methods: tuple[str, ...] = METHODS, s
     """All figures for one noise level: estimator error, PSNR/SSIM, P@1/P@10, hallucination rate, latency."""
     from lookalike.retrieval.denoise import classical_denoise, denoise_image, estimate_sigma
     from lookalike.retrieval.metrics import retrieval_metrics
-    from lookalike.training.ddpm.sigma_estimator import wavelet_sigma
+    from lookalike.retrieval.denoise.sigma import wavelet_sigma
 
     g = torch.Generator().manual_seed(s.seed + int(round(sigma * 1000)))
     y = add_noise(s.x, sigma, g)  # clipped to [-1, 1] and 8-bit quantised, like a real noisy file
@@ -111,7 +112,7 @@ def evaluate_sigma(s: Setup, sigma: float, methods: tuple[str, ...] = METHODS, s
     for m, out in outs.items():
         e = s.embed(out)
         rm = retrieval_metrics(e, s.labels, s.g_emb, s.g_labels)
-        cls = _knn_class(e, s.g_emb, s.g_labels)
+        cls = knn_class(e, s.g_emb, s.g_labels)
         row[f"psnr_{m}"] = float(psnr(out, s.x).mean())
         row[f"ssim_{m}"] = _ssim(out, s.x)
         row[f"p_at_1_{m}"] = rm.p_at_1
@@ -138,7 +139,7 @@ def clean_metrics(s: Setup) -> dict:
     e = s.embed(s.x)
     rm = retrieval_metrics(e, s.labels, s.g_emb, s.g_labels)
     return {"p_at_1_clean": rm.p_at_1, "p_at_10_clean": rm.p_at_10,
-            "halluc_clean": float(np.mean(_knn_class(e, s.g_emb, s.g_labels) != s.labels))}
+            "halluc_clean": float(np.mean(knn_class(e, s.g_emb, s.g_labels) != s.labels))}
 
 
 def run_single(args) -> int:

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from .diffusion import Diffusion, build_diffusion, save_checkpoint
-from .noise import add_noise, psnr, to_unit
+from lookalike.fsutil import atomic_write_text
+from lookalike.retrieval.denoise.diffusion import Diffusion, build_diffusion, load_diffusion, save_diffusion
+from lookalike.retrieval.denoise.noise import add_noise, psnr, to_unit
 
-__all__ = ["TrainConfig", "train_ddpm", "load_training_images"]
+__all__ = ["TrainConfig", "train_ddpm", "load_training_images", "ddpm_loss"]
 
 
 @dataclass
@@ -95,6 +97,14 @@ def load_training_images(dataset: str, split: str = "train", image_size: int | N
     return arr, size, ch
 
 
+def ddpm_loss(model: Diffusion, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Simple eps-prediction MSE at steps t."""
+    eps = torch.randn_like(x0)
+    a = model.abar[t].view(-1, 1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    return F.mse_loss(model.unet(xt, t), eps)
+
+
 def _grid(model: Diffusion, clean: torch.Tensor, path: Path, sigma: float = 0.5) -> None:
     from torchvision.utils import save_image
 
@@ -128,9 +138,7 @@ def train_ddpm(cfg: TrainConfig, progress: bool = True) -> tuple[Diffusion, dict
     except Exception:
         test = data[: cfg.eval_images]
     if cfg.init:
-        from .diffusion import load_checkpoint
-
-        model = load_checkpoint(cfg.init)
+        model = load_diffusion(cfg.init)
         if (model.channels, model.image_size) != (ch, size):
             raise ValueError(f"--init {cfg.init}: trained on {model.channels}x{model.image_size}px, data is {ch}x{size}px")
         prev = dict(model.meta)
@@ -170,7 +178,7 @@ def train_ddpm(cfg: TrainConfig, progress: bool = True) -> tuple[Diffusion, dict
                 frac = max(frac, (time.time() - start) / (cfg.max_minutes * 60))
             for grp in opt.param_groups:
                 grp["lr"] = cfg.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-            loss = model.loss(x0, t)
+            loss = ddpm_loss(model, x0, t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
@@ -207,7 +215,6 @@ def train_ddpm(cfg: TrainConfig, progress: bool = True) -> tuple[Diffusion, dict
         meta["total_steps"] = int(prev.get("total_steps", prev.get("steps", 0))) + step
         meta["total_wall_time_s"] = round(float(prev.get("total_wall_time_s", prev.get("wall_time_s", 0))) + wall, 1)
     ema.meta = meta
-    save_checkpoint(ema, out, meta)
-    with open(out.with_suffix(".json"), "w") as fh:
-        json.dump(ema.describe(), fh, indent=2)
+    save_diffusion(ema, out, meta)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(ema.describe(), indent=2))
     return ema, ema.describe()

@@ -1,10 +1,11 @@
-"""Synthetic noisy queries and image-quality measures shared by training reports, tests and the benchmark."""
+"""Synthetic noisy queries and image-quality measures shared by the UI, training reports, tests and the benchmark."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 
-__all__ = ["add_noise", "psnr", "to_unit", "from_unit"]
+__all__ = ["add_noise", "add_noise_image", "psnr", "to_unit", "from_unit"]
 
 
 def to_unit(images: np.ndarray) -> torch.Tensor:
@@ -35,3 +36,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of images in [-1, 1] (peak-to-peak range 2)."""
     mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).flatten(1).mean(1).clamp_min(1e-10)
     return 10 * torch.log10(4.0 / mse)
+
+
+def add_noise_image(im: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
+    """:func:`add_noise` on a PIL image (RGB out); a grayscale-looking image gets the same noise in every channel."""
+    a = np.asarray(im.convert("RGB"))
+    gray = bool((a == a[..., :1]).all())
+    y = add_noise(to_unit((a[..., 0] if gray else a)[None]), sigma, torch.Generator().manual_seed(int(seed)))
+    return Image.fromarray(from_unit(y)[0]).convert("RGB")

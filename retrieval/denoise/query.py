@@ -15,14 +15,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..checkpoint import CheckpointError
+from .. import models
+from ..models import card_path, cards, get_card, shipped
+from .diffusion import Diffusion, load_diffusion
+from .sigma import SigmaNet, load_sigma_net, wavelet_sigma
+
 __all__ = ["DenoiseResult", "DenoiseError", "denoise_image", "estimate_sigma", "consistency_score",
-           "classical_denoise", "shipped_models", "resolve_model", "models_dir", "SIGMA_ESTIMATOR"]
+           "classical_denoise", "shipped_models", "resolve_model", "METHODS"]
 
 METHODS = ("auto", "ddpm", "ddim", "classical")
-SIGMA_ESTIMATOR = "ddpm-sigma-estimator"
 _GRAY_TOL = 3.0  # mean |channel difference| (0-255) below which an RGB image counts as grayscale
 _LOCK = threading.Lock()
-_MODELS: dict[str, object] = {}
+_MODELS: dict[str, Diffusion | SigmaNet | None] = {}
 # torch threads for the small denoising nets; on a busy few-core CPU more threads are many times slower
 DENOISE_THREADS = 1
 
@@ -67,50 +72,42 @@ class DenoiseResult:
                 "ms": round(self.ms, 1)}
 
 
-def models_dir() -> Path:
-    """The project's ``models/`` folder (shipped checkpoints)."""
-    import lookalike.training
-
-    return Path(lookalike.training.__file__).resolve().parent.parent / "models"
-
-
 def shipped_models() -> dict[str, Path]:
-    """Shipped DDPM denoisers by name (``ddpm-mnist``, ``ddpm-cifar10``) that exist on disk."""
-    return {p.stem: p for p in sorted(models_dir().glob("ddpm-*.pt")) if p.stem != SIGMA_ESTIMATOR}
+    """Shipped DDPM denoisers by name (``ddpm-mnist``, ``ddpm-cifar10``) whose file exists."""
+    return shipped("ddpm")
 
 
-def resolve_model(model: str):
+def resolve_model(model: str) -> Diffusion:
     """Load (cached) a DDPM by shipped name or checkpoint path; DenoiseError with the reason otherwise."""
-    from lookalike.training.ddpm import CheckpointError, load_checkpoint
-
-    path = shipped_models().get(model)
-    if path is None:
-        path = Path(model).expanduser()
-        if not path.is_file():
-            names = ", ".join(shipped_models()) or "none shipped"
-            raise DenoiseError(f"--model {model}: not a shipped denoiser ({names}) nor an existing checkpoint file")
+    card = get_card(model)
+    path = card_path(card) if card is not None and card.kind == "ddpm" else Path(model).expanduser()
+    if not path.is_file():
+        names = ", ".join(shipped_models()) or "none shipped"
+        raise DenoiseError(f"--model {model}: not a shipped denoiser ({names}) nor an existing checkpoint file")
     key = str(path.resolve())
     with _LOCK:
         if key not in _MODELS:
             try:
-                _MODELS[key] = load_checkpoint(path)
+                _MODELS[key] = load_diffusion(path)
             except CheckpointError as exc:
                 raise DenoiseError(str(exc)) from exc
         return _MODELS[key]
 
 
-def _sigma_net():
+def _sigma_path() -> Path:
+    return card_path(cards("sigma-estimator")[0])
+
+
+def _sigma_net() -> SigmaNet | None:
     key = "__sigma__"
     with _LOCK:
         if key not in _MODELS:
-            path = models_dir() / f"{SIGMA_ESTIMATOR}.pt"
+            path = _sigma_path()
             net = None
             if path.is_file():
-                from lookalike.training.ddpm.sigma_estimator import load_sigma_net
-
                 try:
                     net = load_sigma_net(path)
-                except ValueError:
+                except CheckpointError:
                     net = None
             _MODELS[key] = net
         return _MODELS[key]
@@ -144,10 +141,8 @@ def estimate_sigma(image: Image.Image, estimator: str = "auto") -> float:
         raise DenoiseError(f"unknown sigma estimator '{estimator}' (choose auto, learned or wavelet)")
     net = _sigma_net() if estimator in ("auto", "learned") else None
     if estimator == "learned" and net is None:
-        raise DenoiseError(f"{models_dir() / (SIGMA_ESTIMATOR + '.pt')}: learned sigma estimator missing")
+        raise DenoiseError(f"{_sigma_path()}: learned sigma estimator missing")
     if net is None:
-        from lookalike.training.ddpm.sigma_estimator import wavelet_sigma
-
         return wavelet_sigma(arr[..., 0] if gray else arr)
     h, w = arr.shape[:2]
     c = 128
@@ -179,29 +174,28 @@ def _to_pil(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(a, "RGB")
 
 
-def _pick_model(w: int, h: int, gray: bool, model: str | None) -> tuple[object | None, str | None, str | None]:
-    """(diffusion, model name, fallback reason)."""
-    shipped = shipped_models()
+def _pick_model(w: int, h: int, gray: bool, model: str | None) -> tuple[Diffusion | None, str | None, str | None]:
+    """(diffusion, model name, fallback reason); without ``model``, the shipped DDPM whose own size and channels fit."""
     if model is None:
-        if gray and (w, h) == (28, 28):
-            model = "ddpm-mnist"
-        elif not gray and (w, h) == (32, 32):
-            model = "ddpm-cifar10"
-        else:
-            kind = "grayscale" if gray else "colour"
-            return None, None, (f"{w}x{h} {kind} image is outside every shipped DDPM's domain "
-                                f"(ddpm-mnist: 28x28 grayscale, ddpm-cifar10: 32x32 colour)")
-        if model not in shipped:
-            return None, None, f"shipped denoiser {model} not found under {models_dir()}"
-    diff = resolve_model(model)
-    size, ch = diff.image_size, diff.channels
+        known = []
+        for name in shipped_models():
+            diffusion = resolve_model(name)
+            size, gray_model = diffusion.image_size, diffusion.channels == 1
+            if (size, size) == (w, h) and gray_model == gray:
+                return diffusion, name, None
+            known.append(f"{name}: {size}x{size} {'grayscale' if gray_model else 'colour'}")
+        kind = "grayscale" if gray else "colour"
+        return None, None, (f"{w}x{h} {kind} image is outside every shipped DDPM's domain "
+                            f"({', '.join(known) or 'none found under ' + str(models.MODELS_DIR)})")
+    diffusion = resolve_model(model)
+    size, ch = diffusion.image_size, diffusion.channels
     if (w, h) != (size, size):
         return None, model, f"{w}x{h} image does not match {model}'s training size {size}x{size}"
     if ch == 1 and not gray:
         return None, model, f"colour image does not match {model}, trained on grayscale images"
     if ch == 3 and gray:
         return None, model, f"grayscale image does not match {model}, trained on colour images"
-    return diff, model, None
+    return diffusion, model, None
 
 
 def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str = "auto", model: str | None = None,
@@ -230,10 +224,10 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
             raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
     arr, gray = _to_array(image)
     w, h = image.size
-    diff, name, reason = (None, None, None)
+    diffusion, name, reason = (None, None, None)
     if method in ("auto", "ddpm", "ddim"):
-        diff, name, reason = _pick_model(w, h, gray, model)
-    used = "classical" if diff is None else ("ddim" if method == "auto" else method)
+        diffusion, name, reason = _pick_model(w, h, gray, model)
+    used = "classical" if diffusion is None else ("ddim" if method == "auto" else method)
 
     def done(samples: list[Image.Image], used: str, name: str | None, reason: str | None) -> DenoiseResult:
         return DenoiseResult(samples[0], used, sig, estimated, name, reason, samples,
@@ -241,29 +235,29 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
 
     if sig < 0.005:  # below the first diffusion step's noise level: nothing to remove
         return done([_to_pil(arr)], "none", None, reason or "noise level ~0: image returned unchanged")
-    if diff is None:
+    if diffusion is None:
         src = arr[..., 0] if gray else arr
         return done([_to_pil(classical_denoise(src, sig))], "classical", None, reason)
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
-    if diff.channels == 1:
+    if diffusion.channels == 1:
         x = x[:, :1]
     g = torch.Generator().manual_seed(int(seed))
     with _threads(DENOISE_THREADS):
-        out = _run_diffusion(diff, x, sig, used, n_samples, steps, g)
-    samples = [_to_pil(o.permute(1, 2, 0).numpy()[..., 0] if diff.channels == 1 else o.permute(1, 2, 0).numpy())
+        out = _run_diffusion(diffusion, x, sig, used, n_samples, steps, g)
+    samples = [_to_pil(o.permute(1, 2, 0).numpy()[..., 0] if diffusion.channels == 1 else o.permute(1, 2, 0).numpy())
                for o in out]
     return done(samples, used, name, None)
 
 
-def _run_diffusion(diff, x: torch.Tensor, sig: float, used: str, n_samples: int, steps: int,
+def _run_diffusion(diffusion: Diffusion, x: torch.Tensor, sig: float, used: str, n_samples: int, steps: int,
                    g: torch.Generator) -> torch.Tensor:
     if used == "ddim":
-        outs = [diff.denoise(x, sig, "ddim", steps)]
+        outs = [diffusion.denoise(x, sig, "ddim", steps)]
         if n_samples > 1:
-            outs.append(diff.denoise(x.repeat(n_samples - 1, 1, 1, 1), sig, "ddim", steps, eta=0.5, generator=g))
+            outs.append(diffusion.denoise(x.repeat(n_samples - 1, 1, 1, 1), sig, "ddim", steps, eta=0.5, generator=g))
         return torch.cat(outs)
     else:
-        out = diff.denoise(x.repeat(n_samples, 1, 1, 1), sig, "ddpm", steps, generator=g)
+        out = diffusion.denoise(x.repeat(n_samples, 1, 1, 1), sig, "ddpm", steps, generator=g)
     return out
 
 

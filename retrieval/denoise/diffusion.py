@@ -1,24 +1,17 @@
-"""DDPM around a U-Net: training loss, reverse processes (ancestral DDPM, DDIM) started from a noisy query, checkpoints."""
+"""DDPM around a U-Net: reverse processes (ancestral DDPM, DDIM) started from a noisy query, checkpoints."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import Checkpoint, read_checkpoint, restore, save_checkpoint
 from .schedule import NoiseSchedule
 from .unet import UNet
 
-__all__ = ["Diffusion", "CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
-
-CHECKPOINT_FORMAT = "lookalike-ddpm"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable lookalike DDPM checkpoint."""
+__all__ = ["Diffusion", "build_diffusion", "save_diffusion", "load_diffusion"]
 
 
 class Diffusion(nn.Module):
@@ -34,18 +27,7 @@ class Diffusion(nn.Module):
         ab = schedule.alphas_cumprod
         self.register_buffer("abar", ab.float(), persistent=False)
 
-    # ---- training ------------------------------------------------------------------
-    def loss(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Simple eps-prediction MSE at steps t."""
-        eps = torch.randn_like(x0)
-        a = self.abar[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        return F.mse_loss(self.unet(xt, t), eps)
-
     # ---- reverse processes ------------------------------------------------------------
-    def _eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        return self.unet(x, torch.full((x.shape[0],), t, dtype=torch.long))
-
     def t_star(self, sigma: float | torch.Tensor, n: int) -> torch.Tensor:
         """Per-image start step t* (N,) for noise level(s) sigma; -1 where sigma is below the first step."""
         sig = torch.as_tensor(sigma, dtype=torch.float64).flatten()
@@ -115,10 +97,20 @@ class Diffusion(nn.Module):
         return x0
 
     # ---- persistence -------------------------------------------------------------------
+    def config(self) -> dict:
+        """Architecture and domain: U-Net, schedule, image size and channels."""
+        return {"unet": dict(self.unet.config), "schedule": self.schedule.to_dict(), "image_size": self.image_size,
+                "channels": self.channels}
+
+    @classmethod
+    def from_config(cls, cfg: dict, meta: dict | None = None) -> "Diffusion":
+        """An untrained DDPM of the architecture ``cfg`` (as :meth:`config` gives it)."""
+        return cls(UNet(**cfg["unet"]), NoiseSchedule(cfg["schedule"]["kind"], int(cfg["schedule"]["T"])),
+                   int(cfg["image_size"]), meta)
+
     def describe(self) -> dict:
-        return {"format": CHECKPOINT_FORMAT, "version": 1, "unet": dict(self.unet.config),
-                "schedule": self.schedule.to_dict(), "image_size": self.image_size, "channels": self.channels,
-                **{k: v for k, v in self.meta.items() if k not in ("format", "version", "unet", "schedule")}}
+        """Kind, config and metadata (what a checkpoint records)."""
+        return {"kind": "ddpm", "config": self.config(), **self.meta}
 
 
 def build_diffusion(channels: int, image_size: int, base: int = 32, mults: tuple[int, ...] = (1, 2, 2),
@@ -127,34 +119,14 @@ def build_diffusion(channels: int, image_size: int, base: int = 32, mults: tuple
     return Diffusion(UNet(channels, base, tuple(mults), num_res), NoiseSchedule(schedule, T), image_size, meta)
 
 
-def save_checkpoint(model: Diffusion, path: str | os.PathLike, meta: dict | None = None) -> None:
-    """Write state_dict + JSON-able metadata (architecture, schedule, dataset, size, command, metrics)."""
-    info = model.describe()
-    info.update(meta or {})
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.unet.state_dict().items()}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": CHECKPOINT_FORMAT, "meta_json": json.dumps(info), "state_dict": sd}, str(path))
+def save_diffusion(model: Diffusion, path: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Write the U-Net weights, config and metadata (dataset, command, metrics) as a ``ddpm`` checkpoint."""
+    return save_checkpoint(path, Checkpoint("ddpm", model.config(), {**model.meta, **(meta or {})},
+                                            model.unet.state_dict()))
 
 
-def load_checkpoint(path: str | os.PathLike) -> Diffusion:
-    """Load a DDPM checkpoint written by :func:`save_checkpoint`; raises CheckpointError with the reason."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: checkpoint not found")
-    try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{p}: not a readable torch checkpoint ({type(exc).__name__})") from exc
-    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT or "state_dict" not in obj:
-        raise CheckpointError(f"{p}: not a lookalike DDPM checkpoint (format tag '{CHECKPOINT_FORMAT}' missing)")
-    try:
-        meta = json.loads(obj["meta_json"])
-        u = meta["unet"]
-        model = build_diffusion(int(u["in_channels"]), int(meta["image_size"]), int(u["base"]), tuple(u["mults"]),
-                                int(u["num_res"]), meta["schedule"]["kind"], int(meta["schedule"]["T"]))
-        model.unet.load_state_dict(obj["state_dict"])
-    except Exception as exc:
-        raise CheckpointError(f"{p}: DDPM checkpoint does not match the architecture ({type(exc).__name__}: {exc})") from exc
-    model.meta = {k: v for k, v in meta.items() if k not in ("format", "version", "unet", "schedule")}
-    model.eval()
-    return model
+def load_diffusion(path: str | os.PathLike) -> Diffusion:
+    """Load a ``ddpm`` checkpoint; CheckpointError with a one-line reason otherwise."""
+    ckpt = read_checkpoint(path, kinds=("ddpm",))
+    model = restore(ckpt, path, lambda cfg: Diffusion.from_config(cfg, ckpt.metadata), part=lambda m: m.unet)
+    return model.eval()
