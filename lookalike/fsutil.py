@@ -16,6 +16,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     name = os.path.basename(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=suffix, dir=os.path.dirname(os.path.abspath(path)))
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # what open() would have given (mkstemp makes files owner-only)
     try:
         yield tmp
         with open(tmp, "rb") as fh:

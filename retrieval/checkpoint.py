@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 
 import torch
 
+from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_path
 
 __all__ = ["FORMAT", "VERSION", "KINDS", "Checkpoint", "CheckpointError", "save_checkpoint", "read_checkpoint",
@@ -26,7 +27,7 @@ _LEGACY_FORMATS = ("lookalike-embedder", "lookalike-ddpm", "lookalike-sigma-esti
 M = TypeVar("M", bound=torch.nn.Module)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LookalikeError, ValueError):
     """A file that is not a usable lookalike checkpoint; the message is one line naming the file."""
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lookalike.errors import LookalikeError
+
 from .models import ModelCard, card_path, cards, get_card
 
 __all__ = [
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 
-class EmbedderError(ValueError):
+class EmbedderError(LookalikeError, ValueError):
     """An embedder name, checkpoint or weight file that cannot be used."""
 
 

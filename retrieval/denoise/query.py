@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lookalike.errors import LookalikeError
+
 from ..checkpoint import CheckpointError
 from .. import models
 from ..models import card_path, cards, get_card, shipped
@@ -48,7 +50,7 @@ class _threads:
             torch.set_num_threads(self.old)
 
 
-class DenoiseError(ValueError):
+class DenoiseError(LookalikeError, ValueError):
     """Bad denoising input: unknown method, bad sigma, unusable model."""
 
 
