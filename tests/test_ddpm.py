@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import sample_or_skip
+from helpers import sample_or_skip
 from lookalike.training.ddpm import (
     CheckpointError,
     NoiseSchedule,

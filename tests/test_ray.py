@@ -12,8 +12,7 @@ import pytest
 
 from lookalike import Engine
 from lookalike.cli import main as cli
-from test_engine import consistent
-from test_faults import make_images
+from helpers import consistent, make_images
 
 pytest.importorskip("ray", reason="Ray not installed (pip install 'lookalike[distributed]')")
 

@@ -7,7 +7,7 @@ import pytest
 from lookalike import Engine
 from lookalike.cli import main as cli
 from lookalike.retrieval.index import IndexError_, choose_index_type, estimate_bytes
-from test_faults import make_images
+from helpers import make_images
 
 
 @pytest.mark.parametrize("n,dim", [(10_000, 1280), (1_000_000, 256), (1_000_000, 1280), (20_000_000, 256)])

@@ -12,7 +12,7 @@ from lookalike.cli import main as cli
 from lookalike.data.export import export_split
 from lookalike.data.photos import load_photo
 from lookalike.data.samples import load_sample
-from conftest import needs_samples
+from helpers import needs_samples
 
 pytest.importorskip("lookalike.retrieval.denoise")
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import class_subset
 from lookalike.data.samples import data_root
 from lookalike.retrieval.metrics import retrieval_metrics
 from lookalike.training.datasets import ImageSet, PairBatchSampler, PKBatchSampler, draw_pairs, load_images
@@ -10,11 +11,6 @@ from lookalike.training.trainer import SIAMESE_RECIPES, SiameseConfig, train_sia
 
 needs_mnist = pytest.mark.skipif(not (data_root() / "mnist-5k.npz").is_file(),
                                  reason=f"MNIST sample not found under {data_root()} (set LOOKALIKE_DATA)")
-
-
-def _subset(data: ImageSet, per_class: int) -> ImageSet:
-    keep = np.concatenate([np.flatnonzero(data.labels == c)[:per_class] for c in np.unique(data.labels)])
-    return ImageSet([data.images[i] for i in keep], data.labels[keep], data.classes, data.name, "")
 
 
 def test_pair_sampler_half_same_half_different():
@@ -67,8 +63,8 @@ def test_pk_sampler_shapes():
 @pytest.mark.parametrize("loss,mining", [("triplet", "batch-hard"), ("contrastive", "batch-hard")])
 def test_short_run_learns(loss, mining):
     torch.set_num_threads(1)
-    train = _subset(load_images("mnist-sample", "train"), 100)
-    test = _subset(load_images("mnist-sample", "test"), 30)
+    train = class_subset(load_images("mnist-sample", "train"), 100)
+    test = class_subset(load_images("mnist-sample", "test"), 30)
     cfg = SiameseConfig(loss=loss, mining=mining, epochs=4, p=10, k=10, batch_size=64, lr=3e-3, seed=0)
     model, res = train_siamese(cfg, train, test, progress=False)
     assert res.history[-1] < res.history[0]

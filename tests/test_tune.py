@@ -11,8 +11,7 @@ from lookalike import Engine
 from lookalike.cli import main as cli
 from lookalike.retrieval.index import VectorIndex
 from lookalike.retrieval.tune import EF_STEPS, NPROBE_STEPS, ExactTopK, measure_recall, tune
-from conftest import sample_or_skip
-from test_faults import make_images
+from helpers import make_images, sample_or_skip
 
 
 @pytest.fixture(scope="module")

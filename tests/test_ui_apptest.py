@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import have_samples
+from helpers import have_samples
 from lookalike.data.photos import load_photo
 from PIL import Image
 
