@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from lookalike.argtypes import positive_int
+
 
 def build_demo_images(out: Path, per_dataset: int = 150) -> int:
     """Fill ``out`` with CIFAR-10 and MNIST sample images plus scikit-image photos; returns the count."""
@@ -36,11 +38,12 @@ def make_query(path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo; returns the exit code."""
     ap = argparse.ArgumentParser(description="lookalike offline demo")
     ap.add_argument("--images", default="demo-images")
     ap.add_argument("--db", default="demo-index")
     ap.add_argument("--out", default="demo-results.png")
-    ap.add_argument("--per-dataset", type=int, default=150)
+    ap.add_argument("--per-dataset", type=positive_int, default=150)
     args = ap.parse_args(argv)
 
     from lookalike.retrieval.engine import Engine
