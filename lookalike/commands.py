@@ -10,6 +10,7 @@ from .argtypes import nonneg_int as _nonneg_int
 from .argtypes import positive_int as _positive_int
 from .argtypes import sigma as _sigma
 from .argtypes import size_bytes as _size
+from .fsutil import human_bytes
 from .retrieval.index import INDEX_TYPES
 
 
@@ -25,14 +26,6 @@ def _open(args, create: bool = False, **kw):
         return Engine.open(args.db, create=create, **kw)
     except EngineError as exc:
         raise SystemExit(_fail(str(exc)))
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 # ---------------------------------------------------------------------------------- handlers
@@ -122,7 +115,7 @@ def cmd_status(args) -> int:
     print(f"skipped    {st.skipped}")
     for reason, n in st.skipped_by_reason.items():
         print(f"  {n:>6}  {reason}")
-    print(f"on disk    {_human(st.size_on_disk)}")
+    print(f"on disk    {human_bytes(st.size_on_disk)}")
     for r in st.roots:
         print(f"root       {r}")
     return 0
