@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "nonneg_int", "sigma", "size_bytes"]
+__all__ = ["positive_int", "nonneg_int", "positive_float", "sigma", "size_bytes"]
 
 
 def _int(text: str) -> int:
@@ -26,6 +26,17 @@ def nonneg_int(text: str) -> int:
     v = _int(text)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """A number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return v
 
 
