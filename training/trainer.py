@@ -120,6 +120,13 @@ def _loss_step(loss_fn: torch.nn.Module, miner, z: torch.Tensor, labels: torch.T
     return loss_fn(z, labels, miner(z, labels) if miner is not None else None)
 
 
+def _optimise(opt: torch.optim.Optimizer, sched, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
 def train_siamese(cfg: SiameseConfig, train: ImageSet, test: ImageSet | None = None,
                   progress: bool = True) -> tuple[SiameseNet, TrainResult]:
     """Train the Siamese CNN from scratch with a contrastive or triplet loss; metrics: test vs train gallery."""
@@ -162,10 +169,7 @@ def train_siamese(cfg: SiameseConfig, train: ImageSet, test: ImageSet | None = N
                 xb = siamese_augment(xb, gray, gen)
             z = model(xb)
             loss = _loss_step(loss_fn, miner, z, y_train[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            _optimise(opt, sched, loss)
             total += float(loss.detach()) * len(xb)
             count += len(xb)
         history.append(total / max(count, 1))
@@ -236,10 +240,7 @@ def train_head(cfg: HeadConfig, train: ImageSet, test: ImageSet | None = None,
             v2 = (v1 + torch.randint(1, cfg.views, (len(idx),), generator=gen)) % cfg.views
             z = torch.cat([head(views[idx, v1]), head(views[idx, v2])])  # two passes: BatchNorm sees one view each
             loss = _loss_step(loss_fn, None, z, torch.cat([targets[idx], targets[idx]]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            _optimise(opt, sched, loss)
             total += float(loss.detach())
         history.append(total / steps_per_epoch)
         bar.set_postfix(loss=f"{history[-1]:.4f}")
