@@ -1,6 +1,7 @@
 """Helpers shared by the tests (fixtures stay in conftest.py): real photos, sample data, index checks."""
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -9,7 +10,6 @@ import pytest
 from PIL import Image
 
 from lookalike import Engine
-from lookalike.data.photos import load_photo
 from lookalike.data.samples import DataError, data_root, load_sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,21 +53,11 @@ def exif_rotated_jpeg(im: Image.Image, path: Path, orientation: int = 6) -> Path
     return path
 
 
-def make_images(folder: Path, n: int, seed: int = 0, start: int = 0) -> list[Path]:
-    """n distinct small JPEGs: random crops of the scikit-image photos."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    photos = [load_photo(p).convert("RGB") for p in ("astronaut", "chelsea", "coffee", "rocket", "coins")]
-    out = []
-    for i in range(start, start + n):
-        im = photos[i % len(photos)]
-        w, h = im.size
-        s = int(rng.integers(64, min(w, h) // 2))
-        x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
-        p = folder / f"im{i:05d}.jpg"
-        im.crop((x, y, x + s, y + s)).resize((64, 64)).save(p, quality=90)
-        out.append(p)
-    return out
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def consistent(engine: Engine) -> None:

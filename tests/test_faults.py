@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lookalike.indexer.store import count_rows
-from helpers import consistent, make_images
+from helpers import consistent
 
 from lookalike import Engine
 from lookalike.cli import main as cli
+from lookalike.data.photos import photo_crops
 
 MODEL = "pixels"  # fast, deterministic: the same file always gets bit-identical vectors
 
@@ -60,7 +61,7 @@ def file_sha(p: Path) -> str:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
     d = tmp_path_factory.mktemp("faults")
-    make_images(d / "imgs", 240)
+    photo_crops(d / "imgs", 240)
     clean = d / "clean"  # the reference, built in this process (same command, same settings)
     assert cli(index_cmd(d / "imgs", clean)[3:]) == 0
     return d / "imgs", clean
