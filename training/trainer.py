@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -115,7 +116,7 @@ def _triplet(cfg: SiameseConfig, labels: np.ndarray, margin: float):
 SIAMESE_RECIPES = {"contrastive": _contrastive, "triplet": _triplet}
 
 
-def _loss_step(loss_fn: torch.nn.Module, miner, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _loss_step(loss_fn: torch.nn.Module, miner: Callable | None, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The loss of a batch: the miner (if any) picks the indices tuple the loss scores."""
     return loss_fn(z, labels, miner(z, labels) if miner is not None else None)
 
