@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test test-fast clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m lookalike.data.demo --images demo-images --db demo-index --out demo-results.png
+	$(PY) -m lookalike.demo --images demo-images --db demo-index --out demo-results.png
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -3,7 +3,7 @@
     nice -n 10 .venv/bin/python benchmarks/ann.py --n 1000000 --dim 256 --queries 10000 \
         --out docs/ann-1m-256.json --plot docs/ann-1m-256.png
 
-Base vectors are clustered synthetic unit vectors (``--source synthetic``, as in benchmarks/search.py) or
+Base vectors are clustered synthetic unit vectors (``--source synthetic``, benchmarks/synthetic.py, as in benchmarks/search.py) or
 vectors shaped like real embeddings (``--source real``): efficientnet_lite0 embeddings of every shared CIFAR-10
 and MNIST sample image (5,984), PCA-projected to ``--dim`` when it is below the embedder's 1280, and grown to n
 by points between a real embedding and one of its 10 nearest real neighbours plus small Gaussian noise. This
@@ -33,6 +33,9 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from synthetic import clustered_chunks
+
+from lookalike.retrieval.metrics import recall_at_k
 
 CHUNK = 50_000
 QUANT_NITER = 10  # k-means iterations for the shared coarse quantizer (faiss default 25; 10 to fit the shared CPU)
@@ -46,16 +49,9 @@ def _rss_mb() -> float:
 
 def clustered_to_file(path: Path, n: int, dim: int, n_clusters: int, seed: int, spread: float = 1.0) -> None:
     """Write n clustered unit vectors as raw float32 to ``path`` without holding them all."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_clusters, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     with open(path, "wb") as fh:
-        for s in range(0, n, CHUNK):
-            m = min(CHUNK, n - s)
-            lab = rng.integers(0, n_clusters, m)
-            x = centres[lab] + rng.standard_normal((m, dim)).astype(np.float32) * (spread / np.sqrt(dim))
-            x /= np.linalg.norm(x, axis=1, keepdims=True)
-            fh.write(x.astype(np.float32).tobytes())
+        for x in clustered_chunks(n, dim, n_clusters, seed, spread, chunk=CHUNK):
+            fh.write(x.tobytes())
 
 
 def real_embeddings(cache_dir: Path, model: str, datasets: list[str]) -> np.ndarray:
@@ -276,10 +272,6 @@ class DiskRerank:
         return out_s, out_i
 
 
-def _recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f[f >= 0]) & set(t)) / truth.shape[1] for f, t in zip(found, truth)]))
-
-
 def evaluate(searcher, queries: np.ndarray, truth: np.ndarray, threads: int, lat_queries: int, lat_budget_s: float,
              batch: int, cold_file: Path | None = None) -> dict:
     k = 10
@@ -306,7 +298,7 @@ def evaluate(searcher, queries: np.ndarray, truth: np.ndarray, threads: int, lat
         if i >= 50 and time.perf_counter() > t_end:
             break
     faiss.omp_set_num_threads(threads)
-    return {"recall_at_10": round(_recall(found, truth), 4), "p50_ms": round(float(np.percentile(lat, 50)), 3),
+    return {"recall_at_10": round(recall_at_k(found, truth), 4), "p50_ms": round(float(np.percentile(lat, 50)), 3),
             "p95_ms": round(float(np.percentile(lat, 95)), 3), "latency_queries": len(lat),
             "batch": batch, "batch_p50_ms": round(float(np.percentile(bl, 50)), 2),
             "batch_per_query_ms": round(float(np.percentile(bl, 50)) / batch, 4)}

@@ -15,22 +15,10 @@ import time
 import faiss
 import numpy as np
 
+from synthetic import clustered_chunks
+
 from lookalike.retrieval.index import VectorIndex, needs_training
-
-
-def clustered(n: int, dim: int, n_clusters: int, seed: int, spread: float = 1.0) -> np.ndarray:
-    """Unit vectors scattered around random cluster centres."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_clusters, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    x = np.empty((n, dim), np.float32)
-    for s in range(0, n, 20000):
-        m = min(20000, n - s)
-        lab = rng.integers(0, n_clusters, m)
-        noise = rng.standard_normal((m, dim)).astype(np.float32) * (spread / np.sqrt(dim))
-        x[s : s + m] = centres[lab] + noise
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
+from lookalike.retrieval.metrics import recall_at_k
 
 
 def measure(factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int = 10,
@@ -53,7 +41,7 @@ def measure(factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarr
         lat.append((time.perf_counter() - t) * 1000)
         found[i] = ids[0]
     faiss.omp_set_num_threads(0 or 2)
-    recall = np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth)])
+    recall = recall_at_k(found, truth)
     return {"type": idx.factory + (f" ef{ef_search}" if ef_search else "") + (f" np{nprobe}" if nprobe else ""),
             "n": len(base), "dim": dim, "build_s": round(build_s, 1), "p50_ms": round(float(np.percentile(lat, 50)), 3),
             "p95_ms": round(float(np.percentile(lat, 95)), 3), "recall_at_10": round(float(recall), 4)}
@@ -72,7 +60,8 @@ def main(argv=None) -> int:
 
     rows = []
     for n in args.sizes:
-        data = clustered(n + args.queries, args.dim, n_clusters=max(10, n // 100), seed=n)
+        data = np.concatenate(list(clustered_chunks(n + args.queries, args.dim, n_clusters=max(10, n // 100), seed=n,
+                                                    chunk=20_000)))
         base, queries = data[: n], data[n:]
         exact = faiss.IndexFlatIP(args.dim)
         exact.add(base)

@@ -26,24 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from lookalike.data.photos import photo_crops
 from lookalike.indexer.store import count_rows
 
 PY = sys.executable
-
-
-def make_images(folder: Path, n: int, seed: int = 0, size: int = 96) -> None:
-    from lookalike.data.photos import load_photo
-    from PIL import Image  # noqa: F401
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    photos = [load_photo(p).convert("RGB") for p in ("astronaut", "chelsea", "coffee", "rocket", "coins", "camera")]
-    for i in range(n):
-        im = photos[i % len(photos)]
-        w, h = im.size
-        s = int(rng.integers(64, min(w, h) // 2))
-        x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
-        im.crop((x, y, x + s, y + s)).resize((size, size)).save(folder / f"im{i:05d}.jpg", quality=90)
 
 
 def index_cmd(imgs: Path, idx: Path, model: str) -> list[str]:
@@ -395,7 +381,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         imgs = work / "imgs"
-        make_images(imgs, args.n, seed=args.seed)
+        photo_crops(imgs, args.n, seed=args.seed, size=96,
+                    names=("astronaut", "chelsea", "coffee", "rocket", "coins", "camera"))
         clean, idx = work / "clean", work / "killed"
         timing = timed_clean_run(imgs, clean, args.model)
         print(json.dumps({"clean_run": timing}), file=sys.stderr, flush=True)

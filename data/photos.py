@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["PHOTO_NAMES", "load_photo", "available_photos", "write_photos"]
+__all__ = ["PHOTO_NAMES", "load_photo", "available_photos", "write_photos", "photo_crops", "unseen_query"]
 
 # Bundled in scikit-image's wheel (other data.* images need a download and are not used).
 PHOTO_NAMES = ["astronaut", "camera", "chelsea", "coffee", "rocket", "coins", "hubble_deep_field",
@@ -49,3 +49,31 @@ def write_photos(out_dir: str | os.PathLike, names: list[str] | None = None, fmt
         im.save(p)
         paths.append(p)
     return paths
+
+
+def photo_crops(folder: str | os.PathLike, n: int, seed: int = 0, size: int = 64,
+                names: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket", "coins")) -> list[Path]:
+    """``n`` distinct small JPEGs ``im00000.jpg``...: seeded random square crops of the photos, resized to ``size``."""
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = [load_photo(p).convert("RGB") for p in names]
+    out = []
+    for i in range(n):
+        im = photos[i % len(photos)]
+        w, h = im.size
+        s = int(rng.integers(64, min(w, h) // 2))
+        x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
+        p = folder / f"im{i:05d}.jpg"
+        im.crop((x, y, x + s, y + s)).resize((size, size)).save(p, quality=90)
+        out.append(p)
+    return out
+
+
+def unseen_query(path: str | os.PathLike) -> Path:
+    """A photo an index of the bundled photos has never seen: chelsea the cat, cropped, resized, JPEG-recompressed."""
+    im = load_photo("chelsea").convert("RGB")
+    w, h = im.size
+    im = im.crop((int(w * 0.08), int(h * 0.05), int(w * 0.95), int(h * 0.97))).resize((256, 192), Image.BICUBIC)
+    im.save(path, quality=70)
+    return Path(path)

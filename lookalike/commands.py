@@ -6,6 +6,7 @@ import json
 import os
 
 from .argtypes import fail, nonneg_int, positive_int, score, sigma, size_bytes
+from .fsutil import human_bytes
 
 # examples for --help (any FAISS factory string works); kept here so that --help does not import faiss
 INDEX_TYPES = ["auto", "Flat", "HNSW32", "IVF1024,Flat", "IVF4096,Flat", "IVF1024,PQ32", "IVF4096,PQ64"]
@@ -18,14 +19,6 @@ def _open(args, create: bool = False, **kw):
         return Engine.open(args.db, create=create, **kw)
     except EngineError as exc:
         raise SystemExit(fail(str(exc)))
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 # ---------------------------------------------------------------------------------- handlers
@@ -111,7 +104,7 @@ def cmd_status(args) -> int:
     print(f"skipped    {st.skipped}")
     for reason, n in st.skipped_by_reason.items():
         print(f"  {n:>6}  {reason}")
-    print(f"on disk    {_human(st.size_on_disk)}")
+    print(f"on disk    {human_bytes(st.size_on_disk)}")
     for r in st.roots:
         print(f"root       {r}")
     return 0

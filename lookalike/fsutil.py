@@ -1,4 +1,4 @@
-"""Atomic file writes: write a temp file beside the target, fsync, then rename over it."""
+"""Atomic file writes (a temp file beside the target, fsync, then rename over it) and human-readable sizes."""
 from __future__ import annotations
 
 import contextlib
@@ -6,7 +6,7 @@ import os
 import tempfile
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "human_bytes"]
 
 
 @contextlib.contextmanager
@@ -35,3 +35,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
+
+
+def human_bytes(n: float) -> str:
+    """A size in powers of 1024: ``532 B``, ``1.5 KB``, ``12.3 MB``, ``2.0 GB``."""
+    n = float(n)
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

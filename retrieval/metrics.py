@@ -1,11 +1,13 @@
-"""Retrieval accuracy: one calculator (precision@k, mAP@R, mAP) used by training, eval and benchmarks."""
+"""Retrieval accuracy: one calculator (precision@k, mAP@R, mAP; ANN recall@k against exact search) used by
+training, eval, tuning and benchmarks."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["RetrievalMetrics", "retrieval_metrics", "knn", "precision_at_k", "map_at_r"]
+__all__ = ["RetrievalMetrics", "retrieval_metrics", "knn", "precision_at_k", "map_at_r", "recall_at_k"]
 
 
 @dataclass
@@ -58,6 +60,17 @@ def knn(queries: np.ndarray, gallery: np.ndarray, k: int | None = None, exclude_
 def precision_at_k(relevant: np.ndarray, k: int) -> float:
     """Mean share of relevant items among the first k (``relevant`` is a ranked boolean matrix)."""
     return float(relevant[:, :k].mean()) if relevant.size else 0.0
+
+
+def recall_at_k(found: Iterable[Iterable[int]], truth: Iterable[Iterable[int]]) -> float:
+    """ANN recall: the share of the true neighbours (rows of ``truth``) that the rows of ``found`` contain, over all
+    queries; ids below 0 are padding. 1.0 when there is no true neighbour."""
+    hits = total = 0
+    for f, t in zip(found, truth):
+        t = {int(i) for i in t if i >= 0}
+        hits += len(t.intersection(int(i) for i in f))
+        total += len(t)
+    return hits / total if total else 1.0
 
 
 def map_at_r(relevant: np.ndarray, n_relevant: np.ndarray) -> float:

@@ -8,10 +8,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import PHOTOS
+from helpers import PHOTOS, consistent
 from lookalike.data.photos import load_photo
 from lookalike.indexer.store import count_rows
-from test_engine import consistent
 
 from lookalike import Engine
 

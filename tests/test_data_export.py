@@ -6,7 +6,7 @@ from PIL import Image
 
 from lookalike.cli import main as cli
 from lookalike.data.samples import load_sample
-from conftest import needs_samples
+from helpers import needs_samples
 
 
 @needs_samples

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import sample_or_skip
+from helpers import sample_or_skip
 from lookalike.retrieval.checkpoint import CheckpointError
 from lookalike.retrieval.denoise.diffusion import build_diffusion, load_diffusion, save_diffusion
 from lookalike.retrieval.denoise.noise import add_noise, psnr, to_unit

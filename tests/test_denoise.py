@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import sample_or_skip
+from helpers import sample_or_skip
 from lookalike.retrieval.denoise import (
     DenoiseError,
     consistency_score,

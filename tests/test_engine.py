@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,7 @@ from PIL import Image
 from lookalike import Engine, EngineError
 from lookalike.cli import main as cli
 from lookalike.data.photos import load_photo
-from conftest import PHOTOS, exif_rotated_jpeg, save_rgb
-
-
-def consistent(engine: Engine) -> None:
-    """Database and FAISS agree: same ids, no duplicate content, every file points at a stored image."""
-    con = sqlite3.connect(engine.root / "metadata.db")
-    db_ids = {r[0] for r in con.execute("select id from images")}
-    shas = [r[0] for r in con.execute("select sha256 from images")]
-    orphans = con.execute("select count(*) from files where image_id not in (select id from images)").fetchone()[0]
-    empty = con.execute("select count(*) from images where id not in (select image_id from files)").fetchone()[0]
-    con.close()
-    assert len(shas) == len(set(shas)), "duplicate content rows"
-    assert orphans == 0 and empty == 0
-    assert set(int(i) for i in engine.index.visible_ids()) == db_ids
+from helpers import PHOTOS, consistent, exif_rotated_jpeg, save_rgb
 
 
 @pytest.fixture(scope="module")

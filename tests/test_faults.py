@@ -19,31 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lookalike.data.photos import load_photo
 from lookalike.indexer.store import count_rows
-from test_engine import consistent
+from helpers import consistent
 
 from lookalike import Engine
 from lookalike.cli import main as cli
+from lookalike.data.photos import photo_crops
 
 MODEL = "pixels"  # fast, deterministic: the same file always gets bit-identical vectors
-
-
-def make_images(folder: Path, n: int, seed: int = 0, start: int = 0) -> list[Path]:
-    """n distinct small JPEGs: random crops of the scikit-image photos."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    photos = [load_photo(p).convert("RGB") for p in ("astronaut", "chelsea", "coffee", "rocket", "coins")]
-    out = []
-    for i in range(start, start + n):
-        im = photos[i % len(photos)]
-        w, h = im.size
-        s = int(rng.integers(64, min(w, h) // 2))
-        x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
-        p = folder / f"im{i:05d}.jpg"
-        im.crop((x, y, x + s, y + s)).resize((64, 64)).save(p, quality=90)
-        out.append(p)
-    return out
 
 
 def snapshot(idx: Path) -> dict:
@@ -78,7 +61,7 @@ def file_sha(p: Path) -> str:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
     d = tmp_path_factory.mktemp("faults")
-    make_images(d / "imgs", 240)
+    photo_crops(d / "imgs", 240)
     clean = d / "clean"  # the reference, built in this process (same command, same settings)
     assert cli(index_cmd(d / "imgs", clean)[3:]) == 0
     return d / "imgs", clean

@@ -9,7 +9,7 @@ from PIL import Image
 
 from lookalike.indexer.loading import ImageLoadError, load_image, open_image_bytes, sha256_file, to_rgb
 from lookalike.data.photos import load_photo
-from conftest import exif_rotated_jpeg
+from helpers import exif_rotated_jpeg
 
 
 def test_exif_orientation_is_applied(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.retrieval.metrics import knn, map_at_r, precision_at_k, retrieval_metrics
+from lookalike.retrieval.metrics import knn, map_at_r, precision_at_k, recall_at_k, retrieval_metrics
 
 
 def test_map_at_r_hand_case():
@@ -12,6 +12,14 @@ def test_map_at_r_hand_case():
     rel = np.array([[1, 0, 1, 1, 0]], bool)
     assert map_at_r(rel, np.array([3])) == pytest.approx((1 + 2 / 3) / 3)
     assert precision_at_k(rel, 1) == 1.0 and precision_at_k(rel, 4) == 0.75
+
+
+def test_recall_at_k_hand_case():
+    truth = np.array([[1, 2, 3], [4, 5, -1]])        # the second query has two true neighbours (-1: padding)
+    found = np.array([[3, 9, 1], [5, -1, -1]])
+    assert recall_at_k(found, truth) == pytest.approx(3 / 5)
+    assert recall_at_k([[3], [4, 5]], truth) == pytest.approx(3 / 5)  # ragged candidate lists
+    assert recall_at_k(truth, truth) == 1.0 and recall_at_k([[]], [[-1]]) == 1.0
 
 
 def test_retrieval_metrics_on_a_crafted_gallery():

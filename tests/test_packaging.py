@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
 TOP = {"lookalike": "lookalike", "retrieval": "lookalike.retrieval", "indexer": "lookalike.indexer",
        "training": "lookalike.training", "ui": "lookalike.ui", "data": "lookalike.data"}
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from lookalike import Engine
 from lookalike.cli import main as cli
+from helpers import free_port
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'lookalike[postgres]')")
 
@@ -26,12 +26,6 @@ def _bins() -> Path | None:
         return Path(found[-1]).parent
     w = shutil.which("initdb")
     return Path(w).parent if w else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +45,7 @@ def pg_url():
     if run_as:
         shutil.chown(top, "postgres")
         shutil.chown(sock, "postgres")
-    port = _free_port()
+    port = free_port()
     try:
         r = subprocess.run(run_as + [str(bins / "initdb"), "-D", str(data), "-A", "trust", "-U", "lookalike",
                                      "--no-sync", "-E", "UTF8"], capture_output=True, text=True, timeout=180)
@@ -117,7 +111,7 @@ def test_index_search_update_on_postgresql(pg_url, photos, tmp_path, capsys):
 
 
 def test_unreachable_server_is_a_one_line_error(tmp_path, capsys, photos):
-    url = f"postgresql+psycopg://nobody@/nowhere?host={tmp_path}&port={_free_port()}"
+    url = f"postgresql+psycopg://nobody@/nowhere?host={tmp_path}&port={free_port()}"
     assert cli(["index", str(photos), "--db", str(tmp_path / "idx"), "--db-url", url, "--model", "pixels", "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and err.splitlines()[-1].startswith("lookalike: ") and "cannot open metadata database" in err

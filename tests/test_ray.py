@@ -12,8 +12,8 @@ import pytest
 
 from lookalike import Engine
 from lookalike.cli import main as cli
-from test_engine import consistent
-from test_faults import make_images
+from lookalike.data.photos import photo_crops
+from helpers import consistent, free_port
 
 pytest.importorskip("ray", reason="Ray not installed (pip install 'lookalike[distributed]')")
 
@@ -29,7 +29,7 @@ def _contents(idx):
 @pytest.mark.slow
 def test_ray_engine_matches_local(tmp_path, capsys):
     imgs = tmp_path / "imgs"
-    make_images(imgs, 40, seed=7)
+    photo_crops(imgs, 40, seed=7)
     (imgs / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     local, remote = tmp_path / "local", tmp_path / "ray"
     assert cli(["index", str(imgs), "--db", str(local), "--model", "pixels", "-q", "--workers", "0"]) == 0
@@ -57,14 +57,6 @@ def test_address_without_ray_engine_is_refused(tmp_path, capsys):
     assert "--engine ray" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ray_engine_joins_an_existing_cluster_by_address(tmp_path):
     """`ray start --head` in another process, then `lookalike index --engine ray --address ADDR` joins it."""
@@ -76,7 +68,7 @@ def test_ray_engine_joins_an_existing_cluster_by_address(tmp_path):
     ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if ray_cli is None:
         pytest.skip("the `ray` command is not installed")
-    port = _free_port()
+    port = free_port()
     start = subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                             "--disable-usage-stats"], capture_output=True, text=True, timeout=180)
     try:
@@ -85,7 +77,7 @@ def test_ray_engine_joins_an_existing_cluster_by_address(tmp_path):
         assert m, start.stdout[-2000:]
         address = m.group(1)
         imgs = tmp_path / "imgs"
-        make_images(imgs, 24, seed=8)
+        photo_crops(imgs, 24, seed=8)
         local, remote = tmp_path / "local", tmp_path / "cluster"
         assert cli(["index", str(imgs), "--db", str(local), "--model", "pixels", "-q", "--workers", "0"]) == 0
         run = subprocess.run([sys.executable, "-m", "lookalike", "index", str(imgs), "--db", str(remote), "--model", "pixels",

@@ -6,8 +6,8 @@ import pytest
 
 from lookalike import Engine
 from lookalike.cli import main as cli
+from lookalike.data.photos import photo_crops
 from lookalike.retrieval.index import VectorIndexError, choose_index_type, estimate_bytes
-from test_faults import make_images
 
 
 @pytest.mark.parametrize("n,dim", [(10_000, 1280), (1_000_000, 256), (1_000_000, 1280), (20_000_000, 256)])
@@ -37,7 +37,7 @@ def test_budget_moves_the_choice_from_graph_to_compressed():
 
 def test_on_disk_ivf_search_then_write_then_switch_back(tmp_path, capsys):
     imgs = tmp_path / "imgs"
-    make_images(imgs, 120, seed=3)
+    photo_crops(imgs, 120, seed=3)
     idx = tmp_path / "idx"
     assert cli(["index", str(imgs), "--db", str(idx), "--model", "pixels", "-q", "--workers", "0"]) == 0
     ids0, vecs0 = Engine.open(idx, create=False).vectors()
@@ -52,7 +52,7 @@ def test_on_disk_ivf_search_then_write_then_switch_back(tmp_path, capsys):
         e.index.add(np.array([10**9]), vecs0[:1])
     e.close()
     # a writer loads the lists into memory, adds, and writes the file again; searching stays memory-mapped
-    make_images(tmp_path / "more", 10, seed=4)
+    photo_crops(tmp_path / "more", 10, seed=4)
     assert cli(["index", str(imgs), str(tmp_path / "more"), "--db", str(idx), "-q", "--workers", "0"]) == 0
     assert "indexed 10," in capsys.readouterr().out
     e = Engine.open(idx, create=False)
@@ -69,7 +69,7 @@ def test_on_disk_ivf_search_then_write_then_switch_back(tmp_path, capsys):
 
 def test_max_memory_is_remembered_and_used_by_auto(tmp_path, capsys):
     imgs = tmp_path / "imgs"
-    make_images(imgs, 30, seed=5)
+    photo_crops(imgs, 30, seed=5)
     idx = tmp_path / "idx"
     assert cli(["index", str(imgs), "--db", str(idx), "--model", "pixels", "-q", "--workers", "0", "--max-memory", "1.5G"]) == 0
     e = Engine.open(idx, create=False)
@@ -84,7 +84,7 @@ def test_max_memory_is_remembered_and_used_by_auto(tmp_path, capsys):
 
 def test_pq_index_results_are_reranked_with_the_stored_vectors(tmp_path):
     imgs = tmp_path / "imgs"
-    make_images(imgs, 400, seed=9)
+    photo_crops(imgs, 400, seed=9)
     e = Engine.open(tmp_path / "idx", model="pixels")
     e.add([imgs], progress=False, workers=0)
     q = sorted(imgs.iterdir())[11]

@@ -13,7 +13,7 @@ from lookalike.data.export import export_split
 from lookalike.data.photos import load_photo
 from lookalike.data.samples import load_sample
 from lookalike.retrieval.denoise.noise import add_noise_image
-from conftest import needs_samples
+from helpers import needs_samples
 
 
 def _noisy(arr: np.ndarray, sigma: float, seed: int = 0) -> Image.Image:

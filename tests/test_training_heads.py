@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import class_subset
 from lookalike.data.samples import data_root
-from lookalike.training.datasets import ImageSet, load_images
+from lookalike.training.datasets import load_images
 from lookalike.retrieval.metrics import retrieval_metrics
 from lookalike.training.feature_cache import clean_features, view_features
 from lookalike.training.trainer import HeadConfig, train_head
@@ -13,17 +14,12 @@ needs_cifar = pytest.mark.skipif(not (data_root() / "cifar10-sample.npz").is_fil
                                  reason=f"CIFAR-10 sample not found under {data_root()} (set LOOKALIKE_DATA)")
 
 
-def _subset(data: ImageSet, per_class: int, tag: str) -> ImageSet:
-    keep = np.concatenate([np.flatnonzero(data.labels == c)[:per_class] for c in np.unique(data.labels)])
-    return ImageSet([data.images[i] for i in keep], data.labels[keep], data.classes, data.name, tag)
-
-
 @needs_cifar
 def test_head_short_run(tmp_path, monkeypatch):
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path))
     torch.set_num_threads(1)
-    train = _subset(load_images("cifar10-sample", "train"), 12, "tr")
-    test = _subset(load_images("cifar10-sample", "test"), 4, "te")
+    train = class_subset(load_images("cifar10-sample", "train"), 12, "tr")
+    test = class_subset(load_images("cifar10-sample", "test"), 4, "te")
     views = view_features(["efficientnet_lite0"], 64, train, 3, seed=0, progress=False)
     assert views.shape == (120, 3, 1280)
     assert not np.allclose(views[:, 0], views[:, 1])  # the views differ

@@ -3,18 +3,14 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import class_subset
 from lookalike.data.samples import data_root
 from lookalike.retrieval.metrics import retrieval_metrics
-from lookalike.training.datasets import ImageSet, PKBatchSampler, draw_pairs, load_images
-from lookalike.training.trainer import SiameseConfig, train_siamese
+from lookalike.training.datasets import ImageSet, PairBatchSampler, PKBatchSampler, draw_pairs, load_images
+from lookalike.training.trainer import SIAMESE_RECIPES, SiameseConfig, train_siamese
 
 needs_mnist = pytest.mark.skipif(not (data_root() / "mnist-5k.npz").is_file(),
                                  reason=f"MNIST sample not found under {data_root()} (set LOOKALIKE_DATA)")
-
-
-def _subset(data: ImageSet, per_class: int) -> ImageSet:
-    keep = np.concatenate([np.flatnonzero(data.labels == c)[:per_class] for c in np.unique(data.labels)])
-    return ImageSet([data.images[i] for i in keep], data.labels[keep], data.classes, data.name, "")
 
 
 def test_pair_sampler_half_same_half_different():
@@ -25,6 +21,32 @@ def test_pair_sampler_half_same_half_different():
     assert np.all(i[same] != j[same])
     i2, _, _ = draw_pairs(labels, 200, np.random.default_rng(1))
     assert not np.array_equal(i, i2)  # re-drawn
+
+
+def test_pair_batches_hold_pairs_in_their_halves():
+    labels = np.repeat(np.arange(5), 20)
+    sampler = PairBatchSampler(labels, batch_size=10, seed=0)
+    assert len(sampler) == 10
+    first = list(sampler)
+    assert len(first) == 10 and all(len(b) == 20 for b in first)
+    same = np.concatenate([labels[b[:10]] == labels[b[10:]] for b in first])
+    assert same.sum() == 50  # half of the drawn pairs are same-class
+    assert not np.array_equal(np.concatenate(first), np.concatenate(list(sampler)))  # re-drawn on every pass
+
+
+def test_recipes_pair_each_loss_with_its_miner_and_sampler():
+    labels = np.repeat(np.arange(5), 20)
+    for name, recipe in SIAMESE_RECIPES.items():
+        cfg = SiameseConfig(loss=name, mining="semi-hard", p=4, k=5, batch_size=10)
+        loss, miner, sampler = recipe(cfg, labels, cfg.resolved_margin())
+        b = next(iter(sampler))
+        z = torch.nn.functional.normalize(torch.randn(len(b), 8), dim=1)
+        y = torch.as_tensor(labels[b])
+        indices = miner(z, y)
+        assert len(indices) == (4 if name == "contrastive" else 3)
+        assert loss(z, y, indices).item() >= 0
+    with pytest.raises(ValueError, match="hinge"):
+        train_siamese(SiameseConfig(loss="hinge"), ImageSet([], labels, [], "x"))
 
 
 def test_pk_sampler_shapes():
@@ -41,8 +63,8 @@ def test_pk_sampler_shapes():
 @pytest.mark.parametrize("loss,mining", [("triplet", "batch-hard"), ("contrastive", "batch-hard")])
 def test_short_run_learns(loss, mining):
     torch.set_num_threads(1)
-    train = _subset(load_images("mnist-sample", "train"), 100)
-    test = _subset(load_images("mnist-sample", "test"), 30)
+    train = class_subset(load_images("mnist-sample", "train"), 100)
+    test = class_subset(load_images("mnist-sample", "test"), 30)
     cfg = SiameseConfig(loss=loss, mining=mining, epochs=4, p=10, k=10, batch_size=64, lr=3e-3, seed=0)
     model, res = train_siamese(cfg, train, test, progress=False)
     assert res.history[-1] < res.history[0]

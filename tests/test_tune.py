@@ -10,10 +10,10 @@ import pytest
 import lookalike.retrieval.maintainer as maintainer_mod
 from lookalike import Engine
 from lookalike.cli import main as cli
+from lookalike.data.photos import photo_crops
 from lookalike.retrieval.index import VectorIndex
 from lookalike.retrieval.tune import EF_STEPS, NPROBE_STEPS, ExactTopK, measure_recall, tune
-from conftest import sample_or_skip
-from test_faults import make_images
+from helpers import sample_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_unreachable_target_keeps_the_best_knobs(mnist_vectors):
 def test_engine_tunes_on_build_remembers_knobs_and_drops_hnsw_that_misses(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(maintainer_mod, "TUNE_MIN_VECTORS", 50)
     imgs = tmp_path / "imgs"
-    make_images(imgs, 160, seed=21)
+    photo_crops(imgs, 160, seed=21)
     idx = tmp_path / "idx"
     e = Engine.open(idx, model="pixels@16", index_type="IVF4,Flat")
     e.add([imgs], progress=False, workers=0, warn=None)

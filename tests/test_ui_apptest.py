@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import have_samples
+from helpers import have_samples
 from lookalike.data.photos import load_photo
 from PIL import Image
 
@@ -192,19 +192,6 @@ def test_search_noisy_query_panel(pixels_db, image_tree, use_db):
         caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
         assert any(c.startswith("Denoised: ddim") for c in caps), caps
         assert any("model: ddpm-cifar10" in c.value for c in at.caption)
-
-
-def test_search_without_denoiser_hides_the_panel(pixels_db, image_tree, use_db, monkeypatch):
-    from lookalike.ui import state
-
-    use_db(pixels_db)
-    monkeypatch.setattr(state, "_DENOISE", [None, "ModuleNotFoundError: No module named 'x'"])
-    at = page("search_page").run()
-    at.selectbox(key="q_pick").set_value(str(image_tree / "photos" / "coins.png")).run()
-    no_exception(at)
-    assert at.toggle(key="den_on_disabled").disabled
-    assert any("Denoising is not available" in c.value for c in at.caption)
-    assert "coins.png" in first_result(at)
 
 
 # ---------------------------------------------------------------------------- Index

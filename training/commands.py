@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from lookalike.argtypes import nonneg_int, positive_float, positive_int
 
 __all__ = ["add_commands"]
 
@@ -22,26 +23,17 @@ def _command_line() -> str:
     return "lookalike " + " ".join(shlex.quote(a) for a in argv)
 
 
-def _positive(kind):
-    def parse(s: str):
-        v = kind(s)
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {s}")
-        return v
-    return parse
-
-
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="mnist | cifar10 | an image folder (labelled by sub-folder)")
     p.add_argument("--source", choices=["sample", "torchvision"], default="sample",
                    help="mnist/cifar10: the shared offline sample (default) or torchvision's full set")
-    p.add_argument("--epochs", type=_positive(int))
-    p.add_argument("--lr", type=_positive(float))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     p.add_argument("--plot", action="store_true", help="also write OUT-loss.png and OUT-tsne.png")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=_positive(int), help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
 
 
 def add_commands(subparsers, train_subparsers, bench_subparsers=None) -> None:
@@ -50,23 +42,23 @@ def add_commands(subparsers, train_subparsers, bench_subparsers=None) -> None:
     _add_common(s)
     s.add_argument("--loss", choices=["contrastive", "triplet"], default="contrastive")
     s.add_argument("--mining", choices=["batch-hard", "semi-hard"], default="batch-hard", help="triplet mining")
-    s.add_argument("--margin", type=_positive(float), help="default 1.0 (contrastive), 0.2 (triplet)")
-    s.add_argument("--dim", type=_positive(int), default=64, help="embedding size (default 64)")
-    s.add_argument("--batch-size", type=_positive(int), default=128, help="pairs per batch (contrastive)")
+    s.add_argument("--margin", type=positive_float, help="default 1.0 (contrastive), 0.2 (triplet)")
+    s.add_argument("--dim", type=positive_int, default=64, help="embedding size (default 64)")
+    s.add_argument("--batch-size", type=positive_int, default=128, help="pairs per batch (contrastive)")
     s.add_argument("--pk", default="10x16", help="triplet batches: P classes x K images (default 10x16)")
     s.set_defaults(func=_train_siamese)
 
     n = train_subparsers.add_parser("ntxent", help="train an NT-Xent (or SupCon) projection head on frozen backbone(s)")
     _add_common(n)
     n.add_argument("--backbone", default="efficientnet_lite0", help="one or several registry names, comma-separated")
-    n.add_argument("--input-size", type=_positive(int),
+    n.add_argument("--input-size", type=positive_int,
                    help="backbone input size (default: 128 for images of 64 px or less, else the backbone's own)")
-    n.add_argument("--views", type=_positive(int), default=8, help="augmented views cached per image (default 8)")
-    n.add_argument("--temperature", type=_positive(float), default=0.05)
+    n.add_argument("--views", type=positive_int, default=8, help="augmented views cached per image (default 8)")
+    n.add_argument("--temperature", type=positive_float, default=0.05)
     n.add_argument("--supervised", action="store_true", help="SupCon: same-class images are positives (needs labels)")
-    n.add_argument("--hidden", type=_positive(int), default=512)
-    n.add_argument("--out-dim", type=_positive(int), default=128)
-    n.add_argument("--batch-size", type=_positive(int), default=256)
+    n.add_argument("--hidden", type=positive_int, default=512)
+    n.add_argument("--out-dim", type=positive_int, default=128)
+    n.add_argument("--batch-size", type=positive_int, default=256)
     n.add_argument("--output", choices=["auto", "hidden", "projection"], default="auto",
                    help="retrieval vector: pre-projection hidden layer or projection (auto: better on train images)")
     n.set_defaults(func=_train_ntxent)
@@ -75,7 +67,7 @@ def add_commands(subparsers, train_subparsers, bench_subparsers=None) -> None:
     e.add_argument("--model", required=True, help="registered name or checkpoint:PATH")
     e.add_argument("--dataset", required=True, help="mnist-sample | cifar10-sample | mnist | cifar10 | DIR")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    e.add_argument("--batch-size", type=_positive(int), default=64)
+    e.add_argument("--batch-size", type=positive_int, default=64)
     e.set_defaults(func=_eval)
 
 

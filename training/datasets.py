@@ -12,7 +12,8 @@ from PIL import Image
 
 from lookalike.data.samples import CLASS_NAMES, DataError, load_sample, load_torchvision
 
-__all__ = ["ImageSet", "load_images", "dataset_display_name", "PKBatchSampler", "draw_pairs", "DataError"]
+__all__ = ["ImageSet", "load_images", "dataset_display_name", "PKBatchSampler", "PairBatchSampler", "draw_pairs",
+           "DataError"]
 
 _BUILTIN = {"mnist", "cifar10"}
 MAX_FOLDER_SIDE = 256  # folder images are kept as thumbnails of at most this side
@@ -201,3 +202,24 @@ def draw_pairs(labels: np.ndarray, n_pairs: int, rng: np.random.Generator) -> tu
     same = np.concatenate([np.ones(n_same, bool), np.zeros(n_diff, bool)])
     perm = rng.permutation(n_pairs)
     return i[perm], j[perm], same[perm]
+
+
+class PairBatchSampler:
+    """Batches ``[i, j]`` of ``batch_size`` random pairs each (``draw_pairs``, re-drawn on every pass).
+
+    Row ``k`` and row ``batch_size + k`` of a batch are a pair (``HalvesPairMiner`` reads them back).
+    """
+
+    def __init__(self, labels: np.ndarray, batch_size: int, seed: int = 0) -> None:
+        self.labels = np.asarray(labels)
+        self.batch_size = int(batch_size)
+        self.n_batches = max(1, len(self.labels) // self.batch_size)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        i, j, _ = draw_pairs(self.labels, self.n_batches * self.batch_size, self.rng)
+        for s in range(0, len(i), self.batch_size):
+            yield np.concatenate([i[s : s + self.batch_size], j[s : s + self.batch_size]])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lookalike.fsutil import atomic_path
 from lookalike.retrieval.nets import FrozenBackbones
 
 from .augment import simclr_augment
@@ -34,6 +35,13 @@ def _backbones(names: list[str], input_size: int | None) -> FrozenBackbones:
     if key not in _BACKBONES:
         _BACKBONES[key] = FrozenBackbones(names, input_size).eval()
     return _BACKBONES[key]
+
+
+def _save(path: Path, arr: np.ndarray) -> None:
+    """Cache ``arr`` atomically: a run killed mid-write never leaves a truncated file to be loaded."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, arr)
 
 
 def _key(*parts) -> str:
@@ -63,8 +71,7 @@ def clean_features(backbones: list[str], input_size: int | None, data: ImageSet,
     tf = bb.preprocess.build_transform()
     feats = _run(bb, [tf(im) for im in data.images], batch_size, f"{backbones[0]} {data.name}" if progress else None)
     if use_cache and data.fingerprint:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, feats)
+        _save(path, feats)
     return feats
 
 
@@ -106,6 +113,5 @@ def view_features(backbones: list[str], input_size: int | None, data: ImageSet, 
             bar.update(len(tensors))
     bar.close()
     if use_cache and data.fingerprint:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, out)
+        _save(path, out)
     return out

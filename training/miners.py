@@ -1,24 +1,36 @@
-"""Online triplet mining inside a batch: batch-hard and semi-hard (kept apart from the loss)."""
+"""Miners choose indices tuples inside a batch for the losses (kept apart from them, as in pytorch-metric-learning):
+pairs ``(a1, p, a2, n)`` for the contrastive loss, triplets ``(a, p, n)`` for the triplet loss."""
 from __future__ import annotations
+
+import inspect
 
 import torch
 
-from .losses.triplet import pairwise_distances
+from .losses.tuples import Pairs, Triplets, label_masks, pairwise_distances
 
-Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+__all__ = ["HalvesPairMiner", "BatchHardMiner", "SemiHardMiner", "get_miner", "MINERS"]
 
-__all__ = ["BatchHardMiner", "SemiHardMiner", "get_miner", "MINERS"]
+
+class HalvesPairMiner:
+    """Row ``k`` of the batch's first half paired with row ``k`` of its second half; same label: a positive pair.
+
+    For batches built as ``[x[i], x[j]]`` from drawn pairs ``(i, j)`` (``PairBatchSampler``).
+    """
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Pairs:
+        half = len(labels) // 2
+        first = torch.arange(half, device=labels.device)
+        same = labels[:half] == labels[half : 2 * half]
+        return first[same], first[same] + half, first[~same], first[~same] + half
 
 
 class BatchHardMiner:
     """For every anchor: its farthest positive and its nearest negative (Hermans et al. 2017)."""
 
-    def __call__(self, emb: torch.Tensor, labels: torch.Tensor) -> Triplets:
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
         with torch.no_grad():
-            d = pairwise_distances(emb)
-            same = labels.unsqueeze(0) == labels.unsqueeze(1)
-            eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
-            pos_mask, neg_mask = same & ~eye, ~same
+            d = pairwise_distances(embeddings)
+            pos_mask, neg_mask = label_masks(labels)
             ok = pos_mask.any(1) & neg_mask.any(1)
             hardest_pos = d.masked_fill(~pos_mask, float("-inf")).argmax(1)
             hardest_neg = d.masked_fill(~neg_mask, float("inf")).argmin(1)
@@ -36,13 +48,12 @@ class SemiHardMiner:
     def __init__(self, margin: float = 0.2) -> None:
         self.margin = float(margin)
 
-    def __call__(self, emb: torch.Tensor, labels: torch.Tensor) -> Triplets:
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
         with torch.no_grad():
-            d = pairwise_distances(emb)
-            same = labels.unsqueeze(0) == labels.unsqueeze(1)
-            eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
-            a, p = torch.where(same & ~eye)
-            neg = ~same[a]                                   # (P, N) candidate negatives per pair
+            d = pairwise_distances(embeddings)
+            pos_mask, neg_mask = label_masks(labels)
+            a, p = torch.where(pos_mask)
+            neg = neg_mask[a]                                # (P, N) candidate negatives per pair
             d_an = d[a]                                      # (P, N)
             d_ap = d[a, p].unsqueeze(1)
             farther = neg & (d_an > d_ap)
@@ -57,10 +68,10 @@ class SemiHardMiner:
 MINERS = {"batch-hard": BatchHardMiner, "semi-hard": SemiHardMiner}
 
 
-def get_miner(name: str, margin: float = 0.2):
-    """A miner by name: ``batch-hard`` or ``semi-hard``."""
-    if name == "batch-hard":
-        return BatchHardMiner()
-    if name == "semi-hard":
-        return SemiHardMiner(margin)
-    raise ValueError(f"unknown mining '{name}' (choose {', '.join(MINERS)})")
+def get_miner(name: str, **params) -> BatchHardMiner | SemiHardMiner:
+    """A triplet miner from ``MINERS`` by name, given those of ``params`` (e.g. ``margin``) its constructor takes."""
+    if name not in MINERS:
+        raise ValueError(f"unknown mining '{name}' (choose {', '.join(MINERS)})")
+    cls = MINERS[name]
+    takes = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in params.items() if k in takes})

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.fsutil import atomic_path
+
 __all__ = ["plot_loss", "plot_tsne"]
 
 
@@ -17,6 +19,15 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    """Lay out, write atomically and close the figure."""
+    fig.tight_layout()
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_loss(history: list[float], path: str | Path, title: str) -> Path:
     """Mean training loss per epoch."""
     plt = _plt()
@@ -26,10 +37,7 @@ def plot_loss(history: list[float], path: str | Path, title: str) -> Path:
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def plot_tsne(emb: np.ndarray, labels: np.ndarray, classes: list[str], path: str | Path, title: str,
@@ -50,7 +58,4 @@ def plot_tsne(emb: np.ndarray, labels: np.ndarray, classes: list[str], path: str
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2 if len(classes) > 5 else 1)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)

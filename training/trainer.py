@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -13,10 +14,10 @@ from lookalike.retrieval.metrics import RetrievalMetrics, retrieval_metrics
 from lookalike.retrieval.nets import HeadEmbedder, SiameseNet, default_preprocess
 
 from .augment import seed_everything, siamese_augment
-from .datasets import ImageSet, PKBatchSampler, draw_pairs
+from .datasets import ImageSet, PairBatchSampler, PKBatchSampler
 from .feature_cache import clean_features, view_features
-from .losses import ContrastiveLoss, SupConLoss, NTXentLoss, TripletMarginLoss
-from .miners import get_miner
+from .losses import ContrastiveLoss, SupConLoss, TripletMarginLoss
+from .miners import HalvesPairMiner, get_miner
 
 __all__ = ["SiameseConfig", "HeadConfig", "TrainResult", "train_siamese", "train_head", "embed_tensors"]
 
@@ -25,7 +26,7 @@ __all__ = ["SiameseConfig", "HeadConfig", "TrainResult", "train_siamese", "train
 class SiameseConfig:
     """Hyper-parameters of a Siamese run (stored in the checkpoint metadata)."""
 
-    loss: str = "contrastive"            # contrastive | triplet
+    loss: str = "contrastive"            # a SIAMESE_RECIPES name: contrastive | triplet
     mining: str = "batch-hard"           # batch-hard | semi-hard (triplet only)
     margin: float | None = None          # default 1.0 contrastive, 0.2 triplet (unit-norm embeddings)
     epochs: int = 10
@@ -100,11 +101,37 @@ def _need_labels(data: ImageSet, what: str) -> np.ndarray:
     return data.labels
 
 
+def _contrastive(cfg: SiameseConfig, labels: np.ndarray, margin: float):
+    return ContrastiveLoss(margin), HalvesPairMiner(), PairBatchSampler(labels, cfg.batch_size, seed=cfg.seed)
+
+
+def _triplet(cfg: SiameseConfig, labels: np.ndarray, margin: float):
+    return (TripletMarginLoss(margin), get_miner(cfg.mining, margin=margin),
+            PKBatchSampler(labels, cfg.p, cfg.k, seed=cfg.seed))
+
+
+# loss name -> (loss, miner, batch sampler) for a Siamese run: random pairs for the contrastive loss, P x K
+# batches and a triplet miner for the triplet loss
+SIAMESE_RECIPES = {"contrastive": _contrastive, "triplet": _triplet}
+
+
+def _loss_step(loss_fn: torch.nn.Module, miner: Callable | None, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss of a batch: the miner (if any) picks the indices tuple the loss scores."""
+    return loss_fn(z, labels, miner(z, labels) if miner is not None else None)
+
+
+def _optimise(opt: torch.optim.Optimizer, sched, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
 def train_siamese(cfg: SiameseConfig, train: ImageSet, test: ImageSet | None = None,
                   progress: bool = True) -> tuple[SiameseNet, TrainResult]:
     """Train the Siamese CNN from scratch with a contrastive or triplet loss; metrics: test vs train gallery."""
-    if cfg.loss not in ("contrastive", "triplet"):
-        raise ValueError(f"unknown loss '{cfg.loss}' (choose contrastive or triplet)")
+    if cfg.loss not in SIAMESE_RECIPES:
+        raise ValueError(f"unknown loss '{cfg.loss}' (choose {' or '.join(SIAMESE_RECIPES)})")
     labels = _need_labels(train, f"the {cfg.loss} loss")
     seed_everything(cfg.seed)
     gray = cfg.grayscale
@@ -127,48 +154,22 @@ def train_siamese(cfg: SiameseConfig, train: ImageSet, test: ImageSet | None = N
     before = evaluate()
     margin = cfg.resolved_margin()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    if cfg.loss == "contrastive":
-        loss_fn = ContrastiveLoss(margin)
-        n_batches = max(1, len(labels) // cfg.batch_size)
-    else:
-        loss_fn = TripletMarginLoss(margin)
-        miner = get_miner(cfg.mining, margin)
-        sampler = PKBatchSampler(labels, cfg.p, cfg.k, seed=cfg.seed)
-        n_batches = len(sampler)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * n_batches,
+    loss_fn, miner, sampler = SIAMESE_RECIPES[cfg.loss](cfg, labels, margin)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(sampler),
                                                 pct_start=0.15)
     history: list[float] = []
     bar = tqdm(range(cfg.epochs), desc=f"siamese {cfg.loss}", unit="epoch", disable=not progress)
     model.train()
     for _epoch in bar:
         total, count = 0.0, 0
-        if cfg.loss == "contrastive":
-            i, j, same = draw_pairs(labels, n_batches * cfg.batch_size, rng)  # re-drawn every epoch
-            batches = [(i[s : s + cfg.batch_size], j[s : s + cfg.batch_size], same[s : s + cfg.batch_size])
-                       for s in range(0, len(i), cfg.batch_size)]
-        else:
-            batches = list(iter(sampler))
-        for b in batches:
-            if cfg.loss == "contrastive":
-                bi, bj, bs = b
-                xb = torch.cat([x_train[bi], x_train[bj]])
-                if cfg.augment:
-                    xb = siamese_augment(xb, gray, gen)
-                z = model(xb)
-                loss = loss_fn(z[: len(bi)], z[len(bi):], torch.as_tensor(bs))
-            else:
-                xb = x_train[b]
-                if cfg.augment:
-                    xb = siamese_augment(xb, gray, gen)
-                z = model(xb)
-                yb = y_train[b]
-                loss = loss_fn(z, yb, miner(z, yb))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+        for b in sampler:
+            xb = x_train[b]
+            if cfg.augment:
+                xb = siamese_augment(xb, gray, gen)
+            z = model(xb)
+            loss = _loss_step(loss_fn, miner, z, y_train[b])
+            _optimise(opt, sched, loss)
             total += float(loss.detach()) * len(xb)
             count += len(xb)
         history.append(total / max(count, 1))
@@ -216,7 +217,9 @@ def train_head(cfg: HeadConfig, train: ImageSet, test: ImageSet | None = None,
 
     before = (retrieval_metrics(te_clean, test.labels, tr_clean, train.labels)
               if te_clean is not None and test.labels is not None and train.labels is not None else None)
-    loss_fn = SupConLoss(cfg.temperature) if cfg.supervised else NTXentLoss(cfg.temperature)
+    loss_fn = SupConLoss(cfg.temperature)
+    # SupCon's positives are same-class images; NT-Xent's are the two views of one image (labels = image ids)
+    targets = labels_t if cfg.supervised else torch.arange(len(train))
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(train)
     bs = min(cfg.batch_size, n)
@@ -235,12 +238,9 @@ def train_head(cfg: HeadConfig, train: ImageSet, test: ImageSet | None = None,
             # two distinct cached views per image
             v1 = torch.randint(0, cfg.views, (len(idx),), generator=gen)
             v2 = (v1 + torch.randint(1, cfg.views, (len(idx),), generator=gen)) % cfg.views
-            z1, z2 = head(views[idx, v1]), head(views[idx, v2])
-            loss = loss_fn(z1, z2, labels_t[idx]) if cfg.supervised else loss_fn(z1, z2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            z = torch.cat([head(views[idx, v1]), head(views[idx, v2])])  # two passes: BatchNorm sees one view each
+            loss = _loss_step(loss_fn, None, z, torch.cat([targets[idx], targets[idx]]))
+            _optimise(opt, sched, loss)
             total += float(loss.detach())
         history.append(total / steps_per_epoch)
         bar.set_postfix(loss=f"{history[-1]:.4f}")

@@ -83,10 +83,8 @@ def _picker(side: str, eng, roots: list[str], max_bytes: int):
 def render() -> None:
     from lookalike.retrieval.embedders import list_embedders
 
-    cfg = state.settings()
-    st.title("Compare")
-    st.caption("How alike two images are under each embedder: cosine similarity of their embeddings (1 = same direction).")
-    eng = state.engine_or_message(cfg.db, require_index=False)
+    cfg, eng = state.open_page("Compare", "How alike two images are under each embedder: cosine similarity of their "
+                               "embeddings (1 = same direction).", require_index=False)
     roots = state.roots(eng) if eng is not None else []
     max_bytes = int(cfg.max_upload_mb * 1024 * 1024)
 

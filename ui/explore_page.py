@@ -71,9 +71,7 @@ def render() -> None:
     import altair as alt
     import pandas as pd
 
-    cfg = state.settings()
-    st.title("Explore")
-    eng = state.engine_or_message(cfg.db)
+    _, eng = state.open_page("Explore")
     if eng is None:
         return
     db = str(eng.root)

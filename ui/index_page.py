@@ -6,6 +6,8 @@ import time
 
 import streamlit as st
 
+from lookalike.fsutil import human_bytes
+
 from . import state
 
 _PHASES = {"scanning": "Scanning folders", "hashing": "Hashing changed files", "embedding": "Embedding new images"}
@@ -126,7 +128,7 @@ def _status(eng) -> None:
     c[1].metric("Files", s.files)
     c[2].metric("Duplicates", s.duplicates)
     c[3].metric("Skipped", s.skipped)
-    c[4].metric("On disk", state.human_bytes(s.size_on_disk))
+    c[4].metric("On disk", human_bytes(s.size_on_disk))
     st.caption(f"Index `{s.path}` · model **{s.model}** ({s.dim}-d) · index {s.index_type}"
                + (f" ({s.factory})" if s.factory else "") + f" · {s.vectors} vectors")
     if s.roots:

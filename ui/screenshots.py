@@ -24,9 +24,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 def build_demo(work: Path) -> tuple[Path, Path, Path]:
     """(images folder, index folder, query file) under ``work``; reuses what exists."""
     from lookalike.data.export import export_dataset
-    from lookalike.data.photos import load_photo, write_photos
+    from lookalike.data.photos import unseen_query, write_photos
     from lookalike.retrieval.engine import Engine
-    from PIL import Image
 
     images, db = work / "images", work / "index"
     if not images.exists():
@@ -36,12 +35,7 @@ def build_demo(work: Path) -> tuple[Path, Path, Path]:
     if not (db / "vectors.faiss").exists():
         with Engine.open(db, model="efficientnet_lite0") as eng:
             print(eng.add([images], progress=False, warn=None).summary())
-    query = work / "cat-query.jpg"
-    im = load_photo("chelsea").convert("RGB")
-    w, h = im.size
-    im.crop((int(w * 0.08), int(h * 0.05), int(w * 0.95), int(h * 0.97))).resize((256, 192), Image.BICUBIC).save(
-        query, quality=70)
-    return images, db, query
+    return images, db, unseen_query(work / "cat-query.jpg")
 
 
 def _free_port() -> int:

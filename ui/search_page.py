@@ -76,9 +76,7 @@ def _run_search(db: str, stamp: tuple, qbytes: bytes, k: int, min_score: float, 
 def render() -> None:
     from lookalike.retrieval.engine import EngineError
 
-    cfg = state.settings()
-    st.title("Search")
-    eng = state.engine_or_message(cfg.db)
+    cfg, eng = state.open_page("Search")
     if eng is None:
         return
     db = str(eng.root)
@@ -165,7 +163,6 @@ def render() -> None:
 
 
 def _noise_controls() -> tuple[float, dict]:
-    mod = state.denoise_module()
     with st.expander("Noisy query", expanded=bool(st.session_state.get("noise_sigma", 0) or st.session_state.get("den_on"))):
         c1, c2 = st.columns(2)
         with c1:
@@ -173,10 +170,6 @@ def _noise_controls() -> tuple[float, dict]:
                               help="For demonstration: y = x + σ·n on the [-1, 1] pixel scale; 0 = no noise.")
             seed = st.number_input("Noise seed", 0, 10_000, 0, key="noise_seed")
         with c2:
-            if mod is None:
-                st.toggle("Denoise before searching", value=False, disabled=True, key="den_on_disabled")
-                st.caption(f"Denoising is not available in this build ({state.denoise_unavailable()}).")
-                return float(sigma), {"on": False, "method": None, "sigma": "auto", "samples": 1, "seed": int(seed)}
             on = st.toggle("Denoise before searching", key="den_on")
             method = st.radio("Method", list(METHOD_LABELS), format_func=METHOD_LABELS.get, horizontal=True,
                               key="den_method", disabled=not on,

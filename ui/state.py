@@ -19,10 +19,8 @@ from .safety import DEFAULT_MAX_UPLOAD_MB, UnsafePathError, check_readable
 __all__ = [
     "THUMB_PX",
     "Settings",
-    "denoise_module",
     "engine_lock",
     "get_engine",
-    "human_bytes",
     "index_stamp",
     "indexed_paths",
     "load_indexed",
@@ -175,45 +173,19 @@ def folder_of(path: str, allowed_roots: list[str]) -> str:
     return os.path.dirname(short_path(path, allowed_roots)) or "."
 
 
-def human_bytes(n: float) -> str:
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-_DENOISE: list = []
-
-
-def denoise_module():
-    """``lookalike.retrieval.denoise`` or None (with the reason in ``denoise_unavailable()``) when it cannot load."""
-    if not _DENOISE:
-        try:
-            import lookalike.retrieval.denoise as mod
-
-            _DENOISE.extend([mod, None])
-        except Exception as exc:  # not landed / broken: the UI hides the panel with a note
-            _DENOISE.extend([None, f"{type(exc).__name__}: {exc}"])
-    return _DENOISE[0]
-
-
-def denoise_unavailable() -> str | None:
-    denoise_module()
-    return _DENOISE[1]
-
-
 def image_to_png(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def page_header(title: str, caption: str | None = None) -> None:
+def open_page(title: str, caption: str | None = None, require_index: bool = True):
+    """Show a page's title (and caption); returns its settings and the engine (None, the reason shown, when none)."""
+    cfg = settings()
     st.title(title)
     if caption:
         st.caption(caption)
+    return cfg, engine_or_message(cfg.db, require_index)
 
 
 def no_index_message(db: str | None) -> None:

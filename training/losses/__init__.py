@@ -1,6 +1,9 @@
-"""Metric-learning losses: contrastive (pairs), triplet (mined triplets), NT-Xent / SupCon (views)."""
+"""Metric-learning losses, all called ``loss(embeddings, labels, indices_tuple=None)`` (pytorch-metric-learning's
+interface): contrastive (pairs), triplet (triplets), SupCon / NT-Xent (pairs). Miners choose the indices tuples."""
 from .contrastive import ContrastiveLoss
-from .ntxent import NTXentLoss, SupConLoss, supcon_loss
+from .supcon import NTXentLoss, SupConLoss
 from .triplet import TripletMarginLoss
+from .tuples import Pairs, Triplets, all_pairs, all_triplets, label_masks, pairwise_distances
 
-__all__ = ["ContrastiveLoss", "TripletMarginLoss", "NTXentLoss", "SupConLoss", "supcon_loss"]
+__all__ = ["ContrastiveLoss", "TripletMarginLoss", "NTXentLoss", "SupConLoss", "Pairs", "Triplets", "all_pairs",
+           "all_triplets", "label_masks", "pairwise_distances"]

@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from PIL import Image
+from lookalike.argtypes import positive_int
+from lookalike.data.photos import unseen_query
 
 
 def build_demo_images(out: Path, per_dataset: int = 150) -> int:
@@ -24,23 +25,13 @@ def build_demo_images(out: Path, per_dataset: int = 150) -> int:
     return n
 
 
-def make_query(path: Path) -> Path:
-    """A photo the index has never seen: chelsea the cat, cropped, resized and JPEG-recompressed."""
-    from lookalike.data.photos import load_photo
-
-    im = load_photo("chelsea").convert("RGB")
-    w, h = im.size
-    im = im.crop((int(w * 0.08), int(h * 0.05), int(w * 0.95), int(h * 0.97))).resize((256, 192), Image.BICUBIC)
-    im.save(path, quality=70)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo; returns the exit code."""
     ap = argparse.ArgumentParser(description="lookalike offline demo")
     ap.add_argument("--images", default="demo-images")
     ap.add_argument("--db", default="demo-index")
     ap.add_argument("--out", default="demo-results.png")
-    ap.add_argument("--per-dataset", type=int, default=150)
+    ap.add_argument("--per-dataset", type=positive_int, default=150)
     args = ap.parse_args(argv)
 
     from lookalike.retrieval.engine import Engine
@@ -50,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if not images.exists():
         print(f"demo: writing sample images to {images}/")
         print(f"demo: {build_demo_images(images, args.per_dataset)} images")
-    query = make_query(Path("demo-query.jpg"))
+    query = unseen_query("demo-query.jpg")
     t0 = time.perf_counter()
     with Engine.open(args.db) as engine:
         report = engine.add([images])

@@ -1,0 +1,81 @@
+"""Helpers shared by the tests (fixtures stay in conftest.py): real photos, sample data, index checks."""
+from __future__ import annotations
+
+import socket
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike import Engine
+from lookalike.data.samples import DataError, data_root, load_sample
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "hubble_deep_field", "immunohistochemistry",
+          "moon", "clock"]
+
+
+def have_samples() -> bool:
+    """Both shared dataset samples (MNIST-5k, CIFAR-10) are on disk."""
+    r = data_root()
+    return (r / "mnist-5k.npz").is_file() and (r / "cifar10-sample.npz").is_file()
+
+
+needs_samples = pytest.mark.skipif(not have_samples(), reason=f"shared dataset samples not found under {data_root()} (set LOOKALIKE_DATA)")
+
+
+def sample_or_skip(name: str, split: str = "test"):
+    """The offline sample split, or skip the test with the reason it is missing."""
+    try:
+        return load_sample(name, split)
+    except DataError as exc:
+        pytest.skip(f"sample data missing: {exc}")
+
+
+def save_rgb(im: Image.Image, path: Path, **kw) -> Path:
+    """Save ``im`` (as RGB for JPEG), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".jpg", ".jpeg") and im.mode != "RGB":
+        im = im.convert("RGB")
+    im.save(path, **kw)
+    return path
+
+
+def exif_rotated_jpeg(im: Image.Image, path: Path, orientation: int = 6) -> Path:
+    """Store the pixels rotated and an EXIF tag that tells viewers to rotate them back."""
+    # Orientation 6 means: rotate 90 degrees clockwise to display. So store the image rotated counter-clockwise.
+    stored = im.convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, exif=exif, quality=92)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def consistent(engine: Engine) -> None:
+    """Database and FAISS agree: same ids, no duplicate content, every file points at a stored image."""
+    con = sqlite3.connect(engine.root / "metadata.db")
+    db_ids = {r[0] for r in con.execute("select id from images")}
+    shas = [r[0] for r in con.execute("select sha256 from images")]
+    orphans = con.execute("select count(*) from files where image_id not in (select id from images)").fetchone()[0]
+    empty = con.execute("select count(*) from images where id not in (select image_id from files)").fetchone()[0]
+    con.close()
+    assert len(shas) == len(set(shas)), "duplicate content rows"
+    assert orphans == 0 and empty == 0
+    assert set(int(i) for i in engine.index.visible_ids()) == db_ids
+
+
+def class_subset(data, per_class: int, tag: str = ""):
+    """The first ``per_class`` images of every class of a labelled ``ImageSet`` (``tag``: its cache fingerprint)."""
+    from lookalike.training.datasets import ImageSet
+
+    keep = np.concatenate([np.flatnonzero(data.labels == c)[:per_class] for c in np.unique(data.labels)])
+    return ImageSet([data.images[i] for i in keep], data.labels[keep], data.classes, data.name, tag)
