@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "score", "sigma", "size_bytes", "port"]
+__all__ = ["fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "fraction", "score", "sigma", "size_bytes", "port"]
 
 
 def fail(msg: str, code: int = 2) -> int:
@@ -59,6 +59,14 @@ def nonneg_float(text: str) -> float:
     v = _float(text)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
+    return v
+
+
+def fraction(text: str) -> float:
+    """A share within 0..1."""
+    v = _float(text)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be within 0..1, got {v}")
     return v
 
 

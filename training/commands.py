@@ -8,14 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from lookalike.argtypes import nonneg_int, positive_float, positive_int
+from lookalike.argtypes import fail, nonneg_int, positive_float, positive_int
 
 __all__ = ["add_commands"]
-
-
-def _fail(msg: str) -> int:
-    print(f"lookalike: {msg}", file=sys.stderr)
-    return 2
 
 
 def _command_line() -> str:
@@ -119,9 +114,9 @@ def _guard(fn):
         try:
             return fn(args)
         except (DataError, EmbedderError, ValueError) as exc:
-            return _fail(str(exc).splitlines()[0])
+            return fail(str(exc).splitlines()[0])
         except OSError as exc:
-            return _fail(f"{getattr(exc, 'filename', None) or args.out}: {exc.strerror or exc}")
+            return fail(f"{getattr(exc, 'filename', None) or args.out}: {exc.strerror or exc}")
     run.__name__ = fn.__name__
     return run
 
@@ -133,7 +128,7 @@ def _train_siamese(args) -> int:
     try:
         p, k = (int(x) for x in args.pk.lower().split("x"))
     except ValueError:
-        return _fail(f"--pk: expected PxK such as 10x16, got '{args.pk}'")
+        return fail(f"--pk: expected PxK such as 10x16, got '{args.pk}'")
     train, test = _load_splits(args.dataset, args.source)
     cfg = SiameseConfig(loss=args.loss, mining=args.mining, margin=args.margin, epochs=args.epochs or 10,
                         dim=args.dim, batch_size=args.batch_size, p=p, k=k, lr=args.lr or 1e-3, seed=args.seed)
@@ -159,7 +154,7 @@ def _train_ntxent(args) -> int:
 
     backbones = [b.strip() for b in args.backbone.split(",") if b.strip()]
     if not backbones:
-        return _fail("--backbone: no backbone name given")
+        return fail("--backbone: no backbone name given")
     train, test = _load_splits(args.dataset, args.source)
     size = args.input_size or (128 if max(train.images[0].size) <= 64 else None)
     cfg = HeadConfig(backbones=backbones, input_size=size, views=args.views, temperature=args.temperature,
@@ -190,7 +185,7 @@ def _eval(args) -> int:
     train = load_images(args.dataset, "train")
     test = load_images(args.dataset, "test")
     if train.labels is None or test.labels is None:
-        return _fail(f"--dataset {args.dataset}: eval needs labelled images (one sub-folder per class)")
+        return fail(f"--dataset {args.dataset}: eval needs labelled images (one sub-folder per class)")
     t0 = time.perf_counter()
     g = model.embed_images(train.images, batch_size=args.batch_size)
     q = model.embed_images(test.images, batch_size=args.batch_size)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import numpy as np
@@ -144,26 +143,23 @@ def clean_metrics(s: Setup) -> dict:
 
 def run_single(args) -> int:
     """``lookalike bench denoise``: one dataset, one sigma, one denoising method."""
+    from lookalike.argtypes import fail
     from lookalike.data.samples import DataError
     from lookalike.retrieval.denoise import DenoiseError
     from lookalike.retrieval.embedders import EmbedderError
 
     if not (0 < args.sigma <= 3):
-        print(f"lookalike: --sigma {args.sigma}: must be in (0, 3]", file=sys.stderr)
-        return 2
+        return fail(f"--sigma {args.sigma}: must be in (0, 3]")
     if args.queries < 1:
-        print(f"lookalike: --queries {args.queries}: must be >= 1", file=sys.stderr)
-        return 2
+        return fail(f"--queries {args.queries}: must be >= 1")
     if "mnist" not in args.dataset.lower() and "cifar" not in args.dataset.lower():
-        print(f"lookalike: --dataset {args.dataset}: choose mnist-sample or cifar10-sample", file=sys.stderr)
-        return 2
+        return fail(f"--dataset {args.dataset}: choose mnist-sample or cifar10-sample")
     try:
         s = Setup(args.dataset, args.embedder or default_embedder(args.dataset), args.queries, args.seed)
         row = evaluate_sigma(s, args.sigma, ("noisy", args.method), args.steps, progress=not args.json)
         row.update(clean_metrics(s))
     except (DataError, DenoiseError, EmbedderError) as exc:
-        print(f"lookalike: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     m = args.method
     out = {"sigma": args.sigma, "p_at_1_clean": row["p_at_1_clean"], "p_at_1_noisy": row["p_at_1_noisy"],
            "p_at_1_denoised": row[f"p_at_1_{m}"], "psnr_noisy": round(row["psnr_noisy"], 2),
