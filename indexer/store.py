@@ -164,10 +164,14 @@ class MetadataStore:
         self.read_only = read_only
         try:
             if url.startswith("sqlite") and read_only:
-                # a read-only folder (mount, share): SQLite cannot create its WAL index there, and nobody can
-                # write it, so read it as an immutable file
+                # a read-only folder (mount, share): nobody can write it. Without a write-ahead log it is read
+                # as an immutable file; with one (a writer was killed before it checkpointed) the committed
+                # rows are partly in the log, so it is read through the log, never past it.
                 path = url.split(":///", 1)[1]
-                self.engine: SAEngine = create_engine(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true")
+                wal = f"{path}-wal"
+                in_log = os.path.exists(wal) and os.path.getsize(wal) > 0
+                self.engine: SAEngine = create_engine(f"sqlite:///file:{path}?mode=ro{'' if in_log else '&immutable=1'}&uri=true")
+                self._check_readable(path, in_log)
             elif url.startswith("sqlite"):
                 self.engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -204,6 +208,21 @@ class MetadataStore:
             if "not a database" in str(reason) or "malformed" in str(reason):
                 raise StoreError(f"{url}: database is corrupted ({reason}); it was left untouched") from None
             raise StoreError(f"{url}: cannot open metadata database ({reason})") from None
+
+    def _check_readable(self, path: str, in_log: bool) -> None:
+        """A read-only database must show every committed row, or say in one line why it cannot."""
+        hint = ("it was not closed cleanly (a write-ahead log is left); open the index once where it can be "
+                "written (any lookalike command) to finish it")
+        try:
+            with self.engine.connect() as c:
+                tables = {r[0] for r in c.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
+        except (DatabaseError, OperationalError) as exc:
+            reason = " ".join(str(getattr(exc, "orig", exc)).split())[:160]
+            raise StoreError(f"{path}: cannot read the metadata database read-only ({reason}); "
+                             + (hint if in_log else "check that the file is readable")) from None
+        if not {"images", "files", "meta"} <= tables:
+            raise StoreError(f"{path}: the metadata database has no tables yet; "
+                             + (hint if in_log else "the index was never completed: index a folder into it first"))
 
     def _check_schema(self, found: str | None) -> None:
         """Refuse a database written by a newer lookalike (its tables may mean something else)."""

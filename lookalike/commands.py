@@ -12,6 +12,13 @@ from .fsutil import human_bytes
 INDEX_TYPES = ["auto", "Flat", "HNSW32", "IVF1024,Flat", "IVF4096,Flat", "IVF1024,PQ32", "IVF4096,PQ64"]
 
 
+def _printable(path: str) -> str:
+    """A path as one printable line (a newline in a name is shown as \\n), as the indexer reports names."""
+    from .indexer.loading import describe_path
+
+    return describe_path(path)
+
+
 def _open(args, create: bool = False, **kw):
     from .retrieval.engine import Engine, EngineError
 
@@ -77,7 +84,7 @@ def cmd_search(args) -> int:
         print("no results")
     for r in res:
         extra = f"  (+{len(r.paths) - 1} duplicate{'s' if len(r.paths) > 2 else ''})" if len(r.paths) > 1 else ""
-        print(f"{r.rank:>3}  {r.score:.4f}  {r.path}{extra}")
+        print(f"{r.rank:>3}  {r.score:.4f}  {_printable(r.path)}{extra}")
     return 0
 
 
@@ -120,7 +127,7 @@ def cmd_errors(args) -> int:
         print(json.dumps([{"path": p, "reason": r} for p, r in rows], indent=2))  # (path, reason) pairs
         return 0
     for p, r in rows:
-        print(f"{p}: {r}")
+        print(f"{_printable(p)}: {r}")
     if not rows:
         print("no skipped files")
     return 0
@@ -143,7 +150,8 @@ def cmd_remove(args) -> int:
 def cmd_rebuild(args) -> int:
     from .retrieval.engine import EngineError
 
-    engine = _open(args, load_index=False)  # a damaged FAISS file is moved aside by rebuild, under the lock
+    # a damaged FAISS file is moved aside by rebuild, under the lock; a new type replaces a broken saved one
+    engine = _open(args, load_index=False, index_type=args.index_type)
     try:
         engine.set_options(max_memory=args.max_memory, on_disk=args.on_disk)
         done = engine.rebuild(args.index_type)

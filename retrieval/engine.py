@@ -133,7 +133,7 @@ class Engine:
                 raise EngineError(str(exc)) from None
             _check_index_type(index_type, int(described["dim"]))
             folder.create()  # only once the model and the index type are known to work
-            config = IndexConfig.new(described, index_type, db_url)
+            config = IndexConfig.new(described, None, db_url)  # a requested type is saved once it is built
             folder.write_config(config)
         if not config.db_url and config.index_written and (not folder.db_path.exists() or folder.db_path.stat().st_size == 0):
             raise EngineError(f"{folder.db_path}: metadata database is {'missing' if not folder.db_path.exists() else 'empty'} "

@@ -86,12 +86,18 @@ def resolve_factory(factory: str, n_train: int) -> str:
     return f"{m.group(1) or ''}IVF{nlist}{m.group(3)}"
 
 
+def _faiss_reason(exc: BaseException) -> str:
+    """The reason in a faiss error, without the C++ location ("Error in ... at file.cpp:123: reason")."""
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^Error in .*? at \S+:\d+: ", "", text)
+
+
 def needs_training(factory: str, dim: int) -> bool:
     """Whether an index of this type must be trained on data before vectors can be added."""
     try:
         return not faiss.index_factory(int(dim), resolve_factory(factory, 1 << 30), faiss.METRIC_INNER_PRODUCT).is_trained
     except RuntimeError as exc:
-        raise VectorIndexError(f"invalid index type '{factory}': {str(exc).strip().splitlines()[-1]}") from None
+        raise VectorIndexError(f"invalid index type '{factory}': {_faiss_reason(exc)}") from None
 
 
 def min_training_vectors(factory: str) -> int:
@@ -132,7 +138,7 @@ class VectorIndex:
         try:
             inner = faiss.index_factory(int(dim), real, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
-            raise VectorIndexError(f"invalid index type '{factory}': {str(exc).splitlines()[-1] if str(exc) else exc}") from None
+            raise VectorIndexError(f"invalid index type '{factory}': {_faiss_reason(exc)}") from None
         if not inner.is_trained:
             if train_vectors is None or len(train_vectors) == 0:
                 raise VectorIndexError(f"index type '{factory}' needs training vectors")

@@ -40,3 +40,34 @@ def test_newer_schema_is_refused_and_left_untouched(tmp_path):
     with pytest.raises(StoreError, match="newer than this lookalike reads"):
         MetadataStore(sqlite_url(db), dim=8)
     assert db.read_bytes() == before
+
+
+def _killed_writer(db, n: int) -> None:
+    """A process that commits ``n`` images and is SIGKILLed before closing: rows stay in the write-ahead log."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, numpy as np\n"
+            "from lookalike.indexer.store import MetadataStore, NewImage, sqlite_url\n"
+            f"s = MetadataStore(sqlite_url({str(db)!r}), dim=8)\n"
+            f"for i in range({n}):\n"
+            "    v = np.ones(8, np.float32) / np.sqrt(8)\n"
+            "    s.commit_chunk([NewImage(f'{i:064x}', 4, 4, v, [(f'/p/{i}.png', 1, 1)])], [], [])\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", code], timeout=120)
+
+
+def test_read_only_open_sees_rows_left_in_the_write_ahead_log(tmp_path):
+    db = tmp_path / "m.db"
+    _killed_writer(db, 84)
+    assert (tmp_path / "m.db-wal").stat().st_size > 0
+    ro = MetadataStore(sqlite_url(db), dim=8, read_only=True)
+    assert len(ro.image_ids()) == 84 and ro.lookup([84])[84].paths == ["/p/83.png"]
+    ro.close()
+
+
+def test_read_only_open_of_an_unfinished_database_is_one_line(tmp_path):
+    db = tmp_path / "m.db"
+    sqlite3.connect(db).close()  # created, never written (a writer killed at its first step)
+    with pytest.raises(StoreError, match="no tables yet"):
+        MetadataStore(sqlite_url(db), dim=8, read_only=True)

@@ -1,0 +1,232 @@
+"""Hostile folders, queries and arguments (issue 14): each test reproduces an attack that once hung, crashed,
+printed a traceback or gave a stale answer. The table in docs/benchmarks.md names them."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import consistent
+from lookalike import Engine, EngineError
+from lookalike.cli import main as cli
+from lookalike.data.photos import load_photo
+
+CLI = [sys.executable, "-m", "lookalike"]
+
+
+def _one_line_error(err: str) -> str:
+    err = err.strip()
+    assert err.startswith("lookalike: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def index(tmp_path, photos):
+    """A small real index of the scikit-image photos (pixels@16: fast, same code paths as any model)."""
+    assert cli(["index", str(photos), "--db", str(tmp_path / "idx"), "--model", "pixels@16", "-q", "--workers", "0"]) == 0
+    return tmp_path / "idx"
+
+
+def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + args, capture_output=True, text=True, timeout=timeout)
+
+
+def test_fifo_query_is_refused_not_read(tmp_path, index):
+    fifo = tmp_path / "q.jpg"
+    os.mkfifo(fifo)
+    r = _run(["search", str(fifo), "--db", str(index)])  # used to block forever on open()
+    assert r.returncode == 2 and "not a regular file (a pipe)" in _one_line_error(r.stderr)
+
+
+def test_device_query_is_refused_not_read(tmp_path, index):
+    link = tmp_path / "z.png"
+    link.symlink_to("/dev/zero")
+    r = _run(["search", str(link), "--db", str(index)])  # used to read until memory ran out
+    assert r.returncode == 2 and "not a regular file (a device)" in _one_line_error(r.stderr)
+
+
+def test_oversized_queries_are_refused(tmp_path):
+    from lookalike.retrieval.searcher import load_query
+
+    with pytest.raises(EngineError, match="too large"):
+        load_query(b"x" * 2048, max_bytes=1024)
+    (tmp_path / "big.png").write_bytes(b"x" * 2048)
+    with pytest.raises(EngineError, match="big.png: file too large"):
+        load_query(tmp_path / "big.png", max_bytes=1024)
+
+
+def test_replaced_file_with_old_mtime_is_embedded_again(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    a = np.asarray(load_photo("coffee").convert("RGB").resize((64, 64)))
+    Image.fromarray(a).save(d / "x.bmp")
+    st = os.stat(d / "x.bmp")
+    e = Engine.open(tmp_path / "idx", model="pixels@16")
+    e.add([d], progress=False, workers=0, warn=None)
+    old = e.search(d / "x.bmp", k=1)[0].sha256
+    Image.fromarray(255 - a).save(d / "x.bmp")  # another picture, same byte size
+    os.utime(d / "x.bmp", ns=(st.st_atime_ns, st.st_mtime_ns))  # `touch -r`: the old mtime back
+    assert os.stat(d / "x.bmp").st_size == st.st_size and os.stat(d / "x.bmp").st_mtime_ns == st.st_mtime_ns
+    report = e.add([d], progress=False, workers=0, warn=None)
+    assert report.indexed == 1 and report.unchanged == 0
+    hit = e.search(d / "x.bmp", k=1)[0]
+    assert hit.sha256 != old and hit.score > 0.999 and e.status().images == 1
+    consistent(e)
+    e.close()
+
+
+def test_garbage_index_type_is_refused_and_never_saved(tmp_path, photos, capsys):
+    idx = tmp_path / "idx"
+    assert cli(["index", str(photos), "--db", str(idx), "--model", "pixels@16", "--index-type", "garbage", "-q"]) == 2
+    assert "invalid index type 'garbage'" in _one_line_error(capsys.readouterr().err)
+    assert not idx.exists()
+    assert cli(["index", str(photos), "--db", str(idx), "--model", "pixels@16", "-q", "--workers", "0"]) == 0
+    assert cli(["index", str(photos), "--db", str(idx), "--index-type", "garbage", "-q"]) == 2
+    assert json.loads((idx / "lookalike.json").read_text())["index_type"] == "auto"
+    assert cli(["status", "--db", str(idx)]) == 0
+
+
+def test_untrainable_index_type_stops_before_embedding(tmp_path, photos, capsys):
+    idx = tmp_path / "idx"
+    code = cli(["index", str(photos), "--db", str(idx), "--model", "pixels@16", "--index-type", "IVF65536,PQ8", "-q",
+                "--workers", "0"])
+    err = _one_line_error(capsys.readouterr().err)
+    assert code == 2 and "needs at least 256 images" in err and "auto" in err
+    with Engine.open(idx) as e:
+        assert e.status().images == 0 and e.config.index_type == "auto"
+
+
+def test_broken_saved_index_type_names_the_fix(index, capsys):
+    cfg = json.loads((index / "lookalike.json").read_text())
+    cfg["index_type"] = "garbage"
+    (index / "lookalike.json").write_text(json.dumps(cfg))
+    assert cli(["status", "--db", str(index)]) == 2
+    assert "rebuild --db" in _one_line_error(capsys.readouterr().err)
+    assert cli(["rebuild", "--db", str(index), "--index-type", "auto"]) == 0
+    assert cli(["status", "--db", str(index)]) == 0
+
+
+def test_overlapping_roots_are_merged(tmp_path, photos, capsys):
+    idx = tmp_path / "idx"
+    code = cli(["index", str(photos), str(photos / "coffee.png"), str(photos) + "/", "--db", str(idx),
+                "--model", "pixels@16", "-q", "--workers", "0"])
+    assert code == 0, capsys.readouterr().err
+    with Engine.open(idx) as e:
+        assert e.status().files == len(list(photos.iterdir())) and e.store.roots() == [str(photos)]
+
+
+def test_denoise_model_that_does_not_exist_is_one_line(index, photos, capsys):
+    code = cli(["search", str(photos / "coffee.png"), "--db", str(index), "--denoise", "ddpm", "--denoise-model", "/nope.pt"])
+    assert code == 2 and "nope.pt" in _one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("arr,match", [
+    (np.zeros((8, 8, 5), np.uint8), r"\(H, W\) or \(H, W, 1\|3\|4\)"),
+    (np.zeros((0, 0, 3), np.uint8), "invalid dimensions 0x0"),
+    (np.full((4, 4), np.nan, np.float32), "NaN"),
+    (np.zeros((2, 2, 2, 3), np.uint8), "shape"),
+])
+def test_bad_arrays_are_refused(index, arr, match):
+    with Engine.open(index) as e, pytest.raises(EngineError, match=match):
+        e.search(arr, k=1)
+
+
+def test_empty_db_path_is_refused(photos, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli(["index", str(photos), "--db", "", "-q"]) == 2
+    assert "path is empty" in _one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "lookalike.json").exists()
+
+
+def test_heic_without_the_extra_is_skipped_with_the_reason(tmp_path, photos):
+    from lookalike.indexer.loading import heif_missing_reason
+
+    if heif_missing_reason("x.heic") is None:
+        pytest.skip("pillow-heif is installed here")
+    (photos / "phone.HEIC").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 100)
+    e = Engine.open(tmp_path / "idx", model="pixels@16")
+    report = e.add([photos], progress=False, workers=0, warn=None)
+    assert (str(photos / "phone.HEIC"), "HEIC/AVIF needs the heif extra: pip install 'lookalike[heif]'") in report.problems
+    e.close()
+
+
+def test_newline_in_a_file_name_is_escaped_in_plain_output(tmp_path, photos, capsys):
+    odd = photos / "two\nlines.png"
+    (photos / "coffee.png").rename(odd)
+    idx = tmp_path / "idx"
+    assert cli(["index", str(photos), "--db", str(idx), "--model", "pixels@16", "-q", "--workers", "0"]) == 0
+    capsys.readouterr()
+    assert cli(["search", str(odd), "--db", str(idx), "-k", "1"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert "\n" not in out and out.endswith("two\\nlines.png")
+    assert cli(["search", str(odd), "--db", str(idx), "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["path"] == str(odd)  # JSON keeps the real name
+
+
+def test_bad_model_leaves_no_index_folder(tmp_path, photos, capsys):
+    idx = tmp_path / "idx"
+    assert cli(["index", str(photos), "--db", str(idx), "--model", "no-such-model-xyz", "-q"]) == 2
+    _one_line_error(capsys.readouterr().err)
+    assert not idx.exists()
+
+
+def test_non_utf8_query_name_prints_like_the_indexer(tmp_path, index, capsys):
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
+    with open(raw, "wb") as fh:
+        fh.write(b"not an image")
+    scanned = tmp_path / "scan"
+    scanned.mkdir()
+    os.rename(raw, os.path.join(os.fsencode(scanned), b"caf\xe9.png"))
+    assert cli(["index", str(scanned), "--db", str(index), "-q", "--keep-missing"]) == 0
+    capsys.readouterr()
+    assert cli(["errors", "--db", str(index)]) == 0
+    listed = next(ln for ln in capsys.readouterr().out.splitlines() if "caf" in ln).split(": ")[0]
+    assert cli(["search", os.fsdecode(os.path.join(os.fsencode(scanned), b"caf\xe9.png")), "--db", str(index)]) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert err.split(": ")[1] == listed == f"{scanned}/caf\\xe9.png"
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return out
+
+
+def test_sigterm_stops_decoding_workers_and_keeps_committed_work(tmp_path):
+    from lookalike.data.photos import photo_crops
+
+    imgs = tmp_path / "imgs"
+    photo_crops(imgs, 600, seed=3)
+    idx = tmp_path / "idx"
+    p = subprocess.Popen(CLI + ["index", str(imgs), "--db", str(idx), "--model", "pixels@16", "--workers", "2",
+                                "--chunk-size", "50", "--batch-size", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.time() + 120
+    workers: set[int] = set()
+    while time.time() < deadline and len(workers) < 2 and p.poll() is None:
+        workers = _children(p.pid)
+        time.sleep(0.05)
+    if p.poll() is not None:
+        pytest.skip("the run ended before its decoding workers could be seen")
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    time.sleep(2)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]]
+    assert not alive, f"decoding workers still running after SIGTERM: {alive}"
+    assert _run(["index", str(imgs), "--db", str(idx), "-q"], timeout=300).returncode == 0  # resumes
+    with Engine.open(idx) as e:
+        assert e.status().images == 600
+        consistent(e)
