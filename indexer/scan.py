@@ -75,11 +75,12 @@ def scan(roots: Iterable[str | os.PathLike], extensions: frozenset[str] | None =
         if not os.path.exists(r):
             raise FileNotFoundError(f"{describe_path(r)}: no such file or folder")
     seen_dirs: set[tuple[int, int]] = set()
+    real_roots = [os.path.realpath(r) for r in root_list]
     for root in root_list:
         if os.path.isfile(root):
             yield from _file_entry(root, exts, explicit=True)
             continue
-        yield from _walk(root, exts, seen_dirs)
+        yield from _walk(root, exts, seen_dirs, real_roots)
 
 
 def _file_entry(path: str, exts: frozenset[str], explicit: bool = False) -> Iterator[ScanEntry | ScanProblem]:
@@ -111,10 +112,19 @@ def _file_entry(path: str, exts: frozenset[str], explicit: bool = False) -> Iter
     yield ScanEntry(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def _walk(top: str, exts: frozenset[str], seen_dirs: set[tuple[int, int]]) -> Iterator[ScanEntry | ScanProblem]:
+def _outside(real: str, real_roots: list[str]) -> bool:
+    return not any(is_below(real, r) for r in real_roots)
+
+
+def _walk(top: str, exts: frozenset[str], seen_dirs: set[tuple[int, int]],
+          real_roots: list[str]) -> Iterator[ScanEntry | ScanProblem]:
+    """Files below ``top``. A file whose real location (symlinks resolved) is outside every root is skipped
+    with the reason, so that everything indexed can be shown by the UI and the HTTP API, which serve only files
+    inside the roots."""
     stack = [top]
     while stack:
         d = stack.pop()
+        real_d = os.path.realpath(d)
         try:
             st = os.stat(d)
         except OSError as exc:
@@ -142,6 +152,11 @@ def _walk(top: str, exts: frozenset[str], seen_dirs: set[tuple[int, int]]) -> It
                 is_dir = False
             if is_dir:
                 subdirs.append(e.path)
+                continue
+            real = os.path.realpath(e.path) if e.is_symlink() else os.path.join(real_d, e.name)
+            if _outside(real, real_roots) and os.path.splitext(e.name)[1].lower() in exts:
+                yield ScanProblem(describe_path(e.path), f"symlink to a file outside the indexed folders "
+                                  f"({describe_path(real)}); index that folder too to include it")
             else:
                 yield from _file_entry(e.path, exts)
         stack.extend(reversed(subdirs))

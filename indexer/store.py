@@ -363,11 +363,25 @@ class MetadataStore:
 
     # ------------------------------------------------------------------ writes
     def add_roots(self, roots: Iterable[str]) -> None:
-        with self.session() as s:
+        """Record folders the user indexed; a root inside another is kept once, as the outer one."""
+        with self.session() as s, s.begin():
+            have = list(s.execute(select(RootRow.path)).scalars().all())
             for r in roots:
-                if s.get(RootRow, r) is None:
-                    s.add(RootRow(path=r, added_at=time.time()))
-            s.commit()
+                if any(is_below(r, h) for h in have):
+                    continue
+                inner = [h for h in have if is_below(h, r)]
+                if inner:
+                    s.execute(delete(RootRow).where(RootRow.path.in_(inner)))
+                s.add(RootRow(path=r, added_at=time.time()))
+                have = [h for h in have if h not in inner] + [r]
+
+    def remove_roots(self, under: Iterable[str]) -> None:
+        """Forget the roots at or below these paths."""
+        under = list(under)
+        with self.session() as s, s.begin():
+            gone = [r for r in s.execute(select(RootRow.path)).scalars().all() if any(is_below(r, u) for u in under)]
+            if gone:
+                s.execute(delete(RootRow).where(RootRow.path.in_(gone)))
 
     def commit_chunk(self, new_images: Sequence[NewImage], links: Sequence[tuple[str, int, int, int]],
                      skipped: Sequence[tuple[str, str, int, int]]) -> list[int]:

@@ -248,6 +248,7 @@ class Engine:
                 self.maintainer.sync()
                 known = self.store.file_states(under=targets)
                 self.maintainer.remove(self.store.remove_paths(list(known)))
+                self.store.remove_roots(targets)
                 self.maintainer.flush()
             except SQLAlchemyError as exc:
                 raise self._storage_error(exc) from None

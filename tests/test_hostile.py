@@ -230,3 +230,21 @@ def test_sigterm_stops_decoding_workers_and_keeps_committed_work(tmp_path):
     with Engine.open(idx) as e:
         assert e.status().images == 600
         consistent(e)
+
+
+def test_symlink_to_a_file_outside_the_roots_is_skipped_with_the_reason(tmp_path, photos):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    load_photo("moon").save(outside / "secret.png")
+    (photos / "link.png").symlink_to(outside / "secret.png")
+    (photos / "inside-link.png").symlink_to(photos / "coffee.png")  # inside: indexed (a duplicate path)
+    e = Engine.open(tmp_path / "idx", model="pixels@16")
+    report = e.add([photos], progress=False, workers=0, warn=None)
+    reasons = dict(report.problems)
+    assert "outside the indexed folders" in reasons[str(photos / "link.png")]
+    paths = {p for r in e.search(photos / "coffee.png", k=3) for p in r.paths}
+    assert str(photos / "inside-link.png") in paths and not any("secret" in p for p in paths)
+    e.close()
+    with Engine.open(tmp_path / "idx2", model="pixels@16") as e2:  # indexed too when its folder is a root
+        e2.add([photos, outside], progress=False, workers=0, warn=None)
+        assert str(photos / "link.png") in {p for r in e2.search(outside / "secret.png", k=1) for p in r.paths}

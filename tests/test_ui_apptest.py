@@ -63,7 +63,8 @@ def pixels_db(image_tree, tmp_path_factory) -> Path:
 def use_db(monkeypatch):
     def _use(db: Path, **env) -> None:
         monkeypatch.setenv("LOOKALIKE_DB", str(db))
-        monkeypatch.delenv("LOOKALIKE_UI_READ_ONLY", raising=False)
+        for var in ("LOOKALIKE_UI_READ_ONLY", "LOOKALIKE_UI_ALLOW_WRITE", "LOOKALIKE_UI_ALLOW_ROOTS"):
+            monkeypatch.delenv(var, raising=False)
         monkeypatch.delenv("LOOKALIKE_MAX_UPLOAD_MB", raising=False)
         for k, v in env.items():
             monkeypatch.setenv(k, v)
@@ -197,7 +198,7 @@ def test_search_noisy_query_panel(pixels_db, image_tree, use_db):
 # ---------------------------------------------------------------------------- Index
 def test_index_page_builds_updates_and_lists_skipped(image_tree, tmp_path, use_db):
     db = tmp_path / "newindex"
-    use_db(db)
+    use_db(db, LOOKALIKE_UI_ALLOW_WRITE="1", LOOKALIKE_UI_ALLOW_ROOTS=str(image_tree))
     at = page("index_page").run()
     no_exception(at)
     assert any("No index" in i.value for i in at.info)
@@ -233,12 +234,40 @@ def test_index_page_builds_updates_and_lists_skipped(image_tree, tmp_path, use_d
 
 
 def test_index_page_read_only(pixels_db, use_db):
-    use_db(pixels_db, LOOKALIKE_UI_READ_ONLY="1")
+    use_db(pixels_db)  # the default: read-only
     at = page("index_page").run()
     no_exception(at)
     assert any("read-only" in i.value for i in at.info)
-    assert not [b for b in at.button if "index" in b.label.lower()]
+    assert not [b for b in at.button if "index" in b.label.lower() or b.label == "Remove"]
     assert at.metric  # status is still shown
+
+
+def test_index_page_indexes_only_inside_allowed_roots_and_removes_folders(image_tree, tmp_path, use_db):
+    import shutil
+
+    from lookalike import Engine
+
+    tree = shutil.copytree(image_tree, tmp_path / "tree")
+    db = tmp_path / "idx"
+    with Engine.open(db, model="pixels") as eng:
+        eng.add([tree / "photos"], progress=False, workers=0, warn=None)
+    use_db(db, LOOKALIKE_UI_ALLOW_WRITE="1")  # no --allow-root: only the folders already in the index
+    at = page("index_page").run()
+    (tree / "photos" / "sneaky").symlink_to("/etc")  # inside by name, outside once resolved
+    for bad in ("/etc", str(tree / "photos" / ".." / ".."), str(tree / "photos" / "sneaky")):
+        at.text_input(key="index_folder").input(bad)
+        [b for b in at.button if b.label == "Build / update index"][0].click().run()
+        assert at.error and "outside the folders this app may index" in at.error[0].value, bad
+    at.text_input(key="index_folder").input(str(tree / "photos" / ".." / "photos"))
+    [b for b in at.button if b.label == "Build / update index"][0].click().run()
+    no_exception(at)
+    assert not at.error
+    before = {m.label: m.value for m in at.metric}["Images"]
+    assert int(before) > 0
+    [b for b in at.button if b.label == "Remove"][0].click().run()
+    no_exception(at)
+    assert {m.label: m.value for m in at.metric}["Images"] == "0"
+    assert (tree / "photos").is_dir() and any((tree / "photos").iterdir())  # nothing deleted on disk
 
 
 # ---------------------------------------------------------------------------- Explore
@@ -366,6 +395,9 @@ def test_ui_command_binds_to_localhost_by_default():
     assert cmd[cmd.index("--server.maxUploadSize") + 1] == "20"
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
     assert cmd[cmd.index("--") + 1 :][:2] == ["--db", os.path.abspath("some-index")]
-    args = build_parser().parse_args(["ui", "--db", "x", "--port", "9000", "--host", "0.0.0.0", "--read-only"])
+    assert "--allow-write" not in cmd  # read-only unless asked
+    args = build_parser().parse_args(["ui", "--db", "x", "--port", "9000", "--host", "0.0.0.0", "--allow-write",
+                                      "--allow-root", "."])
     cmd = build_command(args)
-    assert cmd[cmd.index("--server.port") + 1] == "9000" and "--read-only" in cmd
+    assert cmd[cmd.index("--server.port") + 1] == "9000" and "--allow-write" in cmd
+    assert cmd[cmd.index("--allow-root") + 1] == os.path.realpath(".")

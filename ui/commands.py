@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lookalike.argtypes import fail, port, positive_float
+
 from .safety import DEFAULT_MAX_UPLOAD_MB
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -32,28 +34,28 @@ def build_command(args: argparse.Namespace) -> list[str]:
         "--", "--db", os.path.abspath(os.path.expanduser(args.db)),
         "--max-upload-mb", str(args.max_upload_mb),
     ]
-    if args.read_only:
-        cmd.append("--read-only")
+    if args.allow_write and not args.read_only:
+        cmd.append("--allow-write")
+    for root in args.allow_root or []:
+        cmd += ["--allow-root", os.path.realpath(os.path.expanduser(root))]
     if args.model:
         cmd += ["--model", args.model]
     return cmd
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    if args.port < 0 or args.port > 65535:
-        print(f"lookalike ui: --port {args.port}: not a port number", file=sys.stderr)
-        return 2
-    if args.max_upload_mb <= 0:
-        print("lookalike ui: --max-upload-mb must be positive", file=sys.stderr)
-        return 2
+    if not args.db:
+        return fail("--db: the index folder path is empty")
     db = Path(args.db).expanduser()
     if db.exists() and not db.is_dir():
-        print(f"lookalike ui: {db}: exists and is not a folder", file=sys.stderr)
-        return 2
+        return fail(f"{db}: exists and is not a folder")
+    for root in args.allow_root or []:
+        if not os.path.isdir(root):
+            return fail(f"--allow-root {root}: not an existing folder")
+    writes = args.allow_write and not args.read_only
     if args.host not in LOCAL_HOSTS:
         print(f"lookalike ui: warning: serving on {args.host}: anyone who can reach this address can search your "
-              f"indexed images{'' if args.read_only else ' and index folders of this computer (add --read-only)'}",
-              file=sys.stderr)
+              f"indexed images{' and index the allowed folders' if writes else ''}", file=sys.stderr)
     if not (db / "lookalike.json").is_file():
         print(f"lookalike ui: {db}: no index yet; build one on the Index page", file=sys.stderr)
     env = dict(os.environ, LOOKALIKE_DB=str(db.absolute()), LOOKALIKE_MAX_UPLOAD_MB=str(args.max_upload_mb),
@@ -75,11 +77,16 @@ def add_commands(subparsers, train_subparsers=None, bench_subparsers=None) -> No
     p = subparsers.add_parser("ui", help="open the web app (search, index, explore, compare)",
                               description="Start the Streamlit web app for an index folder, on 127.0.0.1 by default.")
     p.add_argument("--db", required=True, help="index folder (created from the Index page if it does not exist)")
-    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--port", type=port, default=8501, help="port (default 8501)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; anything else exposes the app to the network)")
-    p.add_argument("--read-only", action="store_true", help="disable building/updating the index from the browser")
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+    p.add_argument("--allow-write", action="store_true",
+                   help="allow building/updating the index and removing folders from the browser (default: read-only)")
+    p.add_argument("--allow-root", action="append", metavar="DIR",
+                   help="a folder the browser may index (repeatable; default: the folders already in the index); "
+                        "checked after resolving '..' and symlinks")
+    p.add_argument("--read-only", action="store_true", help="never change the index from the browser (the default)")
+    p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest accepted upload in MB (default {DEFAULT_MAX_UPLOAD_MB})")
     p.add_argument("--model", default=None, help="model preselected for a new index (default efficientnet_lite0)")
     p.set_defaults(func=cmd_ui)

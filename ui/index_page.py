@@ -9,6 +9,7 @@ import streamlit as st
 from lookalike.fsutil import human_bytes
 
 from . import state
+from .safety import is_inside
 
 _PHASES = {"scanning": "Scanning folders", "hashing": "Hashing changed files", "embedding": "Embedding new images"}
 
@@ -80,8 +81,10 @@ def render() -> None:
         if rep["problems"]:
             st.warning(f"{len(rep['problems'])} files skipped in this run (listed below).")
 
+    allowed = cfg.indexable_roots(eng)
     if cfg.read_only:
-        st.info("This app was started read-only (`--read-only`): the index cannot be changed from the browser.")
+        st.info("This app is read-only: start it with `lookalike ui --allow-write` (and `--allow-root DIR`) to "
+                "build or update the index from the browser.")
     else:
         with st.form("build", border=True):
             st.markdown("**Build or update**")
@@ -106,6 +109,10 @@ def render() -> None:
                 st.error(f"{path}: not an existing folder.")
             elif os.path.realpath(path) == os.path.realpath(cfg.db):
                 st.error(f"{path}: that is the index folder itself.")
+            elif not is_inside(path, allowed):
+                where = ", ".join(f"`{r}`" for r in allowed) or "no folder yet"
+                st.error(f"{path}: outside the folders this app may index ({where}); start it with "
+                         f"`lookalike ui --allow-root DIR` to allow another.")
             else:
                 _start(cfg.db, [path], model)
         elif again and roots:
@@ -115,10 +122,26 @@ def render() -> None:
         if not st.session_state.get("index_error"):
             st.info(f"No index in `{cfg.db}` yet: choose a folder above to build one.")
         return
-    _status(eng)
+    _status(eng, allow_remove=not cfg.read_only)
 
 
-def _status(eng) -> None:
+def _remove_folder(eng, root: str) -> None:
+    """Forget a folder's files (never touches them on disk)."""
+    from lookalike.retrieval.engine import EngineError
+
+    try:
+        with state.engine_lock(str(eng.root)):
+            n = eng.remove([root])
+    except EngineError as exc:
+        st.session_state["index_error"] = str(exc)
+        return
+    state.forget_engine()
+    st.session_state["index_report"] = {"summary": f"removed {n} files from the index (nothing deleted on disk)",
+                                        "problems": [], "folders": [root]}
+    st.rerun()
+
+
+def _status(eng, allow_remove: bool = False) -> None:
     with state.engine_lock(str(eng.root)):
         s = eng.status()
         errors = eng.errors()
@@ -132,7 +155,13 @@ def _status(eng) -> None:
     st.caption(f"Index `{s.path}` · model **{s.model}** ({s.dim}-d) · index {s.index_type}"
                + (f" ({s.factory})" if s.factory else "") + f" · {s.vectors} vectors")
     if s.roots:
-        st.markdown("**Indexed folders**  \n" + "  \n".join(f"`{r}`" for r in s.roots))
+        st.markdown("**Indexed folders**")
+        for i, r in enumerate(s.roots):
+            c = st.columns([6, 1]) if allow_remove else [st.container()]
+            c[0].markdown(f"`{r}`")
+            if allow_remove and c[1].button("Remove", key=f"remove_root_{i}",
+                                            help="Forget this folder's images (files on disk are not touched)"):
+                _remove_folder(eng, r)
     st.subheader(f"Skipped files ({len(errors)})")
     if not errors:
         st.caption("None: every image file found was indexed.")

@@ -37,25 +37,43 @@ ENV_DB = "LOOKALIKE_DB"
 @dataclass(frozen=True)
 class Settings:
     db: str | None
-    read_only: bool = False
+    read_only: bool = True   # the index changes from the browser only when started with --allow-write
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     model: str | None = None  # model for a new index built from the Index page
+    allow_roots: tuple[str, ...] = ()  # folders the Index page may index (--allow-root); empty: the index's roots
+
+    def indexable_roots(self, engine) -> list[str]:
+        """Where the Index page may index: the --allow-root folders, else the roots already in the index."""
+        return list(self.allow_roots) or (roots(engine) if engine is not None else [])
+
+
+def _argv_values(argv: list[str], flag: str) -> list[str]:
+    out = []
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith(flag + "="):
+            out.append(a.split("=", 1)[1])
+    return out
 
 
 def _argv_value(argv: list[str], flag: str) -> str | None:
-    for i, a in enumerate(argv):
-        if a == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith(flag + "="):
-            return a.split("=", 1)[1]
-    return None
+    values = _argv_values(argv, flag)
+    return values[0] if values else None
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false")
 
 
 def settings() -> Settings:
     """From the script arguments (``streamlit run app.py -- --db DIR``) or the environment (``LOOKALIKE_DB``)."""
     argv = sys.argv[1:]
     db = _argv_value(argv, "--db") or os.environ.get(ENV_DB) or None
-    ro = "--read-only" in argv or os.environ.get("LOOKALIKE_UI_READ_ONLY", "") not in ("", "0", "false")
+    write = ("--allow-write" in argv or _env_flag("LOOKALIKE_UI_ALLOW_WRITE")) and not (
+        "--read-only" in argv or _env_flag("LOOKALIKE_UI_READ_ONLY"))
+    allowed = _argv_values(argv, "--allow-root") + [
+        p for p in os.environ.get("LOOKALIKE_UI_ALLOW_ROOTS", "").split(os.pathsep) if p]
     try:
         mb = float(_argv_value(argv, "--max-upload-mb") or os.environ.get("LOOKALIKE_MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
     except ValueError:
@@ -63,7 +81,8 @@ def settings() -> Settings:
     model = _argv_value(argv, "--model") or os.environ.get("LOOKALIKE_UI_MODEL") or None
     if db:
         db = os.path.abspath(os.path.expanduser(db))
-    return Settings(db=db, read_only=ro, max_upload_mb=mb, model=model)
+    return Settings(db=db, read_only=not write, max_upload_mb=mb, model=model,
+                    allow_roots=tuple(os.path.realpath(os.path.expanduser(p)) for p in allowed))
 
 
 def index_stamp(db: str) -> tuple:
