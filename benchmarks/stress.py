@@ -319,6 +319,61 @@ def bad_inputs(work: Path, imgs: Path, clean: Path, model: str) -> list[dict]:
     record("bad images (zero-length, truncated, text, 3.6-gigapixel header)",
            rc == 0 and "indexed 10" in out and "skipped 4" in out and all(x in errs for x in ("zero.jpg", "truncated.jpg", "text.png", "bomb.png")), out)
 
+    # issue 14: hostile queries, arguments and folders (each also a test in tests/test_hostile.py)
+    d = fresh("hostile")
+    fifo = work / "bad" / "q.jpg"
+    os.mkfifo(fifo)
+    for name, q, needle in (("query is a FIFO", fifo, "not a regular file (a pipe)"),
+                            ("query is /dev/zero", Path("/dev/zero"), "not a regular file (a device)")):
+        t0 = time.perf_counter()
+        r = subprocess.run([PY, "-m", "lookalike", "search", str(q), "--db", str(d)], capture_output=True, text=True,
+                           timeout=60)
+        record(name, _one_line(r.returncode, r.stderr, needle) and time.perf_counter() - t0 < 30, r.stderr)
+    for name, args, needle in (
+            ("--index-type garbage", ["index", str(imgs), "--db", str(work / "bad" / "garbage"), "--index-type", "garbage"],
+             "invalid index type"),
+            ("--index-type IVF65536,PQ8 on a small folder", ["index", str(src), "--db", str(work / "bad" / "pq"),
+                                                             "--model", model, "--index-type", "IVF65536,PQ8"], "needs at least"),
+            ("--db ''", ["index", str(imgs), "--db", ""], "path is empty"),
+            ("unknown --model", ["index", str(imgs), "--db", str(work / "bad" / "nomodel"), "--model", "no-such-model"],
+             "no-such-model"),
+            ("--denoise-model that does not exist", ["search", query, "--db", str(d), "--denoise", "ddpm",
+                                                     "--denoise-model", "/nope.pt"], "nope.pt")):
+        rc, _, err = _cli(*args, "-q") if args[0] == "index" else _cli(*args)
+        left = [p for p in (work / "bad" / "garbage", work / "bad" / "nomodel") if p.exists()]
+        record(name, _one_line(rc, err, needle) and not left, err)
+    for text in ("{}", "[]"):
+        c = fresh(f"config-{len(text)}-{text[0] == '{'}")
+        (c / "lookalike.json").write_text(text)
+        ok = all(_one_line(*_cli(*a)[::2], "lookalike.json") for a in (["status", "--db", str(c)], ["search", query, "--db", str(c)]))
+        record(f"lookalike.json is {text}", ok, "")
+    mixed = work / "bad" / "mixed"
+    shutil.copytree(src, mixed)
+    (mixed / "two\nlines.png").write_bytes((mixed / sorted(os.listdir(mixed))[0]).read_bytes())
+    (mixed / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 64)
+    outside = work / "bad" / "outside.png"
+    shutil.copy(query, outside)
+    (mixed / "link.png").symlink_to(outside)
+    rc, out, err = _cli("index", str(mixed), str(mixed / "zero.jpg"), "--db", str(work / "bad" / "mixed-idx"), "--model",
+                        model, "-q", "--workers", "0")
+    errs = _cli("errors", "--db", str(work / "bad" / "mixed-idx"))[1]
+    rc2, out2, _ = _cli("search", str(mixed / "two\nlines.png"), "--db", str(work / "bad" / "mixed-idx"), "-k", "2")
+    record("overlapping roots, a newline in a name, HEIC without the extra, a symlink leaving the folder",
+           rc == 0 and "heif" in errs and "outside the indexed folders" in errs and rc2 == 0
+           and len(out2.strip().splitlines()) == 2 and "two\\nlines.png" in out2, err or out)
+    from PIL import Image
+
+    swap = work / "bad" / "swap"
+    swap.mkdir()
+    arr = np.asarray(Image.open(query).convert("RGB"))
+    Image.fromarray(arr).save(swap / "x.bmp")
+    st0 = os.stat(swap / "x.bmp")
+    _cli("index", str(swap), "--db", str(swap / "idx"), "--model", model, "-q", "--workers", "0")
+    Image.fromarray(255 - arr).save(swap / "x.bmp")
+    os.utime(swap / "x.bmp", ns=(st0.st_atime_ns, st0.st_mtime_ns))
+    rc, out, err = _cli("index", str(swap), "--db", str(swap / "idx"), "-q", "--workers", "0")
+    record("file replaced, same size, old mtime restored (touch -r)", rc == 0 and "indexed 1" in out, out)
+
     # read-only folder and full disk need mounts (root)
     if os.geteuid() == 0:
         d = fresh("read-only")
@@ -334,6 +389,26 @@ def bad_inputs(work: Path, imgs: Path, clean: Path, model: str) -> list[dict]:
             finally:
                 subprocess.run(["umount", str(view)])
             record("read-only: committed data intact", snapshot(d)["vectors"] == base["vectors"], "")
+        # a writer killed with commits still in the write-ahead log, then the folder mounted read-only
+        d = work / "bad" / "killed-ro"
+        p = subprocess.Popen(index_cmd(imgs, d, model), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t_end = time.time() + 120
+        while db_count(d / "metadata.db") < 32 and time.time() < t_end and p.poll() is None:
+            time.sleep(0.01)
+        p.kill()
+        p.wait()
+        committed = db_count(d / "metadata.db")
+        view = work / "bad" / "killed-ro-view"
+        view.mkdir()
+        if subprocess.run(["mount", "--bind", str(d), str(view)]).returncode == 0:
+            try:
+                subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+                rc, out, err = _cli("status", "--db", str(view), "--json")
+                seen = json.loads(out)["images"] if rc == 0 else -1
+                record("killed writer, then read-only mount: every committed row seen (or a one-line reason)",
+                       seen == committed or _one_line(rc, err, "not closed cleanly"), f"{seen} of {committed} {err}")
+            finally:
+                subprocess.run(["umount", str(view)])
         mnt = work / "bad" / "tiny"
         mnt.mkdir()
         size = int(sum(f.stat().st_size for f in clean.iterdir()) * 3 + 8 * 2**20)
