@@ -4,7 +4,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "fraction", "score", "sigma", "size_bytes", "port"]
+__all__ = ["RUNTIMES", "PRECISIONS", "add_runtime_options", "fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "fraction", "score", "sigma", "size_bytes", "port"]
+
+
+# inference runtimes and precisions (lookalike.retrieval.runtime runs them)
+RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def add_runtime_options(parser: argparse.ArgumentParser, precision: bool = True) -> None:
+    """``--runtime`` (and ``--precision``) for a sub-command that embeds images."""
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                        help="inference runtime (default auto: OpenVINO when it works here, else torch)")
+    if precision:
+        parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                            help="inference precision of a new index (default fp32; an existing index keeps its own)")
 
 
 def fail(msg: str, code: int = 2) -> int:

@@ -5,7 +5,7 @@ import argparse
 import json
 import os
 
-from .argtypes import fail, nonneg_int, positive_int, score, sigma, size_bytes
+from .argtypes import add_runtime_options, fail, nonneg_int, positive_int, score, sigma, size_bytes
 from .fsutil import human_bytes
 
 # examples for --help (any FAISS factory string works); kept here so that --help does not import faiss
@@ -37,8 +37,8 @@ def cmd_index(args) -> int:
             return fail(f"{d}: no such file or folder")
     if args.address and args.engine != "ray":
         return fail("--address is for --engine ray")
-    engine = _open(args, create=True, model=args.model, index_type=args.index_type,
-                   db_url=args.db_url, **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
+    engine = _open(args, create=True, model=args.model, index_type=args.index_type, runtime=args.runtime,
+                   precision=args.precision, db_url=args.db_url, **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
     try:
         engine.set_options(max_memory=args.max_memory, on_disk=True if args.on_disk else None)
         report = engine.add(args.dirs, batch_size=args.batch_size, workers=args.workers,
@@ -57,7 +57,7 @@ def cmd_search(args) -> int:
 
     if not os.path.exists(args.query):
         return fail(f"{args.query}: query image not found")
-    engine = _open(args)
+    engine = _open(args, runtime=args.runtime)
     try:
         res = engine.search(args.query, k=args.k, min_score=args.min_score, exclude_self=args.exclude_self,
                             denoise=args.denoise, sigma=args.sigma, n_samples=args.samples,
@@ -98,7 +98,7 @@ def cmd_status(args) -> int:
         print(json.dumps(st.to_dict(), indent=2))
         return 0
     print(f"index      {st.path}")
-    print(f"model      {st.model} ({st.dim}-d)")
+    print(f"model      {st.model} ({st.dim}-d, {st.precision})")
     print(f"index type {st.index_type} -> {st.factory}")
     print(f"images     {st.images} distinct, {st.vectors} vectors")
     if st.search:
@@ -215,6 +215,7 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--on-disk", action="store_true",
                    help="search IVF indexes with their lists memory-mapped from disk (for indexes larger than RAM)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_runtime_options(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="find indexed images that look like QUERY")
@@ -229,6 +230,7 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--samples", type=positive_int, default=1, help="denoised samples to average (hallucination control)")
     p.add_argument("--denoise-model", default=None, help="denoiser checkpoint or shipped name")
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    add_runtime_options(p, precision=False)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("status", help="counts, model, index type and size of an index")

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import importlib
 import threading
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from lookalike.errors import LookalikeError
-
-from .models import ModelCard, card_path, cards, get_card
+from .models import DEFAULT_EMBEDDER, EmbedderError, ModelCard, card_path, cards, get_card
+from .preprocess import PreprocessConfig
 
 __all__ = [
     "PreprocessConfig",
     "Embedder",
     "TimmEmbedder",
     "EnsembleEmbedder",
+    "resize_square",
     "PixelEmbedder",
     "register_embedder",
     "get_embedder",
@@ -33,65 +32,6 @@ __all__ = [
     "EmbedderError",
     "load_efficientnet_lite",
 ]
-
-
-class EmbedderError(LookalikeError, ValueError):
-    """An embedder name, checkpoint or weight file that cannot be used."""
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """How a PIL image becomes a model input (resolved from the model's data config)."""
-
-    input_size: int = 224
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    crop_pct: float = 1.0
-    interpolation: str = "bicubic"
-    grayscale: bool = False
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PreprocessConfig":
-        d = dict(d)
-        for k in ("mean", "std"):
-            if k in d:
-                d[k] = tuple(float(x) for x in d[k])
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def build_transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        """A torchvision transform: resize (+ centre crop), to tensor, normalise."""
-        from torchvision import transforms as T
-
-        return T.Compose([self.build_resize(), T.ToTensor(), T.Normalize(self.mean, self.std)])
-
-    def build_resize(self) -> Callable[[Image.Image], Image.Image]:
-        """The geometric part alone: PIL image -> PIL image at the input size (grayscale if configured)."""
-        from torchvision import transforms as T
-
-        interp = {
-            "bicubic": T.InterpolationMode.BICUBIC,
-            "bilinear": T.InterpolationMode.BILINEAR,
-            "nearest": T.InterpolationMode.NEAREST,
-        }.get(self.interpolation, T.InterpolationMode.BICUBIC)
-        size = self.input_size
-        steps: list = []
-        if self.grayscale:
-            steps.append(T.Grayscale(num_output_channels=1))
-        if self.crop_pct < 1.0:
-            steps += [T.Resize(int(round(size / self.crop_pct)), interpolation=interp), T.CenterCrop(size)]
-        else:
-            steps.append(T.Resize((size, size), interpolation=interp, antialias=True))
-        return T.Compose(steps)
-
-    def normalize_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 NCHW batch -> float batch, exactly as ToTensor + Normalize would give."""
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
-        return batch.float().div_(255.0).sub_(mean).div_(std)
 
 
 class Embedder(torch.nn.Module):
@@ -220,6 +160,34 @@ def _timm_preprocess(model: torch.nn.Module, input_size: int | None = None) -> P
     )
 
 
+def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Square NCHW batch -> ``size`` x ``size`` (antialiased bilinear), as ONNX can export it.
+
+    ONNX has no antialiased resize, so while exporting the same linear map runs as two matrix products."""
+    n = x.shape[-1]
+    if n == size:
+        return x
+    if not torch.onnx.is_in_onnx_export():
+        return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                               antialias=True)
+    a = torch.from_numpy(_aa_bilinear_weights(int(n), size)).to(x.dtype)
+    return torch.matmul(torch.matmul(a, x), a.t())
+
+
+def _aa_bilinear_weights(n: int, size: int) -> np.ndarray:
+    """(size, n) weights of torch's antialiased bilinear resize along one axis (its triangle filter)."""
+    scale = n / size
+    support = scale if scale >= 1.0 else 1.0
+    inv = 1.0 / scale if scale >= 1.0 else 1.0
+    a = np.zeros((size, n), np.float64)
+    for i in range(size):
+        center = scale * (i + 0.5)
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n)
+        w = np.maximum(0.0, 1.0 - np.abs((np.arange(lo, hi) - center + 0.5) * inv))
+        a[i, lo:hi] = w / w.sum()
+    return a.astype(np.float32)
+
+
 class TimmEmbedder(Embedder):
     """A timm backbone; the embedding is its globally pooled pre-classifier feature."""
 
@@ -249,14 +217,8 @@ class EnsembleEmbedder(Embedder):
         self.preprocess = max((m.preprocess for m in members), key=lambda p: p.input_size)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        parts = []
-        for m in self.members:
-            size = m.preprocess.input_size
-            xi = x if x.shape[-1] == size else torch.nn.functional.interpolate(
-                x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-            )
-            parts.append(torch.nn.functional.normalize(m.forward_head(m.forward_features(xi)).float(), dim=1))
-        return torch.cat(parts, dim=1)
+        return torch.cat([torch.nn.functional.normalize(m.forward_head(m.forward_features(
+            resize_square(x, m.preprocess.input_size))).float(), dim=1) for m in self.members], dim=1)
 
 
 class PixelEmbedder(Embedder):
@@ -396,5 +358,3 @@ def _lite_ensemble() -> Embedder:
     """Ensemble of efficientnet_lite0 + lite1 + lite2 pooled features (offline)."""
     return EnsembleEmbedder([get_embedder(c.name) for c in cards("backbone")], name="efficientnet_lite_ensemble")
 
-
-DEFAULT_EMBEDDER = "efficientnet_lite0"

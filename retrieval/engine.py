@@ -15,21 +15,27 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
+from lookalike.argtypes import PRECISIONS
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS
-from lookalike.indexer.pipeline import EmbedSpec, IndexReport, index_paths, warn_stderr
 from lookalike.indexer.store import MetadataStore, StoreError, sqlite_url
 
-from .embedders import DEFAULT_EMBEDDER, Embedder, EmbedderError, get_embedder
 from .folder import EngineError, IndexConfig, IndexFolder
 from .index import VectorIndexError, needs_training
 from .maintainer import IndexMaintainer
+from .models import DEFAULT_EMBEDDER, EmbedderError
+from .runtime import RuntimeUnavailable, load_embedder
 from .searcher import SearchResult, SearchResults, Searcher, load_query
+
+if TYPE_CHECKING:  # torch modules, imported only where they are used
+    from lookalike.indexer.pipeline import IndexReport
+
+    from .embedders import Embedder
 
 __all__ = ["Engine", "EngineError", "SearchResult", "SearchResults", "IndexStatus", "RebuildReport"]
 
@@ -46,6 +52,7 @@ class IndexStatus:
     skipped: int
     skipped_by_reason: dict[str, int]
     model: str
+    precision: str
     index_type: str
     factory: str | None
     dim: int
@@ -69,8 +76,10 @@ class RebuildReport:
         return asdict(self)
 
 
-def _load_embedder(name: str) -> Embedder:
+def _load_embedder(name: str) -> "Embedder":
     """The registry lookup handed to the indexing pipeline (a module-level function: Ray can ship it)."""
+    from .embedders import get_embedder
+
     return get_embedder(name)
 
 
@@ -87,32 +96,42 @@ class Engine:
     """An index folder: open it, add folders, remove files, search by image."""
 
     def __init__(self, folder: IndexFolder, config: IndexConfig, store: MetadataStore,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, mmap: bool = False) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, mmap: bool = False, runtime: str = "auto") -> None:
         self.folder = folder
+        self.runtime = runtime
         self.config = config
         self.store = store
         self.max_pixels = max_pixels
         self.maintainer = IndexMaintainer(folder, config, store, mmap=mmap)
         self.searcher = Searcher(store, self.maintainer, self.embed, max_pixels=max_pixels)
-        self._embedder: Embedder | None = None
+        self._embedder: Any = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: str | os.PathLike, model: str | None = None, index_type: str | None = None,
              db_url: str | None = None, create: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-             load_index: bool = True, mmap: bool | None = None) -> "Engine":
+             load_index: bool = True, mmap: bool | None = None, runtime: str = "auto",
+             precision: str | None = None) -> "Engine":
         """Open (or create) the index folder ``path``; refuses a model other than the one it was built with.
 
+        ``runtime`` ("auto", "openvino", "onnxruntime", "torch") runs the model; the index records the model and
+        its ``precision`` ("fp32", "bf16", "int8"; a new index's default fp32), not the runtime, so any runtime
+        searches any index.
         ``index_type`` other than the folder's is built by the next write (``add`` or ``rebuild``), never
         by opening. ``load_index=False`` skips reading the FAISS file (for ``rebuild`` of a damaged one).
         """
         folder = IndexFolder(path)
         root = folder.root
+        if precision is not None and precision not in PRECISIONS:
+            raise EngineError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
         if folder.exists():
             config = folder.read_config()
             if model and model != config.model:
                 raise EngineError(f"{root}: this index was built with model '{config.model}', not '{model}'; "
                                   f"use another --db folder for a different model")
+            if precision and precision != config.precision:
+                raise EngineError(f"{root}: this index was built at precision {config.precision}, not {precision}; "
+                                  f"use another --db folder for a different precision")
             if db_url and db_url != config.db_url and not (config.db_url is None and db_url.startswith("sqlite")):
                 raise EngineError(f"{root}: this index uses database {config.db_url or 'metadata.db'}, not {db_url}")
             if index_type:
@@ -128,12 +147,12 @@ class Engine:
                               f"'lookalike index DIR --db {root}'")
         else:
             try:
-                described = get_embedder(model or DEFAULT_EMBEDDER).describe()
-            except EmbedderError as exc:
+                described = load_embedder(model or DEFAULT_EMBEDDER, runtime, precision or "fp32").describe()
+            except (EmbedderError, RuntimeUnavailable) as exc:
                 raise EngineError(str(exc)) from None
             _check_index_type(index_type, int(described["dim"]))
             folder.create()  # only once the model and the index type are known to work
-            config = IndexConfig.new(described, None, db_url)  # a requested type is saved once it is built
+            config = IndexConfig.new(described, None, db_url, precision or "fp32")  # a requested type: saved once built
             folder.write_config(config)
         if not config.db_url and config.index_written and (not folder.db_path.exists() or folder.db_path.stat().st_size == 0):
             raise EngineError(f"{folder.db_path}: metadata database is {'missing' if not folder.db_path.exists() else 'empty'} "
@@ -144,7 +163,7 @@ class Engine:
         except StoreError as exc:
             raise EngineError(str(exc)) from None
         engine = cls(folder, config, store, max_pixels=max_pixels,
-                     mmap=bool(config.on_disk) if mmap is None else bool(mmap))
+                     mmap=bool(config.on_disk) if mmap is None else bool(mmap), runtime=runtime)
         if index_type and index_type != config.index_type:
             config.index_type = index_type  # kept in memory; written with the index that has this type
             engine.maintainer.retype = True
@@ -176,12 +195,12 @@ class Engine:
         return self.maintainer.index
 
     @property
-    def embedder(self) -> Embedder:
-        """The embedder this index was built with (loaded on first use)."""
+    def embedder(self) -> Any:
+        """The embedder this index was built with, on this engine's runtime (loaded on first use)."""
         if self._embedder is None:
             try:
-                emb = get_embedder(self.config.model)
-            except EmbedderError as exc:
+                emb = load_embedder(self.config.model, self.runtime, self.config.precision)
+            except (EmbedderError, RuntimeUnavailable) as exc:
                 raise EngineError(str(exc)) from None
             if emb.dim != self.dim:
                 raise EngineError(f"model {self.config.model} gives {emb.dim}-d vectors, index holds {self.dim}-d")
@@ -212,7 +231,7 @@ class Engine:
     def add(self, paths: Iterable[str | os.PathLike], *, batch_size: int = 64, workers: int | None = None,
             progress: "bool | Callable[[str, int, int | None], None]" = True, remove_missing: bool = True,
             chunk_size: int = 512, warn: "Callable[[str, str], None] | Literal['stderr'] | None" = "stderr",
-            executor: str = "local", ray_address: str | None = None) -> IndexReport:
+            executor: str = "local", ray_address: str | None = None) -> "IndexReport":
         """Index image files and folders (incrementally); returns an :class:`IndexReport`.
 
         ``progress``: tqdm bars (True), none (False), or a callback ``(phase, done, total)``.
@@ -220,6 +239,7 @@ class Engine:
         ("stderr"), nothing (None), or a callback.
         ``executor="ray"`` embeds on Ray (a local instance, or the cluster at ``ray_address``)."""
         from lookalike.indexer.distributed import RayUnavailable
+        from lookalike.indexer.pipeline import EmbedSpec, index_paths, warn_stderr
 
         paths = list(paths)
         spec = EmbedSpec(model=self.config.model, dim=self.dim, max_pixels=self.max_pixels,
@@ -301,7 +321,7 @@ class Engine:
             path=str(self.root), images=c["images"], files=c["files"],
             vectors=len(index) if index is not None else 0, duplicates=c["duplicates"],
             skipped=c["skipped"], skipped_by_reason=self.store.skipped_by_reason(), model=self.config.model,
-            index_type=self.config.index_type, factory=index.factory if index is not None else None,
+            precision=self.config.precision,            index_type=self.config.index_type, factory=index.factory if index is not None else None,
             dim=self.dim, size_on_disk=self.folder.size_on_disk(), roots=self.store.roots(), search=self.config.search,
         )
 

@@ -40,6 +40,7 @@ class IndexConfig:
     model: str
     dim: int
     preprocess: dict = field(default_factory=dict)
+    precision: str = "fp32"           # inference precision of the vectors; queries use the same (retrieval/runtime.py)
     index_type: str = "auto"          # what the user asked for: "auto" or a FAISS factory string
     factory: str | None = None        # the type actually built
     index_written: bool = False       # a FAISS file has been saved once (a missing one is then an error)
@@ -55,9 +56,10 @@ class IndexConfig:
     extra: dict = field(default_factory=dict)  # keys written by other versions, kept as they are
 
     @classmethod
-    def new(cls, described: dict, index_type: str | None, db_url: str | None) -> "IndexConfig":
+    def new(cls, described: dict, index_type: str | None, db_url: str | None, precision: str = "fp32") -> "IndexConfig":
         """The config of a new index for an embedder's ``describe()``."""
         return cls(model=described["model"], dim=int(described["dim"]), preprocess=described.get("preprocess") or {},
+                   precision=precision,
                    index_type=index_type or "auto", db_url=db_url if db_url and not db_url.startswith("sqlite") else None,
                    lookalike_version=__import__("lookalike").__version__,
                    created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -80,6 +82,8 @@ class IndexConfig:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in d.items() if k in names}
         extra = {k: v for k, v in d.items() if k not in names}
+        if known.get("precision", "fp32") not in ("fp32", "bf16", "int8"):
+            raise EngineError(f"{source}: unknown 'precision' {known['precision']!r}; the index configuration is damaged")
         if not isinstance(known.get("index_type", "auto"), str):
             raise EngineError(f"{source}: 'index_type' is not a string; run 'lookalike rebuild --index-type TYPE'")
         return cls(**known, extra=extra)

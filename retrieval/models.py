@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ModelCard", "MODELS", "MODELS_DIR", "get_card", "cards", "card_path", "shipped"]
+from lookalike.errors import LookalikeError
+
+__all__ = ["ModelCard", "MODELS", "MODELS_DIR", "get_card", "cards", "card_path", "shipped", "EmbedderError",
+           "DEFAULT_EMBEDDER"]
 
 # The shipped checkpoints: the repository's models/ folder (the one place that knows where it is).
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -82,3 +85,10 @@ def card_path(card: ModelCard) -> Path:
 def shipped(*kinds: str) -> dict[str, Path]:
     """Names and files of the cards of these kinds whose checkpoint exists on disk."""
     return {c.name: card_path(c) for c in cards(*kinds) if c.file is not None and card_path(c).is_file()}
+
+
+class EmbedderError(LookalikeError, ValueError):
+    """An embedder name, checkpoint or weight file that cannot be used."""
+
+
+DEFAULT_EMBEDDER = "efficientnet_lite0"

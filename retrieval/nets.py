@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import Checkpoint, CheckpointError, read_checkpoint, restore, save_checkpoint
-from .embedders import Embedder, EmbedderError, PreprocessConfig, get_embedder
+from .embedders import Embedder, EmbedderError, PreprocessConfig, get_embedder, resize_square
 
 __all__ = ["SiameseNet", "MNIST_PREPROCESS", "CIFAR_PREPROCESS", "default_preprocess", "ProjectionHead",
            "FrozenBackbones", "HeadEmbedder", "save_embedder", "load_embedder"]
@@ -110,13 +110,8 @@ class FrozenBackbones(nn.Module):
         self.dim = sum(m.dim for m in members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = []
-        for m in self.members:
-            size = m.preprocess.input_size
-            xi = x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear",
-                                                             align_corners=False, antialias=True)
-            parts.append(F.normalize(m.forward_head(m.forward_features(xi)).float(), dim=1))
-        return torch.cat(parts, dim=1)
+        return torch.cat([F.normalize(m.forward_head(m.forward_features(resize_square(x, m.preprocess.input_size))).float(),
+                                      dim=1) for m in self.members], dim=1)
 
 
 class HeadEmbedder(Embedder):

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from lookalike.argtypes import fail, nonneg_int, positive_float, positive_int
+from lookalike.argtypes import add_runtime_options, fail, nonneg_int, positive_float, positive_int
 
 __all__ = ["add_commands"]
 
@@ -63,6 +63,7 @@ def add_commands(subparsers, train_subparsers, bench_subparsers=None) -> None:
     e.add_argument("--dataset", required=True, help="mnist-sample | cifar10-sample | mnist | cifar10 | DIR")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--batch-size", type=positive_int, default=64)
+    add_runtime_options(e)
     e.set_defaults(func=_eval)
 
 
@@ -176,12 +177,12 @@ def _train_ntxent(args) -> int:
 
 @_guard
 def _eval(args) -> int:
-    from lookalike.retrieval.embedders import get_embedder
     from lookalike.retrieval.metrics import retrieval_metrics
+    from lookalike.retrieval.runtime import load_embedder
 
     from .datasets import load_images
 
-    model = get_embedder(args.model)
+    model = load_embedder(args.model, args.runtime, args.precision or "fp32")
     train = load_images(args.dataset, "train")
     test = load_images(args.dataset, "test")
     if train.labels is None or test.labels is None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lookalike.argtypes import fail, port, positive_float
+from lookalike.argtypes import add_runtime_options, fail, port, positive_float
 
 from .safety import DEFAULT_MAX_UPLOAD_MB
 
@@ -40,6 +40,7 @@ def build_command(args: argparse.Namespace) -> list[str]:
         cmd += ["--allow-root", os.path.realpath(os.path.expanduser(root))]
     if args.model:
         cmd += ["--model", args.model]
+    cmd += ["--runtime", args.runtime] + (["--precision", args.precision] if args.precision else [])
     return cmd
 
 
@@ -89,4 +90,5 @@ def add_commands(subparsers, train_subparsers=None, bench_subparsers=None) -> No
     p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest accepted upload in MB (default {DEFAULT_MAX_UPLOAD_MB})")
     p.add_argument("--model", default=None, help="model preselected for a new index (default efficientnet_lite0)")
+    add_runtime_options(p)
     p.set_defaults(func=cmd_ui)

@@ -21,7 +21,8 @@ def run_indexing(db: str, folders: list[str], model: str | None, on_progress, wo
     """
     from lookalike.retrieval.engine import Engine
 
-    with Engine.open(db, model=model, create=True) as eng:  # skipped files are listed on the page, not printed
+    conf = state.settings()
+    with Engine.open(db, model=model, create=True, runtime=conf.runtime, precision=conf.precision) as eng:  # skipped files are listed on the page, not printed
         report = eng.add(folders, progress=on_progress, workers=workers, warn=None)
     return report
 

@@ -41,6 +41,8 @@ class Settings:
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     model: str | None = None  # model for a new index built from the Index page
     allow_roots: tuple[str, ...] = ()  # folders the Index page may index (--allow-root); empty: the index's roots
+    runtime: str = "auto"     # inference runtime (--runtime)
+    precision: str | None = None  # precision of a new index built from the Index page (--precision)
 
     def indexable_roots(self, engine) -> list[str]:
         """Where the Index page may index: the --allow-root folders, else the roots already in the index."""
@@ -82,6 +84,8 @@ def settings() -> Settings:
     if db:
         db = os.path.abspath(os.path.expanduser(db))
     return Settings(db=db, read_only=not write, max_upload_mb=mb, model=model,
+                    runtime=_argv_value(argv, "--runtime") or os.environ.get("LOOKALIKE_RUNTIME") or "auto",
+                    precision=_argv_value(argv, "--precision") or None,
                     allow_roots=tuple(os.path.realpath(os.path.expanduser(p)) for p in allowed))
 
 
@@ -107,7 +111,7 @@ def engine_lock(db: str) -> threading.RLock:
 def _open_engine(db: str, stamp: tuple):
     from lookalike.retrieval.engine import Engine
 
-    eng = Engine.open(db, create=False)
+    eng = Engine.open(db, create=False, runtime=settings().runtime)
     _ = eng.embedder  # load the model now, once, not on the first search
     return eng
 

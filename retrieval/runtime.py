@@ -1,0 +1,321 @@
+"""Inference runtimes under the embedders: a model is exported to ONNX once and compiled by OpenVINO (or run by
+ONNX Runtime) for the CPU; both are cached on disk, so a later process embeds without importing torch or timm.
+
+    $LOOKALIKE_CACHE (default $XDG_CACHE_HOME/lookalike or ~/.cache/lookalike)/models/<name>-<key>/
+      meta.json        dimension, preprocessing and the ONNX file's sha256 (key: name, weights, input size, format)
+      model.onnx       the exported network: a preprocessed NCHW float batch -> unit vectors
+      openvino-<version>-<precision>.blob   the compiled model, its sha256 on the first line
+
+Every file is written atomically and checked on reading; a damaged one is rebuilt with a one-line note.
+Training stays on torch; ``load_embedder(name, "torch")`` is :func:`~lookalike.retrieval.embedders.get_embedder`.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import io
+import json
+import os
+import re
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from lookalike.argtypes import PRECISIONS, RUNTIMES
+from lookalike.errors import LookalikeError
+from lookalike.fsutil import atomic_path, atomic_write_text
+from lookalike.indexer.loading import sha256_file
+
+from .models import card_path, cards, get_card
+from .preprocess import PreprocessConfig
+
+__all__ = ["RuntimeUnavailable", "CompiledEmbedder", "load_embedder", "cache_dir", "weights_fingerprint",
+           "RUNTIMES", "PRECISIONS"]
+
+EXPORT_FORMAT = 1  # bump when the exported graph changes meaning
+_LOCK = threading.Lock()
+_LOADED: dict[tuple[str, str, str, str], "CompiledEmbedder"] = {}
+
+
+class RuntimeUnavailable(LookalikeError, RuntimeError):
+    """A runtime or precision that cannot run here; the message is one line."""
+
+
+def cache_dir() -> Path:
+    """Where compiled models live: ``$LOOKALIKE_CACHE``, else the user's cache folder."""
+    if os.environ.get("LOOKALIKE_CACHE"):
+        return Path(os.environ["LOOKALIKE_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lookalike"
+
+
+def _note(msg: str) -> None:
+    print(f"lookalike: {msg}", file=sys.stderr)
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def _file_hash(path: Path) -> str:
+    """sha256 of a weights file, remembered in the cache by (path, size, mtime) so each is read once."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    memo_path = cache_dir() / "hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if not isinstance(memo, dict) or not isinstance(memo.get(key), str):
+        memo = memo if isinstance(memo, dict) else {}
+        memo[key] = sha256_file(str(path))
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(memo_path, json.dumps(memo))
+        except OSError:
+            pass
+    return memo[key]
+
+
+def _package_weights(module: str, cls: str) -> Path | None:
+    try:  # the weights packages import only os and inspect
+        return Path(getattr(importlib.import_module(module), cls).get_model_file_path())
+    except (ImportError, AttributeError):
+        return None
+
+
+def weights_fingerprint(name: str) -> str:
+    """A digest of everything the network ``name`` is built from, found without torch: its checkpoint files, the
+    packaged backbone weights (heads and ensembles use them) and the torch / timm versions that build the graph."""
+    h = hashlib.sha256(f"{EXPORT_FORMAT}|{name}|torch {_version('torch')}|timm {_version('timm')}".encode())
+    for part in name.split("+"):
+        base = re.sub(r"@\d+$", "", part)
+        card = get_card(base)
+        if base.startswith("checkpoint:"):
+            h.update(_file_hash(Path(base[len("checkpoint:"):]).expanduser()).encode())
+        elif card is not None and card.file:
+            h.update(_file_hash(card_path(card)).encode())
+    for card in cards("backbone"):
+        path = _package_weights(*card.package) if card.package else None
+        h.update((_file_hash(path) if path else "missing").encode())
+    return h.hexdigest()
+
+
+def _input_size(name: str) -> int | None:
+    """The input size the name implies (``@SIZE`` or the packaged default); a checkpoint's is in its file."""
+    m = re.search(r"@(\d+)$", name)
+    card = get_card(name)
+    return int(m.group(1)) if m else (card.input_size if card else None)
+
+
+class CompiledEmbedder:
+    """An embedder run by a compiled runtime: PIL images or uint8/float NCHW batches -> unit vectors, no torch."""
+
+    def __init__(self, name: str, dim: int, preprocess: PreprocessConfig, runtime: str, precision: str,
+                 infer: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.name, self.dim, self.preprocess = name, int(dim), preprocess
+        self.runtime, self.precision = runtime, precision
+        self._infer = infer
+        self._lock = threading.Lock()  # one inference request, shared by threads (the UI's)
+
+    def embed_array(self, batch: np.ndarray) -> np.ndarray:
+        """Embed a preprocessed float32 NCHW batch; returns (N, dim) unit vectors."""
+        with self._lock:
+            y = np.array(self._infer(np.ascontiguousarray(batch, np.float32)), dtype=np.float32)
+        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+
+    def embed_tensor(self, batch: Any) -> np.ndarray:
+        """Embed a uint8 or float NCHW batch (numpy array or CPU tensor), as ``Embedder.embed_tensor``."""
+        arr = batch.numpy() if hasattr(batch, "numpy") else np.asarray(batch)
+        return self.embed_array(self.preprocess.normalize(arr) if arr.dtype == np.uint8 else arr)
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Embed PIL images (already RGB); returns (N, dim) float32 unit vectors."""
+        out = [self.embed_tensor(np.stack([self.preprocess.to_uint8(im) for im in images[i:i + batch_size]]))
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    @property
+    def transform_uint8(self) -> Callable[[Image.Image], Any]:
+        """PIL RGB image -> resized CHW uint8 tensor, for the indexing DataLoader (which has torch)."""
+        import torch
+
+        return lambda im: torch.from_numpy(self.preprocess.to_uint8(im))
+
+    def describe(self) -> dict:
+        """What the index folder records about this embedder."""
+        return {"model": self.name, "dim": self.dim, "preprocess": self.preprocess.to_dict()}
+
+
+class _Entry:
+    """One model's folder in the cache."""
+
+    def __init__(self, name: str) -> None:
+        key = hashlib.sha256(json.dumps([name, weights_fingerprint(name), _input_size(name), EXPORT_FORMAT])
+                             .encode()).hexdigest()[:16]
+        self.name = name
+        self.dir = cache_dir() / "models" / f"{re.sub(r'[^A-Za-z0-9_.@+-]', '_', name)[-60:]}-{key}"
+        self.meta_path, self.onnx_path = self.dir / "meta.json", self.dir / "model.onnx"
+
+    def meta(self) -> dict:
+        """dim, preprocess, onnx_sha256 of a valid export, exporting (torch) when missing or damaged."""
+        if self.meta_path.exists():
+            try:
+                meta = json.loads(self.meta_path.read_text())
+                if sha256_file(str(self.onnx_path)) == meta["onnx_sha256"]:
+                    return meta
+                _note(f"{self.onnx_path}: damaged cache file; exporting the model again")
+            except (OSError, ValueError, KeyError, TypeError):
+                _note(f"{self.meta_path}: damaged cache file; exporting the model again")
+        return self.export()
+
+    def export(self) -> dict:
+        """Export the torch embedder to ONNX (batch size free) and record what it is."""
+        import torch
+
+        from .embedders import get_embedder
+
+        emb = get_embedder(self.name)
+        p = emb.preprocess
+        x = torch.zeros(2, 1 if p.grayscale else 3, p.input_size, p.input_size)
+        buf = io.BytesIO()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(emb.eval(), (x,), buf, dynamo=False, input_names=["x"], output_names=["y"],
+                                  dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=18)
+        except Exception as exc:  # an operator the exporter lacks: this model runs on torch
+            raise RuntimeUnavailable(f"{self.name}: cannot export to ONNX ({type(exc).__name__}: "
+                                     f"{' '.join(str(exc).split())[:160]})") from None
+        data = buf.getvalue()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.onnx_path) as tmp:
+            Path(tmp).write_bytes(data)
+        meta = {**emb.describe(), "onnx_sha256": hashlib.sha256(data).hexdigest(), "format": EXPORT_FORMAT}
+        atomic_write_text(self.meta_path, json.dumps(meta, indent=1))
+        return meta
+
+
+def _read_blob(path: Path) -> bytes | None:
+    """A compiled model written by ``_write_blob``; None (with a note) when missing or damaged."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    head, _, data = raw.partition(b"\n")
+    if head.decode("ascii", "replace") != hashlib.sha256(data).hexdigest():
+        _note(f"{path}: damaged cache file; compiling the model again")
+        return None
+    return data
+
+
+def _write_blob(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+
+
+def _import(runtime: str) -> Any:
+    """The runtime's Python module; RuntimeUnavailable when it does not import here."""
+    label = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[runtime]
+    try:
+        return importlib.import_module(runtime)
+    except ImportError as exc:
+        raise RuntimeUnavailable(f"{label} is not available ({exc}); pip install {runtime}") from None
+
+
+def _openvino(ov: Any, entry: _Entry, meta: dict, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+    core = ov.Core()
+    caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if precision == "bf16" and "BF16" not in caps:
+        raise RuntimeUnavailable(f"this CPU has no bf16 in OpenVINO (it offers {', '.join(caps)}); use --precision fp32")
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
+    blob = entry.dir / f"openvino-{_version('openvino')}-{precision}.blob"
+    data = _read_blob(blob) if blob.exists() else None
+    compiled = None
+    if data is not None:
+        try:
+            compiled = core.import_model(data, "CPU", config)
+        except Exception:  # written by another build of the plugin: compile again
+            _note(f"{blob}: unusable cache file; compiling the model again")
+    if compiled is None:
+        model = core.read_model(str(entry.onnx_path))
+        if precision == "int8":
+            model = _quantize(model, meta)
+        compiled = core.compile_model(model, "CPU", config)
+        out = compiled.export_model()
+        _write_blob(blob, out.getvalue() if isinstance(out, io.BytesIO) else bytes(out))
+    request = compiled.create_infer_request()
+    output = compiled.output(0)
+    return lambda x: request.infer({0: x})[output]
+
+
+def _quantize(model: Any, meta: dict) -> Any:
+    """NNCF post-training int8 quantization, calibrated on the sample photos."""
+    try:
+        import nncf
+    except ImportError:
+        raise RuntimeUnavailable("int8 needs NNCF (pip install nncf); use --precision fp32") from None
+    from lookalike.data.photos import calibration_photos
+
+    pre = PreprocessConfig.from_dict(meta["preprocess"])
+    items = [pre.normalize(pre.to_uint8(im)[None]) for im in calibration_photos()]
+    return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items))
+
+
+def _onnxruntime(ort: Any, entry: _Entry, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+    if precision != "fp32":
+        raise RuntimeUnavailable(f"ONNX Runtime runs fp32 here, not {precision}; use --runtime openvino")
+    session = ort.InferenceSession(str(entry.onnx_path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"x": x})[0]
+
+
+def compiled_embedder(name: str, runtime: str, precision: str) -> CompiledEmbedder:
+    """``name`` run by ``runtime`` ("openvino" or "onnxruntime") at ``precision``, from the cache when it is there."""
+    key = (str(cache_dir()), name, runtime, precision)
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        module = _import(runtime)
+        entry = _Entry(name)
+        meta = entry.meta()
+        infer = (_openvino(module, entry, meta, precision) if runtime == "openvino"
+                 else _onnxruntime(module, entry, precision))
+        emb = CompiledEmbedder(name, meta["dim"], PreprocessConfig.from_dict(meta["preprocess"]), runtime, precision,
+                               infer)
+        _LOADED[key] = emb
+        return emb
+
+
+def load_embedder(name: str, runtime: str = "auto", precision: str = "fp32",
+                  note: Callable[[str], None] = _note) -> Any:
+    """The embedder ``name`` on ``runtime``: a :class:`CompiledEmbedder`, or the torch embedder for "torch".
+
+    "auto" takes OpenVINO when it works here, else torch with a one-line ``note``; RuntimeUnavailable when the
+    runtime or precision asked for cannot run."""
+    if runtime not in RUNTIMES:
+        raise RuntimeUnavailable(f"unknown runtime '{runtime}'; use one of {', '.join(RUNTIMES)}")
+    if precision not in PRECISIONS:
+        raise RuntimeUnavailable(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+    if runtime != "torch":
+        try:
+            return compiled_embedder(name, "openvino" if runtime == "auto" else runtime, precision)
+        except RuntimeUnavailable as exc:
+            if runtime != "auto" or precision != "fp32":
+                raise
+            note(f"{exc}; using torch")
+    elif precision != "fp32":
+        raise RuntimeUnavailable(f"precision {precision} needs --runtime openvino")
+    from .embedders import get_embedder
+
+    return get_embedder(name)
