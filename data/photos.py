@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["PHOTO_NAMES", "load_photo", "available_photos", "write_photos", "photo_crops", "unseen_query"]
+__all__ = ["PHOTO_NAMES", "load_photo", "available_photos", "write_photos", "photo_crops", "unseen_query",
+           "calibration_photos"]
 
 # Bundled in scikit-image's wheel (other data.* images need a download and are not used).
 PHOTO_NAMES = ["astronaut", "camera", "chelsea", "coffee", "rocket", "coins", "hubble_deep_field",
@@ -77,3 +78,23 @@ def unseen_query(path: str | os.PathLike) -> Path:
     im = im.crop((int(w * 0.08), int(h * 0.05), int(w * 0.95), int(h * 0.97))).resize((256, 192), Image.BICUBIC)
     im.save(path, quality=70)
     return Path(path)
+
+
+def calibration_photos(n: int = 96, seed: int = 0) -> list[Image.Image]:
+    """Random crops (30-100 % of a side, some flipped) of the photos bundled with scikit-learn and matplotlib, for
+    calibrating int8 quantization; scikit-image's photos are kept for evaluation."""
+    import matplotlib.cbook
+    from sklearn.datasets import load_sample_images
+
+    sources = [Image.fromarray(a) for a in load_sample_images().images]
+    sources.append(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        im = sources[i % len(sources)]
+        s = rng.uniform(0.3, 1.0)
+        cw, ch = int(im.width * s), int(im.height * s)
+        x, y = int(rng.integers(0, im.width - cw + 1)), int(rng.integers(0, im.height - ch + 1))
+        crop = im.crop((x, y, x + cw, y + ch))
+        out.append(crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop)
+    return out

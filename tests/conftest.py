@@ -1,6 +1,7 @@
 """Shared fixtures: real photos from scikit-image, small real indexes. Shared helpers live in helpers.py."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,17 @@ import pytest
 
 from helpers import PHOTOS, save_rgb
 from lookalike.data.photos import load_photo
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache():
+    """Compiled models (retrieval/runtime.py) go to the repo's .pytest_cache, not the user's cache folder."""
+    if os.environ.get("LOOKALIKE_CACHE"):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LOOKALIKE_CACHE", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "lookalike-models"))
+        yield
 
 
 @pytest.fixture(scope="session")
