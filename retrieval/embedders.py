@@ -92,6 +92,8 @@ class Embedder(torch.nn.Module):
     def embed_tensor(self, batch: torch.Tensor) -> np.ndarray:
         """Embed a preprocessed NCHW batch (float, or uint8 from ``transform_uint8``); returns (N, dim) unit vectors."""
         self.eval()
+        device = next(self.parameters(), batch).device  # a model moved to a GPU takes its batches there
+        batch = torch.as_tensor(batch).to(device)
         if batch.dtype == torch.uint8:
             batch = self.preprocess.normalize_batch(batch)
         if self.channels_last and batch.dim() == 4:

@@ -207,6 +207,16 @@ class Engine:
             self._embedder = emb
         return self._embedder
 
+    def _indexing_embedder(self) -> Any:
+        """The embedder for indexing: a CUDA GPU when there is one (runtime auto or torch), else ``embedder``."""
+        if self.runtime in ("auto", "torch") and self.config.precision == "fp32":
+            from .runtime import cuda_embedder
+
+            gpu = cuda_embedder(self.config.model)
+            if gpu is not None:
+                return gpu
+        return self.embedder
+
     @property
     def dim(self) -> int:
         return int(self.config.dim)
@@ -243,7 +253,7 @@ class Engine:
 
         paths = list(paths)
         spec = EmbedSpec(model=self.config.model, dim=self.dim, max_pixels=self.max_pixels,
-                         load=lambda: self.embedder, factory=_load_embedder)
+                         load=self._indexing_embedder, factory=_load_embedder)
         with self.folder.writer_lock():
             self.maintainer.load_in_memory()
             self.maintainer.sync()  # another process may have written since we opened

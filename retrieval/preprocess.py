@@ -97,6 +97,6 @@ class PreprocessConfig:
         """uint8 NCHW batch -> float batch, exactly as ToTensor + Normalize would give."""
         import torch
 
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=batch.device).view(1, -1, 1, 1)
         return batch.float().div_(255.0).sub_(mean).div_(std)

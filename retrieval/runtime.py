@@ -35,7 +35,7 @@ from lookalike.indexer.loading import sha256_file
 from .models import card_path, cards, get_card
 from .preprocess import PreprocessConfig
 
-__all__ = ["RuntimeUnavailable", "CompiledEmbedder", "load_embedder", "cache_dir", "weights_fingerprint",
+__all__ = ["RuntimeUnavailable", "CompiledEmbedder", "load_embedder", "cuda_embedder", "cache_dir", "weights_fingerprint",
            "RUNTIMES", "PRECISIONS"]
 
 EXPORT_FORMAT = 1  # bump when the exported graph changes meaning
@@ -295,6 +295,18 @@ def compiled_embedder(name: str, runtime: str, precision: str) -> CompiledEmbedd
                                infer)
         _LOADED[key] = emb
         return emb
+
+
+def cuda_embedder(name: str) -> Any:
+    """The torch embedder ``name`` on a CUDA GPU, or None where there is none (checked without importing torch
+    when no NVIDIA driver is loaded)."""
+    if not os.path.exists("/proc/driver/nvidia/version"):
+        return None
+    import torch
+
+    from .embedders import get_embedder
+
+    return get_embedder(name, cache=False).to("cuda") if torch.cuda.is_available() else None
 
 
 def load_embedder(name: str, runtime: str = "auto", precision: str = "fp32",

@@ -1,0 +1,85 @@
+"""Start-up and query latency of the command line: ``lookalike --help``, a cold ``lookalike search`` on an index
+of ``--n`` photos (a new process each time, the compiled model cached), and the warm ``Engine.search`` p50.
+
+    python benchmarks/startup.py --n 300 --runtimes openvino torch
+
+The index is built once (800x600 JPEG photos, efficientnet_lite0); each runtime then searches it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from indexing import make_photos
+
+
+def wall(cmd: list[str], runs: int) -> tuple[float, list[float]]:
+    """Median wall seconds of a command (and each run); it must succeed."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), times
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=300, help="photos in the index")
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--runtimes", nargs="+", default=["openvino", "torch"])
+    ap.add_argument("--runs", type=int, default=5, help="runs of each command (medians reported)")
+    ap.add_argument("--queries", type=int, default=30, help="warm searches for the p50")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    from lookalike.retrieval.engine import Engine
+
+    exe = [sys.executable, "-m", "lookalike"]
+    tmp = Path(tempfile.mkdtemp(prefix="lookalike-startup-"))
+    out: dict = {"n": args.n, "model": args.model, "runs": args.runs}
+    try:
+        make_photos(tmp / "imgs", args.n)
+        with Engine.open(tmp / "idx", model=args.model, runtime=args.runtimes[0]) as eng:
+            eng.add([tmp / "imgs"], progress=False)
+        out["help_s"], out["help_runs"] = wall(exe + ["--help"], args.runs)
+        query = str(tmp / "imgs" / "img00007.jpg")
+        out["runtimes"] = []
+        for runtime in args.runtimes:
+            cold, cold_runs = wall(exe + ["search", query, "--db", str(tmp / "idx"), "--runtime", runtime], args.runs)
+            with Engine.open(tmp / "idx", create=False, runtime=runtime) as eng:
+                eng.search(query)
+                paths = sorted((tmp / "imgs").iterdir())[: args.queries]
+                ts = []
+                for p in paths:
+                    t0 = time.perf_counter()
+                    eng.search(p, k=10)
+                    ts.append(time.perf_counter() - t0)
+            out["runtimes"].append({"runtime": runtime, "cold_search_s": round(cold, 2),
+                                    "cold_runs": [round(t, 2) for t in cold_runs],
+                                    "warm_search_p50_ms": round(float(np.median(ts)) * 1000, 1)})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"lookalike --help: {out['help_s']:.2f} s (median of {args.runs}: "
+          f"{', '.join(f'{t:.2f}' for t in out['help_runs'])})")
+    print(f"| runtime | cold `lookalike search`, {args.n}-photo index (median of {args.runs}) | warm Engine.search p50 |")
+    print("|---|---|---|")
+    for r in out["runtimes"]:
+        print(f"| {r['runtime']} | {r['cold_search_s']} s ({', '.join(map(str, r['cold_runs']))}) | "
+              f"{r['warm_search_p50_ms']} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
