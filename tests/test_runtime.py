@@ -156,3 +156,13 @@ def test_unsupported_precision_is_one_line(cache):
         load_embedder("pixels", "torch", "bf16")
     with pytest.raises(RuntimeUnavailable, match="ONNX Runtime runs fp32 here"):
         load_embedder("pixels", "onnxruntime", "int8")
+
+
+@pytest.mark.skipif(os.path.exists("/proc/driver/nvidia/version"), reason="a GPU is present")
+def test_without_a_gpu_indexing_stays_on_the_cpu(cache, photos):
+    from lookalike.retrieval.runtime import cuda_embedder
+
+    assert cuda_embedder("pixels") is None
+    with Engine.open(photos.parent / "idx", model="pixels", runtime="auto") as eng:
+        assert eng.add([photos], progress=False, warn=None).indexed == len(PHOTOS)
+        assert type(eng.embedder).__name__ == "CompiledEmbedder"
