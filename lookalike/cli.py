@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except LookalikeError as exc:  # bad input that a handler did not catch: still one line, exit 2
         return fail(str(exc))
     except KeyboardInterrupt:
+        # background threads (DataLoader's fd sharer) may fail as the workers stop: not the user's concern
+        threading.excepthook = lambda _args: None
         print("lookalike: interrupted; what was committed is kept (run the command again to continue)", file=sys.stderr)
         return 130
     finally:
