@@ -12,6 +12,7 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_MB",
+    "FileGone",
     "UnsafePathError",
     "UploadTooLarge",
     "check_readable",
@@ -25,6 +26,10 @@ DEFAULT_MAX_UPLOAD_MB = 20
 
 class UnsafePathError(PermissionError):
     """A path outside every indexed root (or not a regular file); the message is one line for the user."""
+
+
+class FileGone(UnsafePathError):
+    """An indexed path that is no longer a regular file (moved or deleted since it was indexed)."""
 
 
 class UploadTooLarge(ValueError):
@@ -56,7 +61,7 @@ def check_readable(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) 
         raise UnsafePathError(f"{os.fspath(path)}: outside the indexed folders; the app opens only indexed files")
     rp = Path(_real(path))
     if not rp.is_file():
-        raise UnsafePathError(f"{os.fspath(path)}: not a file (moved or deleted since it was indexed?)")
+        raise FileGone(f"{os.fspath(path)}: not a file (moved or deleted since it was indexed?)")
     return rp
 
 
