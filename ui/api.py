@@ -178,7 +178,7 @@ class _BodyLimit:
 
 
 def _too_large_text(limit: int) -> str:
-    return f"request body is over the {(limit - FORM_OVERHEAD) / 1024 / 1024:g} MB upload limit"
+    return f"request body is over the {(limit - FORM_OVERHEAD) / 1024 / 1024:.3g} MB upload limit"
 
 
 # ---------------------------------------------------------------------------------- app
