@@ -265,9 +265,11 @@ def test_changes_by_another_writer_are_picked_up(writable):
         before = c.post("/search", **upload(extra[0], k=1)).json()[0]
         assert before["path"] != str(extra[0])
         assert cli(["index", str(images), "--db", str(db), "-q", "--workers", "0"]) == 0  # another writer
-        after = c.post("/search", **upload(extra[0], k=1)).json()[0]
-        assert after["path"] == str(extra[0]) and after["score"] > 0.99
-        assert c.get("/status").json()["images"] == 13
+        deadline = time.monotonic() + 60  # the server reopens the index in the background
+        while (after := c.post("/search", **upload(extra[0], k=1)).json()[0])["path"] != str(extra[0]):
+            assert time.monotonic() < deadline, "the new image never became searchable"
+            time.sleep(0.1)
+        assert after["score"] > 0.99 and c.get("/status").json()["images"] == 13
 
 
 def test_update_failure_is_reported(writable):

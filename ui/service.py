@@ -101,19 +101,24 @@ class WarmEngine:
         return eng
 
     def get(self):
-        """The current engine; when the index files changed, the first caller reopens it (the others go on with the old one)."""
+        """The current engine. When the index files changed on disk, a fresh engine is opened in the background
+        (one at a time) and replaces this one when it is ready: no request waits for a reopen."""
         if index_stamp(self.path, RELOAD_FILES) != self._stamp and time.monotonic() >= self._retry_at \
                 and self._lock.acquire(blocking=False):
-            try:
-                self._reload()
-            finally:
-                self._lock.release()
+            threading.Thread(target=self._reload_and_release, name="lookalike-reopen", daemon=True).start()
         return self.engine
 
     def reload(self) -> None:
-        """Reopen now (after this process wrote the index)."""
+        """Reopen now if the index files changed (after this process wrote the index)."""
         with self._lock:
+            if index_stamp(self.path, RELOAD_FILES) != self._stamp:
+                self._reload()
+
+    def _reload_and_release(self) -> None:
+        try:
             self._reload()
+        finally:
+            self._lock.release()
 
     def _reload(self) -> None:
         from lookalike.retrieval.engine import EngineError
