@@ -7,22 +7,24 @@ Every error is a JSON body ``{"detail": "one line naming the reason"}`` with a 4
 """
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import mimetypes
 import os
-from typing import Literal
+from dataclasses import MISSING
+from typing import Literal, get_type_hints
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from starlette.datastructures import UploadFile
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
-from .service import IndexJob, JobBusy, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, search_json, \
+from .service import IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, search_json, \
     search_vector, thumbnail_jpeg
 
 __all__ = ["create_app", "MAX_K"]
@@ -80,37 +82,17 @@ class DenoisedSearch(BaseModel):
     denoise: DenoiseInfo
 
 
-class Job(BaseModel):
-    state: Literal["idle", "running", "done", "failed"]
-    phase: str | None = None
-    done: int = 0
-    total: int | None = None
-    roots: list[str] | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    summary: str | None = None
-    skipped: list[dict] | None = None
-    error: str | None = None
+def _status_model() -> type[BaseModel]:
+    """The index status (the engine's IndexStatus fields) plus the service's own state."""
+    from lookalike.retrieval.engine import IndexStatus
 
-
-class Status(BaseModel):
-    path: str
-    images: int
-    files: int
-    vectors: int
-    duplicates: int
-    skipped: int
-    skipped_by_reason: dict[str, int]
-    model: str
-    index_type: str
-    factory: str | None
-    dim: int
-    size_on_disk: int
-    roots: list[str]
-    search: dict | None = None
-    read_only: bool = Field(description="true unless the service was started with --allow-write")
-    index_job: Job
-    reload_error: str | None = Field(None, description="why the last reopen of a changed index failed (the old one serves)")
+    hints = get_type_hints(IndexStatus)
+    fields = {f.name: (hints[f.name], ... if f.default is MISSING else f.default) for f in dataclasses.fields(IndexStatus)}
+    return create_model(
+        "Status", **fields,
+        read_only=(bool, Field(description="true unless the service was started with --allow-write")),
+        index_job=(JobState, Field(description="the last index update (POST /index)")),
+        reload_error=(str | None, Field(None, description="why the last reopen of a changed index failed (the old one serves)")))
 
 
 class Health(BaseModel):
@@ -302,7 +284,7 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
             raise HTTPException(404, f"image {image_id}: {exc.strerror or exc}") from None
 
     # ------------------------------------------------------------------ status, health, index
-    @app.get("/status", response_model=Status, dependencies=guarded, responses=_errors(401),
+    @app.get("/status", response_model=_status_model(), dependencies=guarded, responses=_errors(401),
              summary="Counts, model, index type and size of the index, and the state of the last index update")
     def status():
         return JSONResponse({**warm.get().status().to_dict(), "read_only": not allow_write,
@@ -312,12 +294,12 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
     def health():
         return {"status": "ok"}
 
-    @app.get("/index", response_model=Job, dependencies=guarded, responses=_errors(401),
+    @app.get("/index", response_model=JobState, dependencies=guarded, responses=_errors(401),
              summary="Progress of the last index update")
     def index_state():
         return JSONResponse(job.state.to_dict())
 
-    @app.post("/index", response_model=Job, status_code=202, dependencies=guarded, responses=_errors(401, 403, 409),
+    @app.post("/index", response_model=JobState, status_code=202, dependencies=guarded, responses=_errors(401, 403, 409),
               summary="Re-index the indexed folders in the background (only with --allow-write)")
     def reindex():
         """New, changed and removed files under the indexed folders are brought into the index while searches go
