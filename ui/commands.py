@@ -113,7 +113,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         return _serve_fail(f"needs {exc.name}: pip install 'lookalike[serve]'")
 
+    import faiss
+
     torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
     try:
         app = create_app(args.db, allow_write=args.allow_write, token=token, max_upload_mb=args.max_upload_mb)
     except EngineError as exc:
@@ -153,6 +156,6 @@ def add_commands(subparsers, train_subparsers=None, bench_subparsers=None) -> No
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest accepted query image in MB (default {DEFAULT_MAX_UPLOAD_MB})")
     p.add_argument("--threads", type=positive_int, default=1,
-                   help="torch threads per query (default 1: concurrent queries each get a core; more threads "
-                        "per query are much slower on a busy CPU)")
+                   help="torch and FAISS threads per query (default 1: concurrent queries each get a core; more "
+                        "threads per query are much slower on a busy CPU)")
     p.set_defaults(func=cmd_serve)

@@ -68,8 +68,10 @@ def index_stamp(db: str | os.PathLike, names: tuple[str, ...] = ("lookalike.json
 
 
 def run_indexing(db: str | os.PathLike, folders: list[str], model: str | None,
-                 on_progress: Callable[[str, int, int | None], None] | bool = False, workers: int | None = None):
-    """Index ``folders`` into ``db`` (created with ``model`` when new) on its own Engine; returns the IndexReport.
+                 on_progress: Callable[[str, int, int | None], None] | bool = False, workers: int | None = None,
+                 create: bool = True):
+    """Index ``folders`` into ``db`` (created with ``model`` when new, if ``create``) on its own Engine; returns
+    the IndexReport.
 
     ``workers`` decoding processes default to one less than the cores (at most 2): the caller is a server that
     keeps answering requests meanwhile.
@@ -78,7 +80,7 @@ def run_indexing(db: str | os.PathLike, folders: list[str], model: str | None,
 
     if workers is None:
         workers = max(0, min(2, (os.cpu_count() or 1) - 1))
-    with Engine.open(db, model=model, create=True) as eng:  # skipped files are listed by the caller, not printed
+    with Engine.open(db, model=model, create=create) as eng:  # skipped files are listed by the caller, not printed
         return eng.add(folders, progress=on_progress, workers=workers, warn=None)
 
 
@@ -97,7 +99,7 @@ class WarmEngine:
         from lookalike.retrieval.engine import Engine
 
         eng = Engine.open(self.path, create=False)
-        _ = eng.embedder  # load the model now, not on the first query
+        eng.search(Image.new("RGB", (64, 64)), k=1)  # load the model and its preprocessing now, not on the first query
         return eng
 
     def get(self):
@@ -189,7 +191,7 @@ class IndexJob:
 
         st_ = self.state
         try:
-            report = run_indexing(self.warm.path, roots, None, self._progress)
+            report = run_indexing(self.warm.path, roots, None, self._progress, create=False)
             self.warm.reload()
             st_.summary = report.summary()
             st_.skipped = [{"path": p, "reason": r} for p, r in report.problems[:MAX_LISTED_SKIPS]]
