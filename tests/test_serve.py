@@ -370,3 +370,16 @@ def test_real_uvicorn_process(writable):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_an_unexpected_fault_is_a_json_500_without_traceback(writable):
+    import sqlite3
+
+    images, db = writable
+    with TestClient(create_app(db), raise_server_exceptions=False) as c:
+        con = sqlite3.connect(db / "metadata.db")
+        con.execute("drop table files")  # the database breaks under the running service
+        con.commit()
+        con.close()
+        r = c.post("/search", **upload(images / "coins.png", k=2))
+        assert r.status_code == 500 and r.json() == {"detail": "internal error (OperationalError); see the server log"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import logging
 import mimetypes
 import os
 from dataclasses import MISSING
@@ -32,7 +31,6 @@ __all__ = ["create_app", "MAX_K"]
 MAX_K = 1000
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the small form fields, on top of the image cap
 DENOISE = Literal["auto", "ddpm", "ddim", "classical", "none"]
-log = logging.getLogger("lookalike.serve")
 
 
 # ---------------------------------------------------------------------------------- schemas
@@ -196,8 +194,7 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
         return JSONResponse({"detail": _too_large_text(max_bytes + FORM_OVERHEAD)}, 413)
 
     @app.exception_handler(Exception)
-    async def _fault(request: Request, exc: Exception):
-        log.exception("%s %s failed", request.method, request.url.path)
+    async def _fault(request: Request, exc: Exception):  # the server logs the traceback
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server log"}, 500)
 
     # ------------------------------------------------------------------ search
