@@ -6,7 +6,7 @@
 Each request is a multipart POST /search of the demo query (a 256x192 JPEG of a photo the index has never seen,
 k=10), timed end to end by the client (connection kept alive, one httpx client per thread). The server is a
 `lookalike serve` subprocess (1 torch thread per query). For reference, the same query through the Python API in
-this process (no HTTP) is timed too. Under indexing: generated images are added to the demo folder, POST /index
+this process (no HTTP) is timed too, alternating with the model forward alone. Under indexing: generated images are added to the demo folder, POST /index
 starts the update and 8 clients search until it ends; every non-200 answer or transport error counts as an error.
 Traffic is 127.0.0.1 only and bounded by --requests and --seconds per phase. Generated data is kept in --work
 and reused.
@@ -141,8 +141,8 @@ def load(base: str, query: bytes | None, clients: int, requests: int, seconds: f
             "throughput_rps": round(len(lat) / wall, 1), "seconds": round(wall, 1)}
 
 
-def in_process(db: Path, query: Path, n: int) -> dict:
-    """The same query through Engine.search in this process (no HTTP), 1 torch thread."""
+def in_process(db: Path, query: Path, n: int) -> list[dict]:
+    """The same query through Engine.search in this process (no HTTP), and the model forward alone; 1 torch thread."""
     import torch
 
     from lookalike.retrieval.engine import Engine
@@ -150,13 +150,18 @@ def in_process(db: Path, query: Path, n: int) -> dict:
     torch.set_num_threads(1)
     with Engine.open(db, create=False) as eng:
         eng.search(query, k=10)
-        lat = []
-        for _ in range(n):
-            t = time.perf_counter()
-            eng.search(query.read_bytes(), k=10)
-            lat.append((time.perf_counter() - t) * 1000)
-    return {"clients": 1, "requests": n, "errors": 0, "p50_ms": round(float(np.percentile(lat, 50)), 1),
-            "p99_ms": round(float(np.percentile(lat, 99)), 1), "throughput_rps": round(n / (sum(lat) / 1000), 1)}
+        img, _ = eng.load_query(query)
+        steps = {"Engine.search in-process (no HTTP)": lambda: eng.search(query.read_bytes(), k=10),
+                 "model forward alone (decoded query)": lambda: eng.embed([img])}
+        lat: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(n):  # alternated, so that both see the same load
+            for name, step in steps.items():
+                t = time.perf_counter()
+                step()
+                lat[name].append((time.perf_counter() - t) * 1000)
+    return [{"phase": name, "clients": 1, "requests": n, "errors": 0, "p50_ms": round(float(np.percentile(v, 50)), 1),
+             "p99_ms": round(float(np.percentile(v, 99)), 1), "throughput_rps": round(n / (sum(v) / 1000), 1)}
+            for name, v in lat.items()]
 
 
 def phases(label: str, db: Path, query: bytes, args, rows: list[dict], meta: dict) -> None:
@@ -234,8 +239,9 @@ def main(argv=None) -> int:
     rows: list[dict] = []
     meta: dict = {}
     images, demo = demo_index(work)
-    rows.append({"index": "demo", "phase": "Engine.search in-process (no HTTP)", **in_process(demo, query_path, args.requests // 2)})
-    print(json.dumps(rows[-1]), flush=True)
+    for row in in_process(demo, query_path, args.requests // 2):
+        rows.append({"index": "demo", **row})
+        print(json.dumps(rows[-1]), flush=True)
     phases("demo", demo, query, args, rows, meta)
     update_phase(images, demo, query, args, rows)
     if args.big:
