@@ -317,6 +317,15 @@ def test_serve_refuses_to_start(index, argv, env, words, capsys, monkeypatch):
     assert err.startswith("lookalike serve: ") and words in err and "\n" not in err
 
 
+def test_serve_refuses_a_port_in_use(index, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert cli(["serve", "--db", str(index[1]), "--port", str(s.getsockname()[1])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot listen on 127.0.0.1:" in err and "in use" in err and "\n" not in err
+
+
 def test_serve_refuses_a_folder_that_is_not_an_index(tmp_path, capsys):
     assert cli(["serve", "--db", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()

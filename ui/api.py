@@ -22,6 +22,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from starlette.datastructures import UploadFile
 
+from lookalike.retrieval.denoise import METHODS as DENOISE_METHODS
+from lookalike.retrieval.denoise import DenoiseError
+from lookalike.indexer.loading import ImageLoadError
+from lookalike.retrieval.engine import EngineError, IndexStatus
+
 from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
 from .service import IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, search_json, \
     search_vector, thumbnail_jpeg
@@ -30,7 +35,7 @@ __all__ = ["create_app", "MAX_K"]
 
 MAX_K = 1000
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the small form fields, on top of the image cap
-DENOISE = Literal["auto", "ddpm", "ddim", "classical", "none"]
+DENOISE = Literal[(*DENOISE_METHODS, "none")]
 
 
 # ---------------------------------------------------------------------------------- schemas
@@ -82,8 +87,6 @@ class DenoisedSearch(BaseModel):
 
 def _status_model() -> type[BaseModel]:
     """The index status (the engine's IndexStatus fields) plus the service's own state."""
-    from lookalike.retrieval.engine import IndexStatus
-
     hints = get_type_hints(IndexStatus)
     fields = {f.name: (hints[f.name], ... if f.default is MISSING else f.default) for f in dataclasses.fields(IndexStatus)}
     return create_model(
@@ -199,9 +202,6 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
 
     # ------------------------------------------------------------------ search
     def run_search(query, opts: SearchOptions) -> list | dict:
-        from lookalike.retrieval.denoise import DenoiseError
-        from lookalike.retrieval.engine import EngineError
-
         eng = warm.get()
         try:
             if isinstance(query, list):
@@ -270,8 +270,6 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
     @app.get("/images/{image_id}/thumbnail", dependencies=guarded, responses={200: {"content": {"image/jpeg": {}}},
              **_errors(401, 403, 404, 422)}, response_class=Response, summary="A JPEG thumbnail of an indexed image")
     def thumbnail(image_id: int = Path(ge=0), size: int = Query(256, ge=16, le=1024, description="longer side, px")):
-        from lookalike.indexer.loading import ImageLoadError
-
         path = served_file(image_id)
         try:
             return Response(thumbnail_jpeg(path, size), media_type="image/jpeg")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,18 @@ def _serve_fail(msg: str) -> int:
     return 2
 
 
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why a server could not bind ``host:port`` (address in use, unknown host), or None when it can."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            s.bind(addr)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.token and args.no_auth:
         return _serve_fail("give --token or --no-auth, not both")
@@ -102,6 +115,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _serve_fail(f"--port {args.port}: not a port number")
     if args.max_upload_mb <= 0:
         return _serve_fail("--max-upload-mb must be positive")
+    if reason := _cannot_listen(args.host, args.port):
+        return _serve_fail(f"cannot listen on {args.host}:{args.port} ({reason})")
+    import faiss
     import torch
 
     from lookalike.retrieval.engine import EngineError
@@ -112,8 +128,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .api import create_app
     except ModuleNotFoundError as exc:
         return _serve_fail(f"needs {exc.name}: pip install 'lookalike[serve]'")
-
-    import faiss
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)

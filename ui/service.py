@@ -128,8 +128,8 @@ class WarmEngine:
         stamp = index_stamp(self.path, RELOAD_FILES)  # taken first: a write during the reopen triggers another
         try:
             fresh = self._open()
-        except EngineError as exc:
-            self.reload_error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the old engine keeps serving; /status shows why
+            self.reload_error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             self._retry_at = time.monotonic() + RETRY_RELOAD_S
             return
         old, self.engine, self._stamp, self.reload_error = self.engine, fresh, stamp, None
