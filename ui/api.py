@@ -25,7 +25,7 @@ from starlette.datastructures import UploadFile
 from lookalike.retrieval.denoise import METHODS as DENOISE_METHODS
 from lookalike.retrieval.denoise import DenoiseError
 from lookalike.indexer.loading import ImageLoadError
-from lookalike.retrieval.engine import EngineError, IndexStatus
+from lookalike.retrieval.engine import EngineError, IndexStatus, SearchResult
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
 from .service import IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, search_json, \
@@ -61,14 +61,15 @@ class SearchBody(SearchOptions):
         return self
 
 
-class Hit(BaseModel):
-    rank: int
-    score: float
-    path: str
-    sha256: str
-    width: int
-    height: int
-    id: int = Field(description="image id for GET /images/{id}")
+def _model_of(cls, name: str, exclude: tuple[str, ...] = (), **extra) -> type[BaseModel]:
+    """A response schema with the fields of the dataclass ``cls`` (less ``exclude``) plus ``extra`` ones."""
+    hints = get_type_hints(cls)
+    fields = {f.name: (hints[f.name], ... if f.default is MISSING else f.default)
+              for f in dataclasses.fields(cls) if f.name not in exclude}
+    return create_model(name, **fields, **extra)
+
+
+Hit = _model_of(SearchResult, "Hit", exclude=("paths",))  # what `search --json` prints, plus the id
 
 
 class DenoiseInfo(BaseModel):
@@ -85,15 +86,11 @@ class DenoisedSearch(BaseModel):
     denoise: DenoiseInfo
 
 
-def _status_model() -> type[BaseModel]:
-    """The index status (the engine's IndexStatus fields) plus the service's own state."""
-    hints = get_type_hints(IndexStatus)
-    fields = {f.name: (hints[f.name], ... if f.default is MISSING else f.default) for f in dataclasses.fields(IndexStatus)}
-    return create_model(
-        "Status", **fields,
-        read_only=(bool, Field(description="true unless the service was started with --allow-write")),
-        index_job=(JobState, Field(description="the last index update (POST /index)")),
-        reload_error=(str | None, Field(None, description="why the last reopen of a changed index failed (the old one serves)")))
+Status = _model_of(
+    IndexStatus, "Status",
+    read_only=(bool, Field(description="true unless the service was started with --allow-write")),
+    index_job=(JobState, Field(description="the last index update (POST /index)")),
+    reload_error=(str | None, Field(None, description="why the last reopen of a changed index failed (the old one serves)")))
 
 
 class Health(BaseModel):
@@ -279,7 +276,7 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
             raise HTTPException(404, f"image {image_id}: {exc.strerror or exc}") from None
 
     # ------------------------------------------------------------------ status, health, index
-    @app.get("/status", response_model=_status_model(), dependencies=guarded, responses=_errors(401),
+    @app.get("/status", response_model=Status, dependencies=guarded, responses=_errors(401),
              summary="Counts, model, index type and size of the index, and the state of the last index update")
     def status():
         return JSONResponse({**warm.get().status().to_dict(), "read_only": not allow_write,
