@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS
 from lookalike.indexer.pipeline import EmbedSpec, IndexReport, index_paths, warn_stderr
-from lookalike.indexer.store import MetadataStore, StoreError, sqlite_url
+from lookalike.indexer.store import ImageInfo, MetadataStore, StoreError, sqlite_url
 
 from .embedders import DEFAULT_EMBEDDER, Embedder, EmbedderError, get_embedder
 from .folder import EngineError, IndexConfig, IndexFolder
@@ -285,6 +285,14 @@ class Engine:
         """
         return self.searcher.search(query, k=k, min_score=min_score, exclude_self=exclude_self, denoise=denoise,
                                     sigma=sigma, n_samples=n_samples, denoise_model=denoise_model)
+
+    def search_vector(self, vector: Any, k: int = 10, min_score: float | None = None) -> SearchResults:
+        """The ``k`` indexed images nearest an embedding vector of this index's dimension (normalised here)."""
+        return self.searcher.search_vector(vector, k=k, min_score=min_score)
+
+    def image(self, image_id: int) -> ImageInfo | None:
+        """An indexed image's hash, size and paths by its id (None when it is not indexed)."""
+        return self.store.lookup([int(image_id)]).get(int(image_id))
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All stored (ids, vectors)."""

@@ -28,8 +28,8 @@ from lookalike.indexer.loading import ImageLoadError
 from lookalike.retrieval.engine import EngineError, IndexStatus, SearchResult
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
-from .service import IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, search_json, \
-    search_vector, thumbnail_jpeg
+from .service import IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, \
+    thumbnail_jpeg
 
 __all__ = ["create_app", "MAX_K"]
 
@@ -204,10 +204,13 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
             if isinstance(query, list):
                 if opts.denoise not in (None, "none"):
                     raise QueryError("denoise applies to image queries, not to a vector")
-                return search_json(search_vector(eng, query, opts.k, opts.min_score))
+                try:
+                    return eng.search_vector(query, opts.k, opts.min_score).to_json()
+                except EngineError as exc:
+                    raise QueryError(str(exc)) from None
             if isinstance(query, str):
                 query = str(indexed_file(eng, query))
-            return search_json(eng.search(query, k=opts.k, min_score=opts.min_score, denoise=opts.denoise))
+            return eng.search(query, k=opts.k, min_score=opts.min_score, denoise=opts.denoise).to_json()
         except (NotIndexed, FileGone) as exc:
             raise HTTPException(404, str(exc)) from None
         except UnsafePathError as exc:

@@ -18,7 +18,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from PIL import Image
 
 from .safety import UnsafePathError, check_readable
@@ -33,8 +32,6 @@ __all__ = [
     "index_stamp",
     "indexed_file",
     "run_indexing",
-    "search_json",
-    "search_vector",
     "thumbnail_jpeg",
 ]
 
@@ -202,36 +199,6 @@ class IndexJob:
             st_.error, st_.state = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", "failed"
         finally:
             st_.finished_at = time.time()
-
-
-def search_json(res) -> list[dict] | dict:
-    """What ``lookalike search --json`` prints for these results, each hit with its image ``id`` too."""
-    payload = [{"rank": r.rank, "score": round(r.score, 6), "path": r.path, "sha256": r.sha256,
-                "width": r.width, "height": r.height, "id": r.id} for r in res]
-    den = res.denoise
-    if den is None:
-        return payload
-    return {"results": payload, "denoise": {"method": den.method, "sigma": den.sigma, "sigma_estimated": den.sigma_estimated,
-                                            "model": den.model, "fallback_reason": den.fallback_reason,
-                                            "consistency": res.consistency}}
-
-
-def search_vector(engine, vector, k: int = 10, min_score: float | None = None):
-    """SearchResults for an embedding (any length scale; it is normalised); :class:`QueryError` when it cannot fit."""
-    from lookalike.retrieval.engine import SearchResults
-
-    v = np.asarray(vector, dtype=np.float32)
-    if v.ndim != 1 or len(v) != engine.dim:
-        raise QueryError(f"vector has {v.size} values; this index holds {engine.dim}-d vectors ({engine.config.get('model')})")
-    if not np.isfinite(v).all():
-        raise QueryError("vector holds NaN or infinite values")
-    norm = float(np.linalg.norm(v))
-    if norm == 0.0:
-        raise QueryError("vector is all zeros")
-    results = engine.search_vector(v / norm, k)
-    if min_score is not None:
-        results = [r for r in results if r.score >= min_score]
-    return SearchResults(results=results)
 
 
 def image_file(engine, image_id: int) -> Path:
