@@ -289,7 +289,7 @@ from lookalike.retrieval.duplicates import find_duplicates
 db, nlist = sys.argv[1], (int(sys.argv[2]) if sys.argv[2] != "auto" else None)
 eng = Engine.open(db, create=False, load_index=False)
 t0 = time.perf_counter()
-rep = find_duplicates(eng, 0.9, nlist=nlist)
+rep = find_duplicates(eng, nlist=nlist)
 secs = time.perf_counter() - t0
 planted = np.load(db + "/planted.npy")
 group = {}
