@@ -162,3 +162,43 @@ def test_cli_not_an_index(tmp_path, capsys):
     assert main(["duplicates", "--db", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not a lookalike index" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------- the web page
+def test_duplicates_page_shows_groups_marks_and_exports(dup_tree, monkeypatch):
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    from lookalike.ui.duplicates_page import export_rows, keep_key
+
+    monkeypatch.setenv("LOOKALIKE_DB", str(dup_tree / "index"))
+    monkeypatch.delenv("LOOKALIKE_UI_READ_ONLY", raising=False)
+    files_before = sorted(p.name for p in (dup_tree / "pics").rglob("*.*"))
+    at = AppTest.from_string("from lookalike.ui import duplicates_page\nduplicates_page.render()\n",
+                             default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Duplicates"
+    heads = [m.value for m in at.markdown if m.value.startswith("**Group ")]
+    assert [h.split(" · ")[1] for h in heads] == ["3 files", "2 files", "2 files"]
+    assert len(at.image) == 7
+    boxes = {b.key: b for b in at.checkbox}
+    chelsea = str(dup_tree / "pics" / "chelsea.png")
+    small = str(dup_tree / "pics" / "edits" / "chelsea-small.jpg")
+    assert boxes[keep_key(chelsea)].value and not boxes[keep_key(small)].value  # the suggestion
+
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download CSV", "Download JSON"]
+    # mark the half-size copy to keep as well: the export follows the marks, the suggestion stays
+    at.checkbox(key=keep_key(small)).check().run()
+    assert at.session_state[keep_key(small)] is True
+    with Engine.open(dup_tree / "index", create=False) as eng:
+        report = find_duplicates(eng)
+    rows = {r["path"]: r for r in export_rows(report, {small: True})}
+    assert rows[small]["keep"] == 1 and rows[small]["suggested_keep"] == 0 and rows[chelsea]["keep"] == 1
+    assert {r["path"]: r["keep"] for r in export_rows(report, {})} == {f.path: int(f.keep) for g in report.groups
+                                                                       for f in g.files}
+    assert any("Files not marked keep: 3" in c.value for c in at.caption)  # 4 before the mark
+    [b for b in at.button if b.label == "Reset to suggestions"][0].click().run()
+    assert not at.checkbox(key=keep_key(small)).value
+    # a stricter threshold leaves only the byte-identical copies
+    at.slider(key="dup_threshold").set_value(1.0).run()
+    assert len([m for m in at.markdown if m.value.startswith("**Group ")]) == 1
+    assert sorted(p.name for p in (dup_tree / "pics").rglob("*.*")) == files_before  # nothing deleted
