@@ -13,6 +13,7 @@ import os
 import streamlit as st
 
 from . import state
+from .original import show_original
 
 GROUPS_PER_PAGE = 10
 COLUMNS = 4
@@ -109,4 +110,7 @@ def _group(g, roots: list[str]) -> None:
                 st.markdown(f"`{os.path.basename(f.path)}`  \n{f.width}×{f.height} · {state.human_bytes(f.size)} · "
                             + ("suggested keep" if f.keep else f"similarity {f.similarity:.3f}")
                             + f"  \n{state.folder_of(f.path, roots)}")
-                st.checkbox("Keep", value=f.keep, key=keep_key(f.path))
+                k1, k2 = st.columns(2)
+                k1.checkbox("Keep", value=f.keep, key=keep_key(f.path))
+                if k2.button("Original", key="orig-" + keep_key(f.path)):
+                    show_original(f.path, roots)
