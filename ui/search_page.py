@@ -153,7 +153,7 @@ def render() -> None:
                               help="Only results with a file in this folder or below it.")
         n_images = len(eng.index) if eng.index is not None else 0
         pool = n_images if folder == "All folders" else min(n_images, folders.get(folder, 0))
-        page = int(st.number_input("Results page", 1, max(1, -(-pool // int(k))), 1, key="res_page"))
+        page = int(st.number_input("Results page", 1, max(1, -(-pool // int(k))), key="res_page"))
         min_score = st.slider("Minimum score", -1.0, 1.0, 0.0, 0.05, key="min_score",
                               help="Cosine similarity; results below it are hidden.")
         exclude_self = st.checkbox("Hide the query itself when it is indexed", key="exclude_self")
