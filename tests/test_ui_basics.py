@@ -108,3 +108,20 @@ def test_open_original_button_on_results(pixels_db, image_tree, use_db):
     w, h = load_photo("rocket").size
     assert any(f"{w}×{h}" in c.value and "rocket.png" in c.value for c in at.caption)
     assert any(b.proto.label == "Download original" for b in at.get("download_button"))
+
+
+def test_compare_warns_when_the_training_domain_does_not_fit():
+    from lookalike.data.samples import DataError, load_sample
+    from lookalike.ui.compare_page import domain_warning
+
+    cat, moon = load_photo("chelsea"), load_photo("moon")
+    assert "handwritten digits" in domain_warning("siamese-mnist", [cat, cat])
+    assert "grayscale" in domain_warning("siamese-cifar10", [moon, cat])
+    assert domain_warning("efficientnet_lite0", [moon, cat]) is None  # ImageNet: photos of every kind
+    try:
+        digits = load_sample("mnist", "test").images[:2]
+        cifar = load_sample("cifar10", "test").images[:2]
+    except DataError:
+        return
+    assert domain_warning("siamese-mnist", [Image.fromarray(d) for d in digits]) is None
+    assert domain_warning("siamese-cifar10", [Image.fromarray(c) for c in cifar]) is None

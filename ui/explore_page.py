@@ -12,6 +12,7 @@ TSNE_MAX = 3000     # t-SNE: subsample above this many points
 MAP_MAX = 20000     # PCA map: subsample above this many points (the chart stays responsive)
 THUMBS_MAX = 48
 NEIGHBOURS = 8      # results shown for a clicked point
+PAD = 12            # pixels between the outermost points and the chart's edge
 TABLEAU20 = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
              "#bab0ac", "#a0cbe8", "#ffbe7d", "#ff9d9a", "#86bcb6", "#8cd17d", "#f1ce63", "#d4a6c8", "#fabfd2",
              "#d7b5a6", "#79706e"]
@@ -140,7 +141,8 @@ def render() -> None:
         alt.Chart(df)
         .mark_circle(stroke="#222", cursor="pointer")
         .encode(
-            x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
+            x=alt.X("x:Q", axis=None, scale=alt.Scale(zero=False, nice=False, padding=PAD)),
+            y=alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False, nice=False, padding=PAD)),
             color=alt.Color(f"{group_col}:N", scale=alt.Scale(domain=groups, range=palette(len(groups))),
                             legend=alt.Legend(title=group_col, orient="bottom", columns=4, labelLimit=0,
                                               symbolLimit=0)),
