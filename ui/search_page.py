@@ -146,17 +146,25 @@ def render() -> None:
                          format_func=lambda p: state.short_path(p, roots), on_change=_on_pick,
                          placeholder="choose an indexed image")
     with right:
-        k = st.slider("Results per page", 1, 48, 12, key="k")
-        folders = _folders(db, state.index_stamp(db))
-        folder = st.selectbox("Folder", ["All folders", *folders], key="q_folder",
-                              format_func=lambda f: f if f == "All folders" else f"{f} ({folders[f]})",
-                              help="Only results with a file in this folder or below it.")
-        n_images = len(eng.index) if eng.index is not None else 0
-        pool = n_images if folder == "All folders" else min(n_images, folders.get(folder, 0))
-        page = int(st.number_input("Results page", 1, max(1, -(-pool // int(k))), key="res_page"))
-        min_score = st.slider("Minimum score", -1.0, 1.0, 0.0, 0.05, key="min_score",
-                              help="Cosine similarity; results below it are hidden.")
-        exclude_self = st.checkbox("Hide the query itself when it is indexed", key="exclude_self")
+        ss = st.session_state
+        with st.expander(f"Options: {ss.get('k', 12)} per page · {ss.get('q_folder') or 'All folders'} · "
+                         f"minimum score {ss.get('min_score', 0.0):.2f}"):
+            k = st.slider("Results per page", 1, 48, 12, key="k")
+            folders = _folders(db, state.index_stamp(db))
+            folder = st.selectbox("Folder", ["All folders", *folders], key="q_folder",
+                                  format_func=lambda f: f if f == "All folders" else f"{f} ({folders[f]})",
+                                  help="Only results with a file in this folder or below it.")
+            min_score = st.slider("Minimum score", -1.0, 1.0, 0.0, 0.05, key="min_score",
+                                  help="Cosine similarity; results below it are hidden.")
+            exclude_self = st.checkbox("Hide the query itself when it is indexed", key="exclude_self")
+        preview = st.container(key="query-preview")
+    n_images = len(eng.index) if eng.index is not None else 0
+    pages = max(1, -(-(n_images if folder == "All folders" else min(n_images, folders.get(folder, 0))) // int(k)))
+    if st.session_state.get("res_page", 1) > pages:  # fewer pages since the last run (larger pages, a folder)
+        st.session_state["res_page"] = pages
+    page = int(st.session_state.get("res_page", 1))
+    # phones: the query preview gives its place to the first result
+    st.html("<style>@media (max-width: 640px) { .st-key-query-preview { display: none; } }</style>")
 
     noise_sigma, den = _noise_controls()
 
@@ -182,7 +190,7 @@ def render() -> None:
         noisy = add_gaussian_noise(base, noise_sigma, den["seed"]) if noise_sigma > 0 else base
         qbytes = state.image_to_png(noisy)
 
-    with right:
+    with preview:
         st.image(clean, caption=f"Query: {q.get('name', '')} ({clean.width}×{clean.height})", width=220)
 
     need = int(k) * page
@@ -214,6 +222,8 @@ def render() -> None:
                + (f" · consistency of the denoised samples' neighbours {res.consistency:.2f}"
                   if res.consistency is not None else ""))
     _results_grid(shown, roots)
+    if pages > 1:
+        st.number_input(f"Results page (of {pages})", 1, pages, key="res_page")
 
 
 def _noise_controls() -> tuple[float, dict]:
