@@ -81,7 +81,8 @@ def render() -> None:
         return
     rows = export_rows(report, marks(report))
     drop = sum(r["size"] for r in rows if not r["keep"])
-    st.caption(f"{len(report.groups)} groups, {report.files} files among {report.images} images "
+    n = len(report.groups)
+    st.caption(f"{n} group{'s' if n != 1 else ''}, {report.files} files among {report.images} images "
                f"({report.method}, {report.seconds:.1f} s). Files not marked keep: "
                f"{sum(1 for r in rows if not r['keep'])}, {state.human_bytes(drop)}.")
     c1, c2, c3 = st.columns(3)
