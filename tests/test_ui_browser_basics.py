@@ -104,6 +104,35 @@ def test_open_original_at_full_resolution(browser, app, dup_index):
     page.close()
 
 
+def test_paste_an_image_as_the_query(browser, app, dup_index):
+    import base64
+
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(app + "/")
+    page.get_by_role("tab", name="Paste").wait_for(timeout=120_000)
+    wait_idle(page)
+    page.get_by_role("tab", name="Paste").click()
+    box = page.locator("[data-testid=stChatInput] textarea")
+    box.wait_for(timeout=60_000)
+    data = base64.b64encode(dup_index[1].read_bytes()).decode()
+    # what the browser does on Ctrl+V with an image on the clipboard: a paste event carrying the file
+    box.evaluate("""(el, b64) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "pasted.jpg", {type: "image/jpeg"}));
+        el.focus();
+        el.dispatchEvent(new ClipboardEvent("paste", {clipboardData: dt, bubbles: true, cancelable: true}));
+    }""", data)
+    page.get_by_text("pasted.jpg").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)  # the file is uploaded before it can be sent
+    box.press("Enter")
+    page.locator(".st-key-result-1 img").wait_for(timeout=180_000)
+    wait_idle(page)
+    assert "chelsea" in page.locator(".st-key-result-1").inner_text()
+    assert "Query: pasted.jpg" in page.inner_text("body")
+    page.close()
+
+
 def test_oversized_upload_shows_the_reason_and_clears_the_results(browser, app, dup_index):
     page = browser.new_page(viewport=DESKTOP)
     search(page, app, dup_index[1])

@@ -33,6 +33,13 @@ def _on_upload() -> None:
         st.session_state.pop("query", None)
 
 
+def _on_paste() -> None:
+    v = st.session_state.get("q_paste")
+    files = list(getattr(v, "files", None) or [])
+    if files:
+        _set_query({"kind": "paste", "name": files[0].name or "pasted image", "data": files[0].getvalue()})
+
+
 def _on_camera() -> None:
     f = st.session_state.get("q_camera")
     if f is not None:
@@ -124,10 +131,13 @@ def render() -> None:
 
     left, right = st.columns([3, 2], gap="large")
     with left:
-        t_up, t_cam, t_idx = st.tabs(["Upload", "Camera", "Indexed image"])
+        t_up, t_paste, t_cam, t_idx = st.tabs(["Upload", "Paste", "Camera", "Indexed image"])
         with t_up:
             st.file_uploader(f"Query image (up to {cfg.max_upload_mb:g} MB)", type=UPLOAD_TYPES, key="q_upload",
                              on_change=_on_upload)
+        with t_paste:
+            st.chat_input("Paste an image here (Ctrl+V), then press Enter", accept_file=True, file_type=UPLOAD_TYPES,
+                          key="q_paste", on_submit=_on_paste)
         with t_cam:
             if st.toggle("Use the camera", key="q_cam_on", help="The browser asks for permission first."):
                 st.camera_input("Take a photo", key="q_camera", on_change=_on_camera)
