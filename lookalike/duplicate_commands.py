@@ -20,8 +20,8 @@ def _threshold(text: str) -> float:
     return v
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
 
 
 def cmd_duplicates(args) -> int:
@@ -52,9 +52,9 @@ def cmd_duplicates(args) -> int:
         print(f"group {g.id}: {len(g.files)} files, similarity >= {g.min_similarity:.3f}")
         for f in g.files:
             tag = "keep" if f.keep else f"{f.similarity:.3f}"
-            print(f"  {tag:>5}  {f.width}x{f.height}  {_mb(f.size):>9}  {f.path}")
+            print(f"  {tag:>5}  {f.width}x{f.height}  {_size(f.size):>9}  {f.path}")
     print(f"{len(report.groups)} group(s), {report.files} files among {report.images} images at threshold "
-          f"{report.threshold:g}; the files not marked keep take {_mb(report.reclaimable)} "
+          f"{report.threshold:g}; the files not marked keep take {_size(report.reclaimable)} "
           f"({report.method}, {report.seconds:.1f} s). Nothing was deleted.")
     return 0
 
