@@ -141,6 +141,7 @@ def test_oversized_upload_shows_the_reason_and_clears_the_results(browser, app, 
     alert.wait_for(timeout=120_000)
     wait_idle(page)
     assert "over the 0.05 MB upload limit" in alert.inner_text()
+    assert "MB per file" not in page.inner_text("body")  # the server's headroom is not shown as the limit
     assert page.locator(".st-key-result-1").count() == 0 and "results from" not in page.inner_text("body")
     page.close()
 
@@ -208,6 +209,8 @@ def test_other_pages_at_both_widths(browser, app):
         pytest.skip("screenshots only (set LOOKALIKE_UI_SCREENSHOTS=docs/ui)")
     for path in ("index", "explore", "compare"):
         for name, vp in (("desktop", DESKTOP), ("phone", PHONE)):
+            if (path, name) == ("explore", "desktop"):
+                continue  # saved with a clicked point by the Explore test
             page = browser.new_page(viewport=vp)
             page.goto(f"{app}/{path}")
             page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached",

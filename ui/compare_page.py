@@ -74,7 +74,8 @@ def _picker(side: str, eng, roots: list[str], max_bytes: int):
     src = st.radio("Source", ["Upload", "Indexed image"], horizontal=True, key=f"cmp_src_{side}")
     try:
         if src == "Upload":
-            f = st.file_uploader(f"Image {side}", type=UPLOAD_TYPES, key=f"cmp_up_{side}")
+            f = st.file_uploader(f"Image {side} (up to {max_bytes / 1024 / 1024:.3g} MB)", type=UPLOAD_TYPES,
+                                 key=f"cmp_up_{side}")
             if f is None:
                 return None, None
             data, name = check_upload(f.getvalue(), f.name, max_bytes), f.name

@@ -44,7 +44,7 @@ def tsne_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
         return TSNE(n_components=2, perplexity=perplexity, init=init, random_state=seed,
                     max_iter=500).fit_transform(x.astype(np.float32))
     return np.asarray(OpenTSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
-                               n_jobs=1, negative_gradient_method="bh", early_exaggeration_iter=125, n_iter=375,
+                               n_jobs=1, negative_gradient_method="bh", early_exaggeration_iter=100, n_iter=250,
                                verbose=False).fit(x.astype(np.float32)))
 
 
