@@ -52,6 +52,6 @@ nav = st.navigation(pages)
 # after st.navigation, so that the pages' material icons do not become a CDN-hosted favicon
 st.set_page_config(page_title="lookalike", page_icon=_favicon(), layout="wide")
 # the uploaders' own "N MB per file" is the server's 4x headroom (lookalike.ui.commands); the labels state the cap
-st.html("<style>[data-testid=stFileUploaderDropzoneInstructions] small { display: none; }</style>")
+st.html("<style>[data-testid=stFileUploaderDropzoneInstructions] span { display: none; }</style>")
 _sidebar()
 nav.run()
