@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from lookalike.data.photos import load_photo
 from PIL import Image
-from test_ui_browser import browser, free_port, wait_healthy, wait_idle  # noqa: F401  (browser is a fixture)
+from test_ui_browser import browser, ui_server, wait_idle  # noqa: F401  (browser is a fixture)
 
 pytestmark = pytest.mark.browser
 DESKTOP = {"width": 1400, "height": 1000}
@@ -55,24 +52,8 @@ def dup_index(tmp_path_factory, photo_dir):
 @pytest.fixture(scope="module")
 def app(dup_index):
     """``lookalike ui`` with a 0.05 MB upload cap."""
-    db = dup_index[0]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(db.parent / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port),
-                             "--max-upload-mb", "0.05"], stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
-    try:
-        wait_healthy(url, proc)
+    with ui_server(dup_index[0], "--max-upload-mb", "0.05") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def search(page, url: str, query: Path) -> None:
