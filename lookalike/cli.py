@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "lookalike.training.commands",   # train siamese / ntxent, eval
     "lookalike.training.ddpm.commands",  # train ddpm, denoise, bench denoise
     "lookalike.ui.commands",         # ui
+    "lookalike.duplicate_commands",  # duplicates
 ]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,9 @@ from .folder import EngineError, IndexConfig, IndexFolder
 from .index import VectorIndexError, needs_training
 from .maintainer import IndexMaintainer
 from .searcher import SearchResult, SearchResults, Searcher, load_query
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .duplicates import DuplicateReport
 
 __all__ = ["Engine", "EngineError", "SearchResult", "SearchResults", "IndexStatus", "RebuildReport"]
 
@@ -293,6 +296,13 @@ class Engine:
     def image(self, image_id: int) -> ImageInfo | None:
         """An indexed image's hash, size and paths by its id (None when it is not indexed)."""
         return self.store.lookup([int(image_id)]).get(int(image_id))
+
+    def duplicates(self, threshold: float | None = None) -> "DuplicateReport":
+        """Groups of near-duplicate images (cosine >= ``threshold``, default chosen on a benchmark), each with
+        every path and the one suggested to keep; see :mod:`lookalike.retrieval.duplicates`."""
+        from .duplicates import DEFAULT_THRESHOLD, find_duplicates
+
+        return find_duplicates(self, DEFAULT_THRESHOLD if threshold is None else threshold)
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All stored (ids, vectors)."""

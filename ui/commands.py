@@ -25,11 +25,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+UPLOAD_HEADROOM = 4
 
 
 def build_command(args: argparse.Namespace) -> list[str]:
     """The ``streamlit run`` command line for these arguments."""
-    mb = max(1, int(round(args.max_upload_mb)))
+    # the browser refuses files over the server's cap with only a tooltip, so the server accepts up to 4x the cap
+    # and the app refuses what is over it with the reason on the page (and clears the old results)
+    mb = max(1, int(-(-args.max_upload_mb * UPLOAD_HEADROOM // 1)))
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.address", args.host,
@@ -42,7 +45,6 @@ def build_command(args: argparse.Namespace) -> list[str]:
         "--browser.serverAddress", args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1",
         "--global.developmentMode", "false",
         "--client.toolbarMode", "viewer",
-        "--theme.base", "light",
         "--", "--db", os.path.abspath(os.path.expanduser(args.db)),
         "--max-upload-mb", str(args.max_upload_mb),
     ]

@@ -78,7 +78,7 @@ def check_upload(data: bytes, name: str = "upload", limit: int | None = None) ->
     """Return ``data`` when it is non-empty and within the cap; :class:`UploadTooLarge` / ValueError otherwise."""
     limit = max_upload_bytes() if limit is None else int(limit)
     if len(data) > limit:
-        raise UploadTooLarge(f"{name}: {len(data) / 1024 / 1024:.2g} MB is over the {limit / 1024 / 1024:.3g} MB upload limit")
+        raise UploadTooLarge(f"{name}: {len(data) / 1024 / 1024:.3g} MB is over the {limit / 1024 / 1024:.3g} MB upload limit")
     if not data:
         raise ValueError(f"{name}: empty file")
     return data
