@@ -349,7 +349,9 @@ def bad_inputs(work: Path, imgs: Path, clean: Path, model: str) -> list[dict]:
         record(f"lookalike.json is {text}", ok, "")
     mixed = work / "bad" / "mixed"
     shutil.copytree(src, mixed)
-    (mixed / "two\nlines.png").write_bytes((mixed / sorted(os.listdir(mixed))[0]).read_bytes())
+    from PIL import Image, ImageOps
+
+    ImageOps.mirror(Image.open(query).convert("RGB")).save(mixed / "two\nlines.png")  # new content
     (mixed / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 64)
     outside = work / "bad" / "outside.png"
     shutil.copy(query, outside)
@@ -361,8 +363,6 @@ def bad_inputs(work: Path, imgs: Path, clean: Path, model: str) -> list[dict]:
     record("overlapping roots, a newline in a name, HEIC without the extra, a symlink leaving the folder",
            rc == 0 and "heif" in errs and "outside the indexed folders" in errs and rc2 == 0
            and len(out2.strip().splitlines()) == 2 and "two\\nlines.png" in out2, err or out)
-    from PIL import Image
-
     swap = work / "bad" / "swap"
     swap.mkdir()
     arr = np.asarray(Image.open(query).convert("RGB"))

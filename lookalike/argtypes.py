@@ -34,22 +34,6 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
 
 
-def positive_int(text: str) -> int:
-    """A whole number > 0."""
-    v = _int(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
-
-
-def nonneg_int(text: str) -> int:
-    """A whole number >= 0."""
-    v = _int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
-    return v
-
-
 def _float(text: str) -> float:
     try:
         v = float(text)
@@ -60,44 +44,25 @@ def _float(text: str) -> float:
     return v
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    v = _float(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
+def _checked(parse, ok, problem: str, doc: str):
+    """An argparse type: ``parse`` the text, then refuse values for which ``ok`` is false."""
+    def check(text: str):
+        v = parse(text)
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{problem}, got {v}")
+        return v
+
+    check.__doc__ = doc
+    return check
 
 
-def nonneg_float(text: str) -> float:
-    """A finite number >= 0."""
-    v = _float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {v}")
-    return v
-
-
-def fraction(text: str) -> float:
-    """A share within 0..1."""
-    v = _float(text)
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"must be within 0..1, got {v}")
-    return v
-
-
-def score(text: str) -> float:
-    """A cosine similarity, -1..1."""
-    v = _float(text)
-    if not -1 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"a cosine similarity is within -1..1, got {v}")
-    return v
-
-
-def port(text: str) -> int:
-    """A TCP port number, 1..65535."""
-    v = _int(text)
-    if not 0 < v < 65536:
-        raise argparse.ArgumentTypeError(f"not a port number: {v}")
-    return v
+positive_int = _checked(_int, lambda v: v > 0, "must be positive", "A whole number > 0.")
+nonneg_int = _checked(_int, lambda v: v >= 0, "must be zero or more", "A whole number >= 0.")
+positive_float = _checked(_float, lambda v: v > 0, "must be positive", "A finite number > 0.")
+nonneg_float = _checked(_float, lambda v: v >= 0, "must be zero or more", "A finite number >= 0.")
+fraction = _checked(_float, lambda v: 0 <= v <= 1, "must be within 0..1", "A share within 0..1.")
+score = _checked(_float, lambda v: -1 <= v <= 1, "a cosine similarity is within -1..1", "A cosine similarity, -1..1.")
+port = _checked(_int, lambda v: 0 < v < 65536, "not a port number", "A TCP port number, 1..65535.")
 
 
 def sigma(text: str) -> float | str:

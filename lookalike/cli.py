@@ -13,12 +13,21 @@ COMMAND_MODULES = [
     "lookalike.training.commands",   # train siamese / ntxent, eval
     "lookalike.training.ddpm.commands",  # train ddpm, denoise, bench denoise
     "lookalike.ui.commands",         # ui
+    "lookalike.duplicate_commands",  # duplicates
 ]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad arguments reported like every other bad input: one line, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"lookalike: {self.prog.removeprefix('lookalike').strip() + ': ' if self.prog != 'lookalike' else ''}"
+                     f"{' '.join(message.split())} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every available sub-command."""
-    parser = argparse.ArgumentParser(prog="lookalike", description="Local image similarity search.")
+    parser = _Parser(prog="lookalike", description="Local image similarity search.")
     parser.add_argument("--version", action="version", version=f"lookalike {__import__('lookalike').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = sub.add_parser("train", help="train an embedder or a denoiser")
@@ -50,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import LookalikeError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad argument already reported in one line
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -63,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except LookalikeError as exc:  # bad input that a handler did not catch: still one line, exit 2
         return fail(str(exc))
     except KeyboardInterrupt:
+        # background threads (DataLoader's fd sharer) may fail as the workers stop: not the user's concern
+        threading.excepthook = lambda _args: None
         print("lookalike: interrupted; what was committed is kept (run the command again to continue)", file=sys.stderr)
         return 130
     finally:

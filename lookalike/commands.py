@@ -68,10 +68,7 @@ def cmd_search(args) -> int:
         engine.close()
     den = res.denoise
     if args.json:
-        payload = [{**r.to_dict(), "score": round(r.score, 6)} for r in res]
-        if den is not None:
-            payload = {"results": payload, "denoise": {**den.to_dict(), "consistency": res.consistency}}
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(res.to_json(), indent=2))
         return 0
     if den is not None:
         line = f"denoised with {den.method}, sigma {den.sigma:.3f} ({'estimated' if den.sigma_estimated else 'given'})"

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lookalike.argtypes import PRECISIONS
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS
-from lookalike.indexer.store import MetadataStore, StoreError, sqlite_url
+from lookalike.indexer.store import ImageInfo, MetadataStore, StoreError, sqlite_url
 
 from .folder import EngineError, IndexConfig, IndexFolder
 from .index import VectorIndexError, needs_training
@@ -35,6 +35,7 @@ from .searcher import SearchResult, SearchResults, Searcher, load_query
 if TYPE_CHECKING:  # torch modules, imported only where they are used
     from lookalike.indexer.pipeline import IndexReport
 
+    from .duplicates import DuplicateReport
     from .embedders import Embedder
 
 __all__ = ["Engine", "EngineError", "SearchResult", "SearchResults", "IndexStatus", "RebuildReport"]
@@ -315,6 +316,21 @@ class Engine:
         """
         return self.searcher.search(query, k=k, min_score=min_score, exclude_self=exclude_self, denoise=denoise,
                                     sigma=sigma, n_samples=n_samples, denoise_model=denoise_model)
+
+    def search_vector(self, vector: Any, k: int = 10, min_score: float | None = None) -> SearchResults:
+        """The ``k`` indexed images nearest an embedding vector of this index's dimension (normalised here)."""
+        return self.searcher.search_vector(vector, k=k, min_score=min_score)
+
+    def image(self, image_id: int) -> ImageInfo | None:
+        """An indexed image's hash, size and paths by its id (None when it is not indexed)."""
+        return self.store.lookup([int(image_id)]).get(int(image_id))
+
+    def duplicates(self, threshold: float | None = None) -> "DuplicateReport":
+        """Groups of near-duplicate images (cosine >= ``threshold``, default chosen on a benchmark), each with
+        every path and the one suggested to keep; see :mod:`lookalike.retrieval.duplicates`."""
+        from .duplicates import DEFAULT_THRESHOLD, find_duplicates
+
+        return find_duplicates(self, DEFAULT_THRESHOLD if threshold is None else threshold)
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All stored (ids, vectors)."""

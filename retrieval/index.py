@@ -142,8 +142,12 @@ class VectorIndex:
         if not inner.is_trained:
             if train_vectors is None or len(train_vectors) == 0:
                 raise VectorIndexError(f"index type '{factory}' needs training vectors")
-            faiss.omp_set_num_threads(max(1, os.cpu_count() or 1))
-            inner.train(np.ascontiguousarray(train_vectors, dtype=np.float32))
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(max(1, os.cpu_count() or 1))  # training uses every core, then as it was
+            try:
+                inner.train(np.ascontiguousarray(train_vectors, dtype=np.float32))
+            finally:
+                faiss.omp_set_num_threads(before)
         return cls(faiss.IndexIDMap2(inner), real)  # the type actually built (IVF lists may shrink)
 
     @classmethod

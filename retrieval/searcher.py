@@ -56,6 +56,14 @@ class SearchResults:
     def __getitem__(self, i):
         return self.results[i]
 
+    def to_json(self) -> list[dict] | dict:
+        """What ``lookalike search --json`` prints and ``POST /search`` returns: the hits, and how the query was
+        denoised when it was."""
+        hits = [{**r.to_dict(), "score": round(r.score, 6)} for r in self.results]
+        if self.denoise is None:
+            return hits
+        return {"results": hits, "denoise": {**self.denoise.to_dict(), "consistency": self.consistency}}
+
 
 def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = MAX_QUERY_BYTES) -> tuple[Image.Image, str | None]:
@@ -124,6 +132,27 @@ class Searcher:
             results = [r for r in results if r.score >= min_score]
         name = describe_path(query) if isinstance(query, (str, os.PathLike)) else None
         return SearchResults(results=results, query=name, denoise=den, consistency=consistency)
+
+    def search_vector(self, vector: Any, k: int = 10, min_score: float | None = None) -> SearchResults:
+        """The ``k`` indexed images nearest an embedding (any length; it is normalised)."""
+        if k <= 0:
+            raise EngineError(f"k must be positive, got {k}")
+        try:
+            v = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise EngineError("vector: expected a list of numbers") from None
+        dim = self.maintainer.dim
+        if v.ndim != 1 or len(v) != dim:
+            raise EngineError(f"vector has {v.size} values; this index holds {dim}-d vectors ({self.maintainer.config.model})")
+        if not np.isfinite(v).all():
+            raise EngineError("vector holds NaN or infinite values")
+        norm = float(np.linalg.norm(v))
+        if norm == 0.0:
+            raise EngineError("vector is all zeros")
+        results = self.neighbours(v / norm, k)
+        if min_score is not None:
+            results = [r for r in results if r.score >= min_score]
+        return SearchResults(results=results)
 
     def neighbours(self, vector: np.ndarray, k: int, exclude_id: int | None = None) -> list[SearchResult]:
         """The ``k`` nearest indexed images of a unit vector, re-ranked exactly for compressed indexes."""

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .index import VectorIndex
+from .metrics import recall_at_k
 
 __all__ = ["RECALL_TARGET", "TUNE_QUERIES", "ExactTopK", "TuneResult", "measure_recall", "tune"]
 
@@ -71,17 +72,10 @@ class ExactTopK:
 def measure_recall(index: VectorIndex, exact: ExactTopK, shortlist: int | None = None) -> float:
     """Recall@k of ``index`` against ``exact``; with ``shortlist`` the share of the true top-k found in the
     first ``shortlist`` candidates (what exact re-ranking of that shortlist then returns)."""
-    k = exact.k
-    n = shortlist or k
+    n = shortlist or exact.k
     _, found = index.search(exact.queries, n + 1)
-    hits = 0
-    total = 0
-    for qid, row, truth in zip(exact.query_ids, found, exact.ids):
-        cand = [i for i in row.tolist() if i >= 0 and i != qid][:n]
-        t = set(int(i) for i in truth if i >= 0)
-        hits += len(t.intersection(cand))
-        total += len(t)
-    return hits / total if total else 1.0
+    cands = [[i for i in row.tolist() if i >= 0 and i != qid][:n] for qid, row in zip(exact.query_ids, found)]
+    return recall_at_k(cands, exact.ids)
 
 
 def tune(index: VectorIndex, exact: ExactTopK, refine: bool = False, target: float = RECALL_TARGET) -> TuneResult:

@@ -253,8 +253,9 @@ def test_cli_index_search_status_errors(tmp_path, capsys):
     assert "broken.png" in capsys.readouterr().err
     assert cli(["search", str(d / "rocket.png"), "--db", str(tmp_path / "no-index")]) == 2
     assert "not a lookalike index" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli(["search", str(d / "rocket.png"), "--db", str(idx), "-k", "0"])
+    assert cli(["search", str(d / "rocket.png"), "--db", str(idx), "-k", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "lookalike: search: argument -k: must be positive, got 0 (see 'lookalike search --help')"
 
 
 def test_min_score_filters(tmp_path):

@@ -166,7 +166,7 @@ def test_search_noisy_query_panel(pixels_db, image_tree, use_db):
     no_exception(at)
     caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
     assert any("Noisy query (σ added = 0.30)" in c for c in caps), caps
-    assert any("Clean reference" in c for c in caps)
+    assert any("Query before the added noise" in c for c in caps)
     at.toggle(key="den_on").set_value(True).run()
     at.radio(key="den_method").set_value("classical").run()
     at.radio(key="den_sigma_mode").set_value("manual").run()
@@ -392,7 +392,8 @@ def test_ui_command_binds_to_localhost_by_default():
     assert args.host == "127.0.0.1" and args.port == 8501
     cmd = build_command(args)
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
-    assert cmd[cmd.index("--server.maxUploadSize") + 1] == "20"
+    assert cmd[cmd.index("--server.maxUploadSize") + 1] == "80"  # 4x: the app states the 20 MB cap itself
+    assert "--theme.base" not in cmd  # the theme follows the system
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
     assert cmd[cmd.index("--") + 1 :][:2] == ["--db", os.path.abspath("some-index")]
     assert "--allow-write" not in cmd  # read-only unless asked

@@ -5,6 +5,7 @@ browser download is not used). Skips only when no chromium binary or no playwrig
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -71,14 +72,14 @@ def browser_index(tmp_path_factory, photo_dir):
     return db, query
 
 
-@pytest.fixture(scope="module")
-def server(browser_index):
-    db, _ = browser_index
+@contextlib.contextmanager
+def ui_server(db, *args: str):
+    """``lookalike ui --db db [args]`` on a free 127.0.0.1 port; yields its URL, stops it afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = open(db.parent / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port), *args],
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         try:
@@ -96,6 +97,12 @@ def server(browser_index):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser_index):
+    with ui_server(browser_index[0]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

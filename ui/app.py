@@ -1,11 +1,11 @@
 """lookalike web app: ``lookalike ui --db INDEX_DIR`` (or ``streamlit run app.py -- --db INDEX_DIR``).
 
-Four pages share one cached engine (see :mod:`lookalike.ui.state`): Search, Index, Explore and Compare.
+Five pages share one cached engine (see :mod:`lookalike.ui.state`): Search, Index, Explore, Compare and Duplicates.
 """
 from __future__ import annotations
 
 import streamlit as st
-from lookalike.ui import compare_page, explore_page, index_page, search_page, state
+from lookalike.ui import compare_page, duplicates_page, explore_page, index_page, search_page, state
 
 
 def _favicon():
@@ -46,9 +46,12 @@ pages = [
     st.Page(index_page.render, title="Index", url_path="index"),
     st.Page(explore_page.render, title="Explore", url_path="explore"),
     st.Page(compare_page.render, title="Compare", url_path="compare"),
+    st.Page(duplicates_page.render, title="Duplicates", url_path="duplicates"),
 ]
 nav = st.navigation(pages)
 # after st.navigation, so that the pages' material icons do not become a CDN-hosted favicon
 st.set_page_config(page_title="lookalike", page_icon=_favicon(), layout="wide")
+# the uploaders' own "N MB per file" is the server's 4x headroom (lookalike.ui.commands); the labels state the cap
+st.html("<style>[data-testid=stFileUploaderDropzoneInstructions] span { display: none; }</style>")
 _sidebar()
 nav.run()

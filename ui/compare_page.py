@@ -22,6 +22,28 @@ def _embedder(name: str):
         return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
 
 
+def _gray(im) -> bool:
+    """Whether an image has (almost) no colour."""
+    x = np.asarray(im.convert("RGB").resize((64, 64)), np.float32)
+    return float(np.abs(x - x.mean(axis=2, keepdims=True)).mean()) < 4.0
+
+
+def _digit_like(im) -> bool:
+    """Grayscale with a dark background, like MNIST's 28x28 handwritten digits."""
+    return _gray(im) and float(np.asarray(im.convert("L").resize((28, 28)), np.float32).mean()) < 80.0
+
+
+def domain_warning(name: str, images: list) -> str | None:
+    """Why ``name``'s similarity may mean little for these images (its training data do not look like them)."""
+    if "mnist" in name and not all(_digit_like(im) for im in images):
+        return (f"{name} was trained on 28×28 handwritten digits (MNIST-sample) only; on other images its "
+                "similarity says little (two unrelated photos can score near 1)")
+    if "cifar10" in name and any(_gray(im) for im in images):
+        return (f"{name} was trained on 32×32 colour photos of 10 classes (CIFAR-10-sample); grayscale images "
+                "such as digits or documents lie outside that domain")
+    return None
+
+
 def similarities(a, b, names: list[str], on_step=None) -> list[dict]:
     """Cosine similarity of PIL images ``a`` and ``b`` under each embedder in ``names``."""
     rows = []
@@ -42,7 +64,8 @@ def similarities(a, b, names: list[str], on_step=None) -> list[dict]:
         na, nb = (float(np.linalg.norm(x)) for x in v)
         sim = float(v[0] @ v[1] / max(na * nb, 1e-12))
         rows.append({"embedder": name, "similarity": round(sim, 4), "dim": int(v.shape[1]),
-                     "ms": round((time.perf_counter() - t0) * 1000.0, 1), "note": ""})
+                     "ms": round((time.perf_counter() - t0) * 1000.0, 1),
+                     "note": "outside its training domain" if domain_warning(name, [a, b]) else ""})
     return rows
 
 
@@ -51,7 +74,8 @@ def _picker(side: str, eng, roots: list[str], max_bytes: int):
     src = st.radio("Source", ["Upload", "Indexed image"], horizontal=True, key=f"cmp_src_{side}")
     try:
         if src == "Upload":
-            f = st.file_uploader(f"Image {side}", type=UPLOAD_TYPES, key=f"cmp_up_{side}")
+            f = st.file_uploader(f"Image {side} (up to {max_bytes / 1024 / 1024:.3g} MB)", type=UPLOAD_TYPES,
+                                 key=f"cmp_up_{side}")
             if f is None:
                 return None, None
             data, name = check_upload(f.getvalue(), f.name, max_bytes), f.name
@@ -118,6 +142,9 @@ def render() -> None:
     if not saved or saved[0] != key:
         return
     rows = saved[1]
+    warnings = [w for w in (domain_warning(r["embedder"], [a, b]) for r in rows if r["similarity"] is not None) if w]
+    if warnings:
+        st.warning("Training domain does not fit these images:  \n" + "  \n".join(f"- {w}" for w in warnings))
     ok = [r for r in rows if r["similarity"] is not None]
     if ok:
         import altair as alt

@@ -8,9 +8,44 @@ import streamlit as st
 
 from . import state
 
-TSNE_MAX = 3000     # t-SNE is O(n^2)-ish: subsample above this many points
+TSNE_MAX = 3000     # t-SNE: subsample above this many points
 MAP_MAX = 20000     # PCA map: subsample above this many points (the chart stays responsive)
-THUMBS_MAX = 24
+THUMBS_MAX = 48
+NEIGHBOURS = 8      # results shown for a clicked point
+PAD = 12            # pixels between the outermost points and the chart's edge
+TABLEAU20 = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+             "#bab0ac", "#a0cbe8", "#ffbe7d", "#ff9d9a", "#86bcb6", "#8cd17d", "#f1ce63", "#d4a6c8", "#fabfd2",
+             "#d7b5a6", "#79706e"]
+
+
+def palette(n: int) -> list[str]:
+    """``n`` distinct colours: Tableau 20 up to 20, else hues spaced by the golden angle at two lightnesses."""
+    if n <= len(TABLEAU20):
+        return TABLEAU20[:n]
+    import colorsys
+
+    out = []
+    for i in range(n):
+        r, g, b = colorsys.hls_to_rgb((i * 0.381966) % 1.0, 0.42 if i % 2 else 0.62, 0.75)
+        out.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
+    return out
+
+
+def tsne_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """t-SNE of the rows of ``x``: openTSNE (Barnes-Hut, one thread) when installed, else scikit-learn's."""
+    perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
+    try:
+        from openTSNE import TSNE as OpenTSNE
+    except ImportError:
+        from sklearn.manifold import TSNE
+
+        init = pca_2d(x)
+        init = init / (init[:, 0].std() + 1e-12) * 1e-4
+        return TSNE(n_components=2, perplexity=perplexity, init=init, random_state=seed,
+                    max_iter=500).fit_transform(x.astype(np.float32))
+    return np.asarray(OpenTSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
+                               n_jobs=1, negative_gradient_method="bh", early_exaggeration_iter=100, n_iter=250,
+                               verbose=False).fit(x.astype(np.float32)))
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -36,12 +71,7 @@ def projection(db: str, stamp: tuple, method: str, max_points: int, seed: int = 
         pick = np.sort(np.random.default_rng(seed).choice(total, max_points, replace=False))
         ids, vecs = ids[pick], vecs[pick]
     if method == "t-SNE" and len(ids) >= 5:
-        from sklearn.manifold import TSNE
-
-        init = pca_2d(vecs)
-        init = init / (init[:, 0].std() + 1e-12) * 1e-4
-        xy = TSNE(n_components=2, perplexity=float(min(30, max(2, (len(ids) - 1) // 3))), init=init,
-                  random_state=seed, max_iter=750).fit_transform(vecs.astype(np.float32))
+        xy = tsne_2d(vecs, seed)
     else:
         xy = pca_2d(vecs)
     with state.engine_lock(db):
@@ -104,29 +134,56 @@ def render() -> None:
     groups = sorted(df[group_col].unique().tolist())
     sel = st.selectbox(f"Show images of one {group_col}", groups, index=0, key="ex_group")
     df["selected"] = df[group_col] == sel
+    pick = alt.selection_point(name="pick", fields=["ids"], on="click")
     chart = (
         alt.Chart(df)
-        .mark_circle(stroke="#222")
+        .mark_circle(stroke="#222", cursor="pointer")
         .encode(
-            x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
-            color=alt.Color(f"{group_col}:N", scale=alt.Scale(scheme="tableau20"),
-                            legend=alt.Legend(title=group_col, columns=1, symbolLimit=40)),
+            x=alt.X("x:Q", axis=None, scale=alt.Scale(zero=False, nice=False, padding=PAD)),
+            y=alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False, nice=False, padding=PAD)),
+            color=alt.Color(f"{group_col}:N", scale=alt.Scale(domain=groups, range=palette(len(groups))),
+                            legend=alt.Legend(title=group_col, orient="bottom", columns=4, labelLimit=0,
+                                              symbolLimit=0)),
             size=alt.condition(alt.datum.selected, alt.value(140), alt.value(45)),
             strokeWidth=alt.condition(alt.datum.selected, alt.value(1.2), alt.value(0.0)),
             opacity=alt.condition(alt.datum.selected, alt.value(1.0), alt.value(0.55)),
             tooltip=["name:N", "folder:N"] + (["cluster:N"] if group_col == "cluster" else []),
         )
+        .add_params(pick)
         .properties(height=520)
     )
-    st.altair_chart(chart, width="stretch", key="ex_chart")
+    st.caption("Click a point to search with its image.")
+    event = st.altair_chart(chart, width="stretch", key="ex_chart", on_select="rerun", selection_mode="pick")
+    clicked = [p.get("ids") for p in ((event or {}).get("selection", {}).get("pick") or []) if p.get("ids") is not None]
+    if clicked:
+        _neighbours(eng, int(clicked[0]), roots)
 
     members = df[df["selected"]]
-    st.subheader(f"{sel}: {len(members)} images" + (f" (first {THUMBS_MAX})" if len(members) > THUMBS_MAX else ""))
+    limit = st.slider("Thumbnails", 8, 240, THUMBS_MAX, 8, key="ex_thumbs")
+    st.subheader(f"{sel}: {len(members)} images" + (f" (first {limit})" if len(members) > limit else ""))
     cols = st.columns(8)
-    for n, (_, row) in enumerate(members.head(THUMBS_MAX).iterrows()):
+    for n, (_, row) in enumerate(members.head(limit).iterrows()):
         with cols[n % 8]:
             thumb = state.thumbnail(row["path"], roots, px=160)
             if thumb is not None:
                 st.image(thumb, caption=row["name"], width="stretch")
             else:
                 st.caption(f"{row['name']} (not readable)")
+
+
+def _neighbours(eng, image_id: int, roots: list[str]) -> None:
+    """The indexed images nearest to a clicked point (its stored vector is the query)."""
+    db = str(eng.root)
+    with state.engine_lock(db):
+        vec = next(iter(eng.store.iter_vectors([image_id])), (None, None))[1]
+        hits = eng.search_vector(vec[0], k=NEIGHBOURS) if vec is not None else []
+    if not hits:
+        return
+    st.subheader(f"Nearest to {os.path.basename(hits[0].path)}")
+    cols = st.columns(NEIGHBOURS)
+    for col, r in zip(cols, hits):
+        with col:
+            thumb = state.thumbnail(r.path, roots, px=160)
+            if thumb is not None:
+                st.image(thumb, width="stretch")
+            st.caption(f"#{r.rank} · {r.score:.3f}  \n{os.path.basename(r.path)}")

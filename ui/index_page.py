@@ -10,25 +10,9 @@ from lookalike.fsutil import human_bytes
 
 from . import state
 from .safety import is_inside
+from .service import run_indexing
 
 _PHASES = {"scanning": "Scanning folders", "hashing": "Hashing changed files", "embedding": "Embedding new images"}
-
-
-def run_indexing(db: str, folders: list[str], model: str | None, on_progress, workers: int | None = None):
-    """Index ``folders`` into ``db`` (created with ``model`` when new); returns the IndexReport.
-
-    ``on_progress(phase, n, total)`` is called from this thread as the pipeline advances.
-    """
-    from lookalike.retrieval.engine import Engine
-
-    conf = state.settings()
-    with Engine.open(db, model=model, create=True, runtime=conf.runtime, precision=conf.precision) as eng:  # skipped files are listed on the page, not printed
-        report = eng.add(folders, progress=on_progress, workers=workers, warn=None)
-    return report
-
-
-def _default_workers() -> int:
-    return max(0, min(2, (os.cpu_count() or 1) - 1))
 
 
 def _start(db: str, folders: list[str], model: str | None) -> None:
@@ -51,7 +35,8 @@ def _start(db: str, folders: list[str], model: str | None) -> None:
 
     t0 = time.perf_counter()
     try:
-        report = run_indexing(db, folders, model, on_progress, workers=_default_workers())
+        conf = state.settings()
+        report = run_indexing(db, folders, model, on_progress, runtime=conf.runtime, precision=conf.precision)
     except EngineError as exc:
         bar.empty()
         st.session_state["index_error"] = str(exc)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_MB",
+    "FileGone",
     "UnsafePathError",
     "UploadTooLarge",
     "check_readable",
@@ -25,6 +26,10 @@ DEFAULT_MAX_UPLOAD_MB = 20
 
 class UnsafePathError(PermissionError):
     """A path outside every indexed root (or not a regular file); the message is one line for the user."""
+
+
+class FileGone(UnsafePathError):
+    """An indexed path that is no longer a regular file (moved or deleted since it was indexed)."""
 
 
 class UploadTooLarge(ValueError):
@@ -56,7 +61,7 @@ def check_readable(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) 
         raise UnsafePathError(f"{os.fspath(path)}: outside the indexed folders; the app opens only indexed files")
     rp = Path(_real(path))
     if not rp.is_file():
-        raise UnsafePathError(f"{os.fspath(path)}: not a file (moved or deleted since it was indexed?)")
+        raise FileGone(f"{os.fspath(path)}: not a file (moved or deleted since it was indexed?)")
     return rp
 
 
@@ -73,7 +78,7 @@ def check_upload(data: bytes, name: str = "upload", limit: int | None = None) ->
     """Return ``data`` when it is non-empty and within the cap; :class:`UploadTooLarge` / ValueError otherwise."""
     limit = max_upload_bytes() if limit is None else int(limit)
     if len(data) > limit:
-        raise UploadTooLarge(f"{name}: {len(data) / 1e6:.1f} MB is over the {limit / 1024 / 1024:.0f} MB upload limit")
+        raise UploadTooLarge(f"{name}: {len(data) / 1024 / 1024:.3g} MB is over the {limit / 1024 / 1024:.3g} MB upload limit")
     if not data:
         raise ValueError(f"{name}: empty file")
     return data

@@ -8,6 +8,7 @@ import streamlit as st
 from PIL import Image
 
 from . import state
+from .original import show_original
 from .safety import UnsafePathError, UploadTooLarge, check_upload
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "jpe", "jfif", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
@@ -20,12 +21,22 @@ MAX_PICK_OPTIONS = 1000
 # ---------------------------------------------------------------------------- query callbacks
 def _set_query(q: dict) -> None:
     st.session_state["query"] = q
+    st.session_state["res_page"] = 1
 
 
 def _on_upload() -> None:
     f = st.session_state.get("q_upload")
     if f is not None:
         _set_query({"kind": "upload", "name": f.name, "data": f.getvalue()})
+    elif (st.session_state.get("query") or {}).get("kind") == "upload":  # removed: its results go too
+        st.session_state.pop("query", None)
+
+
+def _on_paste() -> None:
+    v = st.session_state.get("q_paste")
+    files = list(getattr(v, "files", None) or [])
+    if files:
+        _set_query({"kind": "paste", "name": files[0].name or "pasted image", "data": files[0].getvalue()})
 
 
 def _on_camera() -> None:
@@ -60,6 +71,25 @@ def _query_bytes(q: dict, roots: list[str], max_bytes: int) -> bytes:
     return check_upload(q["data"], q.get("name", "upload"), max_bytes)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _folders(db: str, stamp: tuple) -> dict[str, int]:
+    """Folder (relative to its root) -> indexed files in it or below it."""
+    eng = state.get_engine(db)
+    roots = state.roots(eng)
+    out: dict[str, int] = {}
+    for p in state.indexed_paths(eng):
+        parts = state.folder_of(p, roots).split(os.sep)
+        for i in range(1, len(parts) + 1):
+            key = os.sep.join(parts[:i])
+            out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def in_folder(result, folder: str, roots: list[str]) -> bool:
+    """Whether one of the result's paths lies in ``folder`` (relative to its root) or below it."""
+    return any((f := state.folder_of(p, roots)) == folder or f.startswith(folder + os.sep) for p in result.paths)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _run_search(db: str, stamp: tuple, qbytes: bytes, k: int, min_score: float, exclude_self: bool,
                 denoise: str | None, sigma, n_samples: int):
@@ -85,10 +115,13 @@ def render() -> None:
 
     left, right = st.columns([3, 2], gap="large")
     with left:
-        t_up, t_cam, t_idx = st.tabs(["Upload", "Camera", "Indexed image"])
+        t_up, t_paste, t_cam, t_idx = st.tabs(["Upload", "Paste", "Camera", "Indexed image"])
         with t_up:
             st.file_uploader(f"Query image (up to {cfg.max_upload_mb:g} MB)", type=UPLOAD_TYPES, key="q_upload",
                              on_change=_on_upload)
+        with t_paste:
+            st.chat_input("Paste an image here (Ctrl+V), then press Enter", accept_file=True, file_type=UPLOAD_TYPES,
+                          key="q_paste", on_submit=_on_paste)
         with t_cam:
             if st.toggle("Use the camera", key="q_cam_on", help="The browser asks for permission first."):
                 st.camera_input("Take a photo", key="q_camera", on_change=_on_camera)
@@ -107,10 +140,25 @@ def render() -> None:
                          format_func=lambda p: state.short_path(p, roots), on_change=_on_pick,
                          placeholder="choose an indexed image")
     with right:
-        k = st.slider("Results (k)", 1, 48, 12, key="k")
-        min_score = st.slider("Minimum score", -1.0, 1.0, 0.0, 0.05, key="min_score",
-                              help="Cosine similarity; results below it are hidden.")
-        exclude_self = st.checkbox("Hide the query itself when it is indexed", key="exclude_self")
+        ss = st.session_state
+        with st.expander(f"Options: {ss.get('k', 12)} per page · {ss.get('q_folder') or 'All folders'} · "
+                         f"minimum score {ss.get('min_score', 0.0):.2f}"):
+            k = st.slider("Results per page", 1, 48, 12, key="k")
+            folders = _folders(db, state.index_stamp(db))
+            folder = st.selectbox("Folder", ["All folders", *folders], key="q_folder",
+                                  format_func=lambda f: f if f == "All folders" else f"{f} ({folders[f]})",
+                                  help="Only results with a file in this folder or below it.")
+            min_score = st.slider("Minimum score", -1.0, 1.0, 0.0, 0.05, key="min_score",
+                                  help="Cosine similarity; results below it are hidden.")
+            exclude_self = st.checkbox("Hide the query itself when it is indexed", key="exclude_self")
+        preview = st.container(key="query-preview")
+    n_images = len(eng.index) if eng.index is not None else 0
+    pages = max(1, -(-(n_images if folder == "All folders" else min(n_images, folders.get(folder, 0))) // int(k)))
+    if st.session_state.get("res_page", 1) > pages:  # fewer pages since the last run (larger pages, a folder)
+        st.session_state["res_page"] = pages
+    page = int(st.session_state.get("res_page", 1))
+    # phones: the query preview gives its place to the first result
+    st.html("<style>@media (max-width: 640px) { .st-key-query-preview { display: none; } }</style>")
 
     noise_sigma, den = _noise_controls()
 
@@ -138,13 +186,21 @@ def render() -> None:
         noisy = add_noise_image(base, noise_sigma, den["seed"]) if noise_sigma > 0 else base
         qbytes = state.image_to_png(noisy)
 
-    with right:
+    with preview:
         st.image(clean, caption=f"Query: {q.get('name', '')} ({clean.width}×{clean.height})", width=220)
 
+    need = int(k) * page
+    k_search = need if folder == "All folders" else min(max(n_images, 1), need * 4)
     try:
         with st.spinner("Denoising and searching…" if den["on"] else "Searching…"):
-            res, ms = _run_search(db, state.index_stamp(db), qbytes, int(k), float(min_score), bool(exclude_self),
-                                  den["method"] if den["on"] else None, den["sigma"], int(den["samples"]))
+            while True:  # a folder filter: widen the search until enough results are in the folder
+                res, ms = _run_search(db, state.index_stamp(db), qbytes, k_search, float(min_score),
+                                      bool(exclude_self), den["method"] if den["on"] else None, den["sigma"],
+                                      int(den["samples"]))
+                hits = list(res) if folder == "All folders" else [r for r in res if in_folder(r, folder, roots)]
+                if len(hits) >= need or k_search >= n_images or len(res) < k_search:
+                    break
+                k_search = min(n_images, k_search * 4)
     except EngineError as exc:
         st.error(str(exc))
         return
@@ -155,11 +211,15 @@ def render() -> None:
     if noisy is not None:
         _show_noise_panel(noisy, clean, noise_sigma, res)
 
-    n_images = len(eng.index) if eng.index is not None else 0
-    st.caption(f"{len(res)} results from {n_images} images in {ms:.0f} ms ({eng.config.model})"
+    shown = hits[need - int(k):need]
+    where = "" if folder == "All folders" else f" in {folder}"
+    st.caption(f"{len(shown)} results{where} from {n_images} images in {ms:.0f} ms ({eng.config.model})"
+               + (f" · page {page}, ranks {shown[0].rank}–{shown[-1].rank}" if page > 1 and shown else "")
                + (f" · consistency of the denoised samples' neighbours {res.consistency:.2f}"
                   if res.consistency is not None else ""))
-    _results_grid(res, roots)
+    _results_grid(shown, roots)
+    if pages > 1:
+        st.number_input(f"Results page (of {pages})", 1, pages, key="res_page")
 
 
 def _noise_controls() -> tuple[float, dict]:
@@ -186,7 +246,8 @@ def _show_noise_panel(noisy: Image.Image, clean: Image.Image, added: float, res)
     d = res.denoise
     cols = st.columns(3)
     with cols[0]:
-        st.image(noisy, caption=f"Noisy query (σ added = {added:.2f})", width="stretch")
+        st.image(noisy, caption=f"Noisy query (σ added = {added:.2f})" if added > 0 else "Query as searched (no noise added)",
+                 width="stretch")
     with cols[1]:
         if d is not None:
             how = "estimated" if d.sigma_estimated else "manual"
@@ -199,7 +260,8 @@ def _show_noise_panel(noisy: Image.Image, clean: Image.Image, added: float, res)
         else:
             st.info("Denoising is off: the noisy image is searched as it is.")
     with cols[2]:
-        st.image(_limit_side(clean, NOISY_MAX_SIDE), caption="Clean reference", width="stretch")
+        if added > 0:
+            st.image(_limit_side(clean, NOISY_MAX_SIDE), caption="Query before the added noise", width="stretch")
 
 
 def _results_grid(res, roots: list[str]) -> None:
@@ -221,5 +283,8 @@ def _results_grid(res, roots: list[str]) -> None:
                     st.markdown(f"**#{r.rank}** · score **{r.score:.3f}**  \n`{name}`  \n"
                                 f"{r.width}×{r.height} · {state.folder_of(r.path, roots)}"
                                 + (f" · +{len(r.paths) - 1} copies" if len(r.paths) > 1 else ""))
-                    st.button("Search with this", key=f"use-{r.rank}", on_click=_use_result, args=(r.path,),
+                    b1, b2 = st.columns(2)
+                    b1.button("Search with this", key=f"use-{r.rank}", on_click=_use_result, args=(r.path,),
                               width="stretch")
+                    if b2.button("Open original", key=f"orig-{r.rank}", width="stretch"):
+                        show_original(r.path, roots)

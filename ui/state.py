@@ -15,6 +15,7 @@ import streamlit as st
 from PIL import Image
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, UnsafePathError, check_readable
+from .service import index_stamp, thumbnail_jpeg
 
 __all__ = [
     "THUMB_PX",
@@ -89,18 +90,6 @@ def settings() -> Settings:
                     allow_roots=tuple(os.path.realpath(os.path.expanduser(p)) for p in allowed))
 
 
-def index_stamp(db: str) -> tuple:
-    """Changes whenever the index on disk changes (config, FAISS file, metadata DB)."""
-    out = []
-    for name in ("lookalike.json", "vectors.faiss", "metadata.db"):
-        try:
-            st_ = os.stat(os.path.join(db, name))
-            out.append((name, st_.st_mtime_ns, st_.st_size))
-        except OSError:
-            out.append((name, None, None))
-    return tuple(out)
-
-
 @st.cache_resource(max_entries=1, show_spinner=False)
 def engine_lock(db: str) -> threading.RLock:
     """One lock per index folder: searches, status and updates on the shared engine take turns."""
@@ -152,23 +141,10 @@ def indexed_paths(engine) -> list[str]:
     return _indexed_paths(db, index_stamp(db))
 
 
-@st.cache_data(max_entries=4000, show_spinner=False)
-def _thumb(path: str, mtime_ns: int, size: int, px: int) -> bytes:
-    from lookalike.indexer.loading import load_image
-
-    im = load_image(path, draft_size=px)
-    im.thumbnail((px, px), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
 def thumbnail(path: str, allowed_roots: list[str], px: int = THUMB_PX) -> bytes | None:
     """A small JPEG of an indexed file (cached), or None when it cannot be read or is outside the roots."""
     try:
-        rp = check_readable(path, allowed_roots)
-        s = rp.stat()
-        return _thumb(str(rp), s.st_mtime_ns, s.st_size, px)
+        return thumbnail_jpeg(check_readable(path, allowed_roots), px)
     except UnsafePathError:
         return None
     except Exception:  # unreadable since indexing: the caller shows a placeholder

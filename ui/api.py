@@ -1,0 +1,309 @@
+"""The HTTP API of ``lookalike serve``: search, images, status and index updates over one warm engine (FastAPI).
+
+    app = create_app("my-index", allow_write=True, token="...")   # uvicorn.run(app, host="127.0.0.1", port=8000)
+
+Every error is a JSON body ``{"detail": "one line naming the reason"}`` with a 4xx status; an unexpected fault is a
+500 with the exception's type only (the traceback goes to the server log).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import mimetypes
+import os
+from dataclasses import MISSING
+from typing import Literal, get_type_hints
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from starlette.datastructures import UploadFile
+
+from lookalike.retrieval.denoise import METHODS as DENOISE_METHODS
+from lookalike.retrieval.denoise import DenoiseError
+from lookalike.indexer.loading import ImageLoadError
+from lookalike.retrieval.engine import EngineError, IndexStatus, SearchResult
+
+from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
+from .service import IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, \
+    thumbnail_jpeg
+
+__all__ = ["create_app", "MAX_K"]
+
+MAX_K = 1000
+FORM_OVERHEAD = 64 * 1024  # multipart headers and the small form fields, on top of the image cap
+DENOISE = Literal[(*DENOISE_METHODS, "none")]
+
+
+# ---------------------------------------------------------------------------------- schemas
+class SearchOptions(BaseModel):
+    """How many neighbours, the lowest score kept, and an optional clean-up of a noisy image query."""
+
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(10, ge=1, le=MAX_K, description="number of results")
+    min_score: float | None = Field(None, ge=-1.0, le=1.0, description="drop results below this cosine similarity")
+    denoise: DENOISE | None = Field(None, description="clean a noisy image query first (not for vectors)")
+
+
+class SearchBody(SearchOptions):
+    """A JSON query: an indexed image by its path, or an embedding vector."""
+
+    path: str | None = Field(None, description="path of an indexed file, as search results give it")
+    vector: list[float] | None = Field(None, description="an embedding of the index's dimension (normalised here)")
+
+    @model_validator(mode="after")
+    def _one_query(self):
+        if (self.path is None) == (self.vector is None):
+            raise ValueError("give exactly one of 'path' and 'vector' (or send the image as multipart field 'image')")
+        return self
+
+
+def _model_of(cls, name: str, exclude: tuple[str, ...] = (), **extra) -> type[BaseModel]:
+    """A response schema with the fields of the dataclass ``cls`` (less ``exclude``) plus ``extra`` ones."""
+    hints = get_type_hints(cls)
+    fields = {f.name: (hints[f.name], ... if f.default is MISSING else f.default)
+              for f in dataclasses.fields(cls) if f.name not in exclude}
+    return create_model(name, **fields, **extra)
+
+
+Hit = _model_of(SearchResult, "Hit", exclude=("paths",))  # what `search --json` prints, plus the id
+
+
+class DenoiseInfo(BaseModel):
+    method: str
+    sigma: float
+    sigma_estimated: bool
+    model: str | None
+    fallback_reason: str | None
+    consistency: float | None
+
+
+class DenoisedSearch(BaseModel):
+    results: list[Hit]
+    denoise: DenoiseInfo
+
+
+Status = _model_of(
+    IndexStatus, "Status",
+    read_only=(bool, Field(description="true unless the service was started with --allow-write")),
+    index_job=(JobState, Field(description="the last index update (POST /index)")),
+    reload_error=(str | None, Field(None, description="why the last reopen of a changed index failed (the old one serves)")))
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Error(BaseModel):
+    detail: str
+
+
+def _errors(*codes: int) -> dict:
+    return {c: {"model": Error} for c in codes}
+
+
+def _search_body_schema() -> dict:
+    form = SearchOptions.model_json_schema()
+    form["properties"] = {"image": {"type": "string", "format": "binary", "description": "the query image"},
+                          **form["properties"]}
+    form["required"] = ["image"]
+    return {"required": True, "content": {"application/json": {"schema": SearchBody.model_json_schema()},
+                                          "multipart/form-data": {"schema": form}}}
+
+
+def _one_line(errors: list[dict]) -> str:
+    parts = []
+    for e in errors:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
+        parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+    return "; ".join(parts).replace("Value error, ", "")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyLimit:
+    """Refuse request bodies over ``limit`` bytes: by Content-Length up front, else while they stream in."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return await JSONResponse({"detail": "bad Content-Length header"}, 400)(scope, receive, send)
+            if int(length) > self.limit:
+                return await self._too_large(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge()
+            return msg
+
+        await self.app(scope, limited, send)
+
+    async def _too_large(self, scope, receive, send):
+        await JSONResponse({"detail": _too_large_text(self.limit)}, 413)(scope, receive, send)
+
+
+def _too_large_text(limit: int) -> str:
+    return f"request body is over the {(limit - FORM_OVERHEAD) / 1024 / 1024:.3g} MB upload limit"
+
+
+# ---------------------------------------------------------------------------------- app
+def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, token: str | None = None,
+               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, runtime: str = "auto") -> FastAPI:
+    """The API over the index folder ``engine_path`` (opened now: EngineError when it is not a usable index).
+
+    ``token``: every endpoint but /health requires ``Authorization: Bearer TOKEN``. ``allow_write``: POST /index
+    may update the index; otherwise the service only reads. ``runtime``: the inference runtime (retrieval/runtime.py).
+    """
+    warm = WarmEngine(engine_path, runtime=runtime)
+    job = IndexJob(warm)
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+    app = FastAPI(title="lookalike", version=__import__("lookalike").__version__,
+                  description="Image similarity search over one index folder (see `lookalike serve --help`).")
+    app.state.warm, app.state.job = warm, job
+    app.add_middleware(_BodyLimit, limit=max_bytes + FORM_OVERHEAD)
+    bearer = HTTPBearer(auto_error=False, description="the service's token (--token or LOOKALIKE_TOKEN)")
+
+    def check_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    guarded = [Depends(check_token)] if token else []
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": _one_line(exc.errors())}, 422)
+
+    @app.exception_handler(_BodyTooLarge)
+    async def _too_big(request: Request, exc: _BodyTooLarge):
+        return JSONResponse({"detail": _too_large_text(max_bytes + FORM_OVERHEAD)}, 413)
+
+    @app.exception_handler(Exception)
+    async def _fault(request: Request, exc: Exception):  # the server logs the traceback
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server log"}, 500)
+
+    # ------------------------------------------------------------------ search
+    def run_search(query, opts: SearchOptions) -> list | dict:
+        eng = warm.get()
+        try:
+            if isinstance(query, list):
+                if opts.denoise not in (None, "none"):
+                    raise QueryError("denoise applies to image queries, not to a vector")
+                try:
+                    return eng.search_vector(query, opts.k, opts.min_score).to_json()
+                except EngineError as exc:
+                    raise QueryError(str(exc)) from None
+            if isinstance(query, str):
+                query = str(indexed_file(eng, query))
+            return eng.search(query, k=opts.k, min_score=opts.min_score, denoise=opts.denoise).to_json()
+        except (NotIndexed, FileGone) as exc:
+            raise HTTPException(404, str(exc)) from None
+        except UnsafePathError as exc:
+            raise HTTPException(403, str(exc)) from None
+        except QueryError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except (EngineError, DenoiseError) as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @app.post("/search", response_model=list[Hit] | DenoisedSearch, dependencies=guarded,
+              openapi_extra={"requestBody": _search_body_schema()}, responses=_errors(400, 401, 403, 404, 413, 415, 422),
+              summary="Find indexed images like an uploaded image, an indexed file, or an embedding vector")
+    async def search(request: Request):
+        """Send the image as multipart field ``image`` (with form fields ``k``, ``min_score``, ``denoise``), or a
+        JSON body ``{"path": ...}`` / ``{"vector": [...]}`` with the same options. The answer is what
+        ``lookalike search --json`` prints, each hit with its image ``id``."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if ctype == "multipart/form-data":
+                form = await request.form(max_files=1, max_fields=8)
+                upload = form.get("image")
+                if not isinstance(upload, UploadFile):
+                    raise HTTPException(422, "multipart body needs the image in a file field named 'image'")
+                try:
+                    data = check_upload(await upload.read(), upload.filename or "upload", max_bytes)
+                except UploadTooLarge as exc:
+                    raise HTTPException(413, str(exc)) from None
+                except ValueError as exc:
+                    raise HTTPException(400, str(exc)) from None
+                opts = SearchOptions.model_validate({k: v for k, v in form.items() if k != "image"})
+                query = data
+            elif ctype == "application/json":
+                body = SearchBody.model_validate_json(await request.body())
+                opts, query = body, body.path if body.path is not None else body.vector
+            else:
+                raise HTTPException(415, f"send the image as multipart/form-data (field 'image') or a JSON body "
+                                         f"with 'path' or 'vector', not {ctype or 'no content type'}")
+        except ValidationError as exc:
+            raise HTTPException(422, _one_line(exc.errors())) from None
+        return JSONResponse(await run_in_threadpool(run_search, query, opts))
+
+    # ------------------------------------------------------------------ images
+    def served_file(image_id: int):
+        try:
+            return image_file(warm.get(), image_id)
+        except (QueryError, FileGone) as exc:
+            raise HTTPException(404, str(exc)) from None
+        except UnsafePathError as exc:
+            raise HTTPException(403, str(exc)) from None
+
+    @app.get("/images/{image_id}", dependencies=guarded, response_class=FileResponse, responses=_errors(401, 403, 404),
+             summary="The original file of an indexed image (only from inside the indexed folders)")
+    def image(image_id: int = Path(ge=0)):
+        path = served_file(image_id)
+        return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+
+    @app.get("/images/{image_id}/thumbnail", dependencies=guarded, responses={200: {"content": {"image/jpeg": {}}},
+             **_errors(401, 403, 404, 422)}, response_class=Response, summary="A JPEG thumbnail of an indexed image")
+    def thumbnail(image_id: int = Path(ge=0), size: int = Query(256, ge=16, le=1024, description="longer side, px")):
+        path = served_file(image_id)
+        try:
+            return Response(thumbnail_jpeg(path, size), media_type="image/jpeg")
+        except ImageLoadError as exc:
+            raise HTTPException(422, f"image {image_id}: {exc.reason}") from None
+        except OSError as exc:
+            raise HTTPException(404, f"image {image_id}: {exc.strerror or exc}") from None
+
+    # ------------------------------------------------------------------ status, health, index
+    @app.get("/status", response_model=Status, dependencies=guarded, responses=_errors(401),
+             summary="Counts, model, index type and size of the index, and the state of the last index update")
+    def status():
+        return JSONResponse({**warm.get().status().to_dict(), "read_only": not allow_write,
+                             "index_job": job.state.to_dict(), "reload_error": warm.reload_error})
+
+    @app.get("/health", response_model=Health, summary="Liveness check (no token needed)")
+    def health():
+        return {"status": "ok"}
+
+    @app.get("/index", response_model=JobState, dependencies=guarded, responses=_errors(401),
+             summary="Progress of the last index update")
+    def index_state():
+        return JSONResponse(job.state.to_dict())
+
+    @app.post("/index", response_model=JobState, status_code=202, dependencies=guarded, responses=_errors(401, 403, 409),
+              summary="Re-index the indexed folders in the background (only with --allow-write)")
+    def reindex():
+        """New, changed and removed files under the indexed folders are brought into the index while searches go
+        on; follow the run on GET /index. Searches see the new images when it ends."""
+        if not allow_write:
+            raise HTTPException(403, "read-only service: start it with --allow-write to update the index")
+        try:
+            return JSONResponse(job.start().to_dict(), 202)
+        except (JobBusy, QueryError) as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    return app
