@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PHOTOS, save_rgb
+from helpers import CHROMIUM_ARGS, PHOTOS, find_chromium, have_samples, save_rgb
 from lookalike.data.photos import load_photo
 
 
@@ -46,3 +46,56 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------- the web UI
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory, photo_dir) -> Path:
+    """~20 real images: scikit-image photos, CIFAR-10 samples in class folders, and one broken file."""
+    root = tmp_path_factory.mktemp("uiimages")
+    shutil.copytree(photo_dir, root / "photos")
+    if have_samples():
+        from lookalike.data.export import export_dataset
+
+        export_dataset("cifar10", root / "cifar10", split="train", limit=10, progress=False)
+    (root / "photos" / "broken.jpg").write_bytes(b"definitely not a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pixels_db(image_tree, tmp_path_factory) -> Path:
+    from lookalike.retrieval.engine import Engine
+
+    db = tmp_path_factory.mktemp("uipixels") / "index"
+    with Engine.open(db, model="pixels") as eng:
+        eng.add([image_tree], progress=False, workers=0, warn=None)
+    return db
+
+
+@pytest.fixture
+def use_db(monkeypatch):
+    def _use(db: Path, **env) -> None:
+        monkeypatch.setenv("LOOKALIKE_DB", str(db))
+        for var in ("LOOKALIKE_UI_READ_ONLY", "LOOKALIKE_UI_ALLOW_WRITE", "LOOKALIKE_UI_ALLOW_ROOTS"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv("LOOKALIKE_MAX_UPLOAD_MB", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+    return _use
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no chromium binary (apt-get install chromium); .ci/run installs it where apt is available")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -1,8 +1,17 @@
 """Helpers shared by the tests (fixtures stay in conftest.py): real photos, sample data, index checks."""
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import shutil
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +88,90 @@ def class_subset(data, per_class: int, tag: str = ""):
 
     keep = np.concatenate([np.flatnonzero(data.labels == c)[:per_class] for c in np.unique(data.labels)])
     return ImageSet([data.images[i] for i in keep], data.labels[keep], data.classes, data.name, tag)
+
+
+# ---------------------------------------------------------------------------- the web UI (AppTest, Chromium)
+TIMEOUT = 120
+PAGE_SCRIPT = "from lookalike.ui import {0}\n{0}.render()\n"
+
+
+def page(name: str):
+    """An AppTest of one UI page module."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_string(PAGE_SCRIPT.format(name), default_timeout=TIMEOUT)
+
+
+def png_bytes(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def no_exception(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [s.value for s in at.subheader]
+    return "\n".join(str(p) for p in parts)
+
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def find_chromium() -> str | None:
+    for c in (os.environ.get("LOOKALIKE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser",
+              shutil.which("chromium"), shutil.which("chromium-browser")):
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"lookalike ui exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"lookalike ui did not answer on {url} within {timeout:.0f}s")
+
+
+def wait_idle(page, timeout_ms: int = 180_000) -> None:
+    """Until the app's script run has finished (Streamlit marks it on the app element)."""
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached",
+                           timeout=timeout_ms)
+
+
+@contextlib.contextmanager
+def ui_server(db, *args: str):
+    """``lookalike ui --db db [args]`` on a free 127.0.0.1 port; yields its URL, stops it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    log = open(db.parent / "server.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port), *args],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        try:
+            wait_healthy(url, proc)
+        except AssertionError:
+            log.seek(0)
+            raise AssertionError(log.read()[-3000:]) from None
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        log.close()

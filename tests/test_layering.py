@@ -11,7 +11,8 @@ from helpers import ROOT
 
 # lookalike/ modules that are commands (the top layer, with the package's own facade); the rest of lookalike/ is the
 # base layer (fsutil, argtypes, ...) that every layer may use and that uses nothing else
-COMMANDS = {"lookalike", "lookalike.__main__", "lookalike.cli", "lookalike.commands", "lookalike.demo"}
+COMMANDS = {"lookalike", "lookalike.__main__", "lookalike.cli", "lookalike.commands", "lookalike.demo",
+            "lookalike.duplicate_commands"}
 LOWER = {"base": set(), "data": {"base"}, "indexer": {"base", "data"}, "retrieval": {"base", "data", "indexer"},
          "training": {"base", "data", "indexer", "retrieval"}, "ui": {"base", "data", "indexer", "retrieval"}}
 

@@ -3,73 +3,14 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from helpers import have_samples
+from helpers import TIMEOUT, have_samples, no_exception, page, png_bytes, texts
 from lookalike.data.photos import load_photo
 from PIL import Image
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
-
-TIMEOUT = 120
-PAGE_SCRIPT = "from lookalike.ui import {0}\n{0}.render()\n"
-
-
-def page(name: str) -> AppTest:
-    return AppTest.from_string(PAGE_SCRIPT.format(name), default_timeout=TIMEOUT)
-
-
-def png_bytes(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.convert("RGB").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def no_exception(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def texts(at) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [s.value for s in at.subheader]
-    return "\n".join(str(p) for p in parts)
-
-
-@pytest.fixture(scope="module")
-def image_tree(tmp_path_factory, photo_dir) -> Path:
-    """~20 real images: scikit-image photos, CIFAR-10 samples in class folders, and one broken file."""
-    root = tmp_path_factory.mktemp("uiimages")
-    shutil.copytree(photo_dir, root / "photos")
-    if have_samples():
-        from lookalike.data.export import export_dataset
-
-        export_dataset("cifar10", root / "cifar10", split="train", limit=10, progress=False)
-    (root / "photos" / "broken.jpg").write_bytes(b"definitely not a jpeg")
-    return root
-
-
-@pytest.fixture(scope="module")
-def pixels_db(image_tree, tmp_path_factory) -> Path:
-    from lookalike.retrieval.engine import Engine
-
-    db = tmp_path_factory.mktemp("uipixels") / "index"
-    with Engine.open(db, model="pixels") as eng:
-        eng.add([image_tree], progress=False, workers=0, warn=None)
-    return db
-
-
-@pytest.fixture
-def use_db(monkeypatch):
-    def _use(db: Path, **env) -> None:
-        monkeypatch.setenv("LOOKALIKE_DB", str(db))
-        for var in ("LOOKALIKE_UI_READ_ONLY", "LOOKALIKE_UI_ALLOW_WRITE", "LOOKALIKE_UI_ALLOW_ROOTS"):
-            monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv("LOOKALIKE_MAX_UPLOAD_MB", raising=False)
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-    return _use
-
 
 # ---------------------------------------------------------------------------- Search
 def first_result(at) -> str:

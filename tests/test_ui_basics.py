@@ -7,7 +7,7 @@ import io
 import pytest
 from lookalike.data.photos import load_photo
 from PIL import Image
-from test_ui_apptest import image_tree, no_exception, page, pixels_db, png_bytes, use_db  # noqa: F401  (fixtures)
+from helpers import no_exception, page, png_bytes
 
 
 def result_names(at) -> list[str]:

@@ -5,53 +5,14 @@ browser download is not used). Skips only when no chromium binary or no playwrig
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
-from helpers import free_port
+from helpers import ui_server, wait_idle
 from lookalike.data.photos import load_photo
 from PIL import Image
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def find_chromium() -> str | None:
-    for c in (os.environ.get("LOOKALIKE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser",
-              shutil.which("chromium"), shutil.which("chromium-browser")):
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    return None
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"lookalike ui exited with code {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"lookalike ui did not answer on {url} within {timeout:.0f}s")
-
-
-def wait_idle(page, timeout_ms: int = 180_000) -> None:
-    """Until the app's script run has finished (Streamlit marks it on the app element)."""
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached",
-                           timeout=timeout_ms)
-
 
 @pytest.fixture(scope="module")
 def browser_index(tmp_path_factory, photo_dir):
@@ -72,54 +33,10 @@ def browser_index(tmp_path_factory, photo_dir):
     return db, query
 
 
-@contextlib.contextmanager
-def ui_server(db, *args: str):
-    """``lookalike ui --db db [args]`` on a free 127.0.0.1 port; yields its URL, stops it afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    log = open(db.parent / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port), *args],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        try:
-            wait_healthy(url, proc)
-        except AssertionError:
-            log.seek(0)
-            raise AssertionError(log.read()[-3000:]) from None
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def server(browser_index):
     with ui_server(browser_index[0]) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("no chromium binary (apt-get install chromium); .ci/run installs it where apt is available")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright Python package is not installed (pip install -e '.[dev]')")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_upload_shows_expected_top_result(browser, server, browser_index, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from lookalike.data.photos import load_photo
 from PIL import Image
-from test_ui_browser import browser, ui_server, wait_idle  # noqa: F401  (browser is a fixture)
+from helpers import ui_server, wait_idle
 
 pytestmark = pytest.mark.browser
 DESKTOP = {"width": 1400, "height": 1000}

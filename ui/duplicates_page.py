@@ -12,6 +12,8 @@ import os
 
 import streamlit as st
 
+from lookalike.fsutil import human_bytes
+
 from . import state
 from .original import show_original
 
@@ -84,7 +86,7 @@ def render() -> None:
     n = len(report.groups)
     st.caption(f"{n} group{'s' if n != 1 else ''}, {report.files} files among {report.images} images "
                f"({report.method}, {report.seconds:.1f} s). Files not marked keep: "
-               f"{sum(1 for r in rows if not r['keep'])}, {state.human_bytes(drop)}.")
+               f"{sum(1 for r in rows if not r['keep'])}, {human_bytes(drop)}.")
     c1, c2, c3 = st.columns(3)
     c1.download_button("Download CSV", _csv(rows), file_name="duplicates.csv", mime="text/csv", key="dup_csv")
     c2.download_button("Download JSON", json.dumps({"threshold": report.threshold, "files": rows}, indent=2),
@@ -108,7 +110,7 @@ def _group(g, roots: list[str]) -> None:
                     st.image(thumb, width="stretch")
                 else:
                     st.caption("(file not readable)")
-                st.markdown(f"`{os.path.basename(f.path)}`  \n{f.width}×{f.height} · {state.human_bytes(f.size)} · "
+                st.markdown(f"`{os.path.basename(f.path)}`  \n{f.width}×{f.height} · {human_bytes(f.size)} · "
                             + ("suggested keep" if f.keep else f"similarity {f.similarity:.3f}")
                             + f"  \n{state.folder_of(f.path, roots)}")
                 k1, k2 = st.columns(2)

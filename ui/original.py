@@ -11,6 +11,8 @@ import os
 import streamlit as st
 from PIL import Image
 
+from lookalike.fsutil import human_bytes
+
 from . import state
 from .safety import UnsafePathError
 
@@ -46,6 +48,6 @@ def show_original(path: str, roots: list[str]) -> None:
         st.error(f"{state.short_path(path, roots)}: cannot read ({type(exc).__name__}: {exc})"[:300])
         return
     st.image(shown, width="stretch")
-    st.caption(f"`{state.short_path(path, roots)}` · {w}×{h} · {state.human_bytes(len(raw))} "
+    st.caption(f"`{state.short_path(path, roots)}` · {w}×{h} · {human_bytes(len(raw))} "
                "(the full-screen button shows every pixel)")
     st.download_button("Download original", raw, file_name=os.path.basename(path), key="orig_download")
