@@ -97,7 +97,7 @@ def ray_embed_files(factory: Callable[[str], Any], model: str, dim: int, paths: 
         n_blocks = max(1, min(len(items), max(workers * 4, len(items) // max(1, batch_size))))
         ds = ray.data.from_items(items, override_num_blocks=n_blocks)
         ds = ds.map_batches(_EmbedActor, fn_constructor_args=(factory, model, max_pixels), batch_size=batch_size,
-                            concurrency=max(1, workers), num_cpus=1, batch_format="numpy")
+                            compute=ray.data.ActorPoolStrategy(size=max(1, workers)), num_cpus=1, batch_format="numpy")
         try:
             for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 ok = [r for r in range(len(b["i"])) if not b["err"][r]]
