@@ -1,5 +1,5 @@
 """Embedding distributed with Ray Data gives what the single-process path gives: on a local Ray instance, on an
-existing cluster (`ray start --head` on 127.0.0.1, joined by `--address`, stopped by the test), and with an
+existing cluster (`ray start --head` on this machine, joined by `--address`, stopped by the test), and with an
 embedding actor killed mid-run (the run finishes or fails with one line; the next run resumes, nothing lost).
 
 Ray comes with the dev extra (`lookalike[distributed]`, pinned), so these run in every CI run.
@@ -120,7 +120,7 @@ def cluster():
     ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if ray_cli is None:
         pytest.skip("the `ray` command is not installed")
-    proc = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
+    proc = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={free_port()}",
                              "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     watchdog = threading.Timer(240, proc.kill)
