@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast clean
+.PHONY: venv demo test test-fast wheel-check clean
 
 venv: $(STAMP)
 
@@ -24,5 +24,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# the wheel as a user gets it: built, installed into a fresh venv, run offline from an empty folder (.ci/wheel-check)
+wheel-check: $(STAMP)
+	bash .ci/wheel-check $(PY)
+
 clean:
-	rm -rf demo-images demo-index demo-results.png .pytest_cache
+	rm -rf demo-images demo-index demo-results.png .pytest_cache build dist

@@ -4,8 +4,8 @@
 
 Each mode indexes the same generated JPEGs into a fresh index through the CLI (``lookalike index``), in a
 subprocess; reported: wall time (start-up included), the embedding phase's images/s (from the run summary),
-and whether the resulting sha256 sets agree. ``--cluster`` also starts ``ray start --head`` and
-indexes through ``--address`` (the address it prints), then stops it.
+and whether the resulting sha256 sets agree. ``--cluster`` also starts ``ray start --head --block`` on
+this machine and indexes through ``--address`` (the address it prints), then stops that head.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,19 +60,24 @@ def main(argv=None) -> int:
         base = [sys.executable, "-m", "lookalike", "index", str(imgs), "--model", args.model, "-q",
                 "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
         modes = [("local (DataLoader, 1 process + workers)", []), (f"ray local instance, {args.workers} actors", ["--engine", "ray"])]
-        head = None
         if args.cluster:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-            ray_bin = str(Path(sys.executable).parent / "ray")
-            started = subprocess.run([ray_bin, "start", "--head", "--port", str(port), "--num-cpus", str(args.workers + 1),
-                                      "--include-dashboard", "false", "--disable-usage-stats"],
-                                     check=True, capture_output=True, text=True)
-            head = ray_bin
-            # the address the head advertises (its node IP), as printed by `ray start`
-            m = re.search(r"ray start --address='([^']+)'", started.stdout + started.stderr)
-            address = m.group(1) if m else f"127.0.0.1:{port}"
+            # a head of our own (--block, in its own session), stopped by terminating it: never `ray stop`, which
+            # would stop every Ray process on the machine
+            head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+                                     "--port", str(port), "--num-cpus", str(args.workers + 1),
+                                     "--include-dashboard", "false", "--disable-usage-stats"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            address = None
+            for line in head.stdout:  # the address the head advertises, as printed by `ray start`
+                if m := re.search(r"ray start --address='([^']+)'", line):
+                    address = m.group(1)
+                    break
+            if address is None:
+                raise SystemExit("ray start --head failed")
+            threading.Thread(target=head.stdout.read, daemon=True).start()
             modes.append((f"ray existing cluster by --address, {args.workers} actors", ["--engine", "ray", "--address", address]))
         ref = None
         for name, extra in modes:
@@ -86,7 +92,8 @@ def main(argv=None) -> int:
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     finally:
         if head:
-            subprocess.run([head, "stop", "--force"], capture_output=True)
+            head.terminate()
+            head.wait(timeout=120)
         shutil.rmtree(work, ignore_errors=True)
     print("| mode | images | model | wall s (start-up included) | img/s (wall) | img/s (embedding phase) | same images |")
     print("|---|---|---|---|---|---|---|")

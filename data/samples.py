@@ -1,8 +1,9 @@
-"""Real dataset samples: the shared MNIST / CIFAR-10 .npz files offline, torchvision's full sets online."""
+"""Real dataset samples: the MNIST / CIFAR-10 .npz files shipped as package data (offline), torchvision's full sets on request."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +36,11 @@ class ArraySplit:
 
 
 def data_root() -> Path:
-    """Folder holding the sample .npz files: $LOOKALIKE_DATA, else ../shared/datasets beside the project."""
+    """Folder holding the sample .npz files: $LOOKALIKE_DATA, else the copies shipped in this package."""
     env = os.environ.get("LOOKALIKE_DATA")
     if env:
         return Path(env).expanduser()
-    here = Path(__file__).resolve().parent.parent  # project root (source checkout)
-    for cand in (here.parent / "shared" / "datasets", here / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets", Path.cwd() / "shared" / "datasets"):
-        if cand.is_dir():
-            return cand
-    return here.parent / "shared" / "datasets"
+    return Path(str(resources.files(__package__).joinpath("sample-files")))  # wheels install unzipped
 
 
 def _normalise_name(name: str) -> str:
@@ -84,7 +81,7 @@ def load_torchvision(name: str, split: str = "train", root: str | os.PathLike | 
 
 
 def load_dataset(name: str, split: str = "train", source: str = "sample") -> ArraySplit:
-    """``source='sample'`` (offline shared files) or ``'torchvision'`` (full set)."""
+    """``source='sample'`` (the shipped offline files) or ``'torchvision'`` (full set)."""
     if source == "sample":
         return load_sample(name, split)
     if source == "torchvision":

@@ -19,7 +19,11 @@ __all__ = ["RayUnavailable", "ray_embed_files"]
 
 
 class RayUnavailable(RuntimeError):
-    """Ray is not installed or the cluster cannot be reached; the message is one line."""
+    """Ray is not installed, the cluster cannot be reached, or the run on it failed; the message is one line."""
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:200]
 
 
 class _EmbedActor:
@@ -74,8 +78,7 @@ def _init_ray(address: str | None, workers: int):
             else:
                 ray.init(address="local", num_cpus=max(1, workers) + 1, **kw)  # a new instance, even if one runs
         except Exception as exc:
-            raise RayUnavailable(f"cannot start or reach Ray{' at ' + address if address else ''} "
-                                 f"({' '.join(str(exc).split())[:200]})") from None
+            raise RayUnavailable(f"cannot start or reach Ray{' at ' + address if address else ''} ({_one_line(exc)})") from None
         started = True
     return ray, started
 
@@ -94,13 +97,18 @@ def ray_embed_files(factory: Callable[[str], Any], model: str, dim: int, paths: 
         n_blocks = max(1, min(len(items), max(workers * 4, len(items) // max(1, batch_size))))
         ds = ray.data.from_items(items, override_num_blocks=n_blocks)
         ds = ds.map_batches(_EmbedActor, fn_constructor_args=(factory, model, max_pixels), batch_size=batch_size,
-                            concurrency=max(1, workers), num_cpus=1, batch_format="numpy")
-        for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            ok = [r for r in range(len(b["i"])) if not b["err"][r]]
-            vecs = np.ascontiguousarray(b["vec"][ok], dtype=np.float32).reshape(-1, dim)
-            meta = [(int(b["i"][r]), int(b["w"][r]), int(b["h"][r])) for r in ok]
-            failed = [(int(b["i"][r]), str(b["err"][r])) for r in range(len(b["i"])) if b["err"][r]]
-            yield vecs, meta, failed
+                            compute=ray.data.ActorPoolStrategy(size=max(1, workers)), num_cpus=1, batch_format="numpy")
+        try:
+            for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                ok = [r for r in range(len(b["i"])) if not b["err"][r]]
+                vecs = np.ascontiguousarray(b["vec"][ok], dtype=np.float32).reshape(-1, dim)
+                meta = [(int(b["i"][r]), int(b["w"][r]), int(b["h"][r])) for r in ok]
+                failed = [(int(b["i"][r]), str(b["err"][r])) for r in range(len(b["i"])) if b["err"][r]]
+                yield vecs, meta, failed
+        except ray.exceptions.RayError as exc:  # a lost actor, node or object: the committed chunks stay
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")
+            raise RayUnavailable(f"the Ray run failed ({type(exc).__name__}: {_one_line(first)}); what was committed "
+                                 "is kept, run the command again to resume") from None
     finally:
         if started:
             ray.shutdown()

@@ -264,7 +264,7 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("dataset", choices=["mnist", "cifar10"])
     p.add_argument("out", metavar="OUT_DIR")
     p.add_argument("--source", choices=["sample", "torchvision"], default="sample",
-                   help="sample: offline shared files (LOOKALIKE_DATA); torchvision: full download")
+                   help="sample: the offline samples shipped with lookalike (or LOOKALIKE_DATA); torchvision: full download")
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--limit", type=positive_int, default=None, help="export at most this many images")
     p.add_argument("-q", "--quiet", action="store_true")

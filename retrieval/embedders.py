@@ -330,7 +330,7 @@ def _card_factory(card: ModelCard, name: str) -> Callable[..., Embedder]:
 
         path = card_path(card)
         if not path.is_file():
-            raise EmbedderError(f"{name}: model file {path} is missing (see models/README.md for the command "
+            raise EmbedderError(f"{name}: model file {path} is missing (see retrieval/weights/README.md for the command "
                                 f"that trains it)")
         return load_embedder(path, name=name)
 

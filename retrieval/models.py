@@ -7,6 +7,7 @@ denoiser chooses among the ``ddpm`` cards by each checkpoint's own metadata.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from lookalike.errors import LookalikeError
@@ -14,8 +15,9 @@ from lookalike.errors import LookalikeError
 __all__ = ["ModelCard", "MODELS", "MODELS_DIR", "get_card", "cards", "card_path", "shipped", "EmbedderError",
            "DEFAULT_EMBEDDER"]
 
-# The shipped checkpoints: the repository's models/ folder (the one place that knows where it is).
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# The shipped checkpoints: package data of lookalike.retrieval, folder weights/ (the one place that knows where it
+# is); a path on disk, since wheels install unzipped and torch.load wants a file.
+MODELS_DIR = Path(str(resources.files(__package__).joinpath("weights")))
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ MODELS: tuple[ModelCard, ...] = (
     _lite(2, 260),
     ModelCard("siamese-contrastive-mnist", "siamese", "Siamese CNN, contrastive loss, MNIST-sample (64-d)",
               "siamese-contrastive-mnist.pt"),
-    # aliases: the best Siamese loss per dataset (see models/README.md)
+    # aliases: the best Siamese loss per dataset (see weights/README.md)
     ModelCard("siamese-triplet-mnist", "siamese", "Siamese CNN, triplet loss (semi-hard), MNIST-sample (64-d)",
               "siamese-triplet-mnist.pt", aliases=("siamese-mnist",)),
     ModelCard("siamese-contrastive-cifar10", "siamese", "Siamese CNN, contrastive loss, CIFAR-10-sample",

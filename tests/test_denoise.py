@@ -38,7 +38,7 @@ def _psnr_img(im: Image.Image, x: torch.Tensor) -> float:
 
 def _need(name: str) -> None:
     if name not in shipped_models():
-        pytest.skip(f"shipped checkpoint {name}.pt not present under models/")
+        pytest.skip(f"shipped checkpoint {name}.pt not present under retrieval/weights/")
 
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10"])

@@ -60,7 +60,7 @@ if __name__ == "__main__":  # python -m lookalike.training.ddpm.sigma_estimator 
     import sys
 
     torch.set_num_threads(1)
-    out = sys.argv[1] if len(sys.argv) > 1 else "models/ddpm-sigma-estimator.pt"
+    out = sys.argv[1] if len(sys.argv) > 1 else "retrieval/weights/ddpm-sigma-estimator.pt"
     net, meta = train_sigma_net()
     meta["command"] = f"python -m lookalike.training.ddpm.sigma_estimator {out}"
     save_sigma_net(net, out, meta)
