@@ -265,7 +265,7 @@ def _quantize(model: Any, meta: dict) -> Any:
     try:
         import nncf
     except ImportError:
-        raise RuntimeUnavailable("int8 needs NNCF (pip install nncf); use --precision fp32") from None
+        raise RuntimeUnavailable("int8 needs NNCF (pip install 'lookalike[int8]'); use --precision fp32") from None
     from lookalike.data.photos import calibration_photos
 
     pre = PreprocessConfig.from_dict(meta["preprocess"])
