@@ -163,7 +163,7 @@ def test_upload_cap(index):
         assert r.status_code == 413 and "upload limit" in r.json()["detail"]
         just_over = big[:60_000]  # within the multipart allowance, over the image cap
         r = c.post("/search", files={"image": ("cut.png", just_over, "image/png")})
-        assert r.status_code == 413 and r.json()["detail"] == "cut.png: 0.057 MB is over the 0.05 MB upload limit"
+        assert r.status_code == 413 and r.json()["detail"] == "cut.png: 0.0572 MB is over the 0.05 MB upload limit"
         ok = png(Image.open(index[0] / "coins.png").convert("RGB").resize((64, 64)))
         assert c.post("/search", files={"image": ("ok.png", ok, "image/png")}).status_code == 200
 
