@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["RUNTIMES", "PRECISIONS", "add_runtime_options", "fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "fraction", "score", "sigma", "size_bytes", "port"]
+__all__ = ["RUNTIMES", "PRECISIONS", "add_runtime_options", "fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "fraction", "similarity", "score", "sigma", "size_bytes", "port"]
 
 
 # inference runtimes and precisions (lookalike.retrieval.runtime runs them)
@@ -61,6 +61,7 @@ nonneg_int = _checked(_int, lambda v: v >= 0, "must be zero or more", "A whole n
 positive_float = _checked(_float, lambda v: v > 0, "must be positive", "A finite number > 0.")
 nonneg_float = _checked(_float, lambda v: v >= 0, "must be zero or more", "A finite number >= 0.")
 fraction = _checked(_float, lambda v: 0 <= v <= 1, "must be within 0..1", "A share within 0..1.")
+similarity = _checked(_float, lambda v: 0 < v <= 1, "must be within (0, 1]", "A cosine similarity within (0, 1].")
 score = _checked(_float, lambda v: -1 <= v <= 1, "a cosine similarity is within -1..1", "A cosine similarity, -1..1.")
 port = _checked(_int, lambda v: 0 < v < 65536, "not a port number", "A TCP port number, 1..65535.")
 

@@ -1,23 +1,11 @@
 """The ``duplicates`` sub-command: groups of near-duplicate images, as text, JSON or CSV. Never deletes a file."""
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
 
-from .retrieval.duplicates import DEFAULT_THRESHOLD
-
-
-def _threshold(text: str) -> float:
-    """A cosine similarity within (0, 1]."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number within (0, 1], got '{text}'") from None
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be within (0, 1], got {v}")
-    return v
+from .argtypes import fail, similarity
 
 
 def _size(n: int) -> str:
@@ -25,16 +13,15 @@ def _size(n: int) -> str:
 
 
 def cmd_duplicates(args) -> int:
-    from .retrieval.duplicates import find_duplicates
+    from .indexer.loading import describe_path
     from .retrieval.engine import Engine, EngineError
 
     try:
         engine = Engine.open(args.db, create=False)
     except EngineError as exc:
-        print(f"lookalike: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     try:
-        report = find_duplicates(engine, threshold=args.threshold)
+        report = engine.duplicates(args.threshold)
     finally:
         engine.close()
     if args.json:
@@ -52,7 +39,7 @@ def cmd_duplicates(args) -> int:
         print(f"group {g.id}: {len(g.files)} files, similarity >= {g.min_similarity:.3f}")
         for f in g.files:
             tag = "keep" if f.keep else f"{f.similarity:.3f}"
-            print(f"  {tag:>5}  {f.width}x{f.height}  {_size(f.size):>9}  {f.path}")
+            print(f"  {tag:>5}  {f.width}x{f.height}  {_size(f.size):>9}  {describe_path(f.path)}")
     print(f"{len(report.groups)} group(s), {report.files} files among {report.images} images at threshold "
           f"{report.threshold:g}; the files not marked keep take {_size(report.reclaimable)} "
           f"({report.method}, {report.seconds:.1f} s). Nothing was deleted.")
@@ -65,9 +52,9 @@ def add_commands(sub, train_sub, bench_sub) -> None:
                        description="Groups of near-duplicates among the indexed images, with the suggested file to keep "
                                    "(largest resolution, then oldest). Lists only: never deletes a file.")
     p.add_argument("--db", required=True, metavar="INDEX_DIR")
-    p.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD, metavar="S",
-                   help=f"cosine similarity that links two images (default {DEFAULT_THRESHOLD}, chosen on "
-                        f"benchmarks/duplicates.py with efficientnet_lite0; higher is stricter)")
+    p.add_argument("--threshold", type=similarity, default=None, metavar="S",
+                   help="cosine similarity within (0, 1] that links two images (default: the one chosen on "
+                        "benchmarks/duplicates.py with efficientnet_lite0, see docs/benchmarks.md; higher is stricter)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the groups as JSON")
     fmt.add_argument("--csv", action="store_true", help="print one CSV row per file")
