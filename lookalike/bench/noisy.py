@@ -69,8 +69,8 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
         sigs = np.stack([dct_signature(Image.open(p)) for p in gallery.paths])
     try:
         engine_search(engine, gallery, queries[0][-1], k)  # warm-up
-        runs: list[tuple[str, object]] = [(model, None)] + [(f"{model} --denoise {m}", m) for m in modes]
-        runs += [(f"{model} +lowfreq {w:g}", w) for w in lowfreq]
+        runs: list[tuple[str, object]] = [("no denoise", None)] + [(f"--denoise {m}", m) for m in modes]
+        runs += [(f"+lowfreq {w:g}", w) for w in lowfreq]
         for name, opt in runs:
             ms = MethodScore()
             t0 = time.perf_counter()
@@ -80,7 +80,7 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
                 else:
                     names, sc, t = engine_search(engine, gallery, im, k, denoise=opt)
                 ms.add(names, sc, target, t)
-            print(f"bench: {name} on {len(queries)} noisy queries in {time.perf_counter() - t0:.0f} s", file=log)
+            print(f"bench: {model} {name} on {len(queries)} noisy queries in {time.perf_counter() - t0:.0f} s", file=log)
             scores[name] = ms
     finally:
         engine.close()
@@ -113,8 +113,8 @@ def format_table(result: dict) -> str:
     """Printed table: top-1 per noise level (and count of photos), ms per query, one column per method."""
     methods = list(result["methods"])
     n = result["n_photos"]
-    lines = [f"noisy: {result['photo_set']} photos ({n}), gallery {result['n_gallery']}; top-1 ({{found}}/{n}); "
-             f"{result['machine']}", f"{'level':<20}" + "".join(f" {m[-26:]:>26}" for m in methods)]
+    lines = [f"noisy: {result['photo_set']} photos ({n}), gallery {result['n_gallery']}; top-1 (found/{n}); "
+             f"{result['machine']}", f"{'level (' + result['model'][:12] + ')':<20}" + "".join(f" {m[-26:]:>26}" for m in methods)]
     for lvl in result["levels"]:
         cells = [result["methods"][m]["per_group"][lvl]["top1"] for m in methods]
         lines.append(f"{lvl:<20}" + "".join(f" {c:>17.3f} ({round(c * n):>2}/{n})" for c in cells))
