@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "lookalike.training.commands",   # train siamese / ntxent, eval
     "lookalike.training.ddpm.commands",  # train ddpm, denoise, bench denoise
     "lookalike.ui.commands",         # ui
+    "lookalike.training.copy_head",  # train copy-head
     "lookalike.bench.commands",      # bench copies / noisy
 ]
 

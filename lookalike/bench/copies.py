@@ -23,15 +23,10 @@ __all__ = ["run_copies", "format_table", "copy_queries", "add_arguments", "main"
 
 
 def copy_queries(photos: list[tuple[str, Image.Image]], edits: list[str], strengths: list[str],
-                 seed: int = 0) -> list[tuple[str, str, str, int, Image.Image]]:
-    """(photo name, edit, strength, seed, edited image) for every photo x edit x strength, seeded per query."""
-    out = []
-    for pi, (name, im) in enumerate(photos):
-        for ei, e in enumerate(edits):
-            for si, s in enumerate(strengths):
-                q_seed = seed * 1_000_003 + pi * 1000 + ei * 10 + si
-                out.append((name, e, s, q_seed, apply_edit(im, e, s, seed=q_seed)))
-    return out
+                 seed: int = 0) -> list[tuple[str, str, str, int]]:
+    """(photo name, edit, strength, seed) for every photo x edit x strength; ``apply_edit`` makes the copy."""
+    return [(name, e, s, seed * 1_000_003 + pi * 1000 + ei * 10 + si) for pi, (name, _) in enumerate(photos)
+            for ei, e in enumerate(edits) for si, s in enumerate(strengths)]
 
 
 def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
@@ -43,6 +38,11 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     work = Path(work)
     gallery = build_gallery(work / f"gallery-{label}-{len(distractors)}", photos, distractors)
     queries = copy_queries(photos, edits, list(strengths), seed)
+    source = dict(photos)
+
+    def edited(q: tuple[str, str, str, int]) -> Image.Image:
+        return apply_edit(source[q[0]], q[1], q[2], seed=q[3])
+
     targets = [gallery.originals[q[0]].stem for q in queries]
     groups = [q[1] for q in queries]
     scores: dict[str, MethodScore] = {}
@@ -50,11 +50,11 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
         slug = model.replace(":", "_").replace("/", "_").replace("@", "_")
         engine = open_index(work / f"index-{label}-{len(distractors)}-{slug}", gallery, model, progress)
         try:
-            engine_search(engine, gallery, queries[0][-1], k)  # warm-up: model load, first-call allocations
+            engine_search(engine, gallery, edited(queries[0]), k)  # warm-up: model load, first-call allocations
             ms = MethodScore()
             t0 = time.perf_counter()
-            for (*_, im), target in zip(queries, targets):
-                names, sc, t = engine_search(engine, gallery, im, k, views=views)
+            for q, target in zip(queries, targets):
+                names, sc, t = engine_search(engine, gallery, edited(q), k, views=views)
                 ms.add(names, sc, target, t)
             print(f"bench: {model} on {len(queries)} copies in {time.perf_counter() - t0:.0f} s", file=log)
         finally:
@@ -65,10 +65,10 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
         qdir = work / f"queries-{label}-seed{seed}"
         qdir.mkdir(parents=True, exist_ok=True)
         qpaths = []
-        for name, e, s, _, im in queries:
-            p = qdir / f"{name}__{e}__{s}.png"
+        for q in queries:
+            p = qdir / f"{q[0]}__{q[1]}__{q[2]}.png"
             if not p.is_file():
-                im.save(p)
+                edited(q).save(p)
             qpaths.append(str(p))
         res, peer_status = run_peer([str(p) for p in gallery.paths], qpaths, k, seed=seed, log=log)
         if res is not None:

@@ -54,11 +54,13 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
     levels = list(levels or NOISES)
     work = Path(work)
     gallery = build_gallery(work / f"gallery-{label}-{len(distractors)}", photos, distractors)
-    queries = []
-    for pi, (name, im) in enumerate(photos):
-        for li, lvl in enumerate(levels):
-            q_seed = seed * 1_000_003 + pi * 100 + li
-            queries.append((name, lvl, q_seed, apply_noise(im, lvl, seed=q_seed)))
+    queries = [(name, lvl, seed * 1_000_003 + pi * 100 + li) for pi, (name, _) in enumerate(photos)
+               for li, lvl in enumerate(levels)]
+    source = dict(photos)
+
+    def noisy(q: tuple[str, str, int]) -> Image.Image:
+        return apply_noise(source[q[0]], q[1], seed=q[2])
+
     targets = [gallery.originals[q[0]].stem for q in queries]
     groups = [q[1] for q in queries]
     scores: dict[str, MethodScore] = {}
@@ -68,13 +70,14 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
     if lowfreq:
         sigs = np.stack([dct_signature(Image.open(p)) for p in gallery.paths])
     try:
-        engine_search(engine, gallery, queries[0][-1], k)  # warm-up
+        engine_search(engine, gallery, noisy(queries[0]), k)  # warm-up
         runs: list[tuple[str, object]] = [("no denoise", None)] + [(f"--denoise {m}", m) for m in modes]
         runs += [(f"+lowfreq {w:g}", w) for w in lowfreq]
         for name, opt in runs:
             ms = MethodScore()
             t0 = time.perf_counter()
-            for (*_, im), target in zip(queries, targets):
+            for q, target in zip(queries, targets):
+                im = noisy(q)
                 if isinstance(opt, float):
                     names, sc, t = _lowfreq_search(engine, gallery, sigs, im, k, opt)
                 else:
@@ -89,10 +92,10 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
         qdir = work / f"noisy-{label}-seed{seed}"
         qdir.mkdir(parents=True, exist_ok=True)
         qpaths = []
-        for name, lvl, _, im in queries:
-            p = qdir / f"{name}__{lvl}.png"
+        for q in queries:
+            p = qdir / f"{q[0]}__{q[1]}.png"
             if not p.is_file():
-                im.save(p)
+                noisy(q).save(p)
             qpaths.append(str(p))
         res, peer_status = run_peer([str(p) for p in gallery.paths], qpaths, k, seed=seed, log=log)
         if res is not None:
