@@ -29,7 +29,7 @@ def _tiles(im: Image.Image, grid: int = 3) -> list[Image.Image]:
             for j in range(grid) for i in range(grid)]
 
 
-def copy_training_set(n_scenes: int = 300, cifar: int = 820, seed: int = 1, max_side: int = 768) -> ImageSet:
+def copy_training_set(n_scenes: int = 150, cifar: int = 300, seed: int = 1, max_side: int = 768) -> ImageSet:
     """Unlabelled training images (no scikit-image photo): 3x3 tiles of the dev photos, generated scenes,
     upscaled CIFAR-10-sample train images and Debian desktop graphics."""
     images: list[Image.Image] = []
@@ -60,7 +60,7 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    data = copy_training_set(n_scenes=args.scenes)
+    data = copy_training_set(n_scenes=args.scenes, cifar=args.cifar)
     cfg = HeadConfig(backbones=[args.backbone], views=args.views, temperature=args.temperature, epochs=args.epochs,
                      batch_size=args.batch_size, hidden=args.hidden, out_dim=args.out_dim, lr=args.lr,
                      output=args.output, augment="edits", seed=args.seed)
@@ -85,7 +85,8 @@ def add_commands(subparsers, train_subparsers, bench_subparsers) -> None:
     p.add_argument("--out", default="models/ntxent-copies-lite0.pt")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--views", type=int, default=8, help="edited views cached per training image")
-    p.add_argument("--scenes", type=int, default=300, help="generated scenes among the training images")
+    p.add_argument("--scenes", type=int, default=150, help="generated scenes among the training images")
+    p.add_argument("--cifar", type=int, default=300, help="CIFAR-10-sample train images among the training images")
     p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=256)
