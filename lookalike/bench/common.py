@@ -16,7 +16,8 @@ from PIL import Image
 from lookalike.fsutil import atomic_write_text
 
 __all__ = ["BUSY", "Gallery", "build_gallery", "micro_ap", "MethodScore", "imagededup_python", "run_peer",
-           "write_result", "cache_root", "QUERY_VIEWS", "open_index", "engine_search", "peer_scores"]
+           "write_result", "cache_root", "QUERY_VIEWS", "open_index", "engine_search", "peer_scores", "dct_signature",
+           "low_detail", "gallery_matrix", "Levers", "run_levers"]
 
 BUSY = "busy machine: 2 CPU cores shared with other jobs"
 
@@ -205,4 +206,99 @@ def peer_scores(peer: dict, gallery: Gallery, targets: list[str]) -> dict[str, M
         for topk, scores, target in zip(res["topk"], res["scores"], targets):
             ms.add([gallery.paths[i].stem for i in topk], scores, target, res["ms_per_query"])
         out[f"imagededup-{method}"] = ms
+    return out
+
+
+def dct_signature(im: Image.Image, size: int = 32, keep: int = 8) -> np.ndarray:
+    """Low-frequency channel: unit vector of the lowest ``keep`` x ``keep`` DCT coefficients (DC dropped) of the
+    ``size`` px grey image (what a perceptual hash thresholds)."""
+    from scipy.fft import dctn
+
+    g = np.asarray(im.convert("L").resize((size, size), Image.BOX), dtype=np.float32)
+    c = dctn(g, norm="ortho")[:keep, :keep].ravel()[1:]
+    return (c / max(float(np.linalg.norm(c)), 1e-9)).astype(np.float32)
+
+
+def low_detail(im: Image.Image, side: int = 64) -> Image.Image:
+    """A low-detail view: long side ``side`` px (what a thumbnail or a heavy blur leaves)."""
+    im = im.convert("RGB")
+    f = side / max(im.size)
+    return im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.BILINEAR) if f < 1 else im
+
+
+def gallery_matrix(engine, gallery: Gallery) -> np.ndarray:
+    """The index's stored vectors as a (len(gallery.paths), dim) matrix in gallery order (public Engine API only)."""
+    ids, vecs = engine.vectors()
+    pos = {p.stem: i for i, p in enumerate(gallery.paths)}
+    out = np.zeros((len(gallery.paths), vecs.shape[1]), np.float32)
+    by_id = dict(zip(ids.tolist(), vecs))
+    for r in engine.search_vector(vecs[0], k=len(ids)):
+        for p in r.paths:
+            name = Path(p).stem
+            if name in pos:
+                out[pos[name]] = by_id[r.id]
+    return out
+
+
+@dataclass
+class Levers:
+    """Cheap additions to a plain search, scored over the whole gallery: a low-frequency DCT channel fused with
+    weight ``w`` (one method per weight) and a low-detail view of every gallery image (max of the two scores)."""
+
+    lowfreq: tuple[float, ...] = ()
+    low_detail: bool = False
+
+    def names(self) -> list[str]:
+        out = [f"+lowfreq {w:g}" for w in self.lowfreq]
+        if self.low_detail:
+            out += ["+lowdetail"] + [f"+lowdetail+lowfreq {w:g}" for w in self.lowfreq]
+        return out
+
+
+def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers, queries, targets: list[str],
+               k: int, progress: bool = True) -> dict[str, MethodScore]:
+    """MethodScores of each lever for ``queries`` (an iterable of images); ms = query embedding + scoring."""
+    if not levers.names():
+        return {}
+    g = gallery_matrix(engine, gallery)
+    sigs = np.stack([dct_signature(Image.open(p)) for p in gallery.paths]) if levers.lowfreq else None
+    g_low = None
+    if levers.low_detail:
+        low = Gallery(work / (gallery.folder.name + "-lowdetail"), [], {})
+        for p in gallery.paths:
+            q = low.folder / p.parent.name / (p.stem + ".png")
+            if not q.is_file():
+                q.parent.mkdir(parents=True, exist_ok=True)
+                with Image.open(p) as im:
+                    low_detail(im).save(q)
+            low.paths.append(q)
+        slug = model.replace(":", "_").replace("/", "_").replace("@", "_")
+        eng_low = open_index(work / f"index-{low.folder.name}-{slug}", low, model, progress)
+        try:
+            g_low = gallery_matrix(eng_low, Gallery(low.folder, gallery.paths, {}))
+        finally:
+            eng_low.close()
+    out = {n: MethodScore() for n in levers.names()}
+    stems = [p.stem for p in gallery.paths]
+    for im, target in zip(queries, targets):
+        t0 = time.perf_counter()
+        v = engine.embed([im])[0]
+        neural = g @ v
+        t_base = time.perf_counter() - t0
+        variants: list[tuple[str, np.ndarray, float]] = []
+        t1 = time.perf_counter()
+        low_sim = sigs @ dct_signature(im) if sigs is not None else None
+        t_low = time.perf_counter() - t1
+        for w in levers.lowfreq:
+            variants.append((f"+lowfreq {w:g}", neural + w * low_sim, t_low))
+        if g_low is not None:
+            t2 = time.perf_counter()
+            both = np.maximum(neural, g_low @ v)
+            t_ld = time.perf_counter() - t2
+            variants.append(("+lowdetail", both, t_ld))
+            for w in levers.lowfreq:
+                variants.append((f"+lowdetail+lowfreq {w:g}", both + w * low_sim, t_ld + t_low))
+        for name, score, t_extra in variants:
+            order = np.argsort(-score, kind="stable")[:k]
+            out[name].add([stems[i] for i in order], score[order].tolist(), target, (t_base + t_extra) * 1000.0)
     return out

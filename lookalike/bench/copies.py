@@ -16,8 +16,8 @@ from PIL import Image
 
 from lookalike.data.edits import EDITS, apply_edit
 
-from .common import (BUSY, QUERY_VIEWS, MethodScore, build_gallery, cache_root, engine_search, open_index,
-                     peer_scores, run_peer, write_result)
+from .common import (BUSY, QUERY_VIEWS, Levers, MethodScore, build_gallery, cache_root, engine_search, open_index,
+                     peer_scores, run_levers, run_peer, write_result)
 
 __all__ = ["run_copies", "format_table", "copy_queries", "add_arguments", "main"]
 
@@ -32,7 +32,8 @@ def copy_queries(photos: list[tuple[str, Image.Image]], edits: list[str], streng
 def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
                models: list[str], label: str, edits: list[str] | None = None,
                strengths: tuple[str, ...] = ("mild", "strong"), k: int = 10, views: str = "none",
-               peer: bool = True, seed: int = 0, progress: bool = True, log=sys.stderr) -> dict:
+               peer: bool = True, seed: int = 0, progress: bool = True, levers: Levers = Levers(),
+               log=sys.stderr) -> dict:
     """Run the benchmark; returns the result dict (figures per method, per edit kind, per query top-1)."""
     edits = list(edits or EDITS)
     work = Path(work)
@@ -51,15 +52,20 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
         engine = open_index(work / f"index-{label}-{len(distractors)}-{slug}", gallery, model, progress)
         try:
             engine_search(engine, gallery, edited(queries[0]), k)  # warm-up: model load, first-call allocations
-            ms = MethodScore()
+            ms = scores[model + ("" if views == "none" else f" +views:{views}")] = MethodScore()
             t0 = time.perf_counter()
             for q, target in zip(queries, targets):
                 names, sc, t = engine_search(engine, gallery, edited(q), k, views=views)
                 ms.add(names, sc, target, t)
             print(f"bench: {model} on {len(queries)} copies in {time.perf_counter() - t0:.0f} s", file=log)
+            t0 = time.perf_counter()
+            for name, lever in run_levers(engine, gallery, work, model, levers, (edited(q) for q in queries), targets,
+                                          k, progress).items():
+                scores[f"{model} {name}"] = lever
+            if levers.names():
+                print(f"bench: {model} {', '.join(levers.names())} in {time.perf_counter() - t0:.0f} s", file=log)
         finally:
             engine.close()
-        scores[model + ("" if views == "none" else f" +views:{views}")] = ms
     peer_status = "not run (--no-peer)"
     if peer:
         qdir = work / f"queries-{label}-seed{seed}"
@@ -77,7 +83,7 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     return {
         "bench": "copies", "photo_set": label, "n_photos": len(photos), "n_distractors": len(distractors),
         "n_gallery": len(gallery.paths), "n_queries": len(queries), "edits": edits, "strengths": list(strengths),
-        "k": k, "views": views, "seed": seed, "peer": peer_status, "machine": f"{BUSY} ({platform.processor() or platform.machine()})",
+        "k": k, "views": views, "levers": levers.names(), "seed": seed, "peer": peer_status, "machine": f"{BUSY} ({platform.processor() or platform.machine()})",
         "methods": {m: s.summary(groups) | {"per_strength": s.summary([f"{q[1]}/{q[2]}" for q in queries])["per_group"]}
                     for m, s in scores.items()},
         "gallery": str(gallery.folder),
@@ -90,16 +96,16 @@ def format_table(result: dict) -> str:
     """The printed table: top-1 / top-5 per edit kind and overall, µAP and ms per query, one column pair per method."""
     methods = list(result["methods"])
     kinds = list(next(iter(result["methods"].values()))["per_group"]) if methods else []
-    head = f"{'edit':<12}" + "".join(f" {m[:24]:>24}" for m in methods)
+    head = f"{'edit':<12}" + "".join(f" {m[-30:]:>30}" for m in methods)
     lines = [f"copies: {result['photo_set']} photos ({result['n_photos']}), gallery {result['n_gallery']}, "
              f"{result['n_queries']} queries; top-1 / top-5; {result['machine']}", head]
     for kind in kinds:
         cells = [result["methods"][m]["per_group"][kind] for m in methods]
-        lines.append(f"{kind:<12}" + "".join(f" {c['top1']:>11.3f} / {c['top5']:<10.3f}" for c in cells))
-    lines.append(f"{'overall':<12}" + "".join(f" {result['methods'][m]['top1']:>11.3f} / {result['methods'][m]['top5']:<10.3f}"
+        lines.append(f"{kind:<12}" + "".join(f" {c['top1']:>17.3f} / {c['top5']:<10.3f}" for c in cells))
+    lines.append(f"{'overall':<12}" + "".join(f" {result['methods'][m]['top1']:>17.3f} / {result['methods'][m]['top5']:<10.3f}"
                                               for m in methods))
-    lines.append(f"{'µAP':<12}" + "".join(f" {result['methods'][m]['muap']:>24.3f}" for m in methods))
-    lines.append(f"{'ms/query':<12}" + "".join(f" {result['methods'][m]['ms_per_query']:>24.1f}" for m in methods))
+    lines.append(f"{'µAP':<12}" + "".join(f" {result['methods'][m]['muap']:>30.3f}" for m in methods))
+    lines.append(f"{'ms/query':<12}" + "".join(f" {result['methods'][m]['ms_per_query']:>30.1f}" for m in methods))
     lines.append(f"peer: {result['peer']}")
     return "\n".join(lines)
 
@@ -115,6 +121,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-side", type=int, default=1024, help="photos are capped to this long side (default 1024)")
     p.add_argument("-k", type=int, default=10, help="results per query (top-5 and µAP use them)")
     p.add_argument("--views", choices=tuple(QUERY_VIEWS), default="none", help="query-time views, max score per image")
+    p.add_argument("--lowfreq", default="", help="comma-separated weights of a fused low-frequency DCT channel")
+    p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
     p.add_argument("--no-peer", action="store_true", help="skip imagededup")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=None, help="gallery and index folder, reused by reruns (default: cache)")
@@ -146,6 +154,11 @@ def main(args: argparse.Namespace) -> int:
         print("lookalike: --distractors must be >= 0 and -k >= 5", file=sys.stderr)
         return 2
     models = args.model or ["efficientnet_lite0"]
+    try:
+        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail)
+    except ValueError:
+        print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
+        return 2
     photos = photo_set(args.photos, args.max_side)[: args.max_photos]
     if not photos:
         print(f"lookalike: --photos {args.photos}: no photos found (dev needs mate-backgrounds and ukui-wallpapers)",
@@ -156,7 +169,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         result = run_copies(photos, distractors(args.distractors, max_side=args.max_side),
                             Path(args.work or cache_root() / "work"), models, args.photos, edits, k=args.k,
-                            views=args.views, peer=not args.no_peer, seed=args.seed, progress=not args.quiet)
+                            views=args.views, peer=not args.no_peer, seed=args.seed, progress=not args.quiet,
+                            levers=levers)
     except EngineError as exc:
         print(f"lookalike: {exc}", file=sys.stderr)
         return 2
@@ -165,7 +179,8 @@ def main(args: argparse.Namespace) -> int:
     print(format_table(result))
     root = Path.cwd()
     out = write_result(result, args.json or root / "benchmarks" / "results" /
-                       f"copies-{args.photos}{_slug(models)}{'' if args.views == 'none' else '-views-' + args.views}.json")
+                       f"copies-{args.photos}{_slug(models)}{'' if args.views == 'none' else '-views-' + args.views}"
+                       f"{'-levers' if levers.names() else ''}.json")
     print(f"json: {out}")
     if args.grid != "none":
         grid = Path(args.grid or root / "docs" / f"copies-grid-{args.photos}.png")

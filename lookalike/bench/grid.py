@@ -45,6 +45,13 @@ def _found(gallery: Path, name: str) -> Image.Image | None:
     return None
 
 
+def _shown(result: dict, extra: int) -> list[str]:
+    """The first method, up to ``extra`` of its levers (the last ones), and imagededup PHash."""
+    methods = list(result["methods"])
+    own = [m for m in methods if not m.startswith("imagededup")]
+    return own[:1] + own[1:][-extra:] * (extra > 0) + [m for m in methods if m == "imagededup-phash"]
+
+
 def _method_rows(result: dict, picked: list[dict], methods: list[str]) -> list:
     gallery = Path(result["gallery"])
     rows = []
@@ -54,11 +61,11 @@ def _method_rows(result: dict, picked: list[dict], methods: list[str]) -> list:
             name = q["top1"][m]
             ok = name == q["photo"]
             cells.append((_found(gallery, name), ("found" if ok else "miss: " + name), GREEN if ok else RED))
-        rows.append((m[:16], cells))
+        rows.append((m.replace("efficientnet_", "")[:18], cells))
     return rows
 
 
-def copies_grid(result: dict, photos: dict[str, Image.Image], path: Path, max_methods: int = 2) -> Path:
+def copies_grid(result: dict, photos: dict[str, Image.Image], path: Path, levers: int = 1) -> Path:
     """One column per edit kind (strong setting, photos in turn): original, edited copy, each method's top-1."""
     names = list(photos)
     picked = []
@@ -68,12 +75,12 @@ def copies_grid(result: dict, photos: dict[str, Image.Image], path: Path, max_me
     # the edited copies are regenerated from the seeds the benchmark used
     cells_q = [(apply_edit(photos[q["photo"]], q["edit"], q["strength"], seed=q["seed"]), q["edit"], GREY) for q in picked]
     rows = [("original", [(photos[q["photo"]], q["photo"][-20:], GREY) for q in picked]), ("edited copy", cells_q)]
-    rows += _method_rows(result, picked, list(result["methods"])[:max_methods])
+    rows += _method_rows(result, picked, _shown(result, levers))
     return picture_grid(rows, path, f"copies, {result['photo_set']} photos: strong edits and the top-1 found "
                                     "(green: the original)")
 
 
-def noisy_grid(result: dict, photos: dict[str, Image.Image], path: Path, max_methods: int = 3) -> Path:
+def noisy_grid(result: dict, photos: dict[str, Image.Image], path: Path, levers: int = 1) -> Path:
     """One column per noise level (photos in turn): original, noisy query, each method's top-1."""
     names = list(photos)
     picked, cells_q = [], []
@@ -85,6 +92,6 @@ def noisy_grid(result: dict, photos: dict[str, Image.Image], path: Path, max_met
                 cells_q.append((apply_noise(photos[want], lvl, seed=q["seed"]), lvl, GREY))
                 break
     rows = [("original", [(photos[q["photo"]], q["photo"][-20:], GREY) for q in picked]), ("noisy query", cells_q)]
-    rows += _method_rows(result, picked, list(result["methods"])[:max_methods])
+    rows += _method_rows(result, picked, _shown(result, levers))
     return picture_grid(rows, path, f"noisy photos, {result['photo_set']} set: top-1 found (green: the original)")
 

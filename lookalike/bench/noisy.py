@@ -12,43 +12,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from lookalike.data.edits import NOISES, apply_noise
 
-from .common import (BUSY, Gallery, MethodScore, build_gallery, cache_root, engine_search, open_index, peer_scores,
-                     run_peer, write_result)
+from .common import (BUSY, Levers, MethodScore, build_gallery, cache_root, engine_search, open_index, peer_scores,
+                     run_levers, run_peer, write_result)
 
-__all__ = ["dct_signature", "run_noisy", "format_table", "add_arguments", "main"]
+__all__ = ["run_noisy", "format_table", "add_arguments", "main"]
 
 DENOISE_MODES = ("auto", "ddim", "ddpm", "classical")
 
 
-def dct_signature(im: Image.Image, size: int = 32, keep: int = 8) -> np.ndarray:
-    """Unit vector of the lowest ``keep`` x ``keep`` DCT coefficients (DC dropped) of the ``size`` px grey image."""
-    from scipy.fft import dctn
-
-    g = np.asarray(im.convert("L").resize((size, size), Image.BOX), dtype=np.float32)
-    c = dctn(g, norm="ortho")[:keep, :keep].ravel()[1:]
-    return (c / max(float(np.linalg.norm(c)), 1e-9)).astype(np.float32)
-
-
-def _lowfreq_search(engine, gallery: Gallery, sigs: np.ndarray, im: Image.Image, k: int,
-                    weight: float) -> tuple[list[str], list[float], float]:
-    """Neural cosine over the whole gallery plus ``weight`` x the DCT-signature cosine; (names, scores, ms)."""
-    t0 = time.perf_counter()
-    neural = {gallery.name_of(r.path): r.score for r in engine.search(im, k=len(gallery.paths))}
-    low = sigs @ dct_signature(im)
-    fused = np.array([neural.get(p.stem, -1.0) for p in gallery.paths]) + weight * low
-    order = np.argsort(-fused, kind="stable")[:k]
-    ms = (time.perf_counter() - t0) * 1000.0
-    return [gallery.paths[i].stem for i in order], fused[order].tolist(), ms
-
-
 def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
               model: str, label: str, levels: list[str] | None = None, modes: tuple[str, ...] = DENOISE_MODES,
-              lowfreq: tuple[float, ...] = (), k: int = 10, peer: bool = True, seed: int = 0,
+              levers: Levers = Levers(), k: int = 10, peer: bool = True, seed: int = 0,
               progress: bool = True, log=sys.stderr) -> dict:
     """Run the benchmark; returns the result dict (top-1 per level and ms per query, per method)."""
     levels = list(levels or NOISES)
@@ -66,25 +44,18 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
     scores: dict[str, MethodScore] = {}
     slug = model.replace(":", "_").replace("/", "_").replace("@", "_")
     engine = open_index(work / f"index-{label}-{len(distractors)}-{slug}", gallery, model, progress)
-    sigs = None
-    if lowfreq:
-        sigs = np.stack([dct_signature(Image.open(p)) for p in gallery.paths])
     try:
         engine_search(engine, gallery, noisy(queries[0]), k)  # warm-up
-        runs: list[tuple[str, object]] = [("no denoise", None)] + [(f"--denoise {m}", m) for m in modes]
-        runs += [(f"+lowfreq {w:g}", w) for w in lowfreq]
-        for name, opt in runs:
+        for name, opt in [("no denoise", None)] + [(f"--denoise {m}", m) for m in modes]:
             ms = MethodScore()
             t0 = time.perf_counter()
             for q, target in zip(queries, targets):
-                im = noisy(q)
-                if isinstance(opt, float):
-                    names, sc, t = _lowfreq_search(engine, gallery, sigs, im, k, opt)
-                else:
-                    names, sc, t = engine_search(engine, gallery, im, k, denoise=opt)
+                names, sc, t = engine_search(engine, gallery, noisy(q), k, denoise=opt)
                 ms.add(names, sc, target, t)
             print(f"bench: {model} {name} on {len(queries)} noisy queries in {time.perf_counter() - t0:.0f} s", file=log)
             scores[name] = ms
+        scores.update(run_levers(engine, gallery, work, model, levers, (noisy(q) for q in queries), targets, k,
+                                 progress))
     finally:
         engine.close()
     peer_status = "not run (--no-peer)"
@@ -104,7 +75,7 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
     return {
         "bench": "noisy", "photo_set": label, "model": model, "n_photos": len(photos),
         "n_distractors": len(distractors), "n_gallery": len(gallery.paths), "n_queries": len(queries),
-        "levels": levels, "k": k, "seed": seed, "peer": peer_status,
+        "levels": levels, "levers": levers.names(), "k": k, "seed": seed, "peer": peer_status,
         "machine": f"{BUSY} ({platform.processor() or platform.machine()})", "gallery": str(gallery.folder),
         "methods": {m: s.summary(groups) for m, s in scores.items()},
         "queries": [{"photo": q[0], "level": q[1], "seed": q[2], "top1": {m: s.top1[i] for m, s in scores.items()}}
@@ -135,6 +106,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--levels", default=",".join(NOISES), help="comma-separated noise levels")
     p.add_argument("--denoise-modes", default=",".join(DENOISE_MODES), help="comma-separated --denoise modes ('' for none)")
     p.add_argument("--lowfreq", default="", help="comma-separated weights of the DCT low-frequency channel to fuse")
+    p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
     p.add_argument("--max-photos", type=int, default=None)
     p.add_argument("--max-side", type=int, default=1024)
     p.add_argument("-k", type=int, default=10)
@@ -165,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
               f"{', '.join(DENOISE_MODES)})", file=sys.stderr)
         return 2
     try:
-        lowfreq = tuple(float(w) for w in args.lowfreq.split(",") if w.strip())
+        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail)
     except ValueError:
         print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
         return 2
@@ -175,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         result = run_noisy(photos, distractors(args.distractors, max_side=args.max_side),
-                           Path(args.work or cache_root() / "work"), args.model, args.photos, levels, modes, lowfreq,
+                           Path(args.work or cache_root() / "work"), args.model, args.photos, levels, modes, levers,
                            k=args.k, peer=not args.no_peer, seed=args.seed, progress=not args.quiet)
     except EngineError as exc:
         print(f"lookalike: {exc}", file=sys.stderr)
