@@ -240,19 +240,49 @@ def gallery_matrix(engine, gallery: Gallery) -> np.ndarray:
     return out
 
 
+_GALLERY_VIEWS = {"lowdetail": low_detail, "rot90": lambda im: im.rotate(90, expand=True),
+                  "rot270": lambda im: im.rotate(270, expand=True)}
+
+
 @dataclass
 class Levers:
     """Cheap additions to a plain search, scored over the whole gallery: a low-frequency DCT channel fused with
-    weight ``w`` (one method per weight) and a low-detail view of every gallery image (max of the two scores)."""
+    weight ``w`` (one method per weight), and extra views of every gallery image, indexed beside it (max score):
+    a low-detail view (64 px) and quarter turns (``rot``). The query is still embedded once."""
 
     lowfreq: tuple[float, ...] = ()
     low_detail: bool = False
+    rot: bool = False
 
     def names(self) -> list[str]:
         out = [f"+lowfreq {w:g}" for w in self.lowfreq]
         if self.low_detail:
             out += ["+lowdetail"] + [f"+lowdetail+lowfreq {w:g}" for w in self.lowfreq]
+        if self.rot:
+            out += ["+rot"] + (["+lowdetail+rot"] if self.low_detail else [])
         return out
+
+    def views(self) -> list[str]:
+        return ["lowdetail"] * self.low_detail + ["rot90", "rot270"] * self.rot
+
+
+def _view_matrix(engine_model: str, gallery: Gallery, work: Path, view: str, progress: bool) -> np.ndarray:
+    """Vectors of one view of every gallery image (files and index kept in ``work`` for reruns)."""
+    folder = work / f"{gallery.folder.name}-{view}"
+    paths = []
+    for p in gallery.paths:
+        q = folder / p.parent.name / (p.stem + ".png")
+        if not q.is_file():
+            q.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(p) as im:
+                _GALLERY_VIEWS[view](im.convert("RGB")).save(q)
+        paths.append(q)
+    slug = engine_model.replace(":", "_").replace("/", "_").replace("@", "_")
+    eng = open_index(work / f"index-{folder.name}-{slug}", Gallery(folder, paths, {}), engine_model, progress)
+    try:
+        return gallery_matrix(eng, Gallery(folder, gallery.paths, {}))
+    finally:
+        eng.close()
 
 
 def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers, queries, targets: list[str],
@@ -262,22 +292,7 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
         return {}
     g = gallery_matrix(engine, gallery)
     sigs = np.stack([dct_signature(Image.open(p)) for p in gallery.paths]) if levers.lowfreq else None
-    g_low = None
-    if levers.low_detail:
-        low = Gallery(work / (gallery.folder.name + "-lowdetail"), [], {})
-        for p in gallery.paths:
-            q = low.folder / p.parent.name / (p.stem + ".png")
-            if not q.is_file():
-                q.parent.mkdir(parents=True, exist_ok=True)
-                with Image.open(p) as im:
-                    low_detail(im).save(q)
-            low.paths.append(q)
-        slug = model.replace(":", "_").replace("/", "_").replace("@", "_")
-        eng_low = open_index(work / f"index-{low.folder.name}-{slug}", low, model, progress)
-        try:
-            g_low = gallery_matrix(eng_low, Gallery(low.folder, gallery.paths, {}))
-        finally:
-            eng_low.close()
+    gv = {v: _view_matrix(model, gallery, work, v, progress) for v in levers.views()}
     out = {n: MethodScore() for n in levers.names()}
     stems = [p.stem for p in gallery.paths]
     for im, target in zip(queries, targets):
@@ -291,13 +306,20 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
         t_low = time.perf_counter() - t1
         for w in levers.lowfreq:
             variants.append((f"+lowfreq {w:g}", neural + w * low_sim, t_low))
-        if g_low is not None:
+        if levers.low_detail:
             t2 = time.perf_counter()
-            both = np.maximum(neural, g_low @ v)
+            both = np.maximum(neural, gv["lowdetail"] @ v)
             t_ld = time.perf_counter() - t2
             variants.append(("+lowdetail", both, t_ld))
             for w in levers.lowfreq:
                 variants.append((f"+lowdetail+lowfreq {w:g}", both + w * low_sim, t_ld + t_low))
+        if levers.rot:
+            t3 = time.perf_counter()
+            rot = np.maximum(neural, np.maximum(gv["rot90"] @ v, gv["rot270"] @ v))
+            t_rot = time.perf_counter() - t3
+            variants.append(("+rot", rot, t_rot))
+            if levers.low_detail:
+                variants.append(("+lowdetail+rot", np.maximum(rot, both), t_rot + t_ld))
         for name, score, t_extra in variants:
             order = np.argsort(-score, kind="stable")[:k]
             out[name].add([stems[i] for i in order], score[order].tolist(), target, (t_base + t_extra) * 1000.0)

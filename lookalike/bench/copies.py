@@ -123,6 +123,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--views", choices=tuple(QUERY_VIEWS), default="none", help="query-time views, max score per image")
     p.add_argument("--lowfreq", default="", help="comma-separated weights of a fused low-frequency DCT channel")
     p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
+    p.add_argument("--rot-views", action="store_true", help="also score quarter turns of every gallery image (max)")
     p.add_argument("--no-peer", action="store_true", help="skip imagededup")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=None, help="gallery and index folder, reused by reruns (default: cache)")
@@ -155,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     models = args.model or ["efficientnet_lite0"]
     try:
-        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail)
+        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views)
     except ValueError:
         print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
         return 2

@@ -107,6 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--denoise-modes", default=",".join(DENOISE_MODES), help="comma-separated --denoise modes ('' for none)")
     p.add_argument("--lowfreq", default="", help="comma-separated weights of the DCT low-frequency channel to fuse")
     p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
+    p.add_argument("--rot-views", action="store_true", help="also score quarter turns of every gallery image (max)")
     p.add_argument("--max-photos", type=int, default=None)
     p.add_argument("--max-side", type=int, default=1024)
     p.add_argument("-k", type=int, default=10)
@@ -137,7 +138,7 @@ def main(args: argparse.Namespace) -> int:
               f"{', '.join(DENOISE_MODES)})", file=sys.stderr)
         return 2
     try:
-        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail)
+        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views)
     except ValueError:
         print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
         return 2
