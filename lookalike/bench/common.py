@@ -16,7 +16,8 @@ from PIL import Image
 from lookalike.fsutil import atomic_write_text
 
 __all__ = ["BUSY", "Gallery", "build_gallery", "micro_ap", "MethodScore", "imagededup_python", "run_peer",
-           "write_result", "cache_root", "QUERY_VIEWS", "open_index", "engine_search", "peer_scores", "dct_signature",
+           "write_result", "cache_root", "QUERY_VIEWS", "model_slug", "open_index", "engine_search", "peer_scores",
+           "dct_signature",
            "low_detail", "gallery_matrix", "Levers", "run_levers"]
 
 BUSY = "busy machine: 2 CPU cores shared with other jobs"
@@ -174,6 +175,16 @@ def _view(im: Image.Image, name: str) -> Image.Image:
     return im.rotate(int(name[3:]), expand=True)
 
 
+def model_slug(model: str) -> str:
+    """A folder-name form of ``model``; a checkpoint also gets its file's size and mtime, so a retrained file at the
+    same path never reuses an index built with the old weights."""
+    slug = model.replace(":", "_").replace("/", "_").replace("@", "_")
+    if model.startswith("checkpoint:") and os.path.isfile(model[len("checkpoint:"):]):
+        st = os.stat(model[len("checkpoint:"):])
+        slug += f"-{st.st_size}-{int(st.st_mtime)}"
+    return slug
+
+
 def open_index(folder: str | os.PathLike, gallery: Gallery, model: str, progress: bool = True):
     """The benchmark index of ``gallery`` with ``model`` in ``folder`` (added incrementally: reruns reuse it)."""
     from lookalike import Engine
@@ -277,8 +288,8 @@ def _view_matrix(engine_model: str, gallery: Gallery, work: Path, view: str, pro
             with Image.open(p) as im:
                 _GALLERY_VIEWS[view](im.convert("RGB")).save(q)
         paths.append(q)
-    slug = engine_model.replace(":", "_").replace("/", "_").replace("@", "_")
-    eng = open_index(work / f"index-{folder.name}-{slug}", Gallery(folder, paths, {}), engine_model, progress)
+    eng = open_index(work / f"index-{folder.name}-{model_slug(engine_model)}", Gallery(folder, paths, {}),
+                     engine_model, progress)
     try:
         return gallery_matrix(eng, Gallery(folder, gallery.paths, {}))
     finally:

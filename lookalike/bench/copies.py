@@ -16,8 +16,8 @@ from PIL import Image
 
 from lookalike.data.edits import EDITS, apply_edit
 
-from .common import (BUSY, QUERY_VIEWS, Levers, MethodScore, build_gallery, cache_root, engine_search, open_index,
-                     peer_scores, run_levers, run_peer, write_result)
+from .common import (BUSY, QUERY_VIEWS, Levers, MethodScore, build_gallery, cache_root, engine_search, model_slug,
+                     open_index, peer_scores, run_levers, run_peer, write_result)
 
 __all__ = ["run_copies", "format_table", "copy_queries", "add_arguments", "main"]
 
@@ -48,8 +48,7 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     groups = [q[1] for q in queries]
     scores: dict[str, MethodScore] = {}
     for model in models:
-        slug = model.replace(":", "_").replace("/", "_").replace("@", "_")
-        engine = open_index(work / f"index-{label}-{len(distractors)}-{slug}", gallery, model, progress)
+        engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model)}", gallery, model, progress)
         try:
             engine_search(engine, gallery, edited(queries[0]), k)  # warm-up: model load, first-call allocations
             ms = scores[model + ("" if views == "none" else f" +views:{views}")] = MethodScore()

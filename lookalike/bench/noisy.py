@@ -16,8 +16,8 @@ from PIL import Image
 
 from lookalike.data.edits import NOISES, apply_noise
 
-from .common import (BUSY, Levers, MethodScore, build_gallery, cache_root, engine_search, open_index, peer_scores,
-                     run_levers, run_peer, write_result)
+from .common import (BUSY, Levers, MethodScore, build_gallery, cache_root, engine_search, model_slug, open_index,
+                     peer_scores, run_levers, run_peer, write_result)
 
 __all__ = ["run_noisy", "format_table", "add_arguments", "main"]
 
@@ -42,8 +42,7 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
     targets = [gallery.originals[q[0]].stem for q in queries]
     groups = [q[1] for q in queries]
     scores: dict[str, MethodScore] = {}
-    slug = model.replace(":", "_").replace("/", "_").replace("@", "_")
-    engine = open_index(work / f"index-{label}-{len(distractors)}-{slug}", gallery, model, progress)
+    engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model)}", gallery, model, progress)
     try:
         engine_search(engine, gallery, noisy(queries[0]), k)  # warm-up
         for name, opt in [("no denoise", None)] + [(f"--denoise {m}", m) for m in modes]:
