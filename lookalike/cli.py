@@ -14,6 +14,8 @@ COMMAND_MODULES = [
     "lookalike.training.ddpm.commands",  # train ddpm, denoise, bench denoise
     "lookalike.ui.commands",         # ui
     "lookalike.duplicate_commands",  # duplicates
+    "lookalike.training.copy_head",  # train copy-head
+    "lookalike.bench.commands",      # bench copies / noisy
 ]
 
 

@@ -59,6 +59,9 @@ MODELS: tuple[ModelCard, ...] = (
     ModelCard("supcon-cifar10", "projection-head",
               "SupCon (supervised) head on frozen efficientnet_lite0 (224 px), CIFAR-10-sample",
               "supcon-lite0-cifar10.pt"),
+    ModelCard("ntxent-copies", "projection-head",
+              "NT-Xent head on frozen efficientnet_lite0 (224 px) trained on edited copies: finds originals of "
+              "cropped, blurred, recoloured, captioned copies (docs/benchmarks.md section 11)", "ntxent-copies-lite0.pt"),
     ModelCard("ddpm-mnist", "ddpm", "DDPM query denoiser, MNIST-5k sample", "ddpm-mnist.pt"),
     ModelCard("ddpm-cifar10", "ddpm", "DDPM query denoiser, CIFAR-10 sample", "ddpm-cifar10.pt"),
     ModelCard("ddpm-sigma-estimator", "sigma-estimator", "learned noise-level estimator (any size, per channel)",

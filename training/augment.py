@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-__all__ = ["PixelDropout", "simclr_augment", "siamese_augment"]
+__all__ = ["PixelDropout", "simclr_augment", "siamese_augment", "EditAugment"]
 
 
 class PixelDropout:
@@ -46,6 +46,20 @@ def simclr_augment(size: int, small: bool = False, pixel_dropout: float = 0.1) -
         k = max(3, (size // 10) | 1)
         steps.append(T.RandomApply([T.GaussianBlur(k, sigma=(0.1, 2.0))], p=0.5))
     return T.Compose(steps)
+
+
+class EditAugment:
+    """Copy-detection view: random photo edits, noise and JPEG from ``lookalike.data.edits`` (seeded)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        import numpy as np
+
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, im: Image.Image) -> Image.Image:
+        from lookalike.data.edits import random_edit
+
+        return random_edit(im, self.rng)
 
 
 def siamese_augment(x: torch.Tensor, grayscale: bool, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from lookalike.fsutil import atomic_path
 from lookalike.retrieval.nets import FrozenBackbones
 
-from .augment import simclr_augment
+from .augment import EditAugment, simclr_augment
 from .datasets import ImageSet
 
 __all__ = ["cache_dir", "clean_features", "view_features"]
@@ -77,29 +77,34 @@ def clean_features(backbones: list[str], input_size: int | None, data: ImageSet,
 
 def view_features(backbones: list[str], input_size: int | None, data: ImageSet, views: int, seed: int = 0,
                   small: bool | None = None, batch_size: int = 64, use_cache: bool = True,
-                  progress: bool = True) -> np.ndarray:
-    """(N, V, D) features of ``views`` SimCLR-augmented views per image (seeded, reproducible).
+                  progress: bool = True, augment: str = "simclr") -> np.ndarray:
+    """(N, V, D) features of ``views`` augmented views per image (seeded, reproducible).
+
+    ``augment``: ``simclr`` (crop/flip/colour/blur) or ``edits`` (photo edits, noise, JPEG: copy detection).
 
     Several backbones see the very same augmented views (same seed), so each is cached on its own.
     """
     if len(backbones) > 1:
         return np.concatenate([view_features([b], input_size, data, views, seed, small, batch_size, use_cache,
-                                             progress) for b in backbones], axis=2)
+                                             progress, augment) for b in backbones], axis=2)
     bb = _backbones(backbones, input_size)
     size = bb.preprocess.input_size
     if small is None:
         small = max(data.images[0].size) <= 64
-    path = cache_dir() / f"views-{_key(backbones, input_size, data.fingerprint, len(data), views, seed, small)}.npy"
+    tag = () if augment == "simclr" else (augment,)  # simclr keeps the keys of caches made before ``augment``
+    path = cache_dir() / f"views-{_key(backbones, input_size, data.fingerprint, len(data), views, seed, small, *tag)}.npy"
     if use_cache and data.fingerprint and path.is_file():
         return np.load(path)
     if use_cache and data.fingerprint:  # the first V views of a longer cached run are the same views
         for more in range(views + 1, 65):
-            longer = cache_dir() / f"views-{_key(backbones, input_size, data.fingerprint, len(data), more, seed, small)}.npy"
+            longer = cache_dir() / f"views-{_key(backbones, input_size, data.fingerprint, len(data), more, seed, small, *tag)}.npy"
             if longer.is_file():
                 return np.ascontiguousarray(np.load(longer, mmap_mode="r")[:, :views])
     # augment at the image's own scale for small images (crop/jitter/dropout act on the 32 px picture)
     aug_size = max(data.images[0].size) if small else size
-    aug = simclr_augment(aug_size, small=small)
+    if augment not in ("simclr", "edits"):
+        raise ValueError(f"unknown augmentation '{augment}' (choose simclr or edits)")
+    aug = simclr_augment(aug_size, small=small) if augment == "simclr" else EditAugment(seed)
     tf = bb.preprocess.build_transform()
     random.seed(seed)
     torch.manual_seed(seed)

@@ -61,6 +61,7 @@ class HeadConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     output: str = "auto"                 # auto | hidden | projection
+    augment: str = "simclr"              # simclr | edits (photo edits + noise + JPEG, for copy detection)
     seed: int = 0
 
 
@@ -192,7 +193,7 @@ def train_head(cfg: HeadConfig, train: ImageSet, test: ImageSet | None = None,
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
     views = torch.from_numpy(view_features(cfg.backbones, cfg.input_size, train, cfg.views, cfg.seed,
-                                           progress=progress))
+                                           progress=progress, augment=cfg.augment))
     tr_clean = clean_features(cfg.backbones, cfg.input_size, train, progress=progress)
     te_clean = clean_features(cfg.backbones, cfg.input_size, test, progress=progress) if test is not None else None
     t_cache = time.perf_counter() - t0

@@ -1,0 +1,337 @@
+"""What the copy and noisy-photo benchmarks share: the gallery folder and index, µAP, the imagededup peer, output."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lookalike.fsutil import atomic_write_text
+
+__all__ = ["BUSY", "Gallery", "build_gallery", "micro_ap", "MethodScore", "imagededup_python", "run_peer",
+           "write_result", "cache_root", "QUERY_VIEWS", "model_slug", "open_index", "engine_search", "peer_scores",
+           "dct_signature",
+           "low_detail", "gallery_matrix", "Levers", "run_levers"]
+
+BUSY = "busy machine: 2 CPU cores shared with other jobs"
+
+
+def cache_root() -> Path:
+    """``$LOOKALIKE_BENCH_CACHE`` or ``~/.cache/lookalike-bench``."""
+    return Path(os.environ.get("LOOKALIKE_BENCH_CACHE") or Path.home() / ".cache" / "lookalike-bench")
+
+
+@dataclass
+class Gallery:
+    """Image files of a benchmark gallery: ``originals`` (query sources, by name) and distractors."""
+
+    folder: Path
+    paths: list[Path]                      # every gallery file, originals first
+    originals: dict[str, Path]             # photo name -> its gallery file
+    names: dict[str, str] = field(default_factory=dict)  # absolute path -> name
+
+    def name_of(self, path: str) -> str:
+        return self.names.get(os.path.abspath(path), Path(path).stem)
+
+
+def build_gallery(folder: str | os.PathLike, photos: list[tuple[str, Image.Image]],
+                  distractors: list[tuple[str, Image.Image]]) -> Gallery:
+    """Write photos (JPEG q95) and distractors (PNG) into ``folder``, keeping files already there."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    originals: dict[str, Path] = {}
+    for kind, items in (("photo", photos), ("distractor", distractors)):
+        for name, im in items:
+            p = root / kind / (f"{name}.jpg" if kind == "photo" else f"{name}.png")
+            if not p.is_file():
+                p.parent.mkdir(parents=True, exist_ok=True)
+                im.convert("RGB").save(p, **({"quality": 95} if kind == "photo" else {}))
+            paths.append(p)
+            if kind == "photo":
+                originals[name] = p
+    return Gallery(root, paths, originals, {os.path.abspath(p): p.stem for p in paths})
+
+
+def micro_ap(scores: np.ndarray, positive: np.ndarray, n_positive: int) -> float:
+    """µAP (DISC21): average precision over every (query, gallery, score) prediction ranked together by score.
+
+    ``n_positive`` is the number of true (query, original) pairs, found or not; missed pairs count as recall lost.
+    """
+    if n_positive <= 0:
+        return 0.0
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    hit = np.asarray(positive, dtype=bool)[order]
+    if not hit.any():
+        return 0.0
+    precision = np.cumsum(hit) / np.arange(1, len(hit) + 1)
+    return float(precision[hit].sum() / n_positive)
+
+
+@dataclass
+class MethodScore:
+    """Per-query outcomes of one search method: rank of the original (0 = not in the top k) and the returned pairs."""
+
+    ranks: list[int] = field(default_factory=list)
+    pair_scores: list[float] = field(default_factory=list)
+    pair_positive: list[bool] = field(default_factory=list)
+    ms: list[float] = field(default_factory=list)
+    top1: list[str] = field(default_factory=list)
+
+    def add(self, names: list[str], scores: list[float], target: str, ms: float) -> None:
+        rank = names.index(target) + 1 if target in names else 0
+        self.ranks.append(rank)
+        self.pair_scores.extend(scores)
+        self.pair_positive.extend(n == target for n in names)
+        self.ms.append(ms)
+        self.top1.append(names[0] if names else "")
+
+    def summary(self, groups: list[str] | None = None) -> dict:
+        """top-1 / top-5 overall and per group, µAP, mean ms per query."""
+        r = np.asarray(self.ranks)
+        out = {"top1": round(float(np.mean(r == 1)), 4) if len(r) else 0.0,
+               "top5": round(float(np.mean((r >= 1) & (r <= 5))), 4) if len(r) else 0.0,
+               "muap": round(micro_ap(np.asarray(self.pair_scores), np.asarray(self.pair_positive), len(r)), 4),
+               "ms_per_query": round(float(np.mean(self.ms)), 1) if self.ms else 0.0, "n": int(len(r))}
+        if groups is not None:
+            per: dict[str, dict] = {}
+            for g in dict.fromkeys(groups):
+                m = np.asarray([x == g for x in groups])
+                per[g] = {"top1": round(float(np.mean(r[m] == 1)), 4),
+                          "top5": round(float(np.mean((r[m] >= 1) & (r[m] <= 5))), 4), "n": int(m.sum())}
+            out["per_group"] = per
+        return out
+
+
+def imagededup_python(log=sys.stderr) -> tuple[str | None, str]:
+    """The Python of a venv holding imagededup (made on first use); (None, reason) when it cannot be installed.
+
+    The venv reuses this interpreter's packages (torch, numpy, ...) through a .pth file, so pip adds only imagededup.
+    """
+    venv = cache_root() / "imagededup-venv"
+    py = venv / "bin" / "python"
+    ok = py.is_file() and subprocess.run([str(py), "-c", "import imagededup"], capture_output=True).returncode == 0
+    if ok:
+        return str(py), "ready"
+    try:
+        print(f"bench: creating {venv} with imagededup (once)", file=log)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        ours = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
+        Path(site, "_lookalike_base.pth").write_text("\n".join(ours) + "\n", encoding="utf-8")
+        res = subprocess.run([str(py), "-m", "pip", "install", "-q", "imagededup"], capture_output=True, text=True,
+                             timeout=1800)
+        if res.returncode != 0:
+            return None, f"pip install imagededup failed: {(res.stderr or res.stdout).strip().splitlines()[-1:]}"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"cannot create the imagededup venv ({exc})"
+    return str(py), "installed"
+
+
+def run_peer(gallery: list[str], queries: list[str], k: int, methods: tuple[str, ...] = ("phash", "dhash"),
+             seed: int = 0, log=sys.stderr) -> tuple[dict | None, str]:
+    """imagededup's hashes over the same gallery and query files: ({method: result}, status) or (None, reason)."""
+    py, status = imagededup_python(log)
+    if py is None:
+        return None, status
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, out = Path(tmp, "spec.json"), Path(tmp, "out.json")
+        spec.write_text(json.dumps({"gallery": gallery, "queries": queries, "k": k, "methods": list(methods),
+                                    "seed": seed}), encoding="utf-8")
+        t0 = time.perf_counter()
+        res = subprocess.run([py, str(Path(__file__).with_name("imagededup_peer.py")), str(spec), str(out)],
+                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if res.returncode != 0:
+            return None, f"imagededup run failed: {(res.stderr or '').strip().splitlines()[-1:]}"
+        print(f"bench: imagededup {'/'.join(methods)} on {len(queries)} queries in {time.perf_counter() - t0:.0f} s",
+              file=log)
+        return json.loads(out.read_text(encoding="utf-8")), status
+
+
+def write_result(result: dict, json_path: str | os.PathLike) -> Path:
+    """Write the result JSON atomically; returns its path."""
+    p = Path(json_path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(p, json.dumps(result, indent=1))
+    return p
+
+
+QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "rot": ("mirror", "rot90", "rot180", "rot270")}
+
+
+def _view(im: Image.Image, name: str) -> Image.Image:
+    from PIL import ImageOps
+
+    if name == "mirror":
+        return ImageOps.mirror(im)
+    return im.rotate(int(name[3:]), expand=True)
+
+
+def model_slug(model: str) -> str:
+    """A folder-name form of ``model``; a checkpoint also gets its file's size and mtime, so a retrained file at the
+    same path never reuses an index built with the old weights."""
+    slug = model.replace(":", "_").replace("/", "_").replace("@", "_")
+    if model.startswith("checkpoint:") and os.path.isfile(model[len("checkpoint:"):]):
+        st = os.stat(model[len("checkpoint:"):])
+        slug += f"-{st.st_size}-{int(st.st_mtime)}"
+    return slug
+
+
+def open_index(folder: str | os.PathLike, gallery: Gallery, model: str, progress: bool = True):
+    """The benchmark index of ``gallery`` with ``model`` in ``folder`` (added incrementally: reruns reuse it)."""
+    from lookalike import Engine
+
+    engine = Engine.open(folder, model=model)
+    engine.add([gallery.folder], progress=progress, warn=None)
+    return engine
+
+
+def engine_search(engine, gallery: Gallery, image: Image.Image, k: int, views: str = "none",
+                  denoise: str | None = None) -> tuple[list[str], list[float], float]:
+    """Search one in-memory query: (gallery names, scores, ms). ``views`` adds query-time views, max score per image."""
+    t0 = time.perf_counter()
+    res = engine.search(image, k=k, denoise=denoise)
+    best = {gallery.name_of(r.path): r.score for r in res}
+    for v in QUERY_VIEWS[views]:
+        for r in engine.search(_view(image, v), k=k, denoise=denoise):
+            n = gallery.name_of(r.path)
+            best[n] = max(best.get(n, -1.0), r.score)
+    ms = (time.perf_counter() - t0) * 1000.0
+    ranked = sorted(best.items(), key=lambda kv: -kv[1])[:k]
+    return [n for n, _ in ranked], [s for _, s in ranked], ms
+
+
+def peer_scores(peer: dict, gallery: Gallery, targets: list[str]) -> dict[str, MethodScore]:
+    """imagededup output (indices into ``gallery.paths``) as MethodScores named ``imagededup-<method>``."""
+    out = {}
+    for method, res in peer.items():
+        ms = MethodScore()
+        for topk, scores, target in zip(res["topk"], res["scores"], targets):
+            ms.add([gallery.paths[i].stem for i in topk], scores, target, res["ms_per_query"])
+        out[f"imagededup-{method}"] = ms
+    return out
+
+
+def dct_signature(im: Image.Image, size: int = 32, keep: int = 8) -> np.ndarray:
+    """Low-frequency channel: unit vector of the lowest ``keep`` x ``keep`` DCT coefficients (DC dropped) of the
+    ``size`` px grey image (what a perceptual hash thresholds)."""
+    from scipy.fft import dctn
+
+    g = np.asarray(im.convert("L").resize((size, size), Image.BOX), dtype=np.float32)
+    c = dctn(g, norm="ortho")[:keep, :keep].ravel()[1:]
+    return (c / max(float(np.linalg.norm(c)), 1e-9)).astype(np.float32)
+
+
+def low_detail(im: Image.Image, side: int = 64) -> Image.Image:
+    """A low-detail view: long side ``side`` px (what a thumbnail or a heavy blur leaves)."""
+    im = im.convert("RGB")
+    f = side / max(im.size)
+    return im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.BILINEAR) if f < 1 else im
+
+
+def gallery_matrix(engine, gallery: Gallery) -> np.ndarray:
+    """The index's stored vectors as a (len(gallery.paths), dim) matrix in gallery order (public Engine API only)."""
+    ids, vecs = engine.vectors()
+    pos = {p.stem: i for i, p in enumerate(gallery.paths)}
+    out = np.zeros((len(gallery.paths), vecs.shape[1]), np.float32)
+    by_id = dict(zip(ids.tolist(), vecs))
+    for r in engine.search_vector(vecs[0], k=len(ids)):
+        for p in r.paths:
+            name = Path(p).stem
+            if name in pos:
+                out[pos[name]] = by_id[r.id]
+    return out
+
+
+_GALLERY_VIEWS = {"lowdetail": low_detail, "rot90": lambda im: im.rotate(90, expand=True),
+                  "rot270": lambda im: im.rotate(270, expand=True)}
+
+
+@dataclass
+class Levers:
+    """Cheap additions to a plain search, scored over the whole gallery: a low-frequency DCT channel fused with
+    weight ``w`` (one method per weight), and extra views of every gallery image, indexed beside it (max score):
+    a low-detail view (64 px) and quarter turns (``rot``). The query is still embedded once."""
+
+    lowfreq: tuple[float, ...] = ()
+    low_detail: bool = False
+    rot: bool = False
+
+    def names(self) -> list[str]:
+        out = [f"+lowfreq {w:g}" for w in self.lowfreq]
+        if self.low_detail:
+            out += ["+lowdetail"] + [f"+lowdetail+lowfreq {w:g}" for w in self.lowfreq]
+        if self.rot:
+            out += ["+rot"] + (["+lowdetail+rot"] if self.low_detail else [])
+        return out
+
+    def views(self) -> list[str]:
+        return ["lowdetail"] * self.low_detail + ["rot90", "rot270"] * self.rot
+
+
+def _view_matrix(engine_model: str, gallery: Gallery, work: Path, view: str, progress: bool) -> np.ndarray:
+    """Vectors of one view of every gallery image (files and index kept in ``work`` for reruns)."""
+    folder = work / f"{gallery.folder.name}-{view}"
+    paths = []
+    for p in gallery.paths:
+        q = folder / p.parent.name / (p.stem + ".png")
+        if not q.is_file():
+            q.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(p) as im:
+                _GALLERY_VIEWS[view](im.convert("RGB")).save(q)
+        paths.append(q)
+    eng = open_index(work / f"index-{folder.name}-{model_slug(engine_model)}", Gallery(folder, paths, {}),
+                     engine_model, progress)
+    try:
+        return gallery_matrix(eng, Gallery(folder, gallery.paths, {}))
+    finally:
+        eng.close()
+
+
+def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers, queries, targets: list[str],
+               k: int, progress: bool = True) -> dict[str, MethodScore]:
+    """MethodScores of each lever for ``queries`` (an iterable of images); ms = query embedding + scoring."""
+    if not levers.names():
+        return {}
+    g = gallery_matrix(engine, gallery)
+    sigs = np.stack([dct_signature(Image.open(p)) for p in gallery.paths]) if levers.lowfreq else None
+    gv = {v: _view_matrix(model, gallery, work, v, progress) for v in levers.views()}
+    out = {n: MethodScore() for n in levers.names()}
+    stems = [p.stem for p in gallery.paths]
+    for im, target in zip(queries, targets):
+        t0 = time.perf_counter()
+        v = engine.embed([im])[0]
+        neural = g @ v
+        t_base = time.perf_counter() - t0
+        variants: list[tuple[str, np.ndarray, float]] = []
+        t1 = time.perf_counter()
+        low_sim = sigs @ dct_signature(im) if sigs is not None else None
+        t_low = time.perf_counter() - t1
+        for w in levers.lowfreq:
+            variants.append((f"+lowfreq {w:g}", neural + w * low_sim, t_low))
+        if levers.low_detail:
+            t2 = time.perf_counter()
+            both = np.maximum(neural, gv["lowdetail"] @ v)
+            t_ld = time.perf_counter() - t2
+            variants.append(("+lowdetail", both, t_ld))
+            for w in levers.lowfreq:
+                variants.append((f"+lowdetail+lowfreq {w:g}", both + w * low_sim, t_ld + t_low))
+        if levers.rot:
+            t3 = time.perf_counter()
+            rot = np.maximum(neural, np.maximum(gv["rot90"] @ v, gv["rot270"] @ v))
+            t_rot = time.perf_counter() - t3
+            variants.append(("+rot", rot, t_rot))
+            if levers.low_detail:
+                variants.append(("+lowdetail+rot", np.maximum(rot, both), t_rot + t_ld))
+        for name, score, t_extra in variants:
+            order = np.argsort(-score, kind="stable")[:k]
+            out[name].add([stems[i] for i in order], score[order].tolist(), target, (t_base + t_extra) * 1000.0)
+    return out

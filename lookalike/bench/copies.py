@@ -1,0 +1,189 @@
+"""Edited-copy benchmark: find the original photo of an edited copy (not indexed) among photos + distractors.
+
+Reports top-1 / top-5 per edit kind and overall, µAP over all returned (query, gallery, score) pairs (DISC21 style)
+and mean ms per query, for a lookalike model and imagededup's PHash / DHash on the very same files.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from lookalike.data.edits import EDITS, apply_edit
+
+from .common import (BUSY, QUERY_VIEWS, Levers, MethodScore, build_gallery, cache_root, engine_search, model_slug,
+                     open_index, peer_scores, run_levers, run_peer, write_result)
+
+__all__ = ["run_copies", "format_table", "copy_queries", "add_arguments", "main"]
+
+
+def copy_queries(photos: list[tuple[str, Image.Image]], edits: list[str], strengths: list[str],
+                 seed: int = 0) -> list[tuple[str, str, str, int]]:
+    """(photo name, edit, strength, seed) for every photo x edit x strength; ``apply_edit`` makes the copy."""
+    return [(name, e, s, seed * 1_000_003 + pi * 1000 + ei * 10 + si) for pi, (name, _) in enumerate(photos)
+            for ei, e in enumerate(edits) for si, s in enumerate(strengths)]
+
+
+def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
+               models: list[str], label: str, edits: list[str] | None = None,
+               strengths: tuple[str, ...] = ("mild", "strong"), k: int = 10, views: str = "none",
+               peer: bool = True, seed: int = 0, progress: bool = True, levers: Levers = Levers(),
+               log=sys.stderr) -> dict:
+    """Run the benchmark; returns the result dict (figures per method, per edit kind, per query top-1)."""
+    edits = list(edits or EDITS)
+    work = Path(work)
+    gallery = build_gallery(work / f"gallery-{label}-{len(distractors)}", photos, distractors)
+    queries = copy_queries(photos, edits, list(strengths), seed)
+    source = dict(photos)
+
+    def edited(q: tuple[str, str, str, int]) -> Image.Image:
+        return apply_edit(source[q[0]], q[1], q[2], seed=q[3])
+
+    targets = [gallery.originals[q[0]].stem for q in queries]
+    groups = [q[1] for q in queries]
+    scores: dict[str, MethodScore] = {}
+    for model in models:
+        engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model)}", gallery, model, progress)
+        try:
+            engine_search(engine, gallery, edited(queries[0]), k)  # warm-up: model load, first-call allocations
+            ms = scores[model + ("" if views == "none" else f" +views:{views}")] = MethodScore()
+            t0 = time.perf_counter()
+            for q, target in zip(queries, targets):
+                names, sc, t = engine_search(engine, gallery, edited(q), k, views=views)
+                ms.add(names, sc, target, t)
+            print(f"bench: {model} on {len(queries)} copies in {time.perf_counter() - t0:.0f} s", file=log)
+            t0 = time.perf_counter()
+            for name, lever in run_levers(engine, gallery, work, model, levers, (edited(q) for q in queries), targets,
+                                          k, progress).items():
+                scores[f"{model} {name}"] = lever
+            if levers.names():
+                print(f"bench: {model} {', '.join(levers.names())} in {time.perf_counter() - t0:.0f} s", file=log)
+        finally:
+            engine.close()
+    peer_status = "not run (--no-peer)"
+    if peer:
+        qdir = work / f"queries-{label}-seed{seed}"
+        qdir.mkdir(parents=True, exist_ok=True)
+        qpaths = []
+        for q in queries:
+            p = qdir / f"{q[0]}__{q[1]}__{q[2]}.png"
+            if not p.is_file():
+                edited(q).save(p)
+            qpaths.append(str(p))
+        res, peer_status = run_peer([str(p) for p in gallery.paths], qpaths, k, seed=seed, log=log)
+        if res is not None:
+            scores.update(peer_scores(res, gallery, targets))
+            peer_status = f"imagededup {peer_status}"
+    return {
+        "bench": "copies", "photo_set": label, "n_photos": len(photos), "n_distractors": len(distractors),
+        "n_gallery": len(gallery.paths), "n_queries": len(queries), "edits": edits, "strengths": list(strengths),
+        "k": k, "views": views, "levers": levers.names(), "seed": seed, "peer": peer_status, "machine": f"{BUSY} ({platform.processor() or platform.machine()})",
+        "methods": {m: s.summary(groups) | {"per_strength": s.summary([f"{q[1]}/{q[2]}" for q in queries])["per_group"]}
+                    for m, s in scores.items()},
+        "gallery": str(gallery.folder),
+        "queries": [{"photo": q[0], "edit": q[1], "strength": q[2], "seed": q[3],
+                     "top1": {m: s.top1[i] for m, s in scores.items()}} for i, q in enumerate(queries)],
+    }
+
+
+def format_table(result: dict) -> str:
+    """The printed table: top-1 / top-5 per edit kind and overall, µAP and ms per query, one column pair per method."""
+    methods = list(result["methods"])
+    kinds = list(next(iter(result["methods"].values()))["per_group"]) if methods else []
+    head = f"{'edit':<12}" + "".join(f" {m[-30:]:>30}" for m in methods)
+    lines = [f"copies: {result['photo_set']} photos ({result['n_photos']}), gallery {result['n_gallery']}, "
+             f"{result['n_queries']} queries; top-1 / top-5; {result['machine']}", head]
+    for kind in kinds:
+        cells = [result["methods"][m]["per_group"][kind] for m in methods]
+        lines.append(f"{kind:<12}" + "".join(f" {c['top1']:>17.3f} / {c['top5']:<10.3f}" for c in cells))
+    lines.append(f"{'overall':<12}" + "".join(f" {result['methods'][m]['top1']:>17.3f} / {result['methods'][m]['top5']:<10.3f}"
+                                              for m in methods))
+    lines.append(f"{'µAP':<12}" + "".join(f" {result['methods'][m]['muap']:>30.3f}" for m in methods))
+    lines.append(f"{'ms/query':<12}" + "".join(f" {result['methods'][m]['ms_per_query']:>30.1f}" for m in methods))
+    lines.append(f"peer: {result['peer']}")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``lookalike bench copies`` and ``benchmarks/copies.py``."""
+    p.add_argument("--photos", choices=("dev", "eval"), default="dev",
+                   help="dev: Debian/scikit-learn/matplotlib photos (tune here); eval: scikit-image photos (report only)")
+    p.add_argument("--model", action="append", default=None, help="embedder (repeatable; default efficientnet_lite0)")
+    p.add_argument("--distractors", type=int, default=1500, help="other images in the gallery (default 1500)")
+    p.add_argument("--edits", default=",".join(EDITS), help="comma-separated edit kinds")
+    p.add_argument("--max-photos", type=int, default=None, help="use only the first N photos")
+    p.add_argument("--max-side", type=int, default=1024, help="photos are capped to this long side (default 1024)")
+    p.add_argument("-k", type=int, default=10, help="results per query (top-5 and µAP use them)")
+    p.add_argument("--views", choices=tuple(QUERY_VIEWS), default="none", help="query-time views, max score per image")
+    p.add_argument("--lowfreq", default="", help="comma-separated weights of a fused low-frequency DCT channel")
+    p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
+    p.add_argument("--rot-views", action="store_true", help="also score quarter turns of every gallery image (max)")
+    p.add_argument("--no-peer", action="store_true", help="skip imagededup")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=None, help="gallery and index folder, reused by reruns (default: cache)")
+    p.add_argument("--json", default=None, help="result JSON (default benchmarks/results/copies-SET[-MODEL].json)")
+    p.add_argument("--grid", default=None, help="picture grid PNG (default docs/copies-grid-SET.png; 'none' to skip)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def _slug(models: list[str]) -> str:
+    return "" if models == ["efficientnet_lite0"] else "-" + "+".join(Path(m.split(":")[-1]).stem for m in models)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run from parsed arguments: print the table, write JSON and the picture grid."""
+    import torch
+
+    from lookalike.data.photosets import distractors, photo_set
+
+    from .grid import copies_grid
+
+    torch.set_num_threads(max(1, args.threads))
+    edits = [e.strip() for e in args.edits.split(",") if e.strip()]
+    bad = [e for e in edits if e not in EDITS]
+    if bad:
+        print(f"lookalike: --edits {','.join(bad)}: unknown (choose {', '.join(EDITS)})", file=sys.stderr)
+        return 2
+    if args.distractors < 0 or args.k < 5:
+        print("lookalike: --distractors must be >= 0 and -k >= 5", file=sys.stderr)
+        return 2
+    models = args.model or ["efficientnet_lite0"]
+    try:
+        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views)
+    except ValueError:
+        print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
+        return 2
+    photos = photo_set(args.photos, args.max_side)[: args.max_photos]
+    if not photos:
+        print(f"lookalike: --photos {args.photos}: no photos found (dev needs mate-backgrounds and ukui-wallpapers)",
+              file=sys.stderr)
+        return 2
+    from lookalike import EngineError
+
+    try:
+        result = run_copies(photos, distractors(args.distractors, max_side=args.max_side),
+                            Path(args.work or cache_root() / "work"), models, args.photos, edits, k=args.k,
+                            views=args.views, peer=not args.no_peer, seed=args.seed, progress=not args.quiet,
+                            levers=levers)
+    except EngineError as exc:
+        print(f"lookalike: {exc}", file=sys.stderr)
+        return 2
+    result["command"] = "lookalike bench copies " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "copies"] else sys.argv[1:])
+    result["threads"] = args.threads
+    print(format_table(result))
+    root = Path.cwd()
+    out = write_result(result, args.json or root / "benchmarks" / "results" /
+                       f"copies-{args.photos}{_slug(models)}{'' if args.views == 'none' else '-views-' + args.views}"
+                       f"{'-levers' if levers.names() else ''}.json")
+    print(f"json: {out}")
+    if args.grid != "none":
+        grid = Path(args.grid or root / "docs" / f"copies-grid-{args.photos}.png")
+        copies_grid(result, dict(photos), grid)
+        print(f"grid: {grid}")
+    return 0

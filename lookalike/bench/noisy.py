@@ -1,0 +1,166 @@
+"""Noisy-photo benchmark: find the original of a noisy copy (Gaussian sigma 0.1..1.0 on 0..1, Poisson, noise + JPEG).
+
+Methods: the model with no denoising, with each ``--denoise`` mode, fused with a low-frequency channel (a 32x32
+DCT signature, the content a perceptual hash keeps), and imagededup's PHash / DHash on the very same files.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from lookalike.data.edits import NOISES, apply_noise
+
+from .common import (BUSY, Levers, MethodScore, build_gallery, cache_root, engine_search, model_slug, open_index,
+                     peer_scores, run_levers, run_peer, write_result)
+
+__all__ = ["run_noisy", "format_table", "add_arguments", "main"]
+
+DENOISE_MODES = ("auto", "ddim", "ddpm", "classical")
+
+
+def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
+              model: str, label: str, levels: list[str] | None = None, modes: tuple[str, ...] = DENOISE_MODES,
+              levers: Levers = Levers(), k: int = 10, peer: bool = True, seed: int = 0,
+              progress: bool = True, log=sys.stderr) -> dict:
+    """Run the benchmark; returns the result dict (top-1 per level and ms per query, per method)."""
+    levels = list(levels or NOISES)
+    work = Path(work)
+    gallery = build_gallery(work / f"gallery-{label}-{len(distractors)}", photos, distractors)
+    queries = [(name, lvl, seed * 1_000_003 + pi * 100 + li) for pi, (name, _) in enumerate(photos)
+               for li, lvl in enumerate(levels)]
+    source = dict(photos)
+
+    def noisy(q: tuple[str, str, int]) -> Image.Image:
+        return apply_noise(source[q[0]], q[1], seed=q[2])
+
+    targets = [gallery.originals[q[0]].stem for q in queries]
+    groups = [q[1] for q in queries]
+    scores: dict[str, MethodScore] = {}
+    engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model)}", gallery, model, progress)
+    try:
+        engine_search(engine, gallery, noisy(queries[0]), k)  # warm-up
+        for name, opt in [("no denoise", None)] + [(f"--denoise {m}", m) for m in modes]:
+            ms = MethodScore()
+            t0 = time.perf_counter()
+            for q, target in zip(queries, targets):
+                names, sc, t = engine_search(engine, gallery, noisy(q), k, denoise=opt)
+                ms.add(names, sc, target, t)
+            print(f"bench: {model} {name} on {len(queries)} noisy queries in {time.perf_counter() - t0:.0f} s", file=log)
+            scores[name] = ms
+        scores.update(run_levers(engine, gallery, work, model, levers, (noisy(q) for q in queries), targets, k,
+                                 progress))
+    finally:
+        engine.close()
+    peer_status = "not run (--no-peer)"
+    if peer:
+        qdir = work / f"noisy-{label}-seed{seed}"
+        qdir.mkdir(parents=True, exist_ok=True)
+        qpaths = []
+        for q in queries:
+            p = qdir / f"{q[0]}__{q[1]}.png"
+            if not p.is_file():
+                noisy(q).save(p)
+            qpaths.append(str(p))
+        res, peer_status = run_peer([str(p) for p in gallery.paths], qpaths, k, seed=seed, log=log)
+        if res is not None:
+            scores.update(peer_scores(res, gallery, targets))
+            peer_status = f"imagededup {peer_status}"
+    return {
+        "bench": "noisy", "photo_set": label, "model": model, "n_photos": len(photos),
+        "n_distractors": len(distractors), "n_gallery": len(gallery.paths), "n_queries": len(queries),
+        "levels": levels, "levers": levers.names(), "k": k, "seed": seed, "peer": peer_status,
+        "machine": f"{BUSY} ({platform.processor() or platform.machine()})", "gallery": str(gallery.folder),
+        "methods": {m: s.summary(groups) for m, s in scores.items()},
+        "queries": [{"photo": q[0], "level": q[1], "seed": q[2], "top1": {m: s.top1[i] for m, s in scores.items()}}
+                    for i, q in enumerate(queries)],
+    }
+
+
+def format_table(result: dict) -> str:
+    """Printed table: top-1 per noise level (and count of photos), ms per query, one column per method."""
+    methods = list(result["methods"])
+    n = result["n_photos"]
+    lines = [f"noisy: {result['photo_set']} photos ({n}), gallery {result['n_gallery']}; top-1 (found/{n}); "
+             f"{result['machine']}", f"{'level (' + result['model'][:12] + ')':<20}" + "".join(f" {m[-26:]:>26}" for m in methods)]
+    for lvl in result["levels"]:
+        cells = [result["methods"][m]["per_group"][lvl]["top1"] for m in methods]
+        lines.append(f"{lvl:<20}" + "".join(f" {c:>17.3f} ({round(c * n):>2}/{n})" for c in cells))
+    lines.append(f"{'ms/query':<20}" + "".join(f" {result['methods'][m]['ms_per_query']:>26.1f}" for m in methods))
+    lines.append(f"peer: {result['peer']}")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``lookalike bench noisy`` and ``benchmarks/noisy_photos.py``."""
+    p.add_argument("--photos", choices=("dev", "eval"), default="dev",
+                   help="dev: Debian/scikit-learn/matplotlib photos (tune here); eval: scikit-image photos (report only)")
+    p.add_argument("--model", default="efficientnet_lite0", help="embedder (default efficientnet_lite0)")
+    p.add_argument("--distractors", type=int, default=1500)
+    p.add_argument("--levels", default=",".join(NOISES), help="comma-separated noise levels")
+    p.add_argument("--denoise-modes", default=",".join(DENOISE_MODES), help="comma-separated --denoise modes ('' for none)")
+    p.add_argument("--lowfreq", default="", help="comma-separated weights of the DCT low-frequency channel to fuse")
+    p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
+    p.add_argument("--rot-views", action="store_true", help="also score quarter turns of every gallery image (max)")
+    p.add_argument("--max-photos", type=int, default=None)
+    p.add_argument("--max-side", type=int, default=1024)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--no-peer", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=None)
+    p.add_argument("--json", default=None, help="result JSON (default benchmarks/results/noisy-SET[-MODEL].json)")
+    p.add_argument("--grid", default=None, help="picture grid PNG (default docs/noisy-grid-SET.png; 'none' to skip)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run from parsed arguments: print the table, write JSON and the picture grid."""
+    import torch
+
+    from lookalike import EngineError
+    from lookalike.data.photosets import distractors, photo_set
+
+    from .grid import noisy_grid
+
+    torch.set_num_threads(max(1, args.threads))
+    levels = [x.strip() for x in args.levels.split(",") if x.strip()]
+    modes = tuple(x.strip() for x in args.denoise_modes.split(",") if x.strip())
+    bad = [x for x in levels if x not in NOISES] + [m for m in modes if m not in DENOISE_MODES]
+    if bad:
+        print(f"lookalike: {','.join(bad)}: unknown level or denoise mode (levels: {', '.join(NOISES)}; modes: "
+              f"{', '.join(DENOISE_MODES)})", file=sys.stderr)
+        return 2
+    try:
+        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views)
+    except ValueError:
+        print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
+        return 2
+    photos = photo_set(args.photos, args.max_side)[: args.max_photos]
+    if not photos:
+        print(f"lookalike: --photos {args.photos}: no photos found", file=sys.stderr)
+        return 2
+    try:
+        result = run_noisy(photos, distractors(args.distractors, max_side=args.max_side),
+                           Path(args.work or cache_root() / "work"), args.model, args.photos, levels, modes, levers,
+                           k=args.k, peer=not args.no_peer, seed=args.seed, progress=not args.quiet)
+    except EngineError as exc:
+        print(f"lookalike: {exc}", file=sys.stderr)
+        return 2
+    result["command"] = "lookalike bench noisy " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "noisy"] else sys.argv[1:])
+    result["threads"] = args.threads
+    print(format_table(result))
+    root = Path.cwd()
+    slug = "" if args.model == "efficientnet_lite0" else "-" + Path(args.model.split(":")[-1]).stem
+    out = write_result(result, args.json or root / "benchmarks" / "results" / f"noisy-{args.photos}{slug}.json")
+    print(f"json: {out}")
+    if args.grid != "none":
+        grid = Path(args.grid or root / "docs" / f"noisy-grid-{args.photos}.png")
+        noisy_grid(result, dict(photos), grid)
+        print(f"grid: {grid}")
+    return 0
