@@ -52,7 +52,7 @@ class _EmbedActor:
             try:
                 im = load_image(path, max_pixels=self.max_pixels, draft_size=self.embedder.preprocess.input_size)
                 w[r], h[r] = im.info.get("original_size", im.size)
-                tensors.append(self.embedder.transform(im))
+                tensors.append(self.embedder.transform_uint8(im))  # normalised per batch, as the local path does
                 ok_rows.append(r)
             except ImageLoadError as exc:
                 err[r] = exc.reason

@@ -50,8 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_background_threads() -> None:
+    """After an interrupt, threads that fail as the decoding workers stop (DataLoader's fd sharer reports through
+    ``sys.excepthook``) print nothing: the user asked for the stop."""
+    threading.excepthook = lambda _args: None
+    sys.excepthook = lambda *_exc: None
+
+
 def _terminate(signum: int, _frame) -> None:
     """SIGTERM ends a command like Ctrl+C: decoding workers are shut down and committed work is kept."""
+    _quiet_background_threads()
     raise KeyboardInterrupt
 
 
@@ -77,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except LookalikeError as exc:  # bad input that a handler did not catch: still one line, exit 2
         return fail(str(exc))
     except KeyboardInterrupt:
-        # background threads (DataLoader's fd sharer) may fail as the workers stop: not the user's concern
-        threading.excepthook = lambda _args: None
+        _quiet_background_threads()
         print("lookalike: interrupted; what was committed is kept (run the command again to continue)", file=sys.stderr)
         return 130
     finally:

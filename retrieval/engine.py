@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
@@ -75,13 +76,6 @@ class RebuildReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _load_embedder(name: str) -> "Embedder":
-    """The registry lookup handed to the indexing pipeline (a module-level function: Ray can ship it)."""
-    from .embedders import get_embedder
-
-    return get_embedder(name)
 
 
 def _check_index_type(index_type: str | None, dim: int) -> None:
@@ -254,7 +248,8 @@ class Engine:
 
         paths = list(paths)
         spec = EmbedSpec(model=self.config.model, dim=self.dim, max_pixels=self.max_pixels,
-                         load=self._indexing_embedder, factory=_load_embedder)
+                         load=self._indexing_embedder,
+                         factory=functools.partial(load_embedder, runtime=self.runtime, precision=self.config.precision))
         with self.folder.writer_lock():
             self.maintainer.load_in_memory()
             self.maintainer.sync()  # another process may have written since we opened
