@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # torch modules, imported only where they are used
     from lookalike.indexer.pipeline import IndexReport
 
     from .duplicates import DuplicateReport
-    from .embedders import Embedder
 
 __all__ = ["Engine", "EngineError", "SearchResult", "SearchResults", "IndexStatus", "RebuildReport"]
 
