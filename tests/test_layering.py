@@ -13,6 +13,7 @@ from helpers import ROOT
 # base layer (fsutil, argtypes, ...) that every layer may use and that uses nothing else
 COMMANDS = {"lookalike", "lookalike.__main__", "lookalike.cli", "lookalike.commands", "lookalike.demo",
             "lookalike.duplicate_commands"}
+COMMAND_PACKAGES = ("lookalike.bench.",)  # `lookalike bench copies|noisy`: benchmark commands
 LOWER = {"base": set(), "data": {"base"}, "indexer": {"base", "data"}, "retrieval": {"base", "data", "indexer"},
          "training": {"base", "data", "indexer", "retrieval"}, "ui": {"base", "data", "indexer", "retrieval"}}
 
@@ -36,7 +37,7 @@ def modules(root: Path) -> dict[str, Path]:
 
 def layer(module: str) -> str | None:
     """The layer of a lookalike module (None outside the package)."""
-    if module in COMMANDS:
+    if module in COMMANDS or module == "lookalike.bench" or module.startswith(COMMAND_PACKAGES):
         return "commands"
     parts = module.split(".")
     if parts[0] != "lookalike":

@@ -110,7 +110,7 @@ class MethodScore:
         return out
 
 
-def imagededup_python(log=sys.stderr) -> tuple[str | None, str]:
+def imagededup_python(log=None) -> tuple[str | None, str]:
     """The Python of a venv holding imagededup (made on first use); (None, reason) when it cannot be installed.
 
     The venv reuses this interpreter's packages (torch, numpy, ...) through a .pth file, so pip adds only imagededup.
@@ -121,7 +121,7 @@ def imagededup_python(log=sys.stderr) -> tuple[str | None, str]:
     if ok:
         return str(py), "ready"
     try:
-        print(f"bench: creating {venv} with imagededup (once)", file=log)
+        print(f"bench: creating {venv} with imagededup (once)", file=log or sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
         site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                               check=True, capture_output=True, text=True).stdout.strip()
@@ -137,7 +137,7 @@ def imagededup_python(log=sys.stderr) -> tuple[str | None, str]:
 
 
 def run_peer(gallery: list[str], queries: list[str], k: int, methods: tuple[str, ...] = ("phash", "dhash"),
-             seed: int = 0, log=sys.stderr) -> tuple[dict | None, str]:
+             seed: int = 0, log=None) -> tuple[dict | None, str]:
     """imagededup's hashes over the same gallery and query files: ({method: result}, status) or (None, reason)."""
     py, status = imagededup_python(log)
     if py is None:
@@ -152,7 +152,7 @@ def run_peer(gallery: list[str], queries: list[str], k: int, methods: tuple[str,
         if res.returncode != 0:
             return None, f"imagededup run failed: {(res.stderr or '').strip().splitlines()[-1:]}"
         print(f"bench: imagededup {'/'.join(methods)} on {len(queries)} queries in {time.perf_counter() - t0:.0f} s",
-              file=log)
+              file=log or sys.stderr)
         return json.loads(out.read_text(encoding="utf-8")), status
 
 

@@ -33,7 +33,7 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
                models: list[str], label: str, edits: list[str] | None = None,
                strengths: tuple[str, ...] = ("mild", "strong"), k: int = 10, views: str = "none",
                peer: bool = True, seed: int = 0, progress: bool = True, levers: Levers = Levers(),
-               log=sys.stderr) -> dict:
+               log=None) -> dict:
     """Run the benchmark; returns the result dict (figures per method, per edit kind, per query top-1)."""
     edits = list(edits or EDITS)
     work = Path(work)
@@ -56,13 +56,13 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
             for q, target in zip(queries, targets):
                 names, sc, t = engine_search(engine, gallery, edited(q), k, views=views)
                 ms.add(names, sc, target, t)
-            print(f"bench: {model} on {len(queries)} copies in {time.perf_counter() - t0:.0f} s", file=log)
+            print(f"bench: {model} on {len(queries)} copies in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
             t0 = time.perf_counter()
             for name, lever in run_levers(engine, gallery, work, model, levers, (edited(q) for q in queries), targets,
                                           k, progress).items():
                 scores[f"{model} {name}"] = lever
             if levers.names():
-                print(f"bench: {model} {', '.join(levers.names())} in {time.perf_counter() - t0:.0f} s", file=log)
+                print(f"bench: {model} {', '.join(levers.names())} in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
         finally:
             engine.close()
     peer_status = "not run (--no-peer)"

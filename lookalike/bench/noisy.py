@@ -27,7 +27,7 @@ DENOISE_MODES = ("auto", "ddim", "ddpm", "classical")
 def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
               model: str, label: str, levels: list[str] | None = None, modes: tuple[str, ...] = DENOISE_MODES,
               levers: Levers = Levers(), k: int = 10, peer: bool = True, seed: int = 0,
-              progress: bool = True, log=sys.stderr) -> dict:
+              progress: bool = True, log=None) -> dict:
     """Run the benchmark; returns the result dict (top-1 per level and ms per query, per method)."""
     levels = list(levels or NOISES)
     work = Path(work)
@@ -51,7 +51,7 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
             for q, target in zip(queries, targets):
                 names, sc, t = engine_search(engine, gallery, noisy(q), k, denoise=opt)
                 ms.add(names, sc, target, t)
-            print(f"bench: {model} {name} on {len(queries)} noisy queries in {time.perf_counter() - t0:.0f} s", file=log)
+            print(f"bench: {model} {name} on {len(queries)} noisy queries in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
             scores[name] = ms
         scores.update(run_levers(engine, gallery, work, model, levers, (noisy(q) for q in queries), targets, k,
                                  progress))
