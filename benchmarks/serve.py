@@ -36,7 +36,7 @@ def lookalike(*args: str) -> None:
 
 def demo_index(work: Path) -> tuple[Path, Path]:
     """(images, index) of `make demo`'s collection with the default model (built once, updated incrementally)."""
-    from lookalike.data.demo import build_demo_images
+    from lookalike.demo import build_demo_images
 
     images = work / "demo-images"
     if not images.exists():
@@ -230,11 +230,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from lookalike.data.demo import make_query
+    from lookalike.data.photos import unseen_query
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    query_path = make_query(work / "query.jpg")
+    query_path = unseen_query(work / "query.jpg")
     query = query_path.read_bytes()
     rows: list[dict] = []
     meta: dict = {}
