@@ -9,6 +9,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -218,6 +219,22 @@ def peer_scores(peer: dict, gallery: Gallery, targets: list[str]) -> dict[str, M
             ms.add([gallery.paths[i].stem for i in topk], scores, target, res["ms_per_query"])
         out[f"imagededup-{method}"] = ms
     return out
+
+
+def peer_on_queries(qdir: Path, named: list[tuple[str, Callable[[], Image.Image]]], gallery: Gallery,
+                    targets: list[str], k: int, seed: int = 0, log=None) -> tuple[dict[str, MethodScore], str]:
+    """imagededup's hashes on the same queries, each saved once as ``qdir/NAME.png``: (its MethodScores, status)."""
+    qdir.mkdir(parents=True, exist_ok=True)
+    qpaths = []
+    for name, make in named:
+        p = qdir / f"{name}.png"
+        if not p.is_file():
+            make().save(p)
+        qpaths.append(str(p))
+    res, status = run_peer([str(p) for p in gallery.paths], qpaths, k, seed=seed, log=log)
+    if res is None:
+        return {}, status
+    return peer_scores(res, gallery, targets), f"imagededup {status}"
 
 
 def dct_signature(im: Image.Image, size: int = 32, keep: int = 8) -> np.ndarray:

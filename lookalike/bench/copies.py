@@ -17,7 +17,7 @@ from PIL import Image
 from lookalike.data.edits import EDITS, apply_edit
 
 from .common import (BUSY, QUERY_VIEWS, Levers, MethodScore, build_gallery, cache_root, engine_search, model_slug,
-                     open_index, peer_scores, run_levers, run_peer, write_result)
+                     open_index, peer_on_queries, run_levers, write_result)
 
 __all__ = ["run_copies", "format_table", "copy_queries", "add_arguments", "main"]
 
@@ -67,18 +67,10 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
             engine.close()
     peer_status = "not run (--no-peer)"
     if peer:
-        qdir = work / f"queries-{label}-seed{seed}"
-        qdir.mkdir(parents=True, exist_ok=True)
-        qpaths = []
-        for q in queries:
-            p = qdir / f"{q[0]}__{q[1]}__{q[2]}.png"
-            if not p.is_file():
-                edited(q).save(p)
-            qpaths.append(str(p))
-        res, peer_status = run_peer([str(p) for p in gallery.paths], qpaths, k, seed=seed, log=log)
-        if res is not None:
-            scores.update(peer_scores(res, gallery, targets))
-            peer_status = f"imagededup {peer_status}"
+        found, peer_status = peer_on_queries(work / f"queries-{label}-seed{seed}",
+                                             [(f"{q[0]}__{q[1]}__{q[2]}", lambda q=q: edited(q)) for q in queries],
+                                             gallery, targets, k, seed=seed, log=log)
+        scores.update(found)
     return {
         "bench": "copies", "photo_set": label, "n_photos": len(photos), "n_distractors": len(distractors),
         "n_gallery": len(gallery.paths), "n_queries": len(queries), "edits": edits, "strengths": list(strengths),

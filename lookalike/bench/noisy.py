@@ -17,7 +17,7 @@ from PIL import Image
 from lookalike.data.edits import NOISES, apply_noise
 
 from .common import (BUSY, Levers, MethodScore, build_gallery, cache_root, engine_search, model_slug, open_index,
-                     peer_scores, run_levers, run_peer, write_result)
+                     peer_on_queries, run_levers, write_result)
 
 __all__ = ["run_noisy", "format_table", "add_arguments", "main"]
 
@@ -59,18 +59,10 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
         engine.close()
     peer_status = "not run (--no-peer)"
     if peer:
-        qdir = work / f"noisy-{label}-seed{seed}"
-        qdir.mkdir(parents=True, exist_ok=True)
-        qpaths = []
-        for q in queries:
-            p = qdir / f"{q[0]}__{q[1]}.png"
-            if not p.is_file():
-                noisy(q).save(p)
-            qpaths.append(str(p))
-        res, peer_status = run_peer([str(p) for p in gallery.paths], qpaths, k, seed=seed, log=log)
-        if res is not None:
-            scores.update(peer_scores(res, gallery, targets))
-            peer_status = f"imagededup {peer_status}"
+        found, peer_status = peer_on_queries(work / f"noisy-{label}-seed{seed}",
+                                             [(f"{q[0]}__{q[1]}", lambda q=q: noisy(q)) for q in queries],
+                                             gallery, targets, k, seed=seed, log=log)
+        scores.update(found)
     return {
         "bench": "noisy", "photo_set": label, "model": model, "n_photos": len(photos),
         "n_distractors": len(distractors), "n_gallery": len(gallery.paths), "n_queries": len(queries),
