@@ -221,6 +221,26 @@ def peer_scores(peer: dict, gallery: Gallery, targets: list[str]) -> dict[str, M
     return out
 
 
+def add_shared_arguments(p) -> None:
+    """Options both real-photo benchmarks take (``bench copies``, ``bench noisy`` and their scripts)."""
+    from lookalike.argtypes import nonneg_int, positive_int
+
+    p.add_argument("--photos", choices=("dev", "eval"), default="dev",
+                   help="dev: Debian/scikit-learn/matplotlib photos (tune here); eval: scikit-image photos (report only)")
+    p.add_argument("--distractors", type=nonneg_int, default=1500, help="other images in the gallery (default 1500)")
+    p.add_argument("--lowfreq", default="", help="comma-separated weights of a fused low-frequency DCT channel")
+    p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
+    p.add_argument("--rot-views", action="store_true", help="also score quarter turns of every gallery image (max)")
+    p.add_argument("--max-photos", type=positive_int, default=None, help="use only the first N photos")
+    p.add_argument("--max-side", type=positive_int, default=1024, help="photos are capped to this long side (default 1024)")
+    p.add_argument("-k", type=positive_int, default=10, help="results per query (top-5 and µAP use them)")
+    p.add_argument("--no-peer", action="store_true", help="skip imagededup")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--work", default=None, help="gallery and index folder, reused by reruns (default: cache)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
 def peer_on_queries(qdir: Path, named: list[tuple[str, Callable[[], Image.Image]]], gallery: Gallery,
                     targets: list[str], k: int, seed: int = 0, log=None) -> tuple[dict[str, MethodScore], str]:
     """imagededup's hashes on the same queries, each saved once as ``qdir/NAME.png``: (its MethodScores, status)."""

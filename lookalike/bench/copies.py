@@ -16,7 +16,7 @@ from PIL import Image
 
 from lookalike.data.edits import EDITS, apply_edit
 
-from .common import (BUSY, QUERY_VIEWS, Levers, MethodScore, build_gallery, cache_root, engine_search, model_slug,
+from .common import (BUSY, QUERY_VIEWS, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug,
                      open_index, peer_on_queries, run_levers, write_result)
 
 __all__ = ["run_copies", "format_table", "copy_queries", "add_arguments", "main"]
@@ -103,25 +103,12 @@ def format_table(result: dict) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``lookalike bench copies`` and ``benchmarks/copies.py``."""
-    p.add_argument("--photos", choices=("dev", "eval"), default="dev",
-                   help="dev: Debian/scikit-learn/matplotlib photos (tune here); eval: scikit-image photos (report only)")
+    add_shared_arguments(p)
     p.add_argument("--model", action="append", default=None, help="embedder (repeatable; default efficientnet_lite0)")
-    p.add_argument("--distractors", type=int, default=1500, help="other images in the gallery (default 1500)")
     p.add_argument("--edits", default=",".join(EDITS), help="comma-separated edit kinds")
-    p.add_argument("--max-photos", type=int, default=None, help="use only the first N photos")
-    p.add_argument("--max-side", type=int, default=1024, help="photos are capped to this long side (default 1024)")
-    p.add_argument("-k", type=int, default=10, help="results per query (top-5 and µAP use them)")
     p.add_argument("--views", choices=tuple(QUERY_VIEWS), default="none", help="query-time views, max score per image")
-    p.add_argument("--lowfreq", default="", help="comma-separated weights of a fused low-frequency DCT channel")
-    p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
-    p.add_argument("--rot-views", action="store_true", help="also score quarter turns of every gallery image (max)")
-    p.add_argument("--no-peer", action="store_true", help="skip imagededup")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", default=None, help="gallery and index folder, reused by reruns (default: cache)")
     p.add_argument("--json", default=None, help="result JSON (default benchmarks/results/copies-SET[-MODEL].json)")
     p.add_argument("--grid", default=None, help="picture grid PNG (default docs/copies-grid-SET.png; 'none' to skip)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("-q", "--quiet", action="store_true")
 
 
 def _slug(models: list[str]) -> str:

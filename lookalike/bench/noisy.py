@@ -16,7 +16,7 @@ from PIL import Image
 
 from lookalike.data.edits import NOISES, apply_noise
 
-from .common import (BUSY, Levers, MethodScore, build_gallery, cache_root, engine_search, model_slug, open_index,
+from .common import (BUSY, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug, open_index,
                      peer_on_queries, run_levers, write_result)
 
 __all__ = ["run_noisy", "format_table", "add_arguments", "main"]
@@ -90,25 +90,12 @@ def format_table(result: dict) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``lookalike bench noisy`` and ``benchmarks/noisy_photos.py``."""
-    p.add_argument("--photos", choices=("dev", "eval"), default="dev",
-                   help="dev: Debian/scikit-learn/matplotlib photos (tune here); eval: scikit-image photos (report only)")
+    add_shared_arguments(p)
     p.add_argument("--model", default="efficientnet_lite0", help="embedder (default efficientnet_lite0)")
-    p.add_argument("--distractors", type=int, default=1500)
     p.add_argument("--levels", default=",".join(NOISES), help="comma-separated noise levels")
     p.add_argument("--denoise-modes", default=",".join(DENOISE_MODES), help="comma-separated --denoise modes ('' for none)")
-    p.add_argument("--lowfreq", default="", help="comma-separated weights of the DCT low-frequency channel to fuse")
-    p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
-    p.add_argument("--rot-views", action="store_true", help="also score quarter turns of every gallery image (max)")
-    p.add_argument("--max-photos", type=int, default=None)
-    p.add_argument("--max-side", type=int, default=1024)
-    p.add_argument("-k", type=int, default=10)
-    p.add_argument("--no-peer", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", default=None)
     p.add_argument("--json", default=None, help="result JSON (default benchmarks/results/noisy-SET[-MODEL].json)")
     p.add_argument("--grid", default=None, help="picture grid PNG (default docs/noisy-grid-SET.png; 'none' to skip)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("-q", "--quiet", action="store_true")
 
 
 def main(args: argparse.Namespace) -> int:
