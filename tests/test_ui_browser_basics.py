@@ -118,6 +118,7 @@ def test_oversized_upload_shows_the_reason_and_clears_the_results(browser, app, 
     page = browser.new_page(viewport=DESKTOP)
     page.goto(app + "/")
     page.wait_for_selector("[data-testid=stFileUploaderDropzone]", timeout=120_000)
+    page.get_by_text("(up to 0.05 MB)").first.wait_for(timeout=120_000)  # the script run that labels the uploader
     wait_idle(page)
     drop = page.locator("[data-testid=stFileUploaderDropzone]").first.inner_text()
     assert "(up to 0.05 MB)" in page.inner_text("body") and "MB per file" not in drop  # not the server's 4x
