@@ -60,7 +60,7 @@ class PreprocessConfig:
     def to_uint8(self, im: Image.Image) -> np.ndarray:
         """PIL RGB image -> resized CHW uint8 array."""
         arr = np.asarray(self.resize(im), dtype=np.uint8)
-        return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+        return arr[None].copy() if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))  # writable
 
     def normalize(self, batch: np.ndarray) -> np.ndarray:
         """uint8 NCHW array -> float32, as ToTensor + Normalize would give."""
