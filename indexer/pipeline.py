@@ -138,7 +138,14 @@ def _collate(items):
     return tensor, [(it[0], it[2], it[3]) for it in ok], [(it[0], it[4]) for it in items if it[1] is None]
 
 
+def _quiet_lost_parent(exc_type, exc, tb, _default=sys.excepthook) -> None:
+    """A worker's fd-sharing thread fails when the parent stops reading (Ctrl+C, SIGTERM): not worth a traceback."""
+    if not issubclass(exc_type, (ConnectionError, EOFError)):
+        _default(exc_type, exc, tb)
+
+
 def _worker_init(_: int) -> None:
+    sys.excepthook = _quiet_lost_parent  # multiprocessing.resource_sharer reports through it
     torch.set_num_threads(1)
     try:  # Linux: a decoding worker ends with its parent, even one killed by SIGKILL
         import ctypes
