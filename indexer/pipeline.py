@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, sha256_file
 from .scan import ScanEntry, ScanProblem, is_below, merge_roots, scan
+from .signature import lowfreq_signature
 from .store import MetadataStore, NewImage
 
-__all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "ImageFileDataset", "embed_files", "warn_stderr"]
+__all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "fill_signatures", "ImageFileDataset", "embed_files", "warn_stderr"]
 
 
 class IndexWriter(Protocol):
@@ -125,17 +126,17 @@ class ImageFileDataset(Dataset):
         try:
             im = load_image(path, max_pixels=self.max_pixels, draft_size=self.draft_size)
             w, h = im.info.get("original_size", im.size)
-            return i, self.transform(im), int(w), int(h), None
+            return i, self.transform(im), int(w), int(h), lowfreq_signature(im), None
         except ImageLoadError as exc:
-            return i, None, 0, 0, exc.reason
+            return i, None, 0, 0, None, exc.reason
         except Exception as exc:  # a transform failing on a pathological image must not stop the run
-            return i, None, 0, 0, f"cannot process image ({type(exc).__name__}: {exc})"
+            return i, None, 0, 0, None, f"cannot process image ({type(exc).__name__}: {exc})"
 
 
 def _collate(items):
     ok = [it for it in items if it[1] is not None]
     tensor = torch.stack([it[1] for it in ok]) if ok else None
-    return tensor, [(it[0], it[2], it[3]) for it in ok], [(it[0], it[4]) for it in items if it[1] is None]
+    return tensor, [(it[0], it[2], it[3], it[4]) for it in ok], [(it[0], it[5]) for it in items if it[1] is None]
 
 
 def _quiet_lost_parent(exc_type, exc, tb, _default=sys.excepthook) -> None:
@@ -163,7 +164,8 @@ def _worker_init(_: int) -> None:
 def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: "bool | ProgressCallback" = True,
                 desc: str = "embedding"):
-    """Yield (vectors, [(i, w, h)], [(i, reason)]) per batch for ``paths`` (``i`` indexes ``paths``)."""
+    """Yield (vectors, [(i, w, h, low-frequency signature)], [(i, reason)]) per batch for ``paths`` (``i``
+    indexes ``paths``)."""
     ds = ImageFileDataset(paths, embedder.transform_uint8, max_pixels=max_pixels,
                           draft_size=embedder.preprocess.input_size)
     loader = DataLoader(
@@ -188,6 +190,37 @@ def _default_workers() -> int:
 def warn_stderr(path: str, reason: str) -> None:
     """Report a skipped file as one line on stderr (above any progress bar)."""
     tqdm.write(f"lookalike: skipped {path}: {reason}", file=sys.stderr)
+
+
+def fill_signatures(store: MetadataStore, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    progress: "bool | ProgressCallback" = True, chunk: int = 256) -> int:
+    """Compute the low-frequency signature of every stored image that lacks one (from the first of its paths
+    that still decodes); returns how many were filled. Images none of whose files decode keep none."""
+    todo = store.missing_signatures()
+    if not todo:
+        return 0
+
+    def one(item: tuple[int, list[str]]):
+        iid, paths = item
+        for path in paths:
+            try:
+                return iid, lowfreq_signature(load_image(path, max_pixels=max_pixels, draft_size=64))
+            except (ImageLoadError, OSError, ValueError):
+                continue
+        return iid, None
+
+    done = 0
+    pending: list[tuple[int, np.ndarray]] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for iid, sig in progress_bar(pool.map(one, todo), total=len(todo), desc="signatures", unit="img",
+                                     progress=progress, leave=False):
+            if sig is not None:
+                pending.append((iid, sig))
+            if len(pending) >= chunk:
+                store.set_signatures(pending)
+                done, pending = done + len(pending), []
+    store.set_signatures(pending)
+    return done + len(pending)
 
 
 def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, roots: Iterable[str | os.PathLike], *,
@@ -295,9 +328,10 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                 last_save = time.perf_counter()
 
         for vecs, meta, failed in batches:
-            for row, (i, w, h) in enumerate(meta):
+            for row, (i, w, h, sig) in enumerate(meta):
                 sha, es = new_groups[i]
-                pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino) for e in es]))
+                pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino)
+                                                                      for e in es], lowfreq=sig))
             for i, reason in failed:
                 _, es = new_groups[i]
                 for e in es:
@@ -309,7 +343,10 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
         flush()
         report.embed_seconds = time.perf_counter() - t_embed
 
-    # 6. forget what is gone (and paths whose content changed and no longer point at their old image)
+    # 6. images indexed before signatures existed (schema < 3) get theirs, once
+    fill_signatures(store, max_pixels=spec.max_pixels, progress=progress)
+
+    # 7. forget what is gone (and paths whose content changed and no longer point at their old image)
     if remove_missing:
         seen = {e.path for e in entries}
         gone = [p for p in known if p not in seen]

@@ -25,6 +25,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.exc import DatabaseError, OperationalError
@@ -33,6 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from lookalike.errors import LookalikeError
 
 from .scan import is_below
+from .signature import pack_signature, unpack_signatures
 
 __all__ = ["Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage",
            "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "count_rows"]
@@ -55,6 +57,7 @@ class ImageRow(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    lowfreq: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # schema 3; NULL: filled by the next index run
     added_at: Mapped[float] = mapped_column()
     files: Mapped[list["FileRow"]] = relationship(back_populates="image", cascade="all, delete-orphan")
 
@@ -100,7 +103,9 @@ class MetaRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-SCHEMA_VERSION = "2"  # 2: files.ctime_ns and files.ino (a file rewritten with its old mtime is seen as changed)
+# 2: files.ctime_ns and files.ino (a file rewritten with its old mtime is seen as changed)
+# 3: images.lowfreq, the low-frequency signature (indexer.signature) that noisy and low-detail queries fuse
+SCHEMA_VERSION = "3"
 
 
 class FileState(NamedTuple):
@@ -139,6 +144,7 @@ class NewImage:
     height: int
     vector: np.ndarray
     files: list[tuple]  # (path, size, mtime_ns[, ctime_ns, ino])
+    lowfreq: np.ndarray | None = None  # indexer.signature.lowfreq_signature of the image
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -201,8 +207,8 @@ class MetadataStore:
                     time.sleep(0.05 * (attempt + 1))
             self.schema = row.value if row is not None else SCHEMA_VERSION
             self._check_schema(row.value if row is not None else None)
-            if row is not None and row.value == "1" and not read_only:
-                self._migrate_from_1()
+            if row is not None and row.value in ("1", "2") and not read_only:
+                self._migrate(row.value)
         except (DatabaseError, OperationalError) as exc:
             reason = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())[:300]  # one line
             if "not a database" in str(reason) or "malformed" in str(reason):
@@ -234,12 +240,15 @@ class MetadataStore:
             raise StoreError(f"{self.url}: database schema version {found} is newer than this lookalike reads "
                              f"({SCHEMA_VERSION}); upgrade lookalike to use this index")
 
-    def _migrate_from_1(self) -> None:
-        """Schema 1 -> 2: the files table gains ctime_ns and ino (NULL: those files are hashed once more)."""
+    def _migrate(self, found: str) -> None:
+        """Schema 1 -> 2: the files table gains ctime_ns and ino (NULL: those files are hashed once more).
+        2 -> 3: the images table gains lowfreq (NULL: the next index run computes it)."""
+        columns = ([("files", "ctime_ns", "BIGINT"), ("files", "ino", "BIGINT")] if found == "1" else []) \
+            + [("images", "lowfreq", "BLOB" if self.url.startswith("sqlite") else "BYTEA")]
         with self.engine.begin() as c:
-            for col in ("ctime_ns", "ino"):
+            for table, col, kind in columns:
                 try:
-                    c.execute(text(f"ALTER TABLE files ADD COLUMN {col} BIGINT"))
+                    c.execute(text(f"ALTER TABLE {table} ADD COLUMN {col} {kind}"))
                 except DatabaseError as exc:
                     if "duplicate" not in str(exc).lower() and "already exists" not in str(exc).lower():
                         raise
@@ -256,7 +265,7 @@ class MetadataStore:
     def file_states(self, under: Sequence[str] | None = None) -> dict[str, FileState]:
         """path -> :class:`FileState` for every indexed file (optionally only below ``under``)."""
         cols = [FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.image_id]
-        if self.schema == SCHEMA_VERSION:  # a schema-1 database opened read-only has no ctime/inode columns
+        if self.schema != "1":  # a schema-1 database opened read-only has no ctime/inode columns
             cols += [FileRow.ctime_ns, FileRow.ino]
         with self.session() as s:
             rows = s.execute(select(*cols)).all()
@@ -311,6 +320,56 @@ class MetadataStore:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
         return ids, vecs
+
+    @property
+    def has_signatures(self) -> bool:
+        """Whether this database has the low-frequency signature column (schema 3; a schema-2 database opened
+        read-only does not)."""
+        return self.schema not in ("1", "2")
+
+    def signatures(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, (N, 63) float32) of every image whose low-frequency signature is stored."""
+        if not self.has_signatures:
+            return np.zeros(0, np.int64), unpack_signatures([])
+        with self.session() as s:
+            rows = s.execute(select(ImageRow.id, ImageRow.lowfreq).where(ImageRow.lowfreq.is_not(None))
+                             .order_by(ImageRow.id)).all()
+        return np.asarray([r[0] for r in rows], np.int64), unpack_signatures([r[1] for r in rows])
+
+    def signature_state(self) -> tuple[int, int, int]:
+        """(images, highest id, images with a signature): changes whenever the signatures that
+        :meth:`signatures` returns can have changed."""
+        with self.session() as s:
+            n, top = s.execute(select(func.count(), func.max(ImageRow.id)).select_from(ImageRow)).one()
+            have = (s.execute(select(func.count()).select_from(ImageRow).where(ImageRow.lowfreq.is_not(None))).scalar()
+                    if self.has_signatures else 0)
+        return int(n or 0), int(top or 0), int(have or 0)
+
+    def typical_side(self, sample: int = 2000) -> float:
+        """Median long side (px) of up to ``sample`` stored images (0 when empty)."""
+        with self.session() as s:
+            rows = s.execute(select(ImageRow.width, ImageRow.height).order_by(ImageRow.id).limit(sample)).all()
+        return float(np.median([max(w, h) for w, h in rows])) if rows else 0.0
+
+    def missing_signatures(self) -> list[tuple[int, list[str]]]:
+        """(id, its paths) of every image stored without a low-frequency signature (indexed before schema 3)."""
+        if not self.has_signatures:
+            return []
+        with self.session() as s:
+            rows = s.execute(select(FileRow.image_id, FileRow.path).join(ImageRow, ImageRow.id == FileRow.image_id)
+                             .where(ImageRow.lowfreq.is_(None)).order_by(FileRow.image_id, FileRow.path)).all()
+        out: dict[int, list[str]] = {}
+        for iid, path in rows:
+            out.setdefault(int(iid), []).append(path)
+        return list(out.items())
+
+    def set_signatures(self, pairs: Sequence[tuple[int, np.ndarray]]) -> None:
+        """Store low-frequency signatures of existing images, in one transaction."""
+        if not pairs:
+            return
+        with self.session() as s, s.begin():
+            for iid, sig in pairs:
+                s.execute(update(ImageRow).where(ImageRow.id == int(iid)).values(lowfreq=pack_signature(sig)))
 
     def lookup(self, ids: Sequence[int]) -> dict[int, ImageInfo]:
         """id -> :class:`ImageInfo` (sha256, width, height, sorted paths) for the ids still stored."""
@@ -394,7 +453,8 @@ class MetadataStore:
             if self.dim is not None and vec.shape[0] != self.dim:
                 raise StoreError(f"vector of dimension {vec.shape[0]} does not fit a store of dimension {self.dim}")
             rows.append({"sha256": im.sha256, "width": int(im.width), "height": int(im.height),
-                         "vector": vec.tobytes(), "added_at": now})
+                         "vector": vec.tobytes(), "added_at": now,
+                         "lowfreq": None if im.lowfreq is None else pack_signature(im.lowfreq)})
         with self.session() as s, s.begin():
             new_ids: list[int] = []
             if rows:  # one multi-row INSERT ... RETURNING, ids in parameter order

@@ -79,6 +79,19 @@ def sigma(text: str) -> float | str:
     return v
 
 
+def lowfreq(text: str) -> float | str:
+    """'auto', 'off' or a fusion weight for the low-frequency channel, within 0..10."""
+    if text in ("auto", "off"):
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'off' or a number, got '{text}'") from None
+    if not 0 <= v <= 10:
+        raise argparse.ArgumentTypeError(f"weight must be within 0..10, got {v}")
+    return v
+
+
 def size_bytes(text: str) -> int:
     """A byte count: 2000000000, 2G, 512M, 1.5GB, 800k."""
     t = text.strip().upper().removesuffix("B").removesuffix("I")

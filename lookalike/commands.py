@@ -5,7 +5,7 @@ import argparse
 import json
 import os
 
-from .argtypes import add_runtime_options, fail, nonneg_int, positive_int, score, sigma, size_bytes
+from .argtypes import add_runtime_options, fail, lowfreq, nonneg_int, positive_int, score, sigma, size_bytes
 from .fsutil import human_bytes
 
 # examples for --help (any FAISS factory string works); kept here so that --help does not import faiss
@@ -61,7 +61,7 @@ def cmd_search(args) -> int:
     try:
         res = engine.search(args.query, k=args.k, min_score=args.min_score, exclude_self=args.exclude_self,
                             denoise=args.denoise, sigma=args.sigma, n_samples=args.samples,
-                            denoise_model=args.denoise_model)
+                            denoise_model=args.denoise_model, lowfreq=args.lowfreq)
     except EngineError as exc:
         return fail(str(exc))
     finally:
@@ -71,12 +71,15 @@ def cmd_search(args) -> int:
         print(json.dumps(res.to_json(), indent=2))
         return 0
     if den is not None:
-        line = f"denoised with {den.method}, sigma {den.sigma:.3f} ({'estimated' if den.sigma_estimated else 'given'})"
+        verb = {"none": "not denoised", "lowfreq": "not denoised"}.get(den.method, f"denoised with {den.method}")
+        line = f"{verb}, sigma {den.sigma:.3f} ({'estimated' if den.sigma_estimated else 'given'})"
         if den.fallback_reason:
             line += f"; {den.fallback_reason}"
         if res.consistency is not None:
             line += f"; consistency {res.consistency:.2f}"
         print(line)
+    elif res.lowfreq_weight > 0:
+        print(f"low-detail query (thumbnail or heavy blur): low-frequency channel fused, weight {res.lowfreq_weight:g}")
     if not len(res):
         print("no results")
     for r in res:
@@ -226,6 +229,9 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--sigma", type=sigma, default="auto", help="noise level of the query for --denoise (auto or e.g. 0.3)")
     p.add_argument("--samples", type=positive_int, default=1, help="denoised samples to average (hallucination control)")
     p.add_argument("--denoise-model", default=None, help="denoiser checkpoint or shipped name")
+    p.add_argument("--lowfreq", type=lowfreq, default="auto", metavar="auto|off|W",
+                   help="fuse the low-frequency channel: auto (thumbnails, heavy blur, noisy photos with --denoise), "
+                        "off, or always with weight W")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     add_runtime_options(p, precision=False)
     p.set_defaults(func=cmd_search)

@@ -13,9 +13,11 @@ from PIL import Image
 
 from lookalike.indexer.loading import (DEFAULT_MAX_PIXELS, MAX_QUERY_BYTES, ImageLoadError, describe_path,
                                        image_from_array, load_image_and_hash, open_image_bytes, to_rgb)
+from lookalike.indexer.signature import lowfreq_signature
 from lookalike.indexer.store import MetadataStore
 
 from .folder import EngineError
+from .fusion import lowdetail_weight, parse_lowfreq
 from .maintainer import IndexMaintainer
 
 __all__ = ["Searcher", "SearchResult", "SearchResults", "load_query"]
@@ -46,6 +48,7 @@ class SearchResults:
     query: str | None = None
     denoise: Any = None          # lookalike.retrieval.denoise.DenoiseResult when --denoise was used
     consistency: float | None = None  # agreement of the denoised samples' neighbours (0..1)
+    lowfreq_weight: float = 0.0  # > 0: scores are (cosine + w * low-frequency cosine) / (1 + w)
 
     def __iter__(self):
         return iter(self.results)
@@ -92,6 +95,10 @@ def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise EngineError(f"{name}: {exc.reason}") from None
 
 
+# a fused search re-scores the union of this many neural and this many low-frequency candidates (at least 4k)
+FUSE_CANDIDATES = 200
+
+
 class Searcher:
     """Queries against one index folder's store and FAISS index, embedded with ``embed``."""
 
@@ -101,16 +108,23 @@ class Searcher:
         self.maintainer = maintainer
         self.embed = embed
         self.max_pixels = max_pixels
+        self._sig_cache: tuple[tuple, np.ndarray, np.ndarray] | None = None
+        self._side_cache: tuple[int, float] | None = None
 
     def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
                denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
-               denoise_model: str | None = None) -> SearchResults:
+               denoise_model: str | None = None, lowfreq: "str | float" = "auto") -> SearchResults:
         """The ``k`` indexed images most like ``query`` (see :meth:`lookalike.Engine.search`)."""
         if k <= 0:
             raise EngineError(f"k must be positive, got {k}")
+        try:
+            lowfreq = parse_lowfreq(lowfreq)
+        except (TypeError, ValueError) as exc:
+            raise EngineError(str(exc)) from None
         img, sha = load_query(query, self.max_pixels)
         den = None
         consistency = None
+        weight = 0.0
         if denoise and denoise != "none":
             from .denoise import consistency_score, denoise_image
 
@@ -124,14 +138,25 @@ class Searcher:
                 q = q / max(float(np.linalg.norm(q)), 1e-12)
             else:
                 q = vecs[0]
+            weight = den.lowfreq_weight
         else:
             q = self.embed([img])[0]
+        if lowfreq == "off":
+            weight = 0.0
+        elif lowfreq != "auto":
+            weight = float(lowfreq)
+        elif weight == 0.0 and (den is None or den.method == "none"):
+            weight = lowdetail_weight(img, self._collection_side())
         self_id = self.store.id_for_sha(sha) if (exclude_self and sha) else None
-        results = self.neighbours(q, k + (1 if self_id is not None else 0), exclude_id=self_id)[:k]
+        n = k + (1 if self_id is not None else 0)
+        if weight > 0:
+            results = self.fused_neighbours(q, lowfreq_signature(img), weight, n, exclude_id=self_id)[:k]
+        else:
+            results = self.neighbours(q, n, exclude_id=self_id)[:k]
         if min_score is not None:
             results = [r for r in results if r.score >= min_score]
         name = describe_path(query) if isinstance(query, (str, os.PathLike)) else None
-        return SearchResults(results=results, query=name, denoise=den, consistency=consistency)
+        return SearchResults(results=results, query=name, denoise=den, consistency=consistency, lowfreq_weight=weight)
 
     def search_vector(self, vector: Any, k: int = 10, min_score: float | None = None) -> SearchResults:
         """The ``k`` indexed images nearest an embedding (any length; it is normalised)."""
@@ -165,6 +190,54 @@ class Searcher:
         pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and int(i) != exclude_id]
         if refines:
             pairs = self.rerank(pairs, vector, k)
+        return self._results(pairs)
+
+    def _signatures(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted ids, (N, 63) matrix) of the stored low-frequency signatures, cached until the store changes."""
+        key = self.store.signature_state()
+        if self._sig_cache is None or self._sig_cache[0] != key:
+            ids, mat = self.store.signatures()
+            self._sig_cache = (key, ids, mat)
+        return self._sig_cache[1], self._sig_cache[2]
+
+    def _collection_side(self) -> float:
+        """Median long side of the indexed images, refreshed when the index has grown or shrunk by a tenth."""
+        n = len(self.maintainer.index) if self.maintainer.index is not None else 0
+        if self._side_cache is None or abs(n - self._side_cache[0]) > max(10, self._side_cache[0] // 10):
+            self._side_cache = (n, self.store.typical_side())
+        return self._side_cache[1]
+
+    def fused_neighbours(self, vector: np.ndarray, signature: np.ndarray, weight: float, k: int,
+                         exclude_id: int | None = None) -> list[SearchResult]:
+        """The ``k`` best images by (cosine + ``weight`` x low-frequency cosine) / (1 + weight).
+
+        The union of the best FUSE_CANDIDATES by each channel is re-scored exactly (the neural side with the
+        stored vectors); an image without a stored signature keeps its cosine as its score."""
+        index = self.maintainer.index
+        if index is None or len(index) == 0:
+            return []
+        m = max(FUSE_CANDIDATES, 4 * k)
+        vector = np.asarray(vector, np.float32)
+        _, ids = index.search(vector[None, :], min(m, len(index)))
+        cand = {int(i) for i in ids[0] if i >= 0}
+        sig_ids, sig_mat = self._signatures()
+        low = sig_mat @ np.asarray(signature, np.float32) if len(sig_ids) else np.zeros(0, np.float32)
+        if len(low):
+            top = np.argpartition(-low, min(m, len(low)) - 1)[:m] if len(low) > m else np.arange(len(low))
+            cand.update(int(sig_ids[j]) for j in top)
+        cand.discard(exclude_id if exclude_id is not None else -1)
+        scored: list[tuple[float, int]] = []
+        for part_ids, vecs in self.store.iter_vectors(sorted(cand)):
+            fused = vecs @ vector
+            j = np.minimum(np.searchsorted(sig_ids, part_ids), max(len(sig_ids) - 1, 0))
+            has = (sig_ids[j] == part_ids) if len(sig_ids) else np.zeros(len(part_ids), bool)
+            fused[has] = (fused[has] + weight * low[j[has]]) / (1.0 + weight)
+            scored.extend(zip(fused.tolist(), part_ids.tolist()))
+        scored.sort(key=lambda p: -p[0])
+        return self._results(scored[:k])
+
+    def _results(self, pairs: list[tuple[float, int]]) -> list[SearchResult]:
+        """(score, id) pairs as SearchResults with their paths (images deleted meanwhile are dropped)."""
         meta = self.store.lookup([i for _, i in pairs])
         out: list[SearchResult] = []
         for score, iid in pairs:

@@ -67,7 +67,7 @@ def test_denoised_queries_find_the_right_digit_more_often(mnist_index):
     assert clean_hits > noisy_hits, (clean_hits, noisy_hits)
 
 
-def test_other_sizes_fall_back_to_classical(tmp_path):
+def test_photos_are_not_denoised_by_auto_but_classical_still_runs_when_asked(tmp_path):
     d = tmp_path / "photos"
     d.mkdir()
     for n in ("astronaut", "coffee", "rocket"):
@@ -75,9 +75,13 @@ def test_other_sizes_fall_back_to_classical(tmp_path):
     engine = Engine.open(tmp_path / "idx", model="pixels")
     engine.add([d], progress=False, workers=0)
     arr = np.asarray(load_photo("coffee").convert("RGB").resize((96, 64)))
-    res = engine.search(_noisy(arr, 0.2), k=2, denoise="auto")
-    assert res.denoise.method == "classical" and res.denoise.fallback_reason
+    res = engine.search(_noisy(arr, 0.6), k=2, denoise="auto")  # no shipped DDPM takes 96x64 photos
+    assert res.denoise.method == "lowfreq" and res.lowfreq_weight > 0 and "photo" in res.denoise.fallback_reason
     assert res[0].path.endswith("coffee.png")
+    res = engine.search(arr, k=2, denoise="auto")  # a clean photo is searched as it is
+    assert res.denoise.method == "none" and res.lowfreq_weight == 0
+    res = engine.search(_noisy(arr, 0.2), k=2, denoise="classical")
+    assert res.denoise.method == "classical" and res[0].path.endswith("coffee.png")
     assert res.consistency is None  # one deterministic sample: nothing to compare
     engine.close()
 

@@ -27,6 +27,13 @@ __all__ = ["DenoiseResult", "DenoiseError", "denoise_image", "estimate_sigma", "
            "classical_denoise", "shipped_models", "resolve_model", "METHODS"]
 
 METHODS = ("auto", "ddpm", "ddim", "classical")
+# ``auto`` on a photo (no shipped DDPM fits its size): above this estimated sigma ([-1, 1] scale) the search fuses
+# the low-frequency channel with weight AUTO_LOWFREQ_WEIGHT instead of denoising; below it the query is searched
+# as it is. Chosen on the dev photos only (docs/benchmarks.md section 11, "per-query rule"): on dev, tau 0.1-0.3
+# found 30/30 at every noise level and tau 0.2 left every edited copy unfused but 0; denoising photos with
+# non-local means was worse than no denoising there.
+AUTO_FUSE_SIGMA = 0.2
+AUTO_LOWFREQ_WEIGHT = 1.0
 _GRAY_TOL = 3.0  # mean |channel difference| (0-255) below which an RGB image counts as grayscale
 _LOCK = threading.Lock()
 _MODELS: dict[str, Diffusion | SigmaNet | None] = {}
@@ -59,19 +66,20 @@ class DenoiseResult:
     """A denoised query and how it was made."""
 
     image: Image.Image               # denoised RGB image, same size as the input
-    method: str                      # method actually used: "ddpm" | "ddim" | "classical" | "none"
+    method: str                      # method actually used: "ddpm" | "ddim" | "classical" | "lowfreq" | "none"
     sigma: float                     # noise level used (pixel scale [-1,1], y = x + sigma*n)
     sigma_estimated: bool            # True when estimated automatically
     model: str | None                # denoiser checkpoint name/path used, None for classical
     fallback_reason: str | None      # why the DDPM was not used, else None
     samples: list[Image.Image] = field(default_factory=list)  # all drawn samples (len >= 1)
     ms: float = 0.0                  # wall time
+    lowfreq_weight: float = 0.0      # > 0: search fuses the low-frequency channel with this weight (method "lowfreq")
 
     def to_dict(self) -> dict:
         """How the query was denoised, without the images (for JSON)."""
         return {"method": self.method, "sigma": self.sigma, "sigma_estimated": self.sigma_estimated,
                 "model": self.model, "fallback_reason": self.fallback_reason, "samples": len(self.samples),
-                "ms": round(self.ms, 1)}
+                "lowfreq_weight": self.lowfreq_weight, "ms": round(self.ms, 1)}
 
 
 def shipped_models() -> dict[str, Path]:
@@ -202,7 +210,9 @@ def _pick_model(w: int, h: int, gray: bool, model: str | None) -> tuple[Diffusio
 
 def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str = "auto", model: str | None = None,
                   n_samples: int = 1, steps: int = 20, seed: int = 0) -> DenoiseResult:
-    """Denoise a query image; ``method='auto'`` uses DDIM with the DDPM matching the image's domain, else classical.
+    """Denoise a query image; ``method='auto'`` uses DDIM with the DDPM matching the image's domain (28x28 grey,
+    32x32 colour). On a photo ``auto`` does not change the image: when its estimated noise exceeds
+    AUTO_FUSE_SIGMA it returns method ``lowfreq`` (the search fuses the low-frequency channel), else ``none``.
 
     ``sigma='auto'`` estimates the noise level. ``n_samples > 1`` draws several denoised samples (ancestral DDPM, or
     stochastic DDIM with eta=0.5 for the extra ones) for mean-embedding search and a consistency score.
@@ -231,9 +241,20 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
         diffusion, name, reason = _pick_model(w, h, gray, model)
     used = "classical" if diffusion is None else ("ddim" if method == "auto" else method)
 
-    def done(samples: list[Image.Image], used: str, name: str | None, reason: str | None) -> DenoiseResult:
+    def done(samples: list[Image.Image], used: str, name: str | None, reason: str | None,
+             weight: float = 0.0) -> DenoiseResult:
         return DenoiseResult(samples[0], used, sig, estimated, name, reason, samples,
-                             (time.perf_counter() - t0) * 1000.0)
+                             (time.perf_counter() - t0) * 1000.0, weight)
+
+    if method == "auto" and diffusion is None and model is None:  # a photo: no shipped DDPM fits its size
+        from lookalike.indexer.loading import to_rgb
+
+        if sig > AUTO_FUSE_SIGMA:
+            return done([to_rgb(image)], "lowfreq", None, f"{w}x{h} photo with noise {sig:.2f} > {AUTO_FUSE_SIGMA}: "
+                        f"searched with the low-frequency channel fused (weight {AUTO_LOWFREQ_WEIGHT:g})",
+                        AUTO_LOWFREQ_WEIGHT)
+        return done([to_rgb(image)], "none", None, f"{w}x{h} photo with noise {sig:.2f} <= {AUTO_FUSE_SIGMA}: "
+                    "searched as it is")
 
     if sig < 0.005:  # below the first diffusion step's noise level: nothing to remove
         return done([_to_pil(arr)], "none", None, reason or "noise level ~0: image returned unchanged")

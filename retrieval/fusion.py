@@ -1,0 +1,49 @@
+"""When a search fuses the low-frequency channel (indexer.signature) with the neural score, and how much.
+
+Plain search and ``--denoise auto`` on photos follow measured rules, chosen on the dev photos only
+(docs/benchmarks.md section 11; `benchmarks/gated_lowfreq.py` replays them):
+
+- a **low-detail** query (long side <= 160 px: a thumbnail; or :func:`detail_level` <= 0.003: a heavy blur) in a
+  collection of photos (median long side >= 256 px) is fused with weight 0.5. On dev (720 edited copies, head
+  ``ntxent-copies``) that lifts top-1 from 0.942 to 0.975 (blur 0.87 -> 1.00, thumbnail 0.72 -> 1.00), about
+  what indexing a 64 px view of every image beside it gives (0.976), at no indexing cost;
+- a **noisy** query (``--denoise auto``, estimated sigma > 0.2 on the [-1, 1] scale) is fused with weight 1,
+  see ``retrieval.denoise.query``.
+
+Any other query is searched with the neural score alone: the channel breaks geometric edits (rotate, mirror, crop).
+"""
+from __future__ import annotations
+
+from PIL import Image
+
+from lookalike.indexer.signature import detail_level
+
+__all__ = ["LOWDETAIL_MAX_SIDE", "LOWDETAIL_DETAIL", "LOWDETAIL_WEIGHT", "PHOTO_COLLECTION_SIDE", "lowdetail_weight",
+           "parse_lowfreq"]
+
+LOWDETAIL_MAX_SIDE = 160     # px, long side of a thumbnail query
+LOWDETAIL_DETAIL = 0.003     # detail_level at or below it: a heavily blurred query
+LOWDETAIL_WEIGHT = 0.5       # dev: 0.5 and 1 tie (0.975), 0.25 gives 0.972; the smaller weight of the tie
+PHOTO_COLLECTION_SIDE = 256  # median long side (px) from which a collection counts as photos
+
+
+def lowdetail_weight(image: Image.Image, collection_side: float) -> float:
+    """The fusion weight for a plain query: LOWDETAIL_WEIGHT for a thumbnail or heavily blurred query in a
+    collection of photos, else 0."""
+    if collection_side < PHOTO_COLLECTION_SIDE:
+        return 0.0
+    if max(image.size) <= LOWDETAIL_MAX_SIDE or detail_level(image) <= LOWDETAIL_DETAIL:
+        return LOWDETAIL_WEIGHT
+    return 0.0
+
+
+def parse_lowfreq(value: "str | float | None") -> "str | float":
+    """``auto`` (the rules above), ``off``, or a fixed weight >= 0 (ValueError otherwise)."""
+    if value is None:
+        return "auto"
+    if isinstance(value, str) and value in ("auto", "off"):
+        return value
+    w = float(value)
+    if not w >= 0 or w == float("inf"):
+        raise ValueError(f"lowfreq weight must be 'auto', 'off' or a number >= 0, got {value!r}")
+    return w
