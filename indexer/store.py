@@ -336,20 +336,10 @@ class MetadataStore:
                              .order_by(ImageRow.id)).all()
         return np.asarray([r[0] for r in rows], np.int64), unpack_signatures([r[1] for r in rows])
 
-    def signature_state(self) -> tuple[int, int, int]:
-        """(images, highest id, images with a signature): changes whenever the signatures that
-        :meth:`signatures` returns can have changed."""
+    def max_image_id(self) -> int:
+        """The highest image id (0 when empty); it grows with every image added."""
         with self.session() as s:
-            n, top = s.execute(select(func.count(), func.max(ImageRow.id)).select_from(ImageRow)).one()
-            have = (s.execute(select(func.count()).select_from(ImageRow).where(ImageRow.lowfreq.is_not(None))).scalar()
-                    if self.has_signatures else 0)
-        return int(n or 0), int(top or 0), int(have or 0)
-
-    def typical_side(self, sample: int = 2000) -> float:
-        """Median long side (px) of up to ``sample`` stored images (0 when empty)."""
-        with self.session() as s:
-            rows = s.execute(select(ImageRow.width, ImageRow.height).order_by(ImageRow.id).limit(sample)).all()
-        return float(np.median([max(w, h) for w, h in rows])) if rows else 0.0
+            return int(s.execute(select(func.max(ImageRow.id))).scalar() or 0)
 
     def missing_signatures(self) -> list[tuple[int, list[str]]]:
         """(id, its paths) of every image stored without a low-frequency signature (indexed before schema 3)."""

@@ -3,8 +3,9 @@
 Plain search and ``--denoise auto`` on photos follow measured rules, chosen on the dev photos only
 (docs/benchmarks.md section 11; `benchmarks/gated_lowfreq.py` replays them):
 
-- a **low-detail** query (long side <= 160 px: a thumbnail; or :func:`detail_level` <= 0.003: a heavy blur) in a
-  collection of photos (median long side >= 256 px) is fused with weight 0.5. On dev (720 edited copies, head
+- a **low-detail** query (long side <= 160 px: a thumbnail; or :func:`detail_level` <= 0.003: a heavy blur) is
+  fused with weight 0.5, unless it is a tiny image in its own right (long side <= 48 px, like the MNIST and
+  CIFAR-10 images, whose figures stay those of the neural score). On dev (720 edited copies, head
   ``ntxent-copies``) that lifts top-1 from 0.942 to 0.975 (blur 0.87 -> 1.00, thumbnail 0.72 -> 1.00), about
   what indexing a 64 px view of every image beside it gives (0.976), at no indexing cost;
 - a **noisy** query (``--denoise auto``, estimated sigma > 0.2 on the [-1, 1] scale) is fused with weight 1,
@@ -18,19 +19,18 @@ from PIL import Image
 
 from lookalike.indexer.signature import detail_level
 
-__all__ = ["LOWDETAIL_MAX_SIDE", "LOWDETAIL_DETAIL", "LOWDETAIL_WEIGHT", "PHOTO_COLLECTION_SIDE", "lowdetail_weight",
+__all__ = ["LOWDETAIL_MAX_SIDE", "LOWDETAIL_DETAIL", "LOWDETAIL_WEIGHT", "TINY_SIDE", "lowdetail_weight",
            "parse_lowfreq"]
 
 LOWDETAIL_MAX_SIDE = 160     # px, long side of a thumbnail query
 LOWDETAIL_DETAIL = 0.003     # detail_level at or below it: a heavily blurred query
 LOWDETAIL_WEIGHT = 0.5       # dev: 0.5 and 1 tie (0.975), 0.25 gives 0.972; the smaller weight of the tie
-PHOTO_COLLECTION_SIDE = 256  # median long side (px) from which a collection counts as photos
+TINY_SIDE = 48               # px: queries this small (28 px MNIST, 32 px CIFAR-10) are never fused
 
 
-def lowdetail_weight(image: Image.Image, collection_side: float) -> float:
-    """The fusion weight for a plain query: LOWDETAIL_WEIGHT for a thumbnail or heavily blurred query in a
-    collection of photos, else 0."""
-    if collection_side < PHOTO_COLLECTION_SIDE:
+def lowdetail_weight(image: Image.Image) -> float:
+    """The fusion weight for a plain query: LOWDETAIL_WEIGHT for a thumbnail or a heavily blurred photo, else 0."""
+    if max(image.size) <= TINY_SIDE:
         return 0.0
     if max(image.size) <= LOWDETAIL_MAX_SIDE or detail_level(image) <= LOWDETAIL_DETAIL:
         return LOWDETAIL_WEIGHT

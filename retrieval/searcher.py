@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -108,8 +109,7 @@ class Searcher:
         self.maintainer = maintainer
         self.embed = embed
         self.max_pixels = max_pixels
-        self._sig_cache: tuple[tuple, np.ndarray, np.ndarray] | None = None
-        self._side_cache: tuple[int, float] | None = None
+        self._sig_cache: tuple[tuple, float, np.ndarray, np.ndarray] | None = None
 
     def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
                denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
@@ -146,7 +146,7 @@ class Searcher:
         elif lowfreq != "auto":
             weight = float(lowfreq)
         elif weight == 0.0 and (den is None or den.method == "none"):
-            weight = lowdetail_weight(img, self._collection_side())
+            weight = lowdetail_weight(img)
         self_id = self.store.id_for_sha(sha) if (exclude_self and sha) else None
         n = k + (1 if self_id is not None else 0)
         if weight > 0:
@@ -193,19 +193,15 @@ class Searcher:
         return self._results(pairs)
 
     def _signatures(self) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted ids, (N, 63) matrix) of the stored low-frequency signatures, cached until the store changes."""
-        key = self.store.signature_state()
-        if self._sig_cache is None or self._sig_cache[0] != key:
+        """(sorted ids, (N, 63) matrix) of the stored low-frequency signatures, cached until images are added or
+        removed (and for at most 5 minutes: another process may fill in an older index's signatures)."""
+        index = self.maintainer.index
+        key = (len(index) if index is not None else 0, self.store.max_image_id())
+        now = time.monotonic()
+        if self._sig_cache is None or self._sig_cache[0] != key or now - self._sig_cache[1] > 300:
             ids, mat = self.store.signatures()
-            self._sig_cache = (key, ids, mat)
-        return self._sig_cache[1], self._sig_cache[2]
-
-    def _collection_side(self) -> float:
-        """Median long side of the indexed images, refreshed when the index has grown or shrunk by a tenth."""
-        n = len(self.maintainer.index) if self.maintainer.index is not None else 0
-        if self._side_cache is None or abs(n - self._side_cache[0]) > max(10, self._side_cache[0] // 10):
-            self._side_cache = (n, self.store.typical_side())
-        return self._side_cache[1]
+            self._sig_cache = (key, now, ids, mat)
+        return self._sig_cache[2], self._sig_cache[3]
 
     def fused_neighbours(self, vector: np.ndarray, signature: np.ndarray, weight: float, k: int,
                          exclude_id: int | None = None) -> list[SearchResult]:

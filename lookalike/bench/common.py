@@ -196,13 +196,13 @@ def open_index(folder: str | os.PathLike, gallery: Gallery, model: str, progress
 
 
 def engine_search(engine, gallery: Gallery, image: Image.Image, k: int, views: str = "none",
-                  denoise: str | None = None) -> tuple[list[str], list[float], float]:
+                  denoise: str | None = None, lowfreq: str = "auto") -> tuple[list[str], list[float], float]:
     """Search one in-memory query: (gallery names, scores, ms). ``views`` adds query-time views, max score per image."""
     t0 = time.perf_counter()
-    res = engine.search(image, k=k, denoise=denoise)
+    res = engine.search(image, k=k, denoise=denoise, lowfreq=lowfreq)
     best = {gallery.name_of(r.path): r.score for r in res}
     for v in QUERY_VIEWS[views]:
-        for r in engine.search(_view(image, v), k=k, denoise=denoise):
+        for r in engine.search(_view(image, v), k=k, denoise=denoise, lowfreq=lowfreq):
             n = gallery.name_of(r.path)
             best[n] = max(best.get(n, -1.0), r.score)
     ms = (time.perf_counter() - t0) * 1000.0
@@ -257,14 +257,11 @@ def peer_on_queries(qdir: Path, named: list[tuple[str, Callable[[], Image.Image]
     return peer_scores(res, gallery, targets), f"imagededup {status}"
 
 
-def dct_signature(im: Image.Image, size: int = 32, keep: int = 8) -> np.ndarray:
-    """Low-frequency channel: unit vector of the lowest ``keep`` x ``keep`` DCT coefficients (DC dropped) of the
-    ``size`` px grey image (what a perceptual hash thresholds)."""
-    from scipy.fft import dctn
+def dct_signature(im: Image.Image) -> np.ndarray:
+    """Low-frequency channel: what the index stores per image (lookalike.indexer.signature)."""
+    from lookalike.indexer.signature import lowfreq_signature
 
-    g = np.asarray(im.convert("L").resize((size, size), Image.BOX), dtype=np.float32)
-    c = dctn(g, norm="ortho")[:keep, :keep].ravel()[1:]
-    return (c / max(float(np.linalg.norm(c)), 1e-9)).astype(np.float32)
+    return lowfreq_signature(im)
 
 
 def low_detail(im: Image.Image, side: int = 64) -> Image.Image:

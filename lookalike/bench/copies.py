@@ -33,8 +33,11 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
                models: list[str], label: str, edits: list[str] | None = None,
                strengths: tuple[str, ...] = ("mild", "strong"), k: int = 10, views: str = "none",
                peer: bool = True, seed: int = 0, progress: bool = True, levers: Levers = Levers(),
-               log=None) -> dict:
-    """Run the benchmark; returns the result dict (figures per method, per edit kind, per query top-1)."""
+               log=None, lowfreq_modes: tuple[str, ...] = ("auto", "off")) -> dict:
+    """Run the benchmark; returns the result dict (figures per method, per edit kind, per query top-1).
+
+    Each model is searched as `lookalike search` does (``lowfreq="auto"``: thumbnails and heavily blurred copies
+    fuse the low-frequency channel) and, as "MODEL lowfreq-off", with the neural score alone."""
     edits = list(edits or EDITS)
     work = Path(work)
     gallery = build_gallery(work / f"gallery-{label}-{len(distractors)}", photos, distractors)
@@ -51,12 +54,14 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
         engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model)}", gallery, model, progress)
         try:
             engine_search(engine, gallery, edited(queries[0]), k)  # warm-up: model load, first-call allocations
-            ms = scores[model + ("" if views == "none" else f" +views:{views}")] = MethodScore()
-            t0 = time.perf_counter()
-            for q, target in zip(queries, targets):
-                names, sc, t = engine_search(engine, gallery, edited(q), k, views=views)
-                ms.add(names, sc, target, t)
-            print(f"bench: {model} on {len(queries)} copies in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
+            for lowfreq in lowfreq_modes:  # auto: what `lookalike search` does; off: the neural score alone
+                name = model + ("" if views == "none" else f" +views:{views}") + ("" if lowfreq == "auto" else " lowfreq-off")
+                ms = scores[name] = MethodScore()
+                t0 = time.perf_counter()
+                for q, target in zip(queries, targets):
+                    names, sc, t = engine_search(engine, gallery, edited(q), k, views=views, lowfreq=lowfreq)
+                    ms.add(names, sc, target, t)
+                print(f"bench: {name} on {len(queries)} copies in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
             t0 = time.perf_counter()
             for name, lever in run_levers(engine, gallery, work, model, levers, (edited(q) for q in queries), targets,
                                           k, progress).items():

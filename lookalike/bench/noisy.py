@@ -45,11 +45,13 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
     engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model)}", gallery, model, progress)
     try:
         engine_search(engine, gallery, noisy(queries[0]), k)  # warm-up
-        for name, opt in [("no denoise", None)] + [(f"--denoise {m}", m) for m in modes]:
+        runs = [("no denoise, lowfreq off", None, "off"), ("no denoise", None, "auto")]
+        runs += [(f"--denoise {m}", m, "auto") for m in modes]
+        for name, opt, lowfreq in runs:
             ms = MethodScore()
             t0 = time.perf_counter()
             for q, target in zip(queries, targets):
-                names, sc, t = engine_search(engine, gallery, noisy(q), k, denoise=opt)
+                names, sc, t = engine_search(engine, gallery, noisy(q), k, denoise=opt, lowfreq=lowfreq)
                 ms.add(names, sc, target, t)
             print(f"bench: {model} {name} on {len(queries)} noisy queries in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
             scores[name] = ms
