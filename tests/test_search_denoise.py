@@ -13,6 +13,7 @@ from lookalike.data.export import export_split
 from lookalike.data.photos import load_photo
 from lookalike.data.samples import load_sample
 from lookalike.retrieval.denoise.noise import add_noise_image
+from lookalike.retrieval.fusion import LOWDETAIL_WEIGHT
 from helpers import needs_samples
 
 
@@ -78,8 +79,9 @@ def test_photos_are_not_denoised_by_auto_but_classical_still_runs_when_asked(tmp
     res = engine.search(_noisy(arr, 0.6), k=2, denoise="auto")  # no shipped DDPM takes 96x64 photos
     assert res.denoise.method == "lowfreq" and res.lowfreq_weight > 0 and "photo" in res.denoise.fallback_reason
     assert res[0].path.endswith("coffee.png")
-    res = engine.search(arr, k=2, denoise="auto")  # a clean photo is searched as it is
-    assert res.denoise.method == "none" and res.lowfreq_weight == 0
+    res = engine.search(arr, k=2, denoise="auto")  # a clean photo is not denoised (this small one is a thumbnail)
+    assert res.denoise.method == "none" and res.lowfreq_weight == LOWDETAIL_WEIGHT
+    assert res[0].path.endswith("coffee.png")
     res = engine.search(_noisy(arr, 0.2), k=2, denoise="classical")
     assert res.denoise.method == "classical" and res[0].path.endswith("coffee.png")
     assert res.consistency is None  # one deterministic sample: nothing to compare
