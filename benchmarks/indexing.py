@@ -40,11 +40,11 @@ def make_photos(folder: Path, n: int, seed: int = 0) -> None:
         crop.save(folder / f"img{i:05d}.jpg", quality=88)
 
 
-def bare_forward(model_name: str, n: int, batch: int, runtime: str = "torch") -> float:
+def bare_forward(model_name: str, n: int, batch: int, runtime: str = "torch", precision: str = "fp32") -> float:
     """Images per second of the model alone on ready tensors."""
     from lookalike.retrieval.runtime import load_embedder
 
-    emb = load_embedder(model_name, runtime)
+    emb = load_embedder(model_name, runtime, precision)
     x = torch.randn(batch, 3, emb.preprocess.input_size, emb.preprocess.input_size)
     emb.embed_tensor(x[:4])  # warm-up
     done, t0 = 0, time.perf_counter()
@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3, help="interleaved bare/end-to-end runs (medians reported)")
     ap.add_argument("--runtime", default="openvino", help="runtime compared with torch (openvino, onnxruntime)")
+    ap.add_argument("--precisions", nargs="+", default=["fp32"], help="precisions of --runtime to measure (fp32 bf16)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     from lookalike.retrieval.engine import Engine
 
     model = f"{args.model}@{args.size}" if args.size else args.model
-    runtimes = ["torch"] + ([args.runtime] if args.runtime != "torch" else [])
+    runtimes = [("torch", "fp32")] + ([(args.runtime, p) for p in args.precisions] if args.runtime != "torch" else [])
     tmp = Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
     fwd = {r: [] for r in runtimes}
     e2e = {r: [] for r in runtimes}
@@ -128,12 +129,13 @@ def main(argv=None) -> int:
         variants = decode_variants(tmp / "imgs", embedders.get_embedder(model).preprocess.input_size)
         for rep in range(args.repeats):  # interleaved, so drift in CPU speed hits every figure alike
             for runtime in runtimes:
-                fwd[runtime].append(bare_forward(model, args.n, args.batch_size, runtime))
-                engine = Engine.open(tmp / f"idx-{runtime}-{rep}", model=model, runtime=runtime)
+                fwd[runtime].append(bare_forward(model, args.n, args.batch_size, *runtime))
+                engine = Engine.open(tmp / f"idx-{'-'.join(runtime)}-{rep}", model=model, runtime=runtime[0],
+                                     precision=runtime[1])
                 t0 = time.perf_counter()
                 done = engine.add([tmp / "imgs"], batch_size=args.batch_size, workers=args.workers, progress=False)
                 e2e[runtime].append(done.indexed / (time.perf_counter() - t0))
-                if rep == 0 and runtime == "torch":
+                if rep == 0 and runtime[0] == "torch":
                     t1 = time.perf_counter()
                     rep2 = engine.add([tmp / "imgs"], progress=False)
                     rerun_s = time.perf_counter() - t1
@@ -141,10 +143,10 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = []
-    base = float(np.median(e2e["torch"]))
+    base = float(np.median(e2e[("torch", "fp32")]))
     for runtime in runtimes:
         f, e = float(np.median(fwd[runtime])), float(np.median(e2e[runtime]))
-        rows.append({"runtime": runtime, "bare_forward_img_s": round(f, 2), "end_to_end_img_s": round(e, 2),
+        rows.append({"runtime": " ".join(runtime), "bare_forward_img_s": round(f, 2), "end_to_end_img_s": round(e, 2),
                      "end_to_end_per_run": [round(x, 2) for x in e2e[runtime]], "vs_torch": round(e / base, 2),
                      "decode_share": round(e / decode, 3)})
     out = {"model": model, "n": args.n, "input_size": embedders.get_embedder(model).preprocess.input_size,

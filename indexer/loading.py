@@ -218,14 +218,16 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, dr
 
 
 def load_image_and_hash(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
-                        max_bytes: int = MAX_QUERY_BYTES) -> tuple[Image.Image, str]:
-    """Read a file once: its RGB image and the sha256 of its bytes (for queries, which may be indexed)."""
+                        max_bytes: int = MAX_QUERY_BYTES, draft_size: int | None = None) -> tuple[Image.Image, str]:
+    """Read a file once: its RGB image and the sha256 of its bytes (for queries, which may be indexed).
+    ``draft_size`` decodes a JPEG at the smallest DCT scale still at least that large, as indexing does."""
     name = describe_path(path)
     missing = heif_missing_reason(name)
     if missing:
         raise ImageLoadError(name, missing)
     data = read_regular_file(path, max_bytes)
-    return open_image_bytes(data, name=name, max_pixels=max_pixels), hashlib.sha256(data).hexdigest()
+    return (open_image_bytes(data, name=name, max_pixels=max_pixels, draft_size=draft_size),
+            hashlib.sha256(data).hexdigest())
 
 
 def image_from_array(arr: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -18,7 +18,7 @@ def add_runtime_options(parser: argparse.ArgumentParser, precision: bool = True)
                         help="inference runtime (default auto: OpenVINO when it works here, else torch)")
     if precision:
         parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                            help="inference precision of a new index (default fp32; an existing index keeps its own)")
+                            help="inference precision of a new index (default: bf16 for models that keep their accuracy in it, on a CPU that runs it; else fp32; an existing index keeps its own)")
 
 
 def fail(msg: str, code: int = 2) -> int:

@@ -30,7 +30,7 @@ from .folder import EngineError, IndexConfig, IndexFolder
 from .index import VectorIndexError, needs_training
 from .maintainer import IndexMaintainer
 from .models import DEFAULT_EMBEDDER, EmbedderError
-from .runtime import RuntimeUnavailable, load_embedder
+from .runtime import RuntimeUnavailable, default_precision, load_embedder, note
 from .searcher import SearchResult, SearchResults, Searcher, load_query
 
 if TYPE_CHECKING:  # torch modules, imported only where they are used
@@ -97,7 +97,8 @@ class Engine:
         self.store = store
         self.max_pixels = max_pixels
         self.maintainer = IndexMaintainer(folder, config, store, mmap=mmap)
-        self.searcher = Searcher(store, self.maintainer, self.embed, max_pixels=max_pixels)
+        self.searcher = Searcher(store, self.maintainer, self.embed, max_pixels=max_pixels,
+                                 draft_size=lambda: self.embedder.preprocess.input_size)
         self._embedder: Any = None
 
     # ------------------------------------------------------------------ opening
@@ -141,12 +142,13 @@ class Engine:
                               f"'lookalike index DIR --db {root}'")
         else:
             try:
-                described = load_embedder(model or DEFAULT_EMBEDDER, runtime, precision or "fp32").describe()
+                precision = precision or default_precision(model or DEFAULT_EMBEDDER, runtime)
+                described = load_embedder(model or DEFAULT_EMBEDDER, runtime, precision).describe()
             except (EmbedderError, RuntimeUnavailable) as exc:
                 raise EngineError(str(exc)) from None
             _check_index_type(index_type, int(described["dim"]))
             folder.create()  # only once the model and the index type are known to work
-            config = IndexConfig.new(described, None, db_url, precision or "fp32")  # a requested type: saved once built
+            config = IndexConfig.new(described, None, db_url, precision)  # a requested type: saved once built
             folder.write_config(config)
         if not config.db_url and config.index_written and (not folder.db_path.exists() or folder.db_path.stat().st_size == 0):
             raise EngineError(f"{folder.db_path}: metadata database is {'missing' if not folder.db_path.exists() else 'empty'} "
@@ -193,7 +195,15 @@ class Engine:
         """The embedder this index was built with, on this engine's runtime (loaded on first use)."""
         if self._embedder is None:
             try:
-                emb = load_embedder(self.config.model, self.runtime, self.config.precision)
+                try:
+                    emb = load_embedder(self.config.model, self.runtime, self.config.precision)
+                except RuntimeUnavailable as exc:
+                    if self.config.precision != "bf16":
+                        raise
+                    # a bf16 index where bf16 cannot run (another CPU, --runtime torch): fp32 vectors are within
+                    # cosine 0.9995 of bf16 ones, so search goes on with them
+                    emb = load_embedder(self.config.model, self.runtime, "fp32")
+                    note(f"{exc}; this index is bf16: using fp32 vectors (cosine about 0.998 to bf16 ones)")
             except (EmbedderError, RuntimeUnavailable) as exc:
                 raise EngineError(str(exc)) from None
             if emb.dim != self.dim:

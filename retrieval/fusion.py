@@ -29,10 +29,12 @@ TINY_SIDE = 48               # px: queries this small (28 px MNIST, 32 px CIFAR-
 
 
 def lowdetail_weight(image: Image.Image) -> float:
-    """The fusion weight for a plain query: LOWDETAIL_WEIGHT for a thumbnail or a heavily blurred photo, else 0."""
-    if max(image.size) <= TINY_SIDE:
+    """The fusion weight for a plain query: LOWDETAIL_WEIGHT for a thumbnail or a heavily blurred photo, else 0.
+    Sizes are those of the file (``info["original_size"]``), not of a JPEG decoded at a reduced scale."""
+    side = max(image.info.get("original_size", image.size))
+    if side <= TINY_SIDE:
         return 0.0
-    if max(image.size) <= LOWDETAIL_MAX_SIDE or detail_level(image) <= LOWDETAIL_DETAIL:
+    if side <= LOWDETAIL_MAX_SIDE or detail_level(image) <= LOWDETAIL_DETAIL:
         return LOWDETAIL_WEIGHT
     return 0.0
 

@@ -54,8 +54,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lookalike"
 
 
-def _note(msg: str) -> None:
+def note(msg: str) -> None:
+    """A one-line note on stderr (a fallback taken, a cache rebuilt)."""
     print(f"lookalike: {msg}", file=sys.stderr)
+
+
+_note = note
 
 
 def _version(dist: str) -> str:
@@ -307,6 +311,29 @@ def cuda_embedder(name: str) -> Any:
     from .embedders import get_embedder
 
     return get_embedder(name, cache=False).to("cuda") if torch.cuda.is_available() else None
+
+
+_BF16: list[bool] = []
+
+
+def bf16_available() -> bool:
+    """Whether OpenVINO imports here and offers bf16 on this CPU (AVX512-BF16 / AMX); checked once."""
+    if not _BF16:
+        try:
+            caps = _import("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+            _BF16.append("BF16" in caps)
+        except Exception:  # no OpenVINO, or a plugin that cannot answer: fp32
+            _BF16.append(False)
+    return _BF16[0]
+
+
+def default_precision(name: str, runtime: str = "auto") -> str:
+    """The precision of a new index: bf16 when the model keeps its accuracy in bf16 (its card says so, from a
+    measurement) and OpenVINO runs bf16 on this CPU; fp32 otherwise."""
+    card = get_card(name)
+    if card is not None and card.bf16 and runtime in ("auto", "openvino") and bf16_available():
+        return "bf16"
+    return "fp32"
 
 
 def load_embedder(name: str, runtime: str = "auto", precision: str = "fp32",

@@ -69,11 +69,13 @@ class SearchResults:
         return {"results": hits, "denoise": {**self.denoise.to_dict(), "consistency": self.consistency}}
 
 
-def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_bytes: int = MAX_QUERY_BYTES) -> tuple[Image.Image, str | None]:
+def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = MAX_QUERY_BYTES,
+               draft_size: int | None = None) -> tuple[Image.Image, str | None]:
     """Turn a path, bytes, array or PIL image into an RGB image (and its sha256 when known).
 
-    A path must name a regular file of at most ``max_bytes`` (pipes and devices are refused, never read)."""
+    A path must name a regular file of at most ``max_bytes`` (pipes and devices are refused, never read).
+    ``draft_size``: a JPEG file or upload is decoded at the smallest DCT scale still at least that large, as
+    indexing decodes it (an 800x600 query then costs about half the decoding and a quarter of the resizing)."""
     try:
         if isinstance(query, Image.Image):
             if query.width <= 0 or query.height <= 0:
@@ -85,12 +87,12 @@ def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
             data = bytes(query)
             if len(data) > max_bytes:
                 raise ImageLoadError("query", f"too large ({len(data) / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB)")
-            return open_image_bytes(data, max_pixels=max_pixels), hashlib.sha256(data).hexdigest()
+            return open_image_bytes(data, max_pixels=max_pixels, draft_size=draft_size), hashlib.sha256(data).hexdigest()
         if not isinstance(query, (str, os.PathLike)):
             raise ImageLoadError("query", f"expected a path, bytes, a numpy array or a PIL image, not {type(query).__name__}")
         if not os.fspath(query):
             raise ImageLoadError("query", "empty path")
-        return load_image_and_hash(query, max_pixels=max_pixels, max_bytes=max_bytes)
+        return load_image_and_hash(query, max_pixels=max_pixels, max_bytes=max_bytes, draft_size=draft_size)
     except ImageLoadError as exc:
         name = describe_path(query) if isinstance(query, (str, os.PathLike)) and os.fspath(query) else "query"
         raise EngineError(f"{name}: {exc.reason}") from None
@@ -104,11 +106,13 @@ class Searcher:
     """Queries against one index folder's store and FAISS index, embedded with ``embed``."""
 
     def __init__(self, store: MetadataStore, maintainer: IndexMaintainer,
-                 embed: Callable[[Sequence[Image.Image]], np.ndarray], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 embed: Callable[[Sequence[Image.Image]], np.ndarray], max_pixels: int = DEFAULT_MAX_PIXELS,
+                 draft_size: Callable[[], int | None] | None = None) -> None:
         self.store = store
         self.maintainer = maintainer
         self.embed = embed
         self.max_pixels = max_pixels
+        self.draft_size = draft_size or (lambda: None)
         self._sig_cache: tuple[tuple, float, np.ndarray, np.ndarray] | None = None
 
     def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
@@ -121,7 +125,8 @@ class Searcher:
             lowfreq = parse_lowfreq(lowfreq)
         except (TypeError, ValueError) as exc:
             raise EngineError(str(exc)) from None
-        img, sha = load_query(query, self.max_pixels)
+        denoising = bool(denoise and denoise != "none")  # the noise must reach the denoiser undiluted
+        img, sha = load_query(query, self.max_pixels, draft_size=None if denoising else self.draft_size())
         den = None
         consistency = None
         weight = 0.0

@@ -166,3 +166,25 @@ def test_without_a_gpu_indexing_stays_on_the_cpu(cache, photos):
     with Engine.open(photos.parent / "idx", model="pixels", runtime="auto") as eng:
         assert eng.add([photos], progress=False, warn=None).indexed == len(PHOTOS)
         assert type(eng.embedder).__name__ == "CompiledEmbedder"
+
+
+def test_new_indexes_take_bf16_only_for_models_that_keep_their_accuracy(cache, photos):
+    from lookalike.retrieval.runtime import bf16_available, default_precision
+
+    assert default_precision("efficientnet_lite0") == "fp32"  # P@1 drops 0.006 on CIFAR-10-sample in bf16
+    assert default_precision("ntxent-copies", "torch") == "fp32"
+    assert default_precision("ntxent-copies") == ("bf16" if bf16_available() else "fp32")
+    if not bf16_available():
+        pytest.skip("this CPU has no bf16 in OpenVINO")
+    db = photos.parent / "idx"
+    with Engine.open(db, model="ntxent-copies") as eng:
+        eng.add([photos], progress=False, warn=None)
+        assert eng.config.precision == "bf16"
+        bf16 = [r.path for r in eng.search(photos / "coffee.png", k=3)]
+    done = _run("import sys\nfrom lookalike.cli import main\n"
+                f"sys.exit(main(['search', {str(photos / 'coffee.png')!r}, '--db', {str(db)!r}, '-k', '3', "
+                "'--runtime', 'torch', '--json']))", cache)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == ["lookalike: precision bf16 needs --runtime openvino; this index is "
+                                                "bf16: using fp32 vectors (cosine about 0.998 to bf16 ones)"]
+    assert [r["path"] for r in json.loads(done.stdout)][0] == bf16[0]

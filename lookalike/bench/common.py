@@ -176,21 +176,28 @@ def _view(im: Image.Image, name: str) -> Image.Image:
     return im.rotate(int(name[3:]), expand=True)
 
 
-def model_slug(model: str) -> str:
-    """A folder-name form of ``model``; a checkpoint also gets its file's size and mtime, so a retrained file at the
-    same path never reuses an index built with the old weights."""
+def model_slug(model: str, precision: str | None = None) -> str:
+    """A folder-name form of ``model`` (and of its precision when not fp32; None: the default precision of a new
+    index); a checkpoint also gets its file's size and mtime, so a retrained file at the same path never reuses an
+    index built with the old weights."""
+    from lookalike.retrieval.runtime import default_precision
+
     slug = model.replace(":", "_").replace("/", "_").replace("@", "_")
+    precision = precision or default_precision(model)
+    if precision != "fp32":
+        slug += f"-{precision}"
     if model.startswith("checkpoint:") and os.path.isfile(model[len("checkpoint:"):]):
         st = os.stat(model[len("checkpoint:"):])
         slug += f"-{st.st_size}-{int(st.st_mtime)}"
     return slug
 
 
-def open_index(folder: str | os.PathLike, gallery: Gallery, model: str, progress: bool = True):
+def open_index(folder: str | os.PathLike, gallery: Gallery, model: str, progress: bool = True,
+               precision: str | None = None):
     """The benchmark index of ``gallery`` with ``model`` in ``folder`` (added incrementally: reruns reuse it)."""
     from lookalike import Engine
 
-    engine = Engine.open(folder, model=model)
+    engine = Engine.open(folder, model=model, precision=precision)
     engine.add([gallery.folder], progress=progress, warn=None)
     return engine
 
@@ -238,6 +245,8 @@ def add_shared_arguments(p) -> None:
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--work", default=None, help="gallery and index folder, reused by reruns (default: cache)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default=None,
+                   help="inference precision of the gallery index (default: what a new index gets here)")
     p.add_argument("-q", "--quiet", action="store_true")
 
 
@@ -311,7 +320,8 @@ class Levers:
         return ["lowdetail"] * self.low_detail + ["rot90", "rot270"] * self.rot
 
 
-def _view_matrix(engine_model: str, gallery: Gallery, work: Path, view: str, progress: bool) -> np.ndarray:
+def _view_matrix(engine_model: str, gallery: Gallery, work: Path, view: str, progress: bool,
+                 precision: str | None = None) -> np.ndarray:
     """Vectors of one view of every gallery image (files and index kept in ``work`` for reruns)."""
     folder = work / f"{gallery.folder.name}-{view}"
     paths = []
@@ -322,8 +332,8 @@ def _view_matrix(engine_model: str, gallery: Gallery, work: Path, view: str, pro
             with Image.open(p) as im:
                 _GALLERY_VIEWS[view](im.convert("RGB")).save(q)
         paths.append(q)
-    eng = open_index(work / f"index-{folder.name}-{model_slug(engine_model)}", Gallery(folder, paths, {}),
-                     engine_model, progress)
+    eng = open_index(work / f"index-{folder.name}-{model_slug(engine_model, precision)}", Gallery(folder, paths, {}),
+                     engine_model, progress, precision)
     try:
         return gallery_matrix(eng, Gallery(folder, gallery.paths, {}))
     finally:
@@ -337,7 +347,7 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
         return {}
     g = gallery_matrix(engine, gallery)
     sigs = np.stack([dct_signature(Image.open(p)) for p in gallery.paths]) if levers.lowfreq else None
-    gv = {v: _view_matrix(model, gallery, work, v, progress) for v in levers.views()}
+    gv = {v: _view_matrix(model, gallery, work, v, progress, engine.config.precision) for v in levers.views()}
     out = {n: MethodScore() for n in levers.names()}
     stems = [p.stem for p in gallery.paths]
     for im, target in zip(queries, targets):

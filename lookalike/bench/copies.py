@@ -16,6 +16,8 @@ from PIL import Image
 
 from lookalike.data.edits import EDITS, apply_edit
 
+from lookalike.retrieval.runtime import default_precision
+
 from .common import (BUSY, QUERY_VIEWS, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug,
                      open_index, peer_on_queries, run_levers, write_result)
 
@@ -33,7 +35,7 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
                models: list[str], label: str, edits: list[str] | None = None,
                strengths: tuple[str, ...] = ("mild", "strong"), k: int = 10, views: str = "none",
                peer: bool = True, seed: int = 0, progress: bool = True, levers: Levers = Levers(),
-               log=None, lowfreq_modes: tuple[str, ...] = ("auto", "off")) -> dict:
+               log=None, lowfreq_modes: tuple[str, ...] = ("auto", "off"), precision: str | None = None) -> dict:
     """Run the benchmark; returns the result dict (figures per method, per edit kind, per query top-1).
 
     Each model is searched as `lookalike search` does (``lowfreq="auto"``: thumbnails and heavily blurred copies
@@ -51,7 +53,8 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     groups = [q[1] for q in queries]
     scores: dict[str, MethodScore] = {}
     for model in models:
-        engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model)}", gallery, model, progress)
+        engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model, precision)}", gallery, model,
+                            progress, precision)
         try:
             engine_search(engine, gallery, edited(queries[0]), k)  # warm-up: model load, first-call allocations
             for lowfreq in lowfreq_modes:  # auto: what `lookalike search` does; off: the neural score alone
@@ -79,7 +82,7 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     return {
         "bench": "copies", "photo_set": label, "n_photos": len(photos), "n_distractors": len(distractors),
         "n_gallery": len(gallery.paths), "n_queries": len(queries), "edits": edits, "strengths": list(strengths),
-        "k": k, "views": views, "levers": levers.names(), "seed": seed, "peer": peer_status, "machine": f"{BUSY} ({platform.processor() or platform.machine()})",
+        "k": k, "views": views, "levers": levers.names(), "seed": seed, "precision": precision or default_precision(models[0]), "peer": peer_status, "machine": f"{BUSY} ({platform.processor() or platform.machine()})",
         "methods": {m: s.summary(groups) | {"per_strength": s.summary([f"{q[1]}/{q[2]}" for q in queries])["per_group"]}
                     for m, s in scores.items()},
         "gallery": str(gallery.folder),
@@ -154,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
         result = run_copies(photos, distractors(args.distractors, max_side=args.max_side),
                             Path(args.work or cache_root() / "work"), models, args.photos, edits, k=args.k,
                             views=args.views, peer=not args.no_peer, seed=args.seed, progress=not args.quiet,
-                            levers=levers)
+                            levers=levers, precision=args.precision)
     except EngineError as exc:
         print(f"lookalike: {exc}", file=sys.stderr)
         return 2

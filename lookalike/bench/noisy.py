@@ -16,6 +16,8 @@ from PIL import Image
 
 from lookalike.data.edits import NOISES, apply_noise
 
+from lookalike.retrieval.runtime import default_precision
+
 from .common import (BUSY, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug, open_index,
                      peer_on_queries, run_levers, write_result)
 
@@ -27,7 +29,7 @@ DENOISE_MODES = ("auto", "ddim", "ddpm", "classical")
 def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
               model: str, label: str, levels: list[str] | None = None, modes: tuple[str, ...] = DENOISE_MODES,
               levers: Levers = Levers(), k: int = 10, peer: bool = True, seed: int = 0,
-              progress: bool = True, log=None) -> dict:
+              progress: bool = True, log=None, precision: str | None = None) -> dict:
     """Run the benchmark; returns the result dict (top-1 per level and ms per query, per method)."""
     levels = list(levels or NOISES)
     work = Path(work)
@@ -42,7 +44,8 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
     targets = [gallery.originals[q[0]].stem for q in queries]
     groups = [q[1] for q in queries]
     scores: dict[str, MethodScore] = {}
-    engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model)}", gallery, model, progress)
+    engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model, precision)}", gallery, model,
+                            progress, precision)
     try:
         engine_search(engine, gallery, noisy(queries[0]), k)  # warm-up
         runs = [("no denoise, lowfreq off", None, "off"), ("no denoise", None, "auto")]
@@ -68,7 +71,7 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
     return {
         "bench": "noisy", "photo_set": label, "model": model, "n_photos": len(photos),
         "n_distractors": len(distractors), "n_gallery": len(gallery.paths), "n_queries": len(queries),
-        "levels": levels, "levers": levers.names(), "k": k, "seed": seed, "peer": peer_status,
+        "levels": levels, "levers": levers.names(), "k": k, "precision": precision or default_precision(model), "seed": seed, "peer": peer_status,
         "machine": f"{BUSY} ({platform.processor() or platform.machine()})", "gallery": str(gallery.folder),
         "methods": {m: s.summary(groups) for m, s in scores.items()},
         "queries": [{"photo": q[0], "level": q[1], "seed": q[2], "top1": {m: s.top1[i] for m, s in scores.items()}}
@@ -129,7 +132,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         result = run_noisy(photos, distractors(args.distractors, max_side=args.max_side),
                            Path(args.work or cache_root() / "work"), args.model, args.photos, levels, modes, levers,
-                           k=args.k, peer=not args.no_peer, seed=args.seed, progress=not args.quiet)
+                           k=args.k, peer=not args.no_peer, seed=args.seed, progress=not args.quiet,
+                           precision=args.precision)
     except EngineError as exc:
         print(f"lookalike: {exc}", file=sys.stderr)
         return 2
