@@ -69,8 +69,9 @@ def decode_only(model_name: str, folder: Path) -> float:
 
 
 def decode_variants(folder: Path, size: int) -> dict[str, float]:
-    """ms per photo on one core to read and bring it to ``size``: full decode, JPEG draft (today's path), and
-    draft followed by PIL's integer ``reduce`` to just above the size before the bicubic resize."""
+    """ms per photo on one core to read and bring it to ``size``: full decode, JPEG draft (today's path),
+    draft followed by PIL's integer ``reduce`` to just above the size before the bicubic resize, and, when
+    PyTurboJPEG is importable, libjpeg-turbo's scaled decoding at 1/2 and at the smallest m/8 scale still >= size."""
     from PIL import Image
 
     from lookalike.retrieval.preprocess import PreprocessConfig
@@ -93,8 +94,24 @@ def decode_variants(folder: Path, size: int) -> dict[str, float]:
         factor = max(1, min(im.width, im.height) // (2 * size))
         return pre.to_uint8(im.reduce(factor) if factor > 1 else im)
 
+    variants = [("full decode", full), ("JPEG draft", draft), ("draft + reduce", draft_reduce)]
+    try:  # libjpeg-turbo's own scaled decoding (Debian libturbojpeg0 + pip PyTurboJPEG<2); not a dependency
+        from turbojpeg import TJPF_RGB, TurboJPEG
+
+        tj = TurboJPEG()
+
+        def turbo(p, scale):
+            w, h = Image.open(p).size
+            factors = sorted(f for f in tj.scaling_factors if f[0] <= f[1] and f[0] / f[1] * min(w, h) >= size)
+            f = min(factors, key=lambda f: f[0] / f[1]) if scale == "smallest" else (1, 2)
+            return pre.to_uint8(Image.fromarray(tj.decode(open(p, "rb").read(), pixel_format=TJPF_RGB,
+                                                          scaling_factor=f)))
+
+        variants += [("turbojpeg 1/2", lambda p: turbo(p, "half")), ("turbojpeg smallest m/8", lambda p: turbo(p, "smallest"))]
+    except (ImportError, RuntimeError, OSError):
+        pass
     out = {}
-    for label, fn in (("full decode", full), ("JPEG draft", draft), ("draft + reduce", draft_reduce)):
+    for label, fn in variants:
         t0 = time.perf_counter()
         for p in paths:
             fn(p)
