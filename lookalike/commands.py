@@ -61,7 +61,7 @@ def cmd_search(args) -> int:
     try:
         res = engine.search(args.query, k=args.k, min_score=args.min_score, exclude_self=args.exclude_self,
                             denoise=args.denoise, sigma=args.sigma, n_samples=args.samples,
-                            denoise_model=args.denoise_model, lowfreq=args.lowfreq)
+                            denoise_model=args.denoise_model, lowfreq=args.lowfreq, views=args.views)
     except EngineError as exc:
         return fail(str(exc))
     finally:
@@ -232,6 +232,8 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--lowfreq", type=lowfreq, default="auto", metavar="auto|off|W",
                    help="fuse the low-frequency channel: auto (thumbnails, heavy blur, noisy photos with --denoise), "
                         "off, or always with weight W")
+    p.add_argument("--views", choices=["none", "mirror", "rot"], default="none",
+                   help="also search the mirrored (mirror) or mirrored and turned (rot) query; best score per image")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     add_runtime_options(p, precision=False)
     p.set_defaults(func=cmd_search)

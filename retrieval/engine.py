@@ -312,16 +312,19 @@ class Engine:
 
     def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
                denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
-               denoise_model: str | None = None, lowfreq: "str | float" = "auto") -> SearchResults:
+               denoise_model: str | None = None, lowfreq: "str | float" = "auto", views: str = "none") -> SearchResults:
         """The ``k`` indexed images most like ``query`` (a path, bytes, array or PIL image).
 
         ``denoise`` ("auto", "ddpm", "ddim", "classical") cleans a noisy query first; with ``n_samples`` > 1
         the search uses the mean embedding of the samples and reports their neighbours' consistency.
         ``lowfreq``: "auto" fuses the low-frequency channel for thumbnails, heavily blurred and (with
         ``denoise="auto"``) noisy photo queries (retrieval.fusion); "off" never; a number always, with that weight.
+        ``views`` ("mirror", "rot": mirror and quarter turns) also searches flipped / turned copies of the query and
+        keeps each image's best score (for mirrored or rotated copies; costs one embedding per view).
         """
         return self.searcher.search(query, k=k, min_score=min_score, exclude_self=exclude_self, denoise=denoise,
-                                    sigma=sigma, n_samples=n_samples, denoise_model=denoise_model, lowfreq=lowfreq)
+                                    sigma=sigma, n_samples=n_samples, denoise_model=denoise_model, lowfreq=lowfreq,
+                                    views=views)
 
     def search_vector(self, vector: Any, k: int = 10, min_score: float | None = None) -> SearchResults:
         """The ``k`` indexed images nearest an embedding vector of this index's dimension (normalised here)."""

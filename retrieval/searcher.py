@@ -21,7 +21,7 @@ from .folder import EngineError
 from .fusion import lowdetail_weight, parse_lowfreq
 from .maintainer import IndexMaintainer
 
-__all__ = ["Searcher", "SearchResult", "SearchResults", "load_query"]
+__all__ = ["Searcher", "SearchResult", "SearchResults", "load_query", "QUERY_VIEWS"]
 
 
 @dataclass
@@ -98,6 +98,9 @@ def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int 
         raise EngineError(f"{name}: {exc.reason}") from None
 
 
+# query-time views: flipped / turned copies of the query searched too, each image scored by its best view
+QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "rot": ("mirror", "rot90", "rot180", "rot270")}
+
 # a fused search re-scores the union of this many neural and this many low-frequency candidates (at least 4k)
 FUSE_CANDIDATES = 200
 
@@ -117,10 +120,13 @@ class Searcher:
 
     def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
                denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
-               denoise_model: str | None = None, lowfreq: "str | float" = "auto") -> SearchResults:
+               denoise_model: str | None = None, lowfreq: "str | float" = "auto",
+               views: str = "none") -> SearchResults:
         """The ``k`` indexed images most like ``query`` (see :meth:`lookalike.Engine.search`)."""
         if k <= 0:
             raise EngineError(f"k must be positive, got {k}")
+        if views not in QUERY_VIEWS:
+            raise EngineError(f"views must be one of {', '.join(QUERY_VIEWS)}, got {views!r}")
         try:
             lowfreq = parse_lowfreq(lowfreq)
         except (TypeError, ValueError) as exc:
@@ -158,10 +164,30 @@ class Searcher:
             results = self.fused_neighbours(q, lowfreq_signature(img), weight, n, exclude_id=self_id)[:k]
         else:
             results = self.neighbours(q, n, exclude_id=self_id)[:k]
+        if QUERY_VIEWS[views]:
+            results = self._with_views(img, results, views, weight, n, self_id)[:k]
         if min_score is not None:
             results = [r for r in results if r.score >= min_score]
         name = describe_path(query) if isinstance(query, (str, os.PathLike)) else None
         return SearchResults(results=results, query=name, denoise=den, consistency=consistency, lowfreq_weight=weight)
+
+    def _with_views(self, img: Image.Image, results: list[SearchResult], views: str, weight: float, n: int,
+                    self_id: int | None) -> list[SearchResult]:
+        """Merge the results of flipped / turned copies of the query (embedded in one batch): each image keeps its
+        best score over the views."""
+        from PIL import ImageOps
+
+        turned = [ImageOps.mirror(img) if v == "mirror" else img.rotate(int(v[3:]), expand=True)
+                  for v in QUERY_VIEWS[views]]
+        best = {r.id: r for r in results}
+        for im, v in zip(turned, self.embed(turned)):
+            found = (self.fused_neighbours(v, lowfreq_signature(im), weight, n, exclude_id=self_id) if weight > 0
+                     else self.neighbours(v, n, exclude_id=self_id))
+            for r in found:
+                if r.id not in best or r.score > best[r.id].score:
+                    best[r.id] = r
+        merged = sorted(best.values(), key=lambda r: -r.score)
+        return [SearchResult(**{**r.to_dict(), "rank": i + 1}) for i, r in enumerate(merged)]
 
     def search_vector(self, vector: Any, k: int = 10, min_score: float | None = None) -> SearchResults:
         """The ``k`` indexed images nearest an embedding (any length; it is normalised)."""

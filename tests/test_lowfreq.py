@@ -139,3 +139,16 @@ def test_cli_lowfreq_option(gallery, tmp_path, capsys):
     assert cli(["search", str(q), "--db", str(idx), "--lowfreq", "loud"]) == 2
     err = capsys.readouterr().err
     assert "--lowfreq" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_query_views_find_a_turned_copy_with_its_own_score(engine, gallery):
+    im = load_photo("astronaut").convert("RGB").resize((384, 288), Image.LANCZOS)
+    turned = im.rotate(90, expand=True)
+    plain = engine.search(turned, k=5, lowfreq="off")
+    res = engine.search(turned, k=5, lowfreq="off", views="rot")
+    assert res[0].path.endswith("astronaut.jpg") and res[0].score > 0.99  # the rot270 view is the original
+    assert [r.rank for r in res] == [1, 2, 3, 4, 5] and len({r.id for r in res}) == 5
+    by_id = {r.id: r.score for r in res}
+    assert all(by_id.get(r.id, 2.0) >= r.score - 1e-6 for r in plain)  # never below the plain score
+    with pytest.raises(Exception, match="views must be one of"):
+        engine.search(turned, views="sideways")

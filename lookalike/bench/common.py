@@ -17,7 +17,7 @@ from PIL import Image
 from lookalike.fsutil import atomic_write_text
 
 __all__ = ["BUSY", "Gallery", "build_gallery", "micro_ap", "MethodScore", "imagededup_python", "run_peer",
-           "write_result", "cache_root", "QUERY_VIEWS", "model_slug", "open_index", "engine_search", "peer_scores",
+           "write_result", "cache_root", "model_slug", "open_index", "engine_search", "peer_scores",
            "dct_signature",
            "low_detail", "gallery_matrix", "Levers", "run_levers"]
 
@@ -165,17 +165,6 @@ def write_result(result: dict, json_path: str | os.PathLike) -> Path:
     return p
 
 
-QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "rot": ("mirror", "rot90", "rot180", "rot270")}
-
-
-def _view(im: Image.Image, name: str) -> Image.Image:
-    from PIL import ImageOps
-
-    if name == "mirror":
-        return ImageOps.mirror(im)
-    return im.rotate(int(name[3:]), expand=True)
-
-
 def model_slug(model: str, precision: str | None = None) -> str:
     """A folder-name form of ``model`` (and of its precision when not fp32; None: the default precision of a new
     index); a checkpoint also gets its file's size and mtime, so a retrained file at the same path never reuses an
@@ -204,15 +193,15 @@ def open_index(folder: str | os.PathLike, gallery: Gallery, model: str, progress
 
 def engine_search(engine, gallery: Gallery, image: Image.Image, k: int, views: str = "none",
                   denoise: str | None = None, lowfreq: str = "auto") -> tuple[list[str], list[float], float]:
-    """Search one in-memory query: (gallery names, scores, ms). ``views`` adds query-time views, max score per image."""
+    """Search one in-memory query as `lookalike search` does: (gallery names, scores, ms). ``views`` adds query-time
+    views (Engine.search's ``views``: best score per image)."""
     t0 = time.perf_counter()
-    res = engine.search(image, k=k, denoise=denoise, lowfreq=lowfreq)
-    best = {gallery.name_of(r.path): r.score for r in res}
-    for v in QUERY_VIEWS[views]:
-        for r in engine.search(_view(image, v), k=k, denoise=denoise, lowfreq=lowfreq):
-            n = gallery.name_of(r.path)
-            best[n] = max(best.get(n, -1.0), r.score)
+    res = engine.search(image, k=k, denoise=denoise, lowfreq=lowfreq, views=views)
     ms = (time.perf_counter() - t0) * 1000.0
+    best: dict[str, float] = {}
+    for r in res:
+        n = gallery.name_of(r.path)
+        best[n] = max(best.get(n, -1.0), r.score)
     ranked = sorted(best.items(), key=lambda kv: -kv[1])[:k]
     return [n for n, _ in ranked], [s for _, s in ranked], ms
 

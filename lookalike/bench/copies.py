@@ -18,7 +18,7 @@ from lookalike.data.edits import EDITS, apply_edit
 
 from lookalike.retrieval.runtime import default_precision
 
-from .common import (BUSY, QUERY_VIEWS, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug,
+from .common import (BUSY, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug,
                      open_index, peer_on_queries, run_levers, write_result)
 
 __all__ = ["run_copies", "format_table", "copy_queries", "add_arguments", "main"]
@@ -114,7 +114,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_shared_arguments(p)
     p.add_argument("--model", action="append", default=None, help="embedder (repeatable; default efficientnet_lite0)")
     p.add_argument("--edits", default=",".join(EDITS), help="comma-separated edit kinds")
-    p.add_argument("--views", choices=tuple(QUERY_VIEWS), default="none", help="query-time views, max score per image")
+    p.add_argument("--views", choices=("none", "mirror", "rot"), default="none", help="query-time views, max score per image")
     p.add_argument("--json", default=None, help="result JSON (default benchmarks/results/copies-SET[-MODEL].json)")
     p.add_argument("--grid", default=None, help="picture grid PNG (default docs/copies-grid-SET.png; 'none' to skip)")
 
