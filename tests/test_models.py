@@ -69,7 +69,7 @@ def test_denoiser_chosen_by_its_metadata_not_its_file_name(monkeypatch, tmp_path
     colour = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     assert denoise_image(gray, sigma=0.3, steps=2).model == "ddpm-cifar10"
     assert denoise_image(colour, sigma=0.3, steps=2).model == "ddpm-mnist"
-    res = denoise_image(colour.resize((40, 40)), sigma=0.3)
+    res = denoise_image(colour.resize((40, 40)), method="ddim", sigma=0.3)
     assert res.method == "classical" and res.fallback_reason == (
         "40x40 colour image is outside every shipped DDPM's domain (ddpm-mnist: 32x32 colour, "
         "ddpm-cifar10: 28x28 grayscale)")
