@@ -231,6 +231,8 @@ def add_shared_arguments(p) -> None:
     p.add_argument("--lowfreq", default="", help="comma-separated weights of a fused low-frequency DCT channel")
     p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")
     p.add_argument("--rot-views", action="store_true", help="also score quarter turns of every gallery image (max)")
+    p.add_argument("--crop-views", action="store_true",
+                   help="also score 5 half-side windows of every gallery image (4 corners + centre; max)")
     p.add_argument("--multi-scale", action="store_true",
                    help="a small query (long side 65-256 px) is also embedded at 64 px against the low-detail view")
     p.add_argument("--max-photos", type=positive_int, default=None, help="use only the first N photos")
@@ -290,8 +292,20 @@ def gallery_matrix(engine, gallery: Gallery) -> np.ndarray:
     return out
 
 
+def _window(fx: float, fy: float, side: float = 0.5):
+    """A view of the window of ``side`` x each side at relative offset (fx, fy) of the free space."""
+    def view(im: Image.Image) -> Image.Image:
+        w, h = im.size
+        cw, ch = max(1, round(w * side)), max(1, round(h * side))
+        x, y = round((w - cw) * fx), round((h - ch) * fy)
+        return im.crop((x, y, x + cw, y + ch))
+    return view
+
+
+CROP_VIEWS = {"crop-tl": _window(0, 0), "crop-tr": _window(1, 0), "crop-bl": _window(0, 1), "crop-br": _window(1, 1),
+              "crop-c": _window(0.5, 0.5)}
 _GALLERY_VIEWS = {"lowdetail": low_detail, "rot90": lambda im: im.rotate(90, expand=True),
-                  "rot270": lambda im: im.rotate(270, expand=True)}
+                  "rot270": lambda im: im.rotate(270, expand=True), **CROP_VIEWS}
 
 
 @dataclass
@@ -309,6 +323,7 @@ class Levers:
     query_views: str = "none"
     multi_scale: bool = False
     small_side: int = 256
+    crops: bool = False
 
     def names(self) -> list[str]:
         out = [f"+lowfreq {w:g}" for w in self.lowfreq]
@@ -323,6 +338,9 @@ class Levers:
             out += ["+ms"] + (["+lowdetail+ms"] if self.low_detail else []) + (
                 ["+lowdetail+rot+ms"] if self.low_detail and self.rot else [])
             out += [f"+lowdetail+rot+ms+views:{qv}" for qv in self._query_view_sets() if self.low_detail and self.rot]
+        if self.crops:
+            out += ["+crops"] + (["+lowdetail+crops"] if self.low_detail else [])
+            out += [f"+lowdetail+crops+views:{qv}" for qv in self._query_view_sets() if self.low_detail]
         return out
 
     def _query_view_sets(self) -> list[str]:
@@ -330,7 +348,8 @@ class Levers:
         return {"none": [], "mirror": ["mirror"], "rot": ["mirror", "rot"]}[self.query_views]
 
     def views(self) -> list[str]:
-        return ["lowdetail"] * (self.low_detail or self.multi_scale) + ["rot90", "rot270"] * self.rot
+        return (["lowdetail"] * (self.low_detail or self.multi_scale) + ["rot90", "rot270"] * self.rot
+                + list(CROP_VIEWS) * self.crops)
 
 
 def _view_matrix(engine_model: str, gallery: Gallery, work: Path, view: str, progress: bool) -> np.ndarray:
@@ -392,6 +411,7 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
             if levers.low_detail:
                 variants.append(("+lowdetail+rot", np.maximum(rot, both), t_rot + t_ld))
         qv_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, float]] = {}
+        qv_ld: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # query-view set -> (its vectors, low-detail score, s)
         if qviews:
             t4 = time.perf_counter()
             vv = engine.embed([_view(im, n) for n in qviews])
@@ -406,6 +426,7 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
                 variants.append((f"+views:{qv}", plain_v, t_qv))
                 if ld_v is not None:
                     variants.append((f"+lowdetail+views:{qv}", ld_v, t_qv + t_ld))
+                    qv_ld[qv] = (sub, ld_v, t_qv + t_ld)
                     if levers.rot:
                         t6 = time.perf_counter()
                         rv = np.maximum(ld_v, np.maximum((gv["rot90"] @ sub.T).max(axis=1),
@@ -426,6 +447,18 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
                     variants.append(("+lowdetail+rot+ms", np.maximum(ms_ld, rot), t_ld + t_rot + t_ms))
                     for qv, (rv, *_rest, t_qv) in qv_scores.items():
                         variants.append((f"+lowdetail+rot+ms+views:{qv}", np.maximum(rv, ms_ld), t_qv + t_ms))
+        if levers.crops:
+            t8 = time.perf_counter()
+            crops = np.max([gv[c] @ v for c in CROP_VIEWS], axis=0)
+            t_crop = time.perf_counter() - t8
+            variants.append(("+crops", np.maximum(neural, crops), t_crop))
+            if levers.low_detail:
+                variants.append(("+lowdetail+crops", np.maximum(both, crops), t_ld + t_crop))
+                for qv, (sub, ld_v, t_qv) in qv_ld.items():
+                    t9 = time.perf_counter()
+                    cv = np.max([(gv[c] @ sub.T).max(axis=1) for c in CROP_VIEWS], axis=0)
+                    variants.append((f"+lowdetail+crops+views:{qv}", np.maximum(np.maximum(ld_v, crops), cv),
+                                     t_qv + t_crop + time.perf_counter() - t9))
         for name, score, t_extra in variants:
             order = np.argsort(-score, kind="stable")[:k]
             out[name].add([stems[i] for i in order], score[order].tolist(), target, (t_base + t_extra) * 1000.0)

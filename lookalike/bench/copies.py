@@ -139,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
     models = args.model or [DEFAULT_EMBEDDER]
     try:
         levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views,
-                        args.views, args.multi_scale)
+                        args.views, args.multi_scale, crops=args.crop_views)
     except ValueError:
         print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
         return 2

@@ -118,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views,
-                        multi_scale=args.multi_scale)
+                        multi_scale=args.multi_scale, crops=args.crop_views)
     except ValueError:
         print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
         return 2
