@@ -117,3 +117,16 @@ def test_copy_levers_score_rotations_and_thumbnails_like_the_original(tmp_path):
     assert (top["+lowdetail+ms"][3:6] > 0.99).all() and (plain[3:6] < 0.97).all()
     assert (top["+crops"][6:] > 0.98).all() and (top["+crops"][6:] - plain[6:] > 0.05).all(), (top["+crops"][6:], plain[6:])
     assert (top["+lowdetail+rot+ms+views:rot"] >= np.maximum(top["+rot"], top["+lowdetail+ms"]) - 1e-6).all()  # max
+
+
+def test_copy_benchmark_keeps_the_engine_and_the_lever_query_views_apart(tmp_path):
+    from lookalike.bench.common import Levers
+    from lookalike.bench.copies import run_copies
+
+    photos = [(n, load_photo(n).convert("RGB")) for n in ("astronaut", "coffee")]
+    distractors = [(f"scene-{i}", generated_scene(np.random.default_rng(i))) for i in range(4)]
+    res = run_copies(photos, distractors, tmp_path, ["pixels@16"], "test", edits=["mirror"], strengths=("mild",), k=5,
+                     views="mirror", peer=False, progress=False, levers=Levers(query_views="mirror"))
+    assert set(res["methods"]) == {"pixels@16", "pixels@16 +views:mirror (Engine)", "pixels@16 +views:mirror"}
+    engine, lever = res["methods"]["pixels@16 +views:mirror (Engine)"], res["methods"]["pixels@16 +views:mirror"]
+    assert engine["top1"] == lever["top1"] == 1.0 and engine["n"] == lever["n"] == 2

@@ -54,7 +54,10 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
             engine_search(engine, gallery, edited(queries[0]), k)  # warm-up: model load, first-call allocations
             # the plain search always, so that every lever and view has its baseline from the same run
             for vw in dict.fromkeys(("none", views)):
-                ms = scores[model + ("" if vw == "none" else f" +views:{vw}")] = MethodScore()
+                # the levers score the same query views from one batch; the Engine's pass keeps its own name
+                same = f"+views:{vw}" in levers.names()
+                ms = scores[model + ("" if vw == "none" else f" +views:{vw}" + (" (Engine)" if same else ""))] = \
+                    MethodScore()
                 t0 = time.perf_counter()
                 for q, target in zip(queries, targets):
                     names, sc, t = engine_search(engine, gallery, edited(q), k, views=vw)
