@@ -7,6 +7,7 @@ import os
 
 from .argtypes import add_runtime_options, fail, lowfreq, nonneg_int, positive_int, score, sigma, size_bytes
 from .fsutil import human_bytes
+from .retrieval.models import DEFAULT_EMBEDDER
 
 # examples for --help (any FAISS factory string works); kept here so that --help does not import faiss
 INDEX_TYPES = ["auto", "Flat", "HNSW32", "IVF1024,Flat", "IVF4096,Flat", "IVF1024,PQ32", "IVF4096,PQ64"]
@@ -171,7 +172,7 @@ def cmd_models(args) -> int:
     from .retrieval.embedders import list_embedders
 
     for name, desc in list_embedders().items():
-        print(f"{name:<32} {desc}")
+        print(f"{name:<32} {desc}{' (default)' if name == DEFAULT_EMBEDDER else ''}")
     print("(any timm model name also works when online; checkpoint:PATH loads a trained model)")
     return 0
 
@@ -195,7 +196,7 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p = sub.add_parser("index", help="index image folders (incrementally)")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="folders (or files) to index")
     p.add_argument("--db", required=True, metavar="INDEX_DIR", help="index folder (created if missing)")
-    p.add_argument("--model", default=None, help="embedder name (default efficientnet_lite0; see 'lookalike models')")
+    p.add_argument("--model", default=None, help=f"embedder name of a new index (default {DEFAULT_EMBEDDER}; see 'lookalike models')")
     p.add_argument("--index-type", default=None, metavar="TYPE",
                    help=f"FAISS factory string, e.g. {', '.join(INDEX_TYPES)} (default auto)")
     p.add_argument("--batch-size", type=positive_int, default=64)

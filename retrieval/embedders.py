@@ -1,6 +1,7 @@
 """Embedder registry: build image embedders by name, like ``timm.create_model``.
 
-``get_embedder("efficientnet_lite0")`` gives the offline ImageNet-pretrained default,
+``get_embedder("efficientnet_lite0")`` gives the offline ImageNet-pretrained backbone, ``get_embedder(DEFAULT_EMBEDDER)``
+the default of new indexes (``ntxent-copies``, an edit-robust head on that backbone),
 ``get_embedder("checkpoint:path.pt")`` a model this project trained, and any other
 timm model name a timm model with its pretrained weights (needs the network once).
 Every embedder maps a batch of preprocessed image tensors to L2-normalised float32

@@ -6,7 +6,7 @@
 - :func:`~lookalike.indexer.pipeline.index_paths`: folders scanned, diffed, embedded and written in chunks;
 - :class:`~lookalike.retrieval.searcher.Searcher`: queries loaded, embedded, searched and re-ranked.
 
-    engine = Engine.open("my-index", model="efficientnet_lite0")
+    engine = Engine.open("my-index")  # a new index: DEFAULT_EMBEDDER (ntxent-copies); an old one: its own model
     engine.add(["~/Pictures"])
     for hit in engine.search("query.jpg", k=5):
         print(hit.rank, hit.score, hit.path)

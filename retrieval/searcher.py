@@ -21,7 +21,7 @@ from .folder import EngineError
 from .fusion import lowdetail_weight, parse_lowfreq
 from .maintainer import IndexMaintainer
 
-__all__ = ["Searcher", "SearchResult", "SearchResults", "load_query", "QUERY_VIEWS"]
+__all__ = ["Searcher", "SearchResult", "SearchResults", "load_query", "QUERY_VIEWS", "view_image"]
 
 
 @dataclass
@@ -101,6 +101,15 @@ def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int 
 # query-time views: flipped / turned copies of the query searched too, each image scored by its best view
 QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "rot": ("mirror", "rot90", "rot180", "rot270")}
 
+
+
+def view_image(img: Image.Image, view: str) -> Image.Image:
+    """One query view: "mirror" (left-right) or "rotN" (N degrees counter-clockwise, canvas expanded)."""
+    from PIL import ImageOps
+
+    return ImageOps.mirror(img) if view == "mirror" else img.rotate(int(view[3:]), expand=True)
+
+
 # a fused search re-scores the union of this many neural and this many low-frequency candidates (at least 4k)
 FUSE_CANDIDATES = 200
 
@@ -175,10 +184,7 @@ class Searcher:
                     self_id: int | None) -> list[SearchResult]:
         """Merge the results of flipped / turned copies of the query (embedded in one batch): each image keeps its
         best score over the views."""
-        from PIL import ImageOps
-
-        turned = [ImageOps.mirror(img) if v == "mirror" else img.rotate(int(v[3:]), expand=True)
-                  for v in QUERY_VIEWS[views]]
+        turned = [view_image(img, v) for v in QUERY_VIEWS[views]]
         best = {r.id: r for r in results}
         for im, v in zip(turned, self.embed(turned)):
             found = (self.fused_neighbours(v, lowfreq_signature(im), weight, n, exclude_id=self_id) if weight > 0

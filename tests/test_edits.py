@@ -88,3 +88,46 @@ def test_copy_benchmark_finds_originals_on_a_tiny_real_set(tmp_path):
     assert set(m["per_group"]) == {"mirror", "jpeg", "caption"}
     assert all(q["top1"]["efficientnet_lite0"] == q["photo"] for q in res["queries"])
     assert "overall" in format_table(res)
+
+
+
+def test_copy_levers_score_rotations_and_thumbnails_like_the_original(tmp_path):
+    """The quarter-turn gallery views meet a 90-degree copy, --multi-scale a 120 px thumbnail and the crop views a
+    top-left quarter, at about the score of the original itself (plain search: 0.73-0.94 here); every lever answers
+    every query."""
+    from lookalike.bench.common import Levers, build_gallery, open_index, run_levers
+    from lookalike.retrieval.models import DEFAULT_EMBEDDER
+
+    photos = [(n, load_photo(n).convert("RGB")) for n in ("astronaut", "chelsea", "coffee")]
+    rng = np.random.default_rng(1)
+    gallery = build_gallery(tmp_path / "g", photos, [(f"scene-{i}", generated_scene(rng)) for i in range(8)])
+    queries = [im.rotate(90, expand=True) for _, im in photos] + [
+        im.resize((120, round(120 * im.height / im.width))) for _, im in photos] + [
+        im.crop((0, 0, round(im.width / 2), round(im.height / 2))) for _, im in photos]
+    targets = [n for n, _ in photos] * 3
+    levers = Levers(low_detail=True, rot=True, query_views="rot", multi_scale=True, crops=True)
+    with open_index(tmp_path / "idx", gallery, DEFAULT_EMBEDDER, progress=False) as engine:
+        plain = np.array([engine.search(q, k=1)[0].score for q in queries])
+        out = run_levers(engine, gallery, tmp_path, DEFAULT_EMBEDDER, levers, queries, targets, k=5, progress=False)
+    assert set(out) == set(levers.names())
+    assert {"+lowdetail+rot+ms+views:mirror", "+views:rot", "+lowdetail+crops+views:rot"} <= set(out)
+    assert all(m.ranks == [1] * 9 and len(m.ms) == 9 for m in out.values())
+    top = {n: np.asarray(m.pair_scores).reshape(9, 5)[:, 0] for n, m in out.items()}
+    assert (top["+rot"][:3] > 0.99).all() and (plain[:3] < 0.95).all()
+    assert (top["+lowdetail+ms"][3:6] > 0.99).all() and (plain[3:6] < 0.97).all()
+    assert (top["+crops"][6:] > 0.98).all() and (top["+crops"][6:] - plain[6:] > 0.05).all(), (top["+crops"][6:], plain[6:])
+    assert (top["+lowdetail+rot+ms+views:rot"] >= np.maximum(top["+rot"], top["+lowdetail+ms"]) - 1e-6).all()  # max
+
+
+def test_copy_benchmark_keeps_the_engine_and_the_lever_query_views_apart(tmp_path):
+    from lookalike.bench.common import Levers
+    from lookalike.bench.copies import run_copies
+
+    photos = [(n, load_photo(n).convert("RGB")) for n in ("astronaut", "coffee")]
+    distractors = [(f"scene-{i}", generated_scene(np.random.default_rng(i))) for i in range(4)]
+    res = run_copies(photos, distractors, tmp_path, ["pixels@16"], "test", edits=["mirror"], strengths=("mild",), k=5,
+                     views="mirror", peer=False, progress=False, levers=Levers(query_views="mirror"))
+    assert set(res["methods"]) == {"pixels@16", "pixels@16 +views:mirror (Engine)", "pixels@16 +views:mirror",
+                                   "pixels@16 lowfreq-off", "pixels@16 +views:mirror (Engine) lowfreq-off"}
+    engine, lever = res["methods"]["pixels@16 +views:mirror (Engine)"], res["methods"]["pixels@16 +views:mirror"]
+    assert engine["top1"] == lever["top1"] == 1.0 and engine["n"] == lever["n"] == 2

@@ -12,11 +12,12 @@ from PIL import Image
 from lookalike import Engine, EngineError
 from lookalike.cli import main as cli
 from lookalike.data.photos import load_photo
+from lookalike.retrieval.models import DEFAULT_EMBEDDER
 from helpers import PHOTOS, consistent, exif_rotated_jpeg, save_rgb
 
 
 @pytest.fixture(scope="module")
-def lite_index(tmp_path_factory):
+def default_index(tmp_path_factory):
     """Photos plus their copies (exact, resized, recompressed, EXIF-rotated), indexed with the default model."""
     d = tmp_path_factory.mktemp("copies")
     src = d / "photos"
@@ -30,6 +31,7 @@ def lite_index(tmp_path_factory):
     Image.open(src / "coffee.png").convert("RGB").save(copies / "coffee-q35.jpg", quality=35)
     exif_rotated_jpeg(Image.open(src / "rocket.png"), copies / "rocket-exif6.jpg")
     engine = Engine.open(d / "index")
+    assert (engine.config.model, engine.dim) == (DEFAULT_EMBEDDER, 1024) == ("ntxent-copies", 1024)
     report = engine.add([d], progress=False, workers=0)
     assert report.indexed == len(PHOTOS) + 3 and report.skipped == 0
     yield engine, src, copies
@@ -38,16 +40,16 @@ def lite_index(tmp_path_factory):
 
 @pytest.mark.parametrize("copy,original", [("astronaut-small.png", "astronaut.png"), ("coffee-q35.jpg", "coffee.png"),
                                            ("rocket-exif6.jpg", "rocket.png")])
-def test_each_copy_finds_its_original(lite_index, copy, original):
-    engine, src, copies = lite_index
+def test_each_copy_finds_its_original(default_index, copy, original):
+    engine, src, copies = default_index
     res = engine.search(copies / copy, k=3, exclude_self=True)
     assert Path(res[0].path) == src / original, [r.path for r in res]
     assert res[0].score > 0.8
     assert res[0].score - res[1].score > 0.2
 
 
-def test_exact_duplicate_shares_one_vector(lite_index):
-    engine, src, copies = lite_index
+def test_exact_duplicate_shares_one_vector(default_index):
+    engine, src, copies = default_index
     res = engine.search(copies / "chelsea-exact.png", k=2)
     assert res[0].score > 0.999
     assert sorted(res[0].paths) == sorted([str(src / "chelsea.png"), str(copies / "chelsea-exact.png")])
@@ -56,8 +58,8 @@ def test_exact_duplicate_shares_one_vector(lite_index):
     consistent(engine)
 
 
-def test_query_forms_agree(lite_index):
-    engine, src, _ = lite_index
+def test_query_forms_agree(default_index):
+    engine, src, _ = default_index
     p = src / "coins.png"
     by_path = engine.search(p, k=1)[0]
     by_bytes = engine.search(p.read_bytes(), k=1)[0]
@@ -66,8 +68,8 @@ def test_query_forms_agree(lite_index):
     assert abs(by_path.score - by_pil.score) < 1e-4
 
 
-def test_rebuild_to_other_types_keeps_answers(lite_index):
-    engine, src, copies = lite_index
+def test_rebuild_to_other_types_keeps_answers(default_index):
+    engine, src, copies = default_index
     before = [r.path for r in engine.search(copies / "coffee-q35.jpg", k=3)]
     for t in ("HNSW32", "IVF1024,Flat", "Flat"):
         factory = engine.rebuild(t).factory
@@ -79,10 +81,36 @@ def test_rebuild_to_other_types_keeps_answers(lite_index):
         reopened.close()
 
 
-def test_other_model_is_refused(lite_index):
-    engine, *_ = lite_index
-    with pytest.raises(EngineError, match="built with model 'efficientnet_lite0'"):
+def test_other_model_is_refused(default_index):
+    engine, *_ = default_index
+    with pytest.raises(EngineError, match=f"built with model '{DEFAULT_EMBEDDER}'"):
         Engine.open(engine.root, model="pixels")
+    with pytest.raises(EngineError, match=f"built with model '{DEFAULT_EMBEDDER}', not 'efficientnet_lite0'"):
+        Engine.open(engine.root, model="efficientnet_lite0")
+
+
+def test_index_of_the_old_default_keeps_its_model(tmp_path, capsys):
+    """An index built with efficientnet_lite0 (the default before ntxent-copies) opens, searches and grows with
+    the model it records: 1280-d vectors, never the new default's."""
+    d = _files(tmp_path)
+    idx = tmp_path / "idx"
+    assert cli(["index", str(d), "--db", str(idx), "--model", "efficientnet_lite0", "-q", "--workers", "0"]) == 0
+    capsys.readouterr()
+    with Engine.open(idx) as e:  # no model given: the recorded one
+        assert (e.config.model, e.dim) == ("efficientnet_lite0", 1280)
+        small = load_photo("coffee").convert("RGB")
+        res = e.search(small.resize((small.width // 3, small.height // 3), Image.BICUBIC), k=2)
+        assert Path(res[0].path) == d / "coffee.png" and res[0].score > 0.8
+        assert e.embedder.dim == 1280 and e.embedder.name == "efficientnet_lite0"
+    save_rgb(load_photo("coins"), d / "coins.png")
+    assert cli(["index", str(d), "--db", str(idx), "-q", "--workers", "0"]) == 0  # no --model: adds with lite0
+    capsys.readouterr()
+    assert cli(["search", str(d / "coins.png"), "--db", str(idx), "-k", "1", "--json"]) == 0
+    hit = json.loads(capsys.readouterr().out)[0]
+    assert hit["path"] == str(d / "coins.png") and hit["score"] > 0.999
+    assert cli(["status", "--db", str(idx), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert (st["model"], st["dim"], st["images"]) == ("efficientnet_lite0", 1280, 6)
 
 
 # --------------------------------------------------------------------------- pipeline (fast embedder)

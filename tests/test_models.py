@@ -73,3 +73,16 @@ def test_denoiser_chosen_by_its_metadata_not_its_file_name(monkeypatch, tmp_path
     assert res.method == "classical" and res.fallback_reason == (
         "40x40 colour image is outside every shipped DDPM's domain (ddpm-mnist: 32x32 colour, "
         "ddpm-cifar10: 28x28 grayscale)")
+
+
+def test_default_embedder_is_the_shipped_edit_robust_head(capsys):
+    """New indexes get ntxent-copies (docs/benchmarks.md section 11); `lookalike models` marks it."""
+    from lookalike.cli import main as cli
+
+    card = models.get_card(models.DEFAULT_EMBEDDER)
+    assert card is not None and card.name == "ntxent-copies" and card.kind == "projection-head"
+    assert models.card_path(card).is_file() and card.name in models.shipped("projection-head")
+    assert cli(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    marked = [ln.split()[0] for ln in lines if ln.endswith("(default)")]
+    assert marked == ["ntxent-copies"]

@@ -15,16 +15,17 @@ from PIL import Image
 from helpers import PHOTOS
 from lookalike import Engine
 from lookalike.retrieval.engine import EngineError
-from lookalike.retrieval.models import MODELS_DIR
+from lookalike.retrieval.models import DEFAULT_EMBEDDER, MODELS_DIR
 from lookalike.retrieval.preprocess import PreprocessConfig
 from lookalike.retrieval.runtime import RuntimeUnavailable, load_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = f"checkpoint:{MODELS_DIR / 'siamese-contrastive-cifar10.pt'}"
 # one name per registered model family: packaged backbone (@SIZE), ensemble of two sizes (resized inside the
-# graph), projection head on a frozen backbone, shipped Siamese net, a checkpoint: file, the pixel baseline
+# graph), projection head on a frozen backbone, shipped Siamese net, a checkpoint: file, the pixel baseline; and the
+# default model of new indexes (a head read at its hidden layer, 224 px)
 FAMILIES = ["efficientnet_lite0@96", "efficientnet_lite0@96+efficientnet_lite1@112", "ntxent-cifar10",
-            "siamese-mnist", CHECKPOINT, "pixels"]
+            "siamese-mnist", CHECKPOINT, "pixels", DEFAULT_EMBEDDER]
 COMPILED = ["openvino", "onnxruntime"]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import TIMEOUT, have_samples, no_exception, page, png_bytes, texts
 from lookalike.data.photos import load_photo
+from lookalike.retrieval.models import DEFAULT_EMBEDDER
 from PIL import Image
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
@@ -143,6 +144,7 @@ def test_index_page_builds_updates_and_lists_skipped(image_tree, tmp_path, use_d
     at = page("index_page").run()
     no_exception(at)
     assert any("No index" in i.value for i in at.info)
+    assert at.selectbox(key="index_model").value == DEFAULT_EMBEDDER == "ntxent-copies"  # preselected
     at.text_input(key="index_folder").input(str(tmp_path / "nope"))
     at.selectbox(key="index_model").set_value("pixels")
     [b for b in at.button if b.label == "Build / update index"][0].click().run()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from lookalike.argtypes import add_runtime_options, fail, port, positive_float, positive_int
 
+from lookalike.retrieval.models import DEFAULT_EMBEDDER
+
 from .safety import DEFAULT_MAX_UPLOAD_MB
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -153,7 +155,7 @@ def add_commands(subparsers, train_subparsers=None, bench_subparsers=None) -> No
     p.add_argument("--read-only", action="store_true", help="never change the index from the browser (the default)")
     p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest accepted upload in MB (default {DEFAULT_MAX_UPLOAD_MB})")
-    p.add_argument("--model", default=None, help="model preselected for a new index (default efficientnet_lite0)")
+    p.add_argument("--model", default=None, help=f"model preselected for a new index (default {DEFAULT_EMBEDDER})")
     add_runtime_options(p)
     p.set_defaults(func=cmd_ui)
 

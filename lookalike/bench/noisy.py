@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from lookalike.data.edits import NOISES, apply_noise
+from lookalike.retrieval.models import DEFAULT_EMBEDDER
 
 from lookalike.retrieval.runtime import default_precision
 
@@ -96,7 +97,7 @@ def format_table(result: dict) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``lookalike bench noisy`` and ``benchmarks/noisy_photos.py``."""
     add_shared_arguments(p)
-    p.add_argument("--model", default="efficientnet_lite0", help="embedder (default efficientnet_lite0)")
+    p.add_argument("--model", default=DEFAULT_EMBEDDER, help=f"embedder (default {DEFAULT_EMBEDDER})")
     p.add_argument("--levels", default=",".join(NOISES), help="comma-separated noise levels")
     p.add_argument("--denoise-modes", default=",".join(DENOISE_MODES), help="comma-separated --denoise modes ('' for none)")
     p.add_argument("--json", default=None, help="result JSON (default benchmarks/results/noisy-SET[-MODEL].json)")
@@ -121,7 +122,8 @@ def main(args: argparse.Namespace) -> int:
               f"{', '.join(DENOISE_MODES)})", file=sys.stderr)
         return 2
     try:
-        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views)
+        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views,
+                        multi_scale=args.multi_scale, crops=args.crop_views)
     except ValueError:
         print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
         return 2
