@@ -313,6 +313,8 @@ def adapt_index(db: str | Path, cfg: AdaptConfig = AdaptConfig(), progress=True,
     engine = Engine.open(db, create=False, load_index=False)
     try:
         with engine.folder.writer_lock():
+            for stale in engine.root.glob(f".{HEAD_PREFIX}*.tmp"):  # a head being written when a run was killed
+                stale.unlink(missing_ok=True)
             info = adapted_info(engine.config)
             base = info["base"] if info and info.get("base") else engine.config.model
             emb = _base_head(engine, base)
