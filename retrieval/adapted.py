@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from lookalike.errors import LookalikeError
 from lookalike.indexer.store import ImageRow, MetadataStore, MetaRow
@@ -60,9 +61,12 @@ def accepts_model(config: IndexConfig, model: str) -> bool:
 
 def stored_head(store: MetadataStore) -> str | None:
     """The adapted head file the stored vectors come from (None: never adapted)."""
-    with store.session() as s:
-        row = s.execute(select(MetaRow.value).where(MetaRow.key == META_KEY)).scalar()
-    return row
+    try:
+        with store.session() as s:
+            return s.execute(select(MetaRow.value).where(MetaRow.key == META_KEY)).scalar()
+    except SQLAlchemyError as exc:
+        reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
+        raise EngineError(f"{store.url}: cannot read the metadata database ({reason})") from None
 
 
 def replace_vectors(store: MetadataStore, ids: np.ndarray, vectors: np.ndarray, head_file: str) -> None:

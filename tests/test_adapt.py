@@ -155,3 +155,26 @@ def test_adapt_refuses_an_index_of_another_model(tmp_path, base_index, capsys):
     assert all(np.array_equal(before[i], v) for i, v in stored(db).items())
     assert main(["adapt", "--db", str(tmp_path / "nothing-here"), "-q"]) == 2
     assert "not a lookalike index" in capsys.readouterr().err
+
+
+def test_copy_benchmark_scores_the_index_before_and_after_adapting(base_index, tmp_path):
+    from PIL import Image
+
+    from lookalike.bench.copies import format_table, run_copies
+
+    scenes = sorted((base_index / "images").glob("*.png"))
+    photos = [(p.stem, Image.open(p).convert("RGB")) for p in scenes[:3]]
+    distractors = [(p.stem, Image.open(p).convert("RGB")) for p in scenes[3:12]]
+    model = f"checkpoint:{base_index / 'head.pt'}"
+    res = run_copies(photos, distractors, tmp_path, [model], "test", edits=["mirror", "jpeg"], strengths=("mild",),
+                     k=5, peer=False, progress=False, adapt=SMALL)
+    assert set(res["methods"]) == {model, f"{model} +adapt"}
+    assert all(m["n"] == 6 for m in res["methods"].values())
+    report = res["adapt"][model]
+    assert report["images"] == 12 and report["sampled"] == 12 and report["views"] == SMALL.views
+    adapted = Path(report["index"])
+    assert adapted.name.endswith("-adapted") and (adapted / report["head"]).is_file()
+    # the plain gallery index is left as it was: the adapted one is a copy
+    plain = json.loads((adapted.with_name(adapted.name.removesuffix("-adapted")) / "lookalike.json").read_text())
+    assert plain["model"] == model and "adapted" not in plain
+    assert "+adapt" in format_table(res)
