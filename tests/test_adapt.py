@@ -87,6 +87,12 @@ def test_adapt_changes_vectors_and_search_uses_the_adapted_head(index, base_inde
     # --model with the base name still opens the adapted index (e.g. `lookalike index DIR --db D --model ...`)
     with Engine.open(index, model=cfg["adapted"]["base"], runtime="torch") as eng:
         assert eng.model_name == f"checkpoint:{head}"
+    # a moved index folder finds its head in its new place
+    moved = Path(shutil.move(index, index.with_name("moved")))
+    with Engine.open(moved, runtime="torch") as eng:
+        assert eng.model_name == f"checkpoint:{moved / head.name}"
+        hits = eng.search(query, k=5)
+        assert Path(hits[0].path) == query and hits[0].score > 0.999
 
 
 def test_a_kill_between_the_store_and_the_config_is_finished_on_open(index, base_index):
@@ -103,6 +109,13 @@ def test_a_kill_between_the_store_and_the_config_is_finished_on_open(index, base
         consistent(eng)
         hits = eng.search(query, k=3)
         assert Path(hits[0].path) == query and hits[0].score > 0.999
+        from PIL import Image
+
+        v = eng.embed([Image.open(query).convert("RGB")])[0]
+        assert float(v @ new[eng.store.id_for_path(str(query))]) > 0.999
+        for iid, vec in new.items():  # FAISS was rebuilt from the store: it holds the new vectors
+            scores, ids = eng.index.search(vec, 1)
+            assert ids[0][0] == iid and scores[0][0] > 0.999
     assert json.loads((index / "lookalike.json").read_text())["adapted"]["file"] in eng.config.model
     assert stored(index).keys() == new.keys()
 
