@@ -9,7 +9,7 @@ import threading
 
 # Modules that contribute sub-commands: each has add_commands(subparsers, train_subparsers).
 COMMAND_MODULES = [
-    "lookalike.commands",            # index, search, status, errors, rebuild, data export
+    "lookalike.commands",            # index, search, status, errors, rebuild, adapt, data export
     "lookalike.training.commands",   # train siamese / ntxent, eval
     "lookalike.training.ddpm.commands",  # train ddpm, denoise, bench denoise
     "lookalike.ui.commands",         # ui

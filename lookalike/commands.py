@@ -1,9 +1,10 @@
-"""Core sub-commands: index, search, status, errors, remove, rebuild, models, data export."""
+"""Core sub-commands: index, search, status, errors, remove, rebuild, adapt, models, data export."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 
 from .argtypes import add_runtime_options, fail, lowfreq, nonneg_int, positive_int, score, sigma, size_bytes
 from .fsutil import human_bytes
@@ -168,6 +169,19 @@ def cmd_rebuild(args) -> int:
     return 0
 
 
+def cmd_adapt(args) -> int:
+    import torch
+
+    from .training.adapt import AdaptConfig, adapt_index
+
+    torch.set_num_threads(args.threads)
+    cfg = AdaptConfig(images=args.images, views=args.views, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                      chunk=args.chunk_size, workers=args.workers)
+    report = adapt_index(args.db, cfg, progress=not args.quiet, command="lookalike " + " ".join(sys.argv[1:]))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0
+
+
 def cmd_models(args) -> int:
     from .retrieval.embedders import list_embedders
 
@@ -262,6 +276,23 @@ def add_commands(sub, train_sub, bench_sub) -> None:
                    help="memory-map IVF inverted lists for search (--no-on-disk to load them in RAM)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("adapt", help="fine-tune the index's projection head (e.g. ntxent-copies) on its own images "
+                                     "and re-embed them (resumable)")
+    p.add_argument("--db", required=True, metavar="INDEX_DIR")
+    p.add_argument("--images", type=positive_int, default=1000,
+                   help="most indexed images (a seeded sample) whose edited views train the head (default 1000)")
+    p.add_argument("--views", type=positive_int, default=4, help="edited views per sampled image (default 4)")
+    p.add_argument("--epochs", type=positive_int, default=30, help="training epochs over the sample (default 30)")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--chunk-size", type=positive_int, default=64,
+                   help="images per saved chunk of cached features (what a kill can lose; default 64)")
+    p.add_argument("--workers", type=nonneg_int, default=0, help="image decoding processes (default 0: this one)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("models", help="list registered embedders")
     p.set_defaults(func=cmd_models)

@@ -26,6 +26,7 @@ from lookalike.argtypes import PRECISIONS
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS
 from lookalike.indexer.store import ImageInfo, MetadataStore, StoreError, sqlite_url
 
+from . import adapted
 from .folder import EngineError, IndexConfig, IndexFolder
 from .index import VectorIndexError, needs_training
 from .maintainer import IndexMaintainer
@@ -121,7 +122,7 @@ class Engine:
             raise EngineError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
         if folder.exists():
             config = folder.read_config()
-            if model and model != config.model:
+            if model and not adapted.accepts_model(config, model):
                 raise EngineError(f"{root}: this index was built with model '{config.model}', not '{model}'; "
                                   f"use another --db folder for a different model")
             if precision and precision != config.precision:
@@ -158,6 +159,11 @@ class Engine:
                                   read_only=not folder.writable() and not config.db_url)
         except StoreError as exc:
             raise EngineError(str(exc)) from None
+        try:
+            adapted.recover(folder, config, store)  # a killed `lookalike adapt`: the store is ahead of the config
+        except BaseException:
+            store.close()
+            raise
         engine = cls(folder, config, store, max_pixels=max_pixels,
                      mmap=bool(config.on_disk) if mmap is None else bool(mmap), runtime=runtime)
         if index_type and index_type != config.index_type:
@@ -196,13 +202,13 @@ class Engine:
         if self._embedder is None:
             try:
                 try:
-                    emb = load_embedder(self.config.model, self.runtime, self.config.precision)
+                    emb = load_embedder(self.model_name, self.runtime, self.config.precision)
                 except RuntimeUnavailable as exc:
                     if self.config.precision != "bf16":
                         raise
                     # a bf16 index where bf16 cannot run (another CPU, --runtime torch): fp32 vectors are within
-                    # cosine 0.9995 of bf16 ones, so search goes on with them
-                    emb = load_embedder(self.config.model, self.runtime, "fp32")
+                    # cosine about 0.998 of bf16 ones, so search goes on with them
+                    emb = load_embedder(self.model_name, self.runtime, "fp32")
                     note(f"{exc}; this index is bf16: using fp32 vectors (cosine about 0.998 to bf16 ones)")
             except (EmbedderError, RuntimeUnavailable) as exc:
                 raise EngineError(str(exc)) from None
@@ -216,10 +222,15 @@ class Engine:
         if self.runtime in ("auto", "torch") and self.config.precision == "fp32":
             from .runtime import cuda_embedder
 
-            gpu = cuda_embedder(self.config.model)
+            gpu = cuda_embedder(self.model_name)
             if gpu is not None:
                 return gpu
         return self.embedder
+
+    @property
+    def model_name(self) -> str:
+        """The embedder name that made this index's vectors (its adapted head after ``lookalike adapt``)."""
+        return adapted.model_name(self.config, self.root)
 
     @property
     def dim(self) -> int:
@@ -256,7 +267,7 @@ class Engine:
         from lookalike.indexer.pipeline import EmbedSpec, index_paths, warn_stderr
 
         paths = list(paths)
-        spec = EmbedSpec(model=self.config.model, dim=self.dim, max_pixels=self.max_pixels,
+        spec = EmbedSpec(model=self.model_name, dim=self.dim, max_pixels=self.max_pixels,
                          load=self._indexing_embedder,
                          factory=functools.partial(load_embedder, runtime=self.runtime, precision=self.config.precision))
         with self.folder.writer_lock():

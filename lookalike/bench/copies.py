@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from lookalike.argtypes import positive_int
 from lookalike.data.edits import EDITS, apply_edit
 from lookalike.retrieval.models import DEFAULT_EMBEDDER
 
@@ -36,11 +37,14 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
                models: list[str], label: str, edits: list[str] | None = None,
                strengths: tuple[str, ...] = ("mild", "strong"), k: int = 10, views: str = "none",
                peer: bool = True, seed: int = 0, progress: bool = True, levers: Levers = Levers(),
-               log=None, lowfreq_modes: tuple[str, ...] = ("auto", "off"), precision: str | None = None) -> dict:
+               log=None, lowfreq_modes: tuple[str, ...] = ("auto", "off"), precision: str | None = None,
+               adapt=None) -> dict:
     """Run the benchmark; returns the result dict (figures per method, per edit kind, per query top-1).
 
     Each model is searched as `lookalike search` does (``lowfreq="auto"``: thumbnails and heavily blurred copies
-    fuse the low-frequency channel) and, as "MODEL lowfreq-off", with the neural score alone."""
+    fuse the low-frequency channel) and, as "MODEL lowfreq-off", with the neural score alone. ``adapt`` (a
+    :class:`~lookalike.training.adapt.AdaptConfig`): also score each model's index after ``lookalike adapt`` (on a
+    copy of the gallery index, kept beside it so reruns reuse its cached features)."""
     edits = list(edits or EDITS)
     work = Path(work)
     gallery = build_gallery(work / f"gallery-{label}-{len(distractors)}", photos, distractors)
@@ -53,18 +57,24 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     targets = [gallery.originals[q[0]].stem for q in queries]
     groups = [q[1] for q in queries]
     scores: dict[str, MethodScore] = {}
-    for model in models:
-        engine = open_index(work / f"index-{label}-{len(distractors)}-{model_slug(model, precision)}", gallery, model,
-                            progress, precision)
+    adapt_reports: dict[str, dict] = {}
+    runs = [(m, None) for m in models] + ([(m, "adapt") for m in models] if adapt is not None else [])
+    for model, variant in runs:
+        folder = work / f"index-{label}-{len(distractors)}-{model_slug(model, precision)}"
+        if variant == "adapt":
+            adapt_reports[model] = _adapted_index(folder, gallery, model, adapt, progress, log, precision)
+            folder = folder.with_name(folder.name + "-adapted")
+        engine = open_index(folder, gallery, model, progress, precision if variant is None else None)
         try:
             engine_search(engine, gallery, edited(queries[0]), k)  # warm-up: model load, first-call allocations
+            base = model + ("" if variant is None else f" +{variant}")
             # the plain search always, so that every lever and view has its baseline from the same run;
             # lowfreq auto: what `lookalike search` does; off: the neural score alone
             for vw in dict.fromkeys(("none", views)):
                 # the levers score the same query views from one batch; the Engine's pass keeps its own name
                 same = f"+views:{vw}" in levers.names()
                 for lowfreq in lowfreq_modes:
-                    name = (model + ("" if vw == "none" else f" +views:{vw}" + (" (Engine)" if same else ""))
+                    name = (base + ("" if vw == "none" else f" +views:{vw}" + (" (Engine)" if same else ""))
                             + ("" if lowfreq == "auto" else " lowfreq-off"))
                     ms = scores[name] = MethodScore()
                     t0 = time.perf_counter()
@@ -73,10 +83,12 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
                         ms.add(names, sc, target, t)
                     print(f"bench: {name} on {len(queries)} copies in {time.perf_counter() - t0:.0f} s",
                           file=log or sys.stderr)
+            if variant is not None:
+                continue  # levers: on the plain index only
             t0 = time.perf_counter()
-            for name, lever in run_levers(engine, gallery, work, model, levers, (edited(q) for q in queries), targets,
-                                          k, progress).items():
-                scores[f"{model} {name}"] = lever
+            for lname, lever in run_levers(engine, gallery, work, model, levers, (edited(q) for q in queries), targets,
+                                           k, progress).items():
+                scores[f"{model} {lname}"] = lever
             if levers.names():
                 print(f"bench: {model} {', '.join(levers.names())} in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
         finally:
@@ -90,13 +102,30 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     return {
         "bench": "copies", "photo_set": label, "n_photos": len(photos), "n_distractors": len(distractors),
         "n_gallery": len(gallery.paths), "n_queries": len(queries), "edits": edits, "strengths": list(strengths),
-        "k": k, "views": views, "levers": levers.names(), "seed": seed, "precision": precision or default_precision(models[0]), "peer": peer_status, "machine": f"{BUSY} ({platform.processor() or platform.machine()})",
+        "k": k, "views": views, "levers": levers.names(), "adapt": adapt_reports, "seed": seed,
+        "precision": precision or default_precision(models[0]), "peer": peer_status,
+        "machine": f"{BUSY} ({platform.processor() or platform.machine()})",
         "methods": {m: s.summary(groups) | {"per_strength": s.summary([f"{q[1]}/{q[2]}" for q in queries])["per_group"]}
                     for m, s in scores.items()},
         "gallery": str(gallery.folder),
         "queries": [{"photo": q[0], "edit": q[1], "strength": q[2], "seed": q[3],
                      "top1": {m: s.top1[i] for m, s in scores.items()}} for i, q in enumerate(queries)],
     }
+
+
+def _adapted_index(plain: Path, gallery, model: str, cfg, progress: bool, log, precision: str | None = None) -> dict:
+    """``lookalike adapt`` on a copy of the plain gallery index (``<plain>-adapted``); returns its report."""
+    import shutil
+
+    from lookalike.training.adapt import adapt_index
+
+    target = plain.with_name(plain.name + "-adapted")
+    if not target.exists():
+        open_index(plain, gallery, model, progress, precision).close()
+        shutil.copytree(plain, target, ignore=shutil.ignore_patterns(".lock", ".*.tmp"))
+    report = adapt_index(target, cfg, progress=progress, command="bench copies --adapt")
+    print(f"bench: adapted {model}: {report.summary()}", file=log or sys.stderr)
+    return report.to_dict()
 
 
 def format_table(result: dict) -> str:
@@ -123,6 +152,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=None, help=f"embedder (repeatable; default {DEFAULT_EMBEDDER})")
     p.add_argument("--edits", default=",".join(EDITS), help="comma-separated edit kinds")
     p.add_argument("--views", choices=("none", "mirror", "rot"), default="none", help="query-time views, max score per image")
+    p.add_argument("--adapt", action="store_true",
+                   help="also score each model after 'lookalike adapt' of the gallery index (projection heads only)")
+    p.add_argument("--adapt-images", type=positive_int, default=1000, help="adapt: most sampled images (default 1000)")
+    p.add_argument("--adapt-views", type=positive_int, default=4, help="adapt: edited views per image (default 4)")
+    p.add_argument("--adapt-epochs", type=positive_int, default=30, help="adapt: epochs (default 30)")
+    p.add_argument("--adapt-lr", type=float, default=1e-4, help="adapt: learning rate (default 1e-4)")
     p.add_argument("--json", default=None, help="result JSON (default benchmarks/results/copies-SET[-MODEL].json)")
     p.add_argument("--grid", default=None, help="picture grid PNG (default docs/copies-grid-SET.png; 'none' to skip)")
 
@@ -160,14 +195,20 @@ def main(args: argparse.Namespace) -> int:
         print(f"lookalike: --photos {args.photos}: no photos found (dev needs mate-backgrounds and ukui-wallpapers)",
               file=sys.stderr)
         return 2
-    from lookalike import EngineError
+    from lookalike.errors import LookalikeError
 
+    adapt = None
+    if args.adapt:
+        from lookalike.training.adapt import AdaptConfig
+
+        adapt = AdaptConfig(images=args.adapt_images, views=args.adapt_views, epochs=args.adapt_epochs,
+                            lr=args.adapt_lr, seed=args.seed)
     try:
         result = run_copies(photos, distractors(args.distractors, max_side=args.max_side),
                             Path(args.work or cache_root() / "work"), models, args.photos, edits, k=args.k,
                             views=args.views, peer=not args.no_peer, seed=args.seed, progress=not args.quiet,
-                            levers=levers, precision=args.precision)
-    except EngineError as exc:
+                            levers=levers, adapt=adapt, precision=args.precision)
+    except LookalikeError as exc:
         print(f"lookalike: {exc}", file=sys.stderr)
         return 2
     result["command"] = "lookalike bench copies " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "copies"] else sys.argv[1:])
@@ -176,7 +217,7 @@ def main(args: argparse.Namespace) -> int:
     root = Path.cwd()
     out = write_result(result, args.json or root / "benchmarks" / "results" /
                        f"copies-{args.photos}{_slug(models)}{'' if args.views == 'none' else '-views-' + args.views}"
-                       f"{'-levers' if levers.names() else ''}.json")
+                       f"{'-levers' if levers.names() else ''}{'-adapt' if adapt else ''}.json")
     print(f"json: {out}")
     if args.grid != "none":
         grid = Path(args.grid or root / "docs" / f"copies-grid-{args.photos}.png")
