@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
 
 __all__ = ["RUNTIMES", "PRECISIONS", "add_runtime_options", "fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "fraction", "similarity", "score", "sigma", "size_bytes", "port"]
 
@@ -66,30 +67,28 @@ score = _checked(_float, lambda v: -1 <= v <= 1, "a cosine similarity is within 
 port = _checked(_int, lambda v: 0 < v < 65536, "not a port number", "A TCP port number, 1..65535.")
 
 
-def sigma(text: str) -> float | str:
-    """'auto' or a noise level on the [-1, 1] pixel scale, within 0..5."""
-    if text == "auto":
-        return "auto"
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got '{text}'") from None
-    if not 0 <= v <= 5:
-        raise argparse.ArgumentTypeError(f"sigma must be within 0..5, got {v}")
-    return v
+def _word_or_number(words: tuple[str, ...], what: str, hi: float, doc: str) -> Callable[[str], float | str]:
+    """An argparse type: one of ``words``, or a number within 0..``hi`` (``what`` names it in errors)."""
+
+    def parse(text: str) -> float | str:
+        if text in words:
+            return text
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {' or '.join(repr(w) for w in words)} or a number, "
+                                             f"got '{text}'") from None
+        if not 0 <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be within 0..{hi:g}, got {v}")
+        return v
+
+    parse.__doc__ = doc
+    return parse
 
 
-def lowfreq(text: str) -> float | str:
-    """'auto', 'off' or a fusion weight for the low-frequency channel, within 0..10."""
-    if text in ("auto", "off"):
-        return text
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto', 'off' or a number, got '{text}'") from None
-    if not 0 <= v <= 10:
-        raise argparse.ArgumentTypeError(f"weight must be within 0..10, got {v}")
-    return v
+sigma = _word_or_number(("auto",), "sigma", 5, "'auto' or a noise level on the [-1, 1] pixel scale, within 0..5.")
+lowfreq = _word_or_number(("auto", "off"), "weight", 10,
+                          "'auto', 'off' or a fusion weight for the low-frequency channel, within 0..10.")
 
 
 def size_bytes(text: str) -> int:
