@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Callable
 
-__all__ = ["RUNTIMES", "PRECISIONS", "add_runtime_options", "fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "fraction", "similarity", "score", "sigma", "size_bytes", "port"]
+__all__ = ["RUNTIMES", "PRECISIONS", "add_runtime_options", "fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "fraction", "similarity", "score", "sigma", "lowfreq", "size_bytes", "port"]
 
 
 # inference runtimes and precisions (lookalike.retrieval.runtime runs them)
