@@ -64,6 +64,8 @@ MODELS: tuple[ModelCard, ...] = (
               "cropped, blurred, recoloured, captioned copies (docs/benchmarks.md section 11)", "ntxent-copies-lite0.pt"),
     ModelCard("ddpm-mnist", "ddpm", "DDPM query denoiser, MNIST-5k sample", "ddpm-mnist.pt"),
     ModelCard("ddpm-cifar10", "ddpm", "DDPM query denoiser, CIFAR-10 sample", "ddpm-cifar10.pt"),
+    ModelCard("ddpm-photo", "ddpm", "DDPM query denoiser for photos of any size: fully convolutional U-Net on 64 px "
+              "patches of the dev photos, tiled DDIM (docs/benchmarks.md section 11)", "ddpm-photo.pt"),
     ModelCard("ddpm-sigma-estimator", "sigma-estimator", "learned noise-level estimator (any size, per channel)",
               "ddpm-sigma-estimator.pt"),
 )

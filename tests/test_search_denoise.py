@@ -67,7 +67,9 @@ def test_denoised_queries_find_the_right_digit_more_often(mnist_index):
     assert clean_hits > noisy_hits, (clean_hits, noisy_hits)
 
 
-def test_other_sizes_fall_back_to_classical(tmp_path):
+def test_other_sizes_use_the_photo_model_or_fall_back_to_classical(tmp_path):
+    from lookalike.retrieval.denoise import shipped_models
+
     d = tmp_path / "photos"
     d.mkdir()
     for n in ("astronaut", "coffee", "rocket"):
@@ -76,9 +78,16 @@ def test_other_sizes_fall_back_to_classical(tmp_path):
     engine.add([d], progress=False, workers=0)
     arr = np.asarray(load_photo("coffee").convert("RGB").resize((96, 64)))
     res = engine.search(_noisy(arr, 0.2), k=2, denoise="auto")
-    assert res.denoise.method == "classical" and res.denoise.fallback_reason
+    if "ddpm-photo" in shipped_models():  # fully convolutional: any size
+        assert res.denoise.method == "ddim" and res.denoise.model == "ddpm-photo" and not res.denoise.fallback_reason
+    else:
+        assert res.denoise.method == "classical" and res.denoise.fallback_reason
     assert res[0].path.endswith("coffee.png")
     assert res.consistency is None  # one deterministic sample: nothing to compare
+    # a fixed-size model named for a photo-sized query falls back to the classical path, saying why
+    res = engine.search(_noisy(arr, 0.2), k=2, denoise="auto", denoise_model="ddpm-cifar10")
+    assert res.denoise.method == "classical" and "96x64" in res.denoise.fallback_reason
+    assert res[0].path.endswith("coffee.png")
     engine.close()
 
 

@@ -30,6 +30,12 @@ METHODS = ("auto", "ddpm", "ddim", "classical")
 _GRAY_TOL = 3.0  # mean |channel difference| (0-255) below which an RGB image counts as grayscale
 _LOCK = threading.Lock()
 _MODELS: dict[str, Diffusion | SigmaNet | None] = {}
+# how an any-size (photo) model runs unless its checkpoint's metadata "inference" says otherwise; chosen on the dev
+# photos (docs/benchmarks.md section 11, "A photo diffusion denoiser")
+PHOTO_INFERENCE = {"steps": 1, "work_side": 256, "tile": 256, "overlap": 32}
+# (raw, true) pairs of estimate_sigma(..., "photo"): the 3x3-crop median of the learned estimator averaged over the
+# 30 dev photos at Gaussian noise 0 / 0.1 / 0.25 / 0.5 / 0.75 / 1.0 on 0..1 (benchmarks/photo_denoise.py sigma)
+PHOTO_SIGMA_CALIBRATION = ((0.0, 0.0), (0.2, 0.2), (0.5, 0.5), (1.0, 1.0), (1.5, 1.5), (2.0, 2.0))
 # torch threads for the small denoising nets; on a busy few-core CPU more threads are many times slower
 DENOISE_THREADS = 1
 
@@ -136,26 +142,40 @@ def estimate_sigma(image: Image.Image, estimator: str = "auto") -> float:
 
     ``auto`` uses the shipped learned estimator (robust to the clipping of noisy 8-bit files; centre 128x128 crop
     of large images) and falls back to wavelet MAD when it is missing; ``learned`` / ``wavelet`` force one.
+    ``photo`` is the learned estimator made for photos: the median over a 3x3 grid of 128x128 crops, mapped through
+    :data:`PHOTO_SIGMA_CALIBRATION` (fitted on the dev photos; the raw estimate reads 12% low at sigma 0.2-0.5 and
+    saturates near 1.6, docs/benchmarks.md section 11); images of at most 128 px get the plain learned estimate.
     """
     _check_image(image)
     arr, gray = _to_array(image)
-    if estimator not in ("auto", "learned", "wavelet"):
-        raise DenoiseError(f"unknown sigma estimator '{estimator}' (choose auto, learned or wavelet)")
-    net = _sigma_net() if estimator in ("auto", "learned") else None
-    if estimator == "learned" and net is None:
+    if estimator not in ("auto", "learned", "wavelet", "photo"):
+        raise DenoiseError(f"unknown sigma estimator '{estimator}' (choose auto, learned, wavelet or photo)")
+    net = _sigma_net() if estimator != "wavelet" else None
+    if estimator in ("learned", "photo") and net is None:
         raise DenoiseError(f"{_sigma_path()}: learned sigma estimator missing")
     if net is None:
         return wavelet_sigma(arr[..., 0] if gray else arr)
     h, w = arr.shape[:2]
     c = 128
-    if h > c or w > c:
-        top, left = max(0, (h - c) // 2), max(0, (w - c) // 2)
-        arr = arr[top : top + c, left : left + c]
-    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+    grid = 3 if estimator == "photo" and (h > c or w > c) else 1
+    crops = []
+    for i in range(grid):
+        for j in range(grid):
+            top = max(0, int((h - c) * (i + 0.5) / grid))
+            left = max(0, int((w - c) * (j + 0.5) / grid))
+            crops.append(arr[top : top + c, left : left + c])
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2)))
     if gray:
         x = x[:, :1]
     with _threads(DENOISE_THREADS):
-        return float(net.estimate(x)[0])
+        est = float(net.estimate(x).median())
+    if grid > 1:
+        raw, true = zip(*PHOTO_SIGMA_CALIBRATION)
+        if est <= raw[-1]:
+            return float(np.interp(est, raw, true))
+        slope = (true[-1] - true[-2]) / (raw[-1] - raw[-2])
+        return float(true[-1] + slope * (est - raw[-1]))
+    return est
 
 
 def classical_denoise(arr: np.ndarray, sigma: float) -> np.ndarray:
@@ -177,35 +197,52 @@ def _to_pil(arr: np.ndarray) -> Image.Image:
 
 
 def _pick_model(w: int, h: int, gray: bool, model: str | None) -> tuple[Diffusion | None, str | None, str | None]:
-    """(diffusion, model name, fallback reason); without ``model``, the shipped DDPM whose own size and channels fit."""
+    """(diffusion, model name, fallback reason); without ``model``, the shipped DDPM whose own size and channels fit.
+
+    A model whose checkpoint says ``image_size`` None (fully convolutional, e.g. ``ddpm-photo``) fits any size; a
+    3-channel one also fits grey images (it was trained on grey patches too). Exact-size models win over it, so
+    28x28 grey and 32x32 colour queries keep ddpm-mnist / ddpm-cifar10.
+    """
     if model is None:
-        known = []
+        known, any_size = [], []
         for name in shipped_models():
             diffusion = resolve_model(name)
             size, gray_model = diffusion.image_size, diffusion.channels == 1
+            if diffusion.any_size:
+                if gray or not gray_model:
+                    any_size.append((diffusion, name))
+                known.append(f"{name}: any size {'grayscale' if gray_model else 'colour or grayscale'}")
+                continue
             if (size, size) == (w, h) and gray_model == gray:
                 return diffusion, name, None
             known.append(f"{name}: {size}x{size} {'grayscale' if gray_model else 'colour'}")
+        if any_size:
+            return any_size[0][0], any_size[0][1], None
         kind = "grayscale" if gray else "colour"
         return None, None, (f"{w}x{h} {kind} image is outside every shipped DDPM's domain "
                             f"({', '.join(known) or 'none found under ' + str(models.MODELS_DIR)})")
     diffusion = resolve_model(model)
     size, ch = diffusion.image_size, diffusion.channels
-    if (w, h) != (size, size):
-        return None, model, f"{w}x{h} image does not match {model}'s training size {size}x{size}"
     if ch == 1 and not gray:
         return None, model, f"colour image does not match {model}, trained on grayscale images"
+    if diffusion.any_size:
+        return diffusion, model, None
+    if (w, h) != (size, size):
+        return None, model, f"{w}x{h} image does not match {model}'s training size {size}x{size}"
     if ch == 3 and gray:
         return None, model, f"grayscale image does not match {model}, trained on colour images"
     return diffusion, model, None
 
 
 def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str = "auto", model: str | None = None,
-                  n_samples: int = 1, steps: int = 20, seed: int = 0) -> DenoiseResult:
+                  n_samples: int = 1, steps: int | None = None, seed: int = 0) -> DenoiseResult:
     """Denoise a query image; ``method='auto'`` uses DDIM with the DDPM matching the image's domain, else classical.
 
     ``sigma='auto'`` estimates the noise level. ``n_samples > 1`` draws several denoised samples (ancestral DDPM, or
     stochastic DDIM with eta=0.5 for the extra ones) for mean-embedding search and a consistency score.
+    ``steps`` None: the model's own default (checkpoint metadata ``inference.steps``), else 20. A fully
+    convolutional model (``ddpm-photo``) runs on the image box-reduced to its ``inference.work_side`` and tiled,
+    and the result is scaled back to the input size (:func:`_denoise_photo`).
     """
     t0 = time.perf_counter()
     _check_image(image)
@@ -213,13 +250,12 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
         raise DenoiseError(f"--method {method}: unknown (choose {', '.join(METHODS)})")
     if int(n_samples) < 1 or int(n_samples) > 64:
         raise DenoiseError(f"--samples {n_samples}: must be between 1 and 64")
-    if int(steps) < 1 or int(steps) > 1000:
+    if steps is not None and (int(steps) < 1 or int(steps) > 1000):
         raise DenoiseError(f"--steps {steps}: must be between 1 and 1000")
     estimated = isinstance(sigma, str)
     if estimated:
         if sigma != "auto":
             raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
-        sig = estimate_sigma(image)
     else:
         sig = float(sigma)
         if not np.isfinite(sig) or sig < 0:
@@ -229,6 +265,8 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
     diffusion, name, reason = (None, None, None)
     if method in ("auto", "ddpm", "ddim"):
         diffusion, name, reason = _pick_model(w, h, gray, model)
+    if estimated:  # the photo model gets the photo-calibrated estimate
+        sig = estimate_sigma(image, "photo" if diffusion is not None and diffusion.any_size else "auto")
     used = "classical" if diffusion is None else ("ddim" if method == "auto" else method)
 
     def done(samples: list[Image.Image], used: str, name: str | None, reason: str | None) -> DenoiseResult:
@@ -240,15 +278,53 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
     if diffusion is None:
         src = arr[..., 0] if gray else arr
         return done([_to_pil(classical_denoise(src, sig))], "classical", None, reason)
+    inference = {**(PHOTO_INFERENCE if diffusion.any_size else {}), **(diffusion.meta.get("inference") or {})}
+    steps = int(steps if steps is not None else inference.get("steps", 20))
+    g = torch.Generator().manual_seed(int(seed))
+    if diffusion.any_size:
+        with _threads(DENOISE_THREADS):
+            out = _denoise_photo(diffusion, arr, gray, sig, used, n_samples, steps, g, inference)
+        return done([_to_pil(o) for o in out], used, name, None)
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
     if diffusion.channels == 1:
         x = x[:, :1]
-    g = torch.Generator().manual_seed(int(seed))
     with _threads(DENOISE_THREADS):
         out = _run_diffusion(diffusion, x, sig, used, n_samples, steps, g)
     samples = [_to_pil(o.permute(1, 2, 0).numpy()[..., 0] if diffusion.channels == 1 else o.permute(1, 2, 0).numpy())
                for o in out]
     return done(samples, used, name, None)
+
+
+def work_factor(w: int, h: int, work_side: int | None) -> int:
+    """Integer box-reduction factor that brings the long side to at most ``work_side`` (1: full size)."""
+    if not work_side:
+        return 1
+    return max(1, -(-max(w, h) // int(work_side)))
+
+
+def _denoise_photo(diffusion: Diffusion, arr: np.ndarray, gray: bool, sig: float, used: str, n_samples: int,
+                   steps: int, g: torch.Generator, inference: dict) -> list[np.ndarray]:
+    """Any-size model: box-reduce by :func:`work_factor` (noise sigma / f), DDIM in overlapping tiles, bicubic
+    back to the input size; returns (H,W,3) arrays in [-1, 1], one per sample."""
+    h, w = arr.shape[:2]
+    f = work_factor(w, h, inference.get("work_side"))
+    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+    if gray:
+        x = x.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    if f > 1:
+        x = torch.nn.functional.avg_pool2d(x, f, ceil_mode=True)
+    sig_w = sig / f
+    tile, overlap = int(inference.get("tile", 256)), int(inference.get("overlap", 32))
+    outs = []
+    for i in range(n_samples):
+        if used == "ddim" and i == 0:
+            o = diffusion.denoise_tiled(x, sig_w, steps, tile, overlap)
+        else:  # extra samples: stochastic DDIM (eta 0.5) or ancestral DDPM, tile by tile
+            o = diffusion.denoise_tiled(x, sig_w, steps, tile, overlap, method=used, eta=0.5, generator=g)
+        if f > 1:
+            o = torch.nn.functional.interpolate(o, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
+        outs.append(o[0].permute(1, 2, 0).numpy())
+    return outs
 
 
 def _run_diffusion(diffusion: Diffusion, x: torch.Tensor, sig: float, used: str, n_samples: int, steps: int,
