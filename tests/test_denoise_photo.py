@@ -70,16 +70,18 @@ def test_tiles_blend_without_seams():
     clean = _dev_crop(200, 150)
     y = torch.from_numpy(np.asarray(add_noise_image(clean, 0.4, seed=2), dtype=np.float32) / 127.5 - 1)
     y = y.permute(2, 0, 1)[None]
+    c = torch.from_numpy(np.asarray(clean, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
     whole = model.denoise(y, 0.4, "ddim", 1)
     tiled = model.denoise_tiled(y, 0.4, 1, tile=64, overlap=16)  # 4x3 tiles
     assert tiled.shape == y.shape
-    diff = (tiled - whole).abs()
-    assert float(diff.mean()) < 0.03 and float(diff.max()) < 0.3, (float(diff.mean()), float(diff.max()))
-    # a seam would be a jump across tile borders: the column-to-column change of the tiled result stays within
-    # that of the whole-image result plus a small margin, column by column
-    step_t = (tiled[..., 1:] - tiled[..., :-1]).abs().mean((0, 1, 2))
-    step_w = (whole[..., 1:] - whole[..., :-1]).abs().mean((0, 1, 2))
-    assert float((step_t - step_w).max()) < 0.02, float((step_t - step_w).max())
+    err = (tiled - whole).abs()  # the whole-image result has no seams; tiles differ by GroupNorm statistics
+    assert float(err.mean()) < 0.04, float(err.mean())
+    assert float(((tiled - c) ** 2).mean()) < 1.1 * float(((whole - c) ** 2).mean())
+    # a seam is a jump of that difference across a tile border (hard cuts, overlap 1: 0.011 across columns, 0.028
+    # across rows; blended: <= 0.005); the outer 3 px differ anyway (the whole image is reflect-padded to 152 rows)
+    for axis in (3, 2):
+        prof = err.mean(dim=tuple(a for a in (0, 1, 2, 3) if a != axis))[3:-3]
+        assert float((prof[1:] - prof[:-1]).abs().max()) < 0.008, (axis, float((prof[1:] - prof[:-1]).abs().max()))
 
 
 def test_pick_model_takes_the_photo_model_for_other_sizes_and_keeps_the_small_ones():

@@ -35,7 +35,8 @@ _MODELS: dict[str, Diffusion | SigmaNet | None] = {}
 PHOTO_INFERENCE = {"steps": 1, "work_side": 256, "tile": 256, "overlap": 32}
 # (raw, true) pairs of estimate_sigma(..., "photo"): the 3x3-crop median of the learned estimator averaged over the
 # 30 dev photos at Gaussian noise 0 / 0.1 / 0.25 / 0.5 / 0.75 / 1.0 on 0..1 (benchmarks/photo_denoise.py sigma)
-PHOTO_SIGMA_CALIBRATION = ((0.0, 0.0), (0.2, 0.2), (0.5, 0.5), (1.0, 1.0), (1.5, 1.5), (2.0, 2.0))
+PHOTO_SIGMA_CALIBRATION = ((0.014, 0.0), (0.189, 0.2), (0.443, 0.5), (0.973, 1.0), (1.402, 1.5), (1.545, 2.0))
+PHOTO_SIGMA_MAX = 2.5  # cap of the extrapolation above the last pair (the raw estimate saturates near 1.6)
 # torch threads for the small denoising nets; on a busy few-core CPU more threads are many times slower
 DENOISE_THREADS = 1
 
@@ -174,7 +175,7 @@ def estimate_sigma(image: Image.Image, estimator: str = "auto") -> float:
         if est <= raw[-1]:
             return float(np.interp(est, raw, true))
         slope = (true[-1] - true[-2]) / (raw[-1] - raw[-2])
-        return float(true[-1] + slope * (est - raw[-1]))
+        return float(min(PHOTO_SIGMA_MAX, true[-1] + slope * (est - raw[-1])))
     return est
 
 
