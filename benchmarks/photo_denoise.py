@@ -9,6 +9,7 @@ the result and of the clean photo (what search compares), and ms per megapixel (
 
     OMP_NUM_THREADS=1 python benchmarks/photo_denoise.py sigma --photos dev
     OMP_NUM_THREADS=1 python benchmarks/photo_denoise.py denoise --photos dev --max-photos 8 --settings full:1,256:1,256:2
+    OMP_NUM_THREADS=1 python benchmarks/photo_denoise.py timing --photos dev
     OMP_NUM_THREADS=1 python benchmarks/photo_denoise.py grid --photos dev --max-photos 4 --settings 256:1,full:1
 """
 from __future__ import annotations
@@ -120,9 +121,38 @@ def _grid(photos: list[tuple[str, Image.Image]], level: float, settings: list[st
     canvas.save(out)
 
 
+def _timing(photos: list[tuple[str, Image.Image]]) -> dict:
+    """ms of one 1-MP query (the first photo resized to 1224x816, Gaussian 0.5 on 0..1), median of 3 (1 for full
+    size): the photo sigma estimate, and ``denoise_image`` with sigma given per working side and step count."""
+    from lookalike.retrieval.denoise import denoise_image, estimate_sigma, resolve_model
+
+    y = gaussian_noise(photos[0][1].resize((1224, 816), Image.BICUBIC), 0.5, np.random.default_rng(0))
+    model = resolve_model("ddpm-photo")
+    inference = dict(model.meta.get("inference") or {})
+    denoise_image(y, method="ddim", sigma=1.0)  # warm-up
+
+    def ms(f, n: int = 3) -> float:
+        v = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            f()
+            v.append((time.perf_counter() - t0) * 1000)
+        return round(float(np.median(v)), 1)
+
+    out = {"megapixels": round(y.width * y.height / 1e6, 3), "estimate_sigma_photo_ms": ms(lambda: estimate_sigma(y, "photo")),
+           "estimate_sigma_auto_ms": ms(lambda: estimate_sigma(y))}
+    for side, steps in ((256, 1), (256, 2), (256, 5), (512, 1), (512, 5), (None, 1)):
+        model.meta["inference"] = {**inference, "work_side": side}
+        out[f"denoise_{side or 'full'}_{steps}_ms"] = ms(lambda: denoise_image(y, method="ddim", sigma=1.0, steps=steps),
+                                                         3 if side else 1)
+    model.meta["inference"] = inference
+    out["default_sigma_auto_ms"] = ms(lambda: denoise_image(y, method="ddim"))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("sigma", "denoise", "grid"))
+    ap.add_argument("what", choices=("sigma", "denoise", "grid", "timing"))
     ap.add_argument("--photos", choices=("dev", "eval"), default="dev")
     ap.add_argument("--max-photos", type=int, default=None)
     ap.add_argument("--estimators", default="learned,wavelet")
@@ -139,7 +169,9 @@ def main() -> None:
         _grid(photos, args.grid_level, args.settings.split(","), args.out)
         print(f"grid: {args.out}")
         return
-    if args.what == "sigma":
+    if args.what == "timing":
+        res = _timing(photos)
+    elif args.what == "sigma":
         res = _sigma(photos, args.estimators.split(","))
     else:
         res = _denoise(photos, args.settings.split(","), tuple(float(x) for x in args.levels.split(",")))
