@@ -68,6 +68,8 @@ MODELS: tuple[ModelCard, ...] = (
               bf16=True),  # CIFAR-10-sample bf16 vs fp32: mAP@R 0.2533 vs 0.2567, P@1 0.7012 vs 0.6951
     ModelCard("ddpm-mnist", "ddpm", "DDPM query denoiser, MNIST-5k sample", "ddpm-mnist.pt"),
     ModelCard("ddpm-cifar10", "ddpm", "DDPM query denoiser, CIFAR-10 sample", "ddpm-cifar10.pt"),
+    ModelCard("ddpm-photo", "ddpm", "DDPM query denoiser for photos of any size: fully convolutional U-Net on 64 px "
+              "patches of the dev photos, tiled DDIM (docs/benchmarks.md section 11)", "ddpm-photo.pt"),
     ModelCard("ddpm-sigma-estimator", "sigma-estimator", "learned noise-level estimator (any size, per channel)",
               "ddpm-sigma-estimator.pt"),
 )

@@ -92,9 +92,12 @@ def test_auto_picks_domain_model_and_falls_back_for_other_sizes():
     im, _ = _noisy("mnist", 1, 0.3)
     assert denoise_image(im).method == "ddim"
     big = im.resize((40, 40))
-    res = denoise_image(big, method="ddim", sigma=0.3)
+    res = denoise_image(big, method="ddim", sigma=0.3, model="ddpm-mnist")
     assert res.method == "classical" and res.model is None
     assert "40x40" in res.fallback_reason and res.image.size == (40, 40)
+    if "ddpm-photo" in shipped_models():  # other sizes: the fully convolutional photo model
+        res = denoise_image(big, method="ddim", sigma=0.3)
+        assert res.method == "ddim" and res.model == "ddpm-photo" and res.image.size == (40, 40)
     colour = Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28, 3), dtype=np.uint8))
     res = denoise_image(colour, method="ddpm", sigma=0.3, model="ddpm-mnist")
     assert res.method == "classical" and "colour" in res.fallback_reason

@@ -40,8 +40,8 @@ def test_every_card_resolves(card):
 def test_lookups():
     assert models.get_card("siamese-mnist").name == "siamese-triplet-mnist"
     assert models.get_card("no-such-model") is None
-    assert [c.name for c in models.cards("ddpm")] == ["ddpm-mnist", "ddpm-cifar10"]
-    assert set(shipped_models()) == {"ddpm-mnist", "ddpm-cifar10"}
+    assert [c.name for c in models.cards("ddpm")] == ["ddpm-mnist", "ddpm-cifar10", "ddpm-photo"]
+    assert set(shipped_models()) == {"ddpm-mnist", "ddpm-cifar10", "ddpm-photo"}
 
 
 def test_alias_and_checkpoint_load_without_training_package():

@@ -68,7 +68,9 @@ def test_denoised_queries_find_the_right_digit_more_often(mnist_index):
     assert clean_hits > noisy_hits, (clean_hits, noisy_hits)
 
 
-def test_photos_are_not_denoised_by_auto_but_classical_still_runs_when_asked(tmp_path):
+def test_photos_fuse_under_auto_and_use_the_photo_model_or_classical_when_asked(tmp_path):
+    from lookalike.retrieval.denoise import shipped_models
+
     d = tmp_path / "photos"
     d.mkdir()
     for n in ("astronaut", "coffee", "rocket"):
@@ -76,8 +78,14 @@ def test_photos_are_not_denoised_by_auto_but_classical_still_runs_when_asked(tmp
     engine = Engine.open(tmp_path / "idx", model="pixels")
     engine.add([d], progress=False, workers=0)
     arr = np.asarray(load_photo("coffee").convert("RGB").resize((96, 64)))
-    res = engine.search(_noisy(arr, 0.6), k=2, denoise="auto")  # no shipped DDPM takes 96x64 photos
+    res = engine.search(_noisy(arr, 0.6), k=2, denoise="auto")  # a photo: the low-frequency rule, not a DDPM
     assert res.denoise.method == "lowfreq" and res.lowfreq_weight > 0 and "photo" in res.denoise.fallback_reason
+    assert res[0].path.endswith("coffee.png")
+    res = engine.search(_noisy(arr, 0.2), k=2, denoise="ddim")
+    if "ddpm-photo" in shipped_models():  # fully convolutional: any size
+        assert res.denoise.method == "ddim" and res.denoise.model == "ddpm-photo" and not res.denoise.fallback_reason
+    else:
+        assert res.denoise.method == "classical" and res.denoise.fallback_reason
     assert res[0].path.endswith("coffee.png")
     res = engine.search(arr, k=2, denoise="auto")  # a clean photo is not denoised (this small one is a thumbnail)
     assert res.denoise.method == "none" and res.lowfreq_weight == LOWDETAIL_WEIGHT
@@ -85,6 +93,10 @@ def test_photos_are_not_denoised_by_auto_but_classical_still_runs_when_asked(tmp
     res = engine.search(_noisy(arr, 0.2), k=2, denoise="classical")
     assert res.denoise.method == "classical" and res[0].path.endswith("coffee.png")
     assert res.consistency is None  # one deterministic sample: nothing to compare
+    # a fixed-size model named for a photo-sized query falls back to the classical path, saying why
+    res = engine.search(_noisy(arr, 0.2), k=2, denoise="auto", denoise_model="ddpm-cifar10")
+    assert res.denoise.method == "classical" and "96x64" in res.denoise.fallback_reason
+    assert res[0].path.endswith("coffee.png")
     engine.close()
 
 

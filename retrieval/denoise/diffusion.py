@@ -15,17 +15,25 @@ __all__ = ["Diffusion", "build_diffusion", "save_diffusion", "load_diffusion"]
 
 
 class Diffusion(nn.Module):
-    """A noise-predicting U-Net plus its T-step schedule; images are float tensors in [-1, 1], NCHW."""
+    """A noise-predicting U-Net plus its T-step schedule; images are float tensors in [-1, 1], NCHW.
 
-    def __init__(self, unet: UNet, schedule: NoiseSchedule, image_size: int, meta: dict | None = None) -> None:
+    ``image_size`` None marks a fully convolutional model trained on patches (any size; :meth:`denoise_tiled`).
+    """
+
+    def __init__(self, unet: UNet, schedule: NoiseSchedule, image_size: int | None, meta: dict | None = None) -> None:
         super().__init__()
         self.unet = unet
         self.schedule = schedule
-        self.image_size = int(image_size)
+        self.image_size = None if image_size is None else int(image_size)
         self.channels = unet.in_channels
         self.meta = dict(meta or {})
         ab = schedule.alphas_cumprod
         self.register_buffer("abar", ab.float(), persistent=False)
+
+    @property
+    def any_size(self) -> bool:
+        """True for a patch-trained, fully convolutional model (checkpoint ``image_size`` None)."""
+        return self.image_size is None
 
     # ---- reverse processes ------------------------------------------------------------
     def t_star(self, sigma: float | torch.Tensor, n: int) -> torch.Tensor:
@@ -69,9 +77,37 @@ class Diffusion(nn.Module):
     @torch.inference_mode()
     def sample(self, n: int, steps: int = 50, generator: torch.Generator | None = None) -> torch.Tensor:
         """Generate from pure noise with DDIM (for sample grids)."""
-        x = torch.randn(n, self.channels, self.image_size, self.image_size, generator=generator)
+        size = self.image_size or int(self.meta.get("patch", 64))
+        x = torch.randn(n, self.channels, size, size, generator=generator)
         ts = self.step_table(torch.full((n,), self.schedule.T - 1), steps)
         return self._reverse(x, ts, "ddim", 0.0, generator)
+
+    @torch.inference_mode()
+    def denoise_tiled(self, y: torch.Tensor, sigma: float, steps: int = 1, tile: int = 256, overlap: int = 32,
+                      method: str = "ddim", eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """:meth:`denoise` (DDIM by default) of one image (1,C,H,W) of any size, in overlapping tiles blended by linear ramps.
+
+        Tiles are ``tile`` px (smaller images run whole), neighbours overlap by ``overlap`` px, and each output
+        pixel is the weighted mean of the tiles covering it, with weights falling to ~0 at a tile's inner edges,
+        so GroupNorm's per-tile statistics leave no seams. Tiles run in batches of 16.
+        """
+        _, c, H, W = y.shape
+        th, tw = min(tile, H), min(tile, W)
+        tops, lefts = _starts(H, th, overlap), _starts(W, tw, overlap)
+        if len(tops) == 1 and len(lefts) == 1:
+            return self.denoise(y, sigma, method, steps, eta, generator)
+        boxes = [(t, l) for t in tops for l in lefts]
+        out = torch.zeros(1, c, H, W)
+        wsum = torch.zeros(1, 1, H, W)
+        for i in range(0, len(boxes), 16):  # bounded memory: 16 tiles at a time
+            chunk = boxes[i : i + 16]
+            den = self.denoise(torch.cat([y[:, :, t : t + th, l : l + tw] for t, l in chunk]), sigma, method, steps,
+                               eta, generator)
+            for (t, l), d in zip(chunk, den):
+                wgt = (_ramp(th, overlap, t == 0, t + th == H)[:, None] * _ramp(tw, overlap, l == 0, l + tw == W)[None])
+                out[..., t : t + th, l : l + tw] += d * wgt
+                wsum[..., t : t + th, l : l + tw] += wgt
+        return out / wsum.clamp_min(1e-8)
 
     def _reverse(self, x: torch.Tensor, ts: torch.Tensor, method: str, eta: float,
                  generator: torch.Generator | None) -> torch.Tensor:
@@ -105,18 +141,42 @@ class Diffusion(nn.Module):
     @classmethod
     def from_config(cls, cfg: dict, meta: dict | None = None) -> "Diffusion":
         """An untrained DDPM of the architecture ``cfg`` (as :meth:`config` gives it)."""
+        size = cfg["image_size"]
         return cls(UNet(**cfg["unet"]), NoiseSchedule(cfg["schedule"]["kind"], int(cfg["schedule"]["T"])),
-                   int(cfg["image_size"]), meta)
+                   None if size is None else int(size), meta)
 
     def describe(self) -> dict:
         """Kind, config and metadata (what a checkpoint records)."""
         return {"kind": "ddpm", "config": self.config(), **self.meta}
 
 
-def build_diffusion(channels: int, image_size: int, base: int = 32, mults: tuple[int, ...] = (1, 2, 2),
-                    num_res: int = 1, schedule: str = "linear", T: int = 1000, meta: dict | None = None) -> Diffusion:
-    """A fresh, untrained DDPM."""
-    return Diffusion(UNet(channels, base, tuple(mults), num_res), NoiseSchedule(schedule, T), image_size, meta)
+def _starts(n: int, size: int, overlap: int) -> list[int]:
+    """Tile offsets along one side: stride ``size - overlap``, the last tile flush with the end."""
+    if size >= n:
+        return [0]
+    stride = max(1, size - overlap)
+    starts = list(range(0, n - size, stride))
+    return starts + [n - size]
+
+
+def _ramp(size: int, overlap: int, at_start: bool = False, at_end: bool = False) -> torch.Tensor:
+    """1-D tile weight: rises linearly over ``overlap`` px from each inner end, 1 elsewhere (never exactly 0);
+    flat at an end that is the image's own border."""
+    i = torch.arange(size, dtype=torch.float32)
+    r = (torch.minimum(i + 1, size - i) / float(max(1, overlap) + 1)).clamp(max=1.0)
+    if at_start:
+        r[: size // 2] = 1.0
+    if at_end:
+        r[size // 2 :] = 1.0
+    return r
+
+
+def build_diffusion(channels: int, image_size: int | None, base: int = 32, mults: tuple[int, ...] = (1, 2, 2),
+                    num_res: int = 1, schedule: str = "linear", T: int = 1000, meta: dict | None = None,
+                    attention: bool = True) -> Diffusion:
+    """A fresh, untrained DDPM (``image_size`` None: a fully convolutional patch model, see :class:`Diffusion`)."""
+    return Diffusion(UNet(channels, base, tuple(mults), num_res, attention=attention), NoiseSchedule(schedule, T),
+                     image_size, meta)
 
 
 def save_diffusion(model: Diffusion, path: str | os.PathLike, meta: dict | None = None) -> Path:

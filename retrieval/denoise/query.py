@@ -37,6 +37,19 @@ AUTO_LOWFREQ_WEIGHT = 1.0
 _GRAY_TOL = 3.0  # mean |channel difference| (0-255) below which an RGB image counts as grayscale
 _LOCK = threading.Lock()
 _MODELS: dict[str, Diffusion | SigmaNet | None] = {}
+# how an any-size (photo) model runs unless its checkpoint's metadata "inference" says otherwise; chosen on the dev
+# photos (docs/benchmarks.md section 11, "A photo diffusion denoiser")
+PHOTO_INFERENCE = {"steps": 5, "work_side": 256, "tile": 256, "overlap": 32}
+# (raw, true) pairs of estimate_sigma(..., "photo"): the 3x3-crop median of the learned estimator averaged over the
+# 30 dev photos at Gaussian noise 0 / 0.1 / 0.25 / 0.5 / 0.75 / 1.0 on 0..1 (benchmarks/photo_denoise.py sigma)
+PHOTO_SIGMA_CALIBRATION = ((0.014, 0.0), (0.189, 0.2), (0.443, 0.5), (0.973, 1.0), (1.402, 1.5), (1.545, 2.0))
+# (nominal sigma, RMS of the noise actually left in the 8-bit file) on the dev photos: clipping to [-1, 1] removes
+# part of the noise (0.69x at sigma 1.0, 0.46x at 2.0). The photo denoiser starts from the RMS, not the nominal
+# sigma: on 6 dev photos the embedding cosine to the clean photo at 0..1 sigma 0.75 / 1.0 went 0.42 -> 0.63 /
+# 0.42 -> 0.57 when sigma was halved (no denoising: 0.54 / 0.47).
+PHOTO_CLIP_RMS = ((0.0, 0.0), (0.1, 0.095), (0.2, 0.186), (0.5, 0.424), (1.0, 0.694), (1.5, 0.839), (2.0, 0.92),
+                  (2.5, 0.97))
+PHOTO_SIGMA_MAX = 2.5  # cap of the extrapolation above the last pair (the raw estimate saturates near 1.6)
 # torch threads for the small denoising nets; on a busy few-core CPU more threads are many times slower
 DENOISE_THREADS = 1
 
@@ -152,27 +165,42 @@ def estimate_sigma(image: Image.Image, estimator: str = "auto") -> float:
 
     ``auto`` uses the shipped learned estimator (robust to the clipping of noisy 8-bit files; centre 128x128 crop
     of large images) and falls back to wavelet MAD when it is missing; ``learned`` / ``wavelet`` force one.
+    ``photo`` is the learned estimator made for photos: the median over a 3x3 grid of 128x128 crops, mapped through
+    :data:`PHOTO_SIGMA_CALIBRATION` (fitted on the dev photos; the raw estimate reads 12% low at sigma 0.2-0.5 and
+    saturates near 1.6, docs/benchmarks.md section 11); images of at most 128 px get the plain learned estimate.
     """
     _check_image(image)
-    if estimator not in ("auto", "learned", "wavelet"):
-        raise DenoiseError(f"unknown sigma estimator '{estimator}' (choose auto, learned or wavelet)")
-    net = _sigma_net() if estimator in ("auto", "learned") else None
-    if estimator == "learned" and net is None:
+    if estimator not in ("auto", "learned", "wavelet", "photo"):
+        raise DenoiseError(f"unknown sigma estimator '{estimator}' (choose auto, learned, wavelet or photo)")
+    net = _sigma_net() if estimator != "wavelet" else None
+    if estimator in ("learned", "photo") and net is None:
         raise DenoiseError(f"{_sigma_path()}: learned sigma estimator missing")
     if net is None:
         arr, gray = _to_array(image)
         return wavelet_sigma(arr[..., 0] if gray else arr)
     w, h = image.size
     c = 128
-    if h > c or w > c:  # crop before converting: a 1 MP photo's float copy alone cost ~35 ms
-        top, left = max(0, (h - c) // 2), max(0, (w - c) // 2)
-        image = image.crop((left, top, min(w, left + c), min(h, top + c)))
-    arr, gray = _to_array(image)
-    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+    grid = 3 if estimator == "photo" and (h > c or w > c) else 1
+    crops = []  # cut before converting: a 1 MP photo's float copy alone cost ~35 ms
+    for i in range(grid):
+        for j in range(grid):
+            top = max(0, int((h - c) * (i + 0.5) / grid))
+            left = max(0, int((w - c) * (j + 0.5) / grid))
+            crops.append(image.crop((left, top, min(w, left + c), min(h, top + c))))
+    arr = np.stack([_to_array(cr)[0] for cr in crops])
+    gray = _to_array(crops[0])[1] if grid == 1 else _is_gray(image)
+    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
     if gray:
         x = x[:, :1]
     with _threads(DENOISE_THREADS):
-        return float(net.estimate(x)[0])
+        est = float(net.estimate(x).median())
+    if grid > 1:
+        raw, true = zip(*PHOTO_SIGMA_CALIBRATION)
+        if est <= raw[-1]:
+            return float(np.interp(est, raw, true))
+        slope = (true[-1] - true[-2]) / (raw[-1] - raw[-2])
+        return float(min(PHOTO_SIGMA_MAX, true[-1] + slope * (est - raw[-1])))
+    return est
 
 
 def classical_denoise(arr: np.ndarray, sigma: float) -> np.ndarray:
@@ -194,37 +222,56 @@ def _to_pil(arr: np.ndarray) -> Image.Image:
 
 
 def _pick_model(w: int, h: int, gray: bool, model: str | None) -> tuple[Diffusion | None, str | None, str | None]:
-    """(diffusion, model name, fallback reason); without ``model``, the shipped DDPM whose own size and channels fit."""
+    """(diffusion, model name, fallback reason); without ``model``, the shipped DDPM whose own size and channels fit.
+
+    A model whose checkpoint says ``image_size`` None (fully convolutional, e.g. ``ddpm-photo``) fits any size; a
+    3-channel one also fits grey images (it was trained on grey patches too). Exact-size models win over it, so
+    28x28 grey and 32x32 colour queries keep ddpm-mnist / ddpm-cifar10.
+    """
     if model is None:
-        known = []
+        known, any_size = [], []
         for name in shipped_models():
             diffusion = resolve_model(name)
             size, gray_model = diffusion.image_size, diffusion.channels == 1
+            if diffusion.any_size:
+                if gray or not gray_model:
+                    any_size.append((diffusion, name))
+                known.append(f"{name}: any size {'grayscale' if gray_model else 'colour or grayscale'}")
+                continue
             if (size, size) == (w, h) and gray_model == gray:
                 return diffusion, name, None
             known.append(f"{name}: {size}x{size} {'grayscale' if gray_model else 'colour'}")
+        if any_size:
+            return any_size[0][0], any_size[0][1], None
         kind = "grayscale" if gray else "colour"
         return None, None, (f"{w}x{h} {kind} image is outside every shipped DDPM's domain "
                             f"({', '.join(known) or 'none found under ' + str(models.MODELS_DIR)})")
     diffusion = resolve_model(model)
     size, ch = diffusion.image_size, diffusion.channels
-    if (w, h) != (size, size):
-        return None, model, f"{w}x{h} image does not match {model}'s training size {size}x{size}"
     if ch == 1 and not gray:
         return None, model, f"colour image does not match {model}, trained on grayscale images"
+    if diffusion.any_size:
+        return diffusion, model, None
+    if (w, h) != (size, size):
+        return None, model, f"{w}x{h} image does not match {model}'s training size {size}x{size}"
     if ch == 3 and gray:
         return None, model, f"grayscale image does not match {model}, trained on colour images"
     return diffusion, model, None
 
 
 def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str = "auto", model: str | None = None,
-                  n_samples: int = 1, steps: int = 20, seed: int = 0) -> DenoiseResult:
+                  n_samples: int = 1, steps: int | None = None, seed: int = 0) -> DenoiseResult:
     """Denoise a query image; ``method='auto'`` uses DDIM with the DDPM matching the image's domain (28x28 grey,
     32x32 colour). On a photo ``auto`` does not change the image: when its estimated noise exceeds
-    AUTO_FUSE_SIGMA it returns method ``lowfreq`` (the search fuses the low-frequency channel), else ``none``.
+    AUTO_FUSE_SIGMA it returns method ``lowfreq`` (the search fuses the low-frequency channel), else ``none``;
+    the photo DDPM (``ddpm-photo``) runs when asked for (``ddim`` / ``ddpm``): on the eval photos it finds fewer
+    originals than that fusion (Gaussian 0.5: 13 vs 15 of 15) at about 1 s per megapixel (section 11.10).
 
     ``sigma='auto'`` estimates the noise level. ``n_samples > 1`` draws several denoised samples (ancestral DDPM, or
     stochastic DDIM with eta=0.5 for the extra ones) for mean-embedding search and a consistency score.
+    ``steps`` None: the model's own default (checkpoint metadata ``inference.steps``), else 20. A fully
+    convolutional model (``ddpm-photo``) runs on the image box-reduced to its ``inference.work_side`` and tiled,
+    and the result is scaled back to the input size (:func:`_denoise_photo`).
     """
     t0 = time.perf_counter()
     _check_image(image)
@@ -232,13 +279,12 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
         raise DenoiseError(f"--method {method}: unknown (choose {', '.join(METHODS)})")
     if int(n_samples) < 1 or int(n_samples) > 64:
         raise DenoiseError(f"--samples {n_samples}: must be between 1 and 64")
-    if int(steps) < 1 or int(steps) > 1000:
+    if steps is not None and (int(steps) < 1 or int(steps) > 1000):
         raise DenoiseError(f"--steps {steps}: must be between 1 and 1000")
     estimated = isinstance(sigma, str)
     if estimated:
         if sigma != "auto":
             raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
-        sig = estimate_sigma(image)
     else:
         sig = float(sigma)
         if not np.isfinite(sig) or sig < 0:
@@ -248,6 +294,11 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
     diffusion, name, reason = (None, None, None)
     if method in ("auto", "ddpm", "ddim"):
         diffusion, name, reason = _pick_model(w, h, gray, model)
+    # a photo under ``auto``: the low-frequency rule, whose threshold was chosen with the "auto" estimate
+    photo_auto = method == "auto" and model is None and (diffusion is None or diffusion.any_size)
+    if estimated:  # the photo model gets the photo-calibrated estimate
+        sig = estimate_sigma(image, "photo" if diffusion is not None and diffusion.any_size and not photo_auto
+                             else "auto")
     used = "classical" if diffusion is None else ("ddim" if method == "auto" else method)
 
     def done(samples: list[Image.Image], used: str, name: str | None, reason: str | None,
@@ -255,7 +306,7 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
         return DenoiseResult(samples[0], used, sig, estimated, name, reason, samples,
                              (time.perf_counter() - t0) * 1000.0, weight)
 
-    if method == "auto" and diffusion is None and model is None:  # a photo: no shipped DDPM fits its size
+    if photo_auto:
         from lookalike.indexer.loading import to_rgb
 
         if sig > AUTO_FUSE_SIGMA:
@@ -271,15 +322,54 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
     if diffusion is None:
         src = arr[..., 0] if gray else arr
         return done([_to_pil(classical_denoise(src, sig))], "classical", None, reason)
+    inference = {**(PHOTO_INFERENCE if diffusion.any_size else {}), **(diffusion.meta.get("inference") or {})}
+    steps = int(steps if steps is not None else inference.get("steps", 20))
+    g = torch.Generator().manual_seed(int(seed))
+    if diffusion.any_size:
+        with _threads(DENOISE_THREADS):
+            out = _denoise_photo(diffusion, arr, gray, sig, used, n_samples, steps, g, inference)
+        return done([_to_pil(o) for o in out], used, name, None)
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
     if diffusion.channels == 1:
         x = x[:, :1]
-    g = torch.Generator().manual_seed(int(seed))
     with _threads(DENOISE_THREADS):
         out = _run_diffusion(diffusion, x, sig, used, n_samples, steps, g)
     samples = [_to_pil(o.permute(1, 2, 0).numpy()[..., 0] if diffusion.channels == 1 else o.permute(1, 2, 0).numpy())
                for o in out]
     return done(samples, used, name, None)
+
+
+def work_factor(w: int, h: int, work_side: int | None) -> int:
+    """Integer box-reduction factor that brings the long side to at most ``work_side`` (1: full size)."""
+    if not work_side:
+        return 1
+    return max(1, -(-max(w, h) // int(work_side)))
+
+
+def _denoise_photo(diffusion: Diffusion, arr: np.ndarray, gray: bool, sig: float, used: str, n_samples: int,
+                   steps: int, g: torch.Generator, inference: dict) -> list[np.ndarray]:
+    """Any-size model: box-reduce by :func:`work_factor` (noise / f), DDIM in overlapping tiles from the step of the
+    clipped noise's RMS (:data:`PHOTO_CLIP_RMS`), bicubic back to the input size; (H,W,3) arrays in [-1, 1]."""
+    h, w = arr.shape[:2]
+    f = work_factor(w, h, inference.get("work_side"))
+    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+    if gray:
+        x = x.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    if f > 1:
+        x = torch.nn.functional.avg_pool2d(x, f, ceil_mode=True)
+    nominal, rms = zip(*PHOTO_CLIP_RMS)
+    sig_w = float(np.interp(sig, nominal, rms)) / f  # the noise the file holds, then averaged over f x f pixels
+    tile, overlap = int(inference.get("tile", 256)), int(inference.get("overlap", 32))
+    outs = []
+    for i in range(n_samples):
+        if used == "ddim" and i == 0:
+            o = diffusion.denoise_tiled(x, sig_w, steps, tile, overlap)
+        else:  # extra samples: stochastic DDIM (eta 0.5) or ancestral DDPM, tile by tile
+            o = diffusion.denoise_tiled(x, sig_w, steps, tile, overlap, method=used, eta=0.5, generator=g)
+        if f > 1:
+            o = torch.nn.functional.interpolate(o, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
+        outs.append(o[0].permute(1, 2, 0).numpy())
+    return outs
 
 
 def _run_diffusion(diffusion: Diffusion, x: torch.Tensor, sig: float, used: str, n_samples: int, steps: int,

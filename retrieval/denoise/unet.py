@@ -61,13 +61,23 @@ class SelfAttention(nn.Module):
 
 
 class UNet(nn.Module):
-    """Predicts the noise eps in x_t; input sides are reflect-padded to a multiple of 2**(levels-1) and cropped back."""
+    """Predicts the noise eps in x_t; input sides are reflect-padded to a multiple of 2**(levels-1) and cropped back.
+
+    Convolutional at every level, so any H, W works; ``attention=False`` drops the lowest-resolution
+    self-attention (quadratic in the pixel count), which makes cost linear in the image area (the photo model).
+    """
 
     def __init__(self, in_channels: int = 1, base: int = 32, mults: tuple[int, ...] = (1, 2, 2),
-                 num_res: int = 1, dropout: float = 0.0, heads: int = 4) -> None:
+                 num_res: int = 1, dropout: float = 0.0, heads: int = 4, attention: bool = True) -> None:
         super().__init__()
         self.config = {"in_channels": in_channels, "base": base, "mults": list(mults), "num_res": num_res,
                        "dropout": dropout, "heads": heads}
+        if not attention:  # only written when off, so the small models' configs stay as they were
+            self.config["attention"] = False
+
+        def attn(c: int) -> nn.Module:
+            return SelfAttention(c, heads) if attention else nn.Identity()
+
         self.in_channels = in_channels
         self.levels = len(mults)
         tdim = base * 4
@@ -85,10 +95,10 @@ class UNet(nn.Module):
                 blocks.append(ResBlock(ch, c, tdim, dropout))
                 ch = c
             self.down.append(blocks)
-            self.down_attn.append(SelfAttention(c, heads) if i == self.levels - 1 else nn.Identity())
+            self.down_attn.append(attn(c) if i == self.levels - 1 else nn.Identity())
             self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1) if i < self.levels - 1 else nn.Identity())
         self.mid1 = ResBlock(ch, ch, tdim, dropout)
-        self.mid_attn = SelfAttention(ch, heads)
+        self.mid_attn = attn(ch)
         self.mid2 = ResBlock(ch, ch, tdim, dropout)
         self.up = nn.ModuleList()
         self.up_attn = nn.ModuleList()
@@ -100,7 +110,7 @@ class UNet(nn.Module):
                 blocks.append(ResBlock(ch + c if j == 0 else ch, c, tdim, dropout))
                 ch = c
             self.up.append(blocks)
-            self.up_attn.append(SelfAttention(c, heads) if i == self.levels - 1 else nn.Identity())
+            self.up_attn.append(attn(c) if i == self.levels - 1 else nn.Identity())
             self.upsample.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, chans[i - 1], 3, padding=1))
                                  if i > 0 else nn.Identity())
             if i > 0:

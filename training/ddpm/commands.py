@@ -95,8 +95,9 @@ def add_commands(subparsers, train_subparsers, bench_subparsers) -> None:
     def denoise_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--sigma", type=sigma_arg, default="auto", help="noise level on the [-1,1] scale, or auto")
         p.add_argument("--method", choices=("auto", "ddpm", "ddim", "classical"), default="auto")
-        p.add_argument("--model", default=None, help="ddpm-mnist | ddpm-cifar10 | checkpoint path")
-        p.add_argument("--steps", type=positive_int, default=20, help="reverse steps from t* (DDIM / respaced DDPM)")
+        p.add_argument("--model", default=None, help="ddpm-mnist | ddpm-cifar10 | ddpm-photo | checkpoint path")
+        p.add_argument("--steps", type=positive_int, default=None,
+                       help="reverse steps from t* (DDIM / respaced DDPM); default: the model's own (20, ddpm-photo 2)")
         p.add_argument("--seed", type=nonneg_int, default=0)
 
     d = subparsers.add_parser("denoise", help="remove noise from an image (DDPM / DDIM / classical)")
