@@ -148,7 +148,8 @@ class Searcher:
         if denoise and denoise != "none":
             from .denoise import consistency_score, denoise_image
 
-            den = denoise_image(img, method=denoise, sigma=sigma, model=denoise_model, n_samples=n_samples)
+            den = denoise_image(img, method=denoise, sigma=sigma, model=denoise_model, n_samples=n_samples,
+                                photo_rule=True)
             samples = den.samples or [den.image]
             vecs = self.embed(samples)
             if len(samples) > 1:

@@ -260,12 +260,15 @@ def _pick_model(w: int, h: int, gray: bool, model: str | None) -> tuple[Diffusio
 
 
 def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str = "auto", model: str | None = None,
-                  n_samples: int = 1, steps: int | None = None, seed: int = 0) -> DenoiseResult:
-    """Denoise a query image; ``method='auto'`` uses DDIM with the DDPM matching the image's domain (28x28 grey,
-    32x32 colour). On a photo ``auto`` does not change the image: when its estimated noise exceeds
-    AUTO_FUSE_SIGMA it returns method ``lowfreq`` (the search fuses the low-frequency channel), else ``none``;
-    the photo DDPM (``ddpm-photo``) runs when asked for (``ddim`` / ``ddpm``): on the eval photos it finds fewer
-    originals than that fusion (Gaussian 0.5: 13 vs 15 of 15) at about 1 s per megapixel (section 11.10).
+                  n_samples: int = 1, steps: int | None = None, seed: int = 0, photo_rule: bool = False
+                  ) -> DenoiseResult:
+    """Denoise a query image; ``method='auto'`` uses DDIM with the DDPM matching the image's domain: 28x28 grey,
+    32x32 colour, and ``ddpm-photo`` for every other size.
+
+    ``photo_rule`` (what search uses): under ``auto`` a photo is not denoised; when its estimated noise exceeds
+    AUTO_FUSE_SIGMA the result's method is ``lowfreq`` (the search fuses the low-frequency channel), else
+    ``none``. On the eval photos that finds every original at every noise level, where ``ddpm-photo`` finds fewer
+    (Gaussian 0.5: 13 of 15) at about 1 s per megapixel (docs/benchmarks.md sections 11.9, 11.10).
 
     ``sigma='auto'`` estimates the noise level. ``n_samples > 1`` draws several denoised samples (ancestral DDPM, or
     stochastic DDIM with eta=0.5 for the extra ones) for mean-embedding search and a consistency score.
@@ -295,7 +298,7 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
     if method in ("auto", "ddpm", "ddim"):
         diffusion, name, reason = _pick_model(w, h, gray, model)
     # a photo under ``auto``: the low-frequency rule, whose threshold was chosen with the "auto" estimate
-    photo_auto = method == "auto" and model is None and (diffusion is None or diffusion.any_size)
+    photo_auto = photo_rule and method == "auto" and model is None and (diffusion is None or diffusion.any_size)
     if estimated:  # the photo model gets the photo-calibrated estimate
         sig = estimate_sigma(image, "photo" if diffusion is not None and diffusion.any_size and not photo_auto
                              else "auto")
