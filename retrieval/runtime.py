@@ -229,6 +229,9 @@ def _write_blob(path: Path, data: bytes) -> None:
         Path(tmp).write_bytes(hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
 
 
+read_blob, write_blob = _read_blob, _write_blob  # for the other compiled models (retrieval/denoise/compiled.py)
+
+
 def _import(runtime: str) -> Any:
     """The runtime's Python module; RuntimeUnavailable when it does not import here."""
     label = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[runtime]

@@ -147,3 +147,28 @@ def test_cli_denoise_writes_png_and_reports(tmp_path, capsys):
     assert main(["denoise", str(tmp_path / "missing.png"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "missing.png" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fixed_size_denoisers_run_compiled_with_torch_results(tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    import torch
+
+    from lookalike.retrieval.denoise.compiled import compiled_eps
+    from lookalike.retrieval.denoise.query import resolve_model
+    from lookalike.retrieval.models import card_path, get_card
+
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path))
+    d = resolve_model("ddpm-cifar10")
+    path = card_path(get_card("ddpm-cifar10"))
+    eps = compiled_eps(d, path)
+    blob = next((tmp_path / "denoisers").glob("*-fp32.blob"))
+    x, t = torch.randn(3, 3, 32, 32), torch.tensor([3, 250, 900])
+    with torch.inference_mode():
+        assert (eps(x, t) - d.unet(x, t)).abs().max().item() < 1e-4
+    stamp = blob.stat().st_mtime_ns
+    assert compiled_eps(d, path) is not None and blob.stat().st_mtime_ns == stamp  # the cache is reused
+    blob.write_bytes(blob.read_bytes()[:-50])  # damaged: compiled again, same results
+    again = compiled_eps(d, path)
+    with torch.inference_mode():
+        assert (again(x, t) - d.unet(x, t)).abs().max().item() < 1e-4
+    assert compiled_eps(resolve_model("ddpm-photo"), card_path(get_card("ddpm-photo"))) is None  # any size: torch

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -27,6 +28,8 @@ class Diffusion(nn.Module):
         self.image_size = None if image_size is None else int(image_size)
         self.channels = unet.in_channels
         self.meta = dict(meta or {})
+        # the noise prediction: the U-Net, or the same network compiled for this CPU (retrieval/denoise/compiled.py)
+        self.eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
         ab = schedule.alphas_cumprod
         self.register_buffer("abar", ab.float(), persistent=False)
 
@@ -120,7 +123,7 @@ class Diffusion(nn.Module):
         for i in range(S):
             t = ts[:, i]
             a_t = self.abar[t].view(-1, 1, 1, 1)
-            eps = self.unet(x, t)
+            eps = (self.eps_fn or self.unet)(x, t)
             x0 = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
             if i + 1 == S:
                 break

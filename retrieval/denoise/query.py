@@ -111,9 +111,13 @@ def resolve_model(model: str) -> Diffusion:
     with _LOCK:
         if key not in _MODELS:
             try:
-                _MODELS[key] = load_diffusion(path)
+                diffusion = load_diffusion(path)
             except CheckpointError as exc:
                 raise DenoiseError(str(exc)) from exc
+            from .compiled import compiled_eps
+
+            diffusion.eps_fn = compiled_eps(diffusion, path)  # None: the U-Net runs on torch
+            _MODELS[key] = diffusion
         return _MODELS[key]
 
 
