@@ -102,7 +102,6 @@ def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int 
 QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "rot": ("mirror", "rot90", "rot180", "rot270")}
 
 
-
 def view_image(img: Image.Image, view: str) -> Image.Image:
     """One query view: "mirror" (left-right) or "rotN" (N degrees counter-clockwise, canvas expanded)."""
     from PIL import ImageOps
