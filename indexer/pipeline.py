@@ -343,10 +343,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
         flush()
         report.embed_seconds = time.perf_counter() - t_embed
 
-    # 6. images indexed before signatures existed (schema < 3) get theirs, once
-    fill_signatures(store, max_pixels=spec.max_pixels, progress=progress)
-
-    # 7. forget what is gone (and paths whose content changed and no longer point at their old image)
+    # 6. forget what is gone (and paths whose content changed and no longer point at their old image)
     if remove_missing:
         seen = {e.path for e in entries}
         gone = [p for p in known if p not in seen]
@@ -362,6 +359,10 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     # images whose only file changed content (or turned bad) are orphans now
     if changed_paths or new_skips or decode_skips:
         writer.remove(store.remove_orphans())
+
+    # 7. images indexed before signatures existed (schema < 3) get theirs, once (after the removals: files that are
+    # gone are not decoded for nothing)
+    fill_signatures(store, max_pixels=spec.max_pixels, progress=progress)
 
     writer.flush()
     report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips

@@ -59,9 +59,6 @@ def note(msg: str) -> None:
     print(f"lookalike: {msg}", file=sys.stderr)
 
 
-_note = note
-
-
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -179,9 +176,9 @@ class _Entry:
                 meta = json.loads(self.meta_path.read_text())
                 if sha256_file(str(self.onnx_path)) == meta["onnx_sha256"]:
                     return meta
-                _note(f"{self.onnx_path}: damaged cache file; exporting the model again")
+                note(f"{self.onnx_path}: damaged cache file; exporting the model again")
             except (OSError, ValueError, KeyError, TypeError):
-                _note(f"{self.meta_path}: damaged cache file; exporting the model again")
+                note(f"{self.meta_path}: damaged cache file; exporting the model again")
         return self.export()
 
     def export(self) -> dict:
@@ -219,17 +216,30 @@ def _read_blob(path: Path) -> bytes | None:
         return None
     head, _, data = raw.partition(b"\n")
     if head.decode("ascii", "replace") != hashlib.sha256(data).hexdigest():
-        _note(f"{path}: damaged cache file; compiling the model again")
+        note(f"{path}: damaged cache file; compiling the model again")
         return None
     return data
 
 
 def _write_blob(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
 
 
-read_blob, write_blob = _read_blob, _write_blob  # for the other compiled models (retrieval/denoise/compiled.py)
+def compile_cached(core: Any, blob: Path, config: dict, build: Callable[[], Any]) -> Any:
+    """An OpenVINO model compiled for the CPU: imported from ``blob`` when that holds a good one, else ``build()``
+    (a model to compile) compiled and saved there; a damaged or foreign cache file is replaced with a note."""
+    data = _read_blob(blob) if blob.exists() else None
+    if data is not None:
+        try:
+            return core.import_model(data, "CPU", config)
+        except Exception:  # written by another build of the plugin: compile again
+            note(f"{blob}: unusable cache file; compiling the model again")
+    compiled = core.compile_model(build(), "CPU", config)
+    out = compiled.export_model()
+    _write_blob(blob, out.getvalue() if isinstance(out, io.BytesIO) else bytes(out))
+    return compiled
 
 
 def _import(runtime: str) -> Any:
@@ -248,20 +258,12 @@ def _openvino(ov: Any, entry: _Entry, meta: dict, precision: str) -> Callable[[n
         raise RuntimeUnavailable(f"this CPU has no bf16 in OpenVINO (it offers {', '.join(caps)}); use --precision fp32")
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
     blob = entry.dir / f"openvino-{_version('openvino')}-{precision}.blob"
-    data = _read_blob(blob) if blob.exists() else None
-    compiled = None
-    if data is not None:
-        try:
-            compiled = core.import_model(data, "CPU", config)
-        except Exception:  # written by another build of the plugin: compile again
-            _note(f"{blob}: unusable cache file; compiling the model again")
-    if compiled is None:
+
+    def build() -> Any:
         model = core.read_model(str(entry.onnx_path))
-        if precision == "int8":
-            model = _quantize(model, meta)
-        compiled = core.compile_model(model, "CPU", config)
-        out = compiled.export_model()
-        _write_blob(blob, out.getvalue() if isinstance(out, io.BytesIO) else bytes(out))
+        return _quantize(model, meta) if precision == "int8" else model
+
+    compiled = compile_cached(core, blob, config, build)
     request = compiled.create_infer_request()
     output = compiled.output(0)
     return lambda x: request.infer({0: x})[output]
@@ -340,7 +342,7 @@ def default_precision(name: str, runtime: str = "auto") -> str:
 
 
 def load_embedder(name: str, runtime: str = "auto", precision: str = "fp32",
-                  note: Callable[[str], None] = _note) -> Any:
+                  note: Callable[[str], None] = note) -> Any:
     """The embedder ``name`` on ``runtime``: a :class:`CompiledEmbedder`, or the torch embedder for "torch".
 
     "auto" takes OpenVINO when it works here, else torch with a one-line ``note``; RuntimeUnavailable when the

@@ -18,7 +18,6 @@ from lookalike.fsutil import atomic_write_text
 
 __all__ = ["BUSY", "Gallery", "build_gallery", "micro_ap", "MethodScore", "imagededup_python", "run_peer",
            "write_result", "cache_root", "model_slug", "open_index", "engine_search", "peer_scores",
-           "dct_signature",
            "low_detail", "gallery_matrix", "Levers", "run_levers"]
 
 BUSY = "busy machine: 2 CPU cores shared with other jobs"
@@ -259,13 +258,6 @@ def peer_on_queries(qdir: Path, named: list[tuple[str, Callable[[], Image.Image]
     return peer_scores(res, gallery, targets), f"imagededup {status}"
 
 
-def dct_signature(im: Image.Image) -> np.ndarray:
-    """Low-frequency channel: what the index stores per image (lookalike.indexer.signature)."""
-    from lookalike.indexer.signature import lowfreq_signature
-
-    return lowfreq_signature(im)
-
-
 def low_detail(im: Image.Image, side: int = 64) -> Image.Image:
     """A low-detail view: long side ``side`` px (what a thumbnail or a heavy blur leaves)."""
     im = im.convert("RGB")
@@ -372,10 +364,11 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
     """MethodScores of each lever for ``queries`` (an iterable of images); ms = query embedding(s) + scoring."""
     if not levers.names():
         return {}
+    from lookalike.indexer.signature import lowfreq_signature
     from lookalike.retrieval.searcher import QUERY_VIEWS, view_image as _view
 
     g = gallery_matrix(engine, gallery)
-    sigs = np.stack([dct_signature(Image.open(p)) for p in gallery.paths]) if levers.lowfreq else None
+    sigs = np.stack([lowfreq_signature(Image.open(p)) for p in gallery.paths]) if levers.lowfreq else None
     gv = {v: _view_matrix(model, gallery, work, v, progress, engine.config.precision) for v in levers.views()}
     out = {n: MethodScore() for n in levers.names()}
     stems = [p.stem for p in gallery.paths]
@@ -387,7 +380,7 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
         t_base = time.perf_counter() - t0
         variants: list[tuple[str, np.ndarray, float]] = []
         t1 = time.perf_counter()
-        low_sim = sigs @ dct_signature(im) if sigs is not None else None
+        low_sim = sigs @ lowfreq_signature(im) if sigs is not None else None
         t_low = time.perf_counter() - t1
         for w in levers.lowfreq:
             variants.append((f"+lowfreq {w:g}", neural + w * low_sim, t_low))
@@ -408,7 +401,7 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
             variants.append(("+rot", rot, t_rot))
             if levers.low_detail:
                 variants.append(("+lowdetail+rot", np.maximum(rot, both), t_rot + t_ld))
-        qv_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, float]] = {}
+        qv_scores: dict[str, tuple[np.ndarray, float]] = {}  # query-view set -> (+lowdetail+rot score, s)
         qv_ld: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # query-view set -> (its vectors, low-detail score, s)
         if qviews:
             t4 = time.perf_counter()
@@ -430,8 +423,8 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
                         rv = np.maximum(ld_v, np.maximum((gv["rot90"] @ sub.T).max(axis=1),
                                                          (gv["rot270"] @ sub.T).max(axis=1)))
                         rv = np.maximum(rv, rot)
-                        qv_scores[qv] = (rv, sub, None, t_qv + t_ld + t_rot + time.perf_counter() - t6)
-                        variants.append((f"+lowdetail+rot+views:{qv}", rv, qv_scores[qv][3]))
+                        qv_scores[qv] = (rv, t_qv + t_ld + t_rot + time.perf_counter() - t6)
+                        variants.append((f"+lowdetail+rot+views:{qv}", rv, qv_scores[qv][1]))
         if levers.multi_scale:
             t7 = time.perf_counter()
             small = 64 < max(im.size) <= levers.small_side
@@ -443,7 +436,7 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
                 variants.append(("+lowdetail+ms", ms_ld, t_ld + t_ms))
                 if levers.rot:
                     variants.append(("+lowdetail+rot+ms", np.maximum(ms_ld, rot), t_ld + t_rot + t_ms))
-                    for qv, (rv, *_rest, t_qv) in qv_scores.items():
+                    for qv, (rv, t_qv) in qv_scores.items():
                         variants.append((f"+lowdetail+rot+ms+views:{qv}", np.maximum(rv, ms_ld), t_qv + t_ms))
         if levers.crops:
             t8 = time.perf_counter()

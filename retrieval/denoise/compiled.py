@@ -16,11 +16,11 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from ..runtime import cache_dir, note, read_blob, write_blob
+from ..runtime import cache_dir, compile_cached, note
 from .diffusion import Diffusion
 
 __all__ = ["compiled_eps"]
@@ -40,34 +40,26 @@ def compiled_eps(diffusion: Diffusion, path: Path) -> Callable[[torch.Tensor, to
     key = hashlib.sha256(Path(path).read_bytes() + f"|{version}|{_FORMAT}".encode()).hexdigest()[:16]
     blob = cache_dir() / "denoisers" / f"{Path(path).stem[:40]}-{key}-fp32.blob"
     core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    data = read_blob(blob) if blob.exists() else None
-    compiled = None
-    if data is not None:
-        try:
-            compiled = core.import_model(data, "CPU", config)
-        except Exception:  # written by another build of the plugin
-            note(f"{blob}: unusable cache file; compiling the denoiser again")
-    if compiled is None:
+
+    def build(onnx: Path) -> Any:
         size, ch = diffusion.image_size, diffusion.channels
         x, t = torch.zeros(2, ch, size, size), torch.full((2,), 10, dtype=torch.long)
         buf = io.BytesIO()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(diffusion.unet.eval(), (x, t), buf, dynamo=False, input_names=["x", "t"],
-                                  output_names=["eps"], dynamic_axes={"x": {0: "n"}, "t": {0: "n"}, "eps": {0: "n"}},
-                                  opset_version=18)
-            with tempfile.TemporaryDirectory() as d:
-                onnx = Path(d) / "unet.onnx"
-                onnx.write_bytes(buf.getvalue())
-                compiled = core.compile_model(core.read_model(str(onnx)), "CPU", config)
-        except Exception as exc:  # an operator the exporter or the plugin lacks: stay on torch
-            note(f"{path}: denoiser not compiled ({type(exc).__name__}); it runs on torch")
-            return None
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        out = compiled.export_model()
-        write_blob(blob, out.getvalue() if isinstance(out, io.BytesIO) else bytes(out))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(diffusion.unet.eval(), (x, t), buf, dynamo=False, input_names=["x", "t"],
+                              output_names=["eps"], dynamic_axes={"x": {0: "n"}, "t": {0: "n"}, "eps": {0: "n"}},
+                              opset_version=18)
+        onnx.write_bytes(buf.getvalue())
+        return core.read_model(str(onnx))
+
+    try:
+        with tempfile.TemporaryDirectory() as d:  # the exported file lives until the model is compiled
+            compiled = compile_cached(core, blob, {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"},
+                                      lambda: build(Path(d) / "unet.onnx"))
+    except Exception as exc:  # an operator the exporter or the plugin lacks: stay on torch
+        note(f"{path}: denoiser not compiled ({type(exc).__name__}); it runs on torch")
+        return None
     request = compiled.create_infer_request()
     lock = threading.Lock()
 

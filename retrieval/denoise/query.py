@@ -114,11 +114,26 @@ def resolve_model(model: str) -> Diffusion:
                 diffusion = load_diffusion(path)
             except CheckpointError as exc:
                 raise DenoiseError(str(exc)) from exc
-            from .compiled import compiled_eps
-
-            diffusion.eps_fn = compiled_eps(diffusion, path)  # None: the U-Net runs on torch
+            if not diffusion.any_size:  # compiled on its first denoising step, not when merely picked
+                diffusion.eps_fn = _compile_on_first_use(diffusion, path)
             _MODELS[key] = diffusion
         return _MODELS[key]
+
+
+def _compile_on_first_use(diffusion: Diffusion, path: Path):
+    """A noise prediction that compiles ``diffusion``'s U-Net for this CPU at its first call (retrieval/denoise/
+    compiled.py; the U-Net on torch when that cannot be done), then runs the compiled one."""
+    done: list = []
+
+    def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with _LOCK:
+            if not done:
+                from .compiled import compiled_eps
+
+                done.append(compiled_eps(diffusion, path) or diffusion.unet)
+        return done[0](x, t)
+
+    return eps
 
 
 def _sigma_path() -> Path:
