@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["SIGNATURE_DIM", "lowfreq_signature", "pack_signature", "unpack_signatures"]
+__all__ = ["SIGNATURE_DIM", "SIGNATURE_BYTES", "lowfreq_signature", "pack_signature", "unpack_signatures"]
 
 _SIDE = 32
 _KEEP = 8
 SIGNATURE_DIM = _KEEP * _KEEP - 1
+SIGNATURE_BYTES = 2 * SIGNATURE_DIM  # stored as float16
 
 
 def _dct_matrix(n: int) -> np.ndarray:

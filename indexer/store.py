@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from lookalike.errors import LookalikeError
 
 from .scan import is_below
-from .signature import pack_signature, unpack_signatures
+from .signature import SIGNATURE_BYTES, pack_signature, unpack_signatures
 
 __all__ = ["Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage",
            "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "count_rows"]
@@ -334,6 +334,7 @@ class MetadataStore:
         with self.session() as s:
             rows = s.execute(select(ImageRow.id, ImageRow.lowfreq).where(ImageRow.lowfreq.is_not(None))
                              .order_by(ImageRow.id)).all()
+        rows = [r for r in rows if len(r[1]) == SIGNATURE_BYTES]  # a damaged value counts as missing
         return np.asarray([r[0] for r in rows], np.int64), unpack_signatures([r[1] for r in rows])
 
     def max_image_id(self) -> int:

@@ -152,3 +152,19 @@ def test_query_views_find_a_turned_copy_with_its_own_score(engine, gallery):
     assert all(by_id.get(r.id, 2.0) >= r.score - 1e-6 for r in plain)  # never below the plain score
     with pytest.raises(Exception, match="views must be one of"):
         engine.search(turned, views="sideways")
+
+
+def test_a_damaged_signature_counts_as_missing(gallery, tmp_path):
+    e = Engine.open(tmp_path / "idx", model="pixels@16")
+    e.add([gallery], progress=False, workers=0)
+    e.close()
+    con = sqlite3.connect(tmp_path / "idx" / "metadata.db")
+    con.execute("UPDATE images SET lowfreq = x'0102' WHERE id = 1")  # a truncated value
+    con.commit()
+    con.close()
+    e = Engine.open(tmp_path / "idx")
+    ids, mat = e.store.signatures()
+    assert 1 not in ids.tolist() and len(ids) == 31 and mat.shape == (31, SIGNATURE_DIM)
+    res = e.search(gallery / "moon.jpg", k=3, lowfreq=1.0)  # fused search still answers
+    assert res[0].path.endswith("moon.jpg")
+    e.close()
