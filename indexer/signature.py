@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["SIGNATURE_DIM", "SIGNATURE_BYTES", "lowfreq_signature", "pack_signature", "unpack_signatures"]
+__all__ = ["SIGNATURE_DIM", "SIGNATURE_BYTES", "lowfreq_signature", "pack_signature", "unpack_signatures",
+           "detail_level", "noise_level"]
 
 _SIDE = 32
 _KEEP = 8
@@ -63,3 +64,20 @@ def detail_level(image: Image.Image, side: int = 128) -> float:
     p = np.pad(a, 1, mode="edge")
     blur = sum(p[i : i + a.shape[0], j : j + a.shape[1]] for i in range(3) for j in range(3)) / 9.0
     return float(((a - blur) ** 2).mean() / var)
+
+
+def noise_level(image: Image.Image, side: int = 512) -> float:
+    """Pixel noise of the grey picture (Immerkaer's Laplacian-difference estimate, 0..1 scale) on a centre crop of
+    at most ``side`` px: a few ms, numpy only. Edges count as noise too, so it ranks noisy copies of one picture,
+    and tells photos with added noise from clean or edited ones only at a threshold measured on real photos."""
+    g = image.convert("L")
+    w, h = g.size
+    if w > side or h > side:
+        left, top = max(0, (w - side) // 2), max(0, (h - side) // 2)
+        g = g.crop((left, top, min(w, left + side), min(h, top + side)))
+    a = np.asarray(g, np.float64) / 255.0
+    if a.shape[0] < 3 or a.shape[1] < 3:
+        return 0.0
+    lap = (a[:-2, :-2] + a[:-2, 2:] + a[2:, :-2] + a[2:, 2:] - 2 * (a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2]
+           + a[1:-1, 2:]) + 4 * a[1:-1, 1:-1])
+    return float(np.sqrt(np.pi / 2) * np.abs(lap).mean() / 6.0)

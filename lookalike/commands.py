@@ -247,8 +247,9 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--lowfreq", type=lowfreq, default="auto", metavar="auto|off|W",
                    help="fuse the low-frequency channel: auto (thumbnails, heavy blur, noisy photos with --denoise), "
                         "off, or always with weight W")
-    p.add_argument("--views", choices=["none", "mirror", "rot"], default="none",
-                   help="also search the mirrored (mirror) or mirrored and turned (rot) query; best score per image")
+    p.add_argument("--views", choices=["auto", "none", "mirror", "rot"], default="auto",
+                   help="also search the mirrored (mirror) or mirrored and turned (rot) query, best score per image; "
+                        "auto: the turned views only when the best two results are nearly tied (default)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     add_runtime_options(p, precision=False)
     p.set_defaults(func=cmd_search)

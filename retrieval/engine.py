@@ -323,7 +323,7 @@ class Engine:
 
     def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
                denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
-               denoise_model: str | None = None, lowfreq: "str | float" = "auto", views: str = "none") -> SearchResults:
+               denoise_model: str | None = None, lowfreq: "str | float" = "auto", views: str = "auto") -> SearchResults:
         """The ``k`` indexed images most like ``query`` (a path, bytes, array or PIL image).
 
         ``denoise`` ("auto", "ddpm", "ddim", "classical") cleans a noisy query first; with ``n_samples`` > 1
@@ -331,7 +331,9 @@ class Engine:
         ``lowfreq``: "auto" fuses the low-frequency channel for thumbnails, heavily blurred and (with
         ``denoise="auto"``) noisy photo queries (retrieval.fusion); "off" never; a number always, with that weight.
         ``views`` ("mirror", "rot": mirror and quarter turns) also searches flipped / turned copies of the query and
-        keeps each image's best score (for mirrored or rotated copies; costs one embedding per view).
+        keeps each image's best score (for mirrored or rotated copies; costs one embedding per view); "auto" does
+        the "rot" views only when the best two images score within ``VIEWS_AUTO_MARGIN`` (about 4% of edited
+        copies) and the query is not fused with the low-frequency channel; "none" never.
         """
         return self.searcher.search(query, k=k, min_score=min_score, exclude_self=exclude_self, denoise=denoise,
                                     sigma=sigma, n_samples=n_samples, denoise_model=denoise_model, lowfreq=lowfreq,

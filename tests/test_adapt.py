@@ -181,7 +181,8 @@ def test_copy_benchmark_scores_the_index_before_and_after_adapting(base_index, t
     model = f"checkpoint:{base_index / 'head.pt'}"
     res = run_copies(photos, distractors, tmp_path, [model], "test", edits=["mirror", "jpeg"], strengths=("mild",),
                      k=5, peer=False, progress=False, adapt=SMALL)
-    assert set(res["methods"]) == {model, f"{model} +adapt", f"{model} lowfreq-off", f"{model} +adapt lowfreq-off"}
+    assert set(res["methods"]) == {f"{model}{a}{v}{lf}" for a in ("", " +adapt") for v in ("", " +views:none")
+                                   for lf in ("", " lowfreq-off")}
     assert all(m["n"] == 6 for m in res["methods"].values())
     report = res["adapt"][model]
     assert report["images"] == 12 and report["sampled"] == 12 and report["views"] == SMALL.views

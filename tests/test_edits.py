@@ -128,6 +128,7 @@ def test_copy_benchmark_keeps_the_engine_and_the_lever_query_views_apart(tmp_pat
     res = run_copies(photos, distractors, tmp_path, ["pixels@16"], "test", edits=["mirror"], strengths=("mild",), k=5,
                      views="mirror", peer=False, progress=False, levers=Levers(query_views="mirror"))
     assert set(res["methods"]) == {"pixels@16", "pixels@16 +views:mirror (Engine)", "pixels@16 +views:mirror",
-                                   "pixels@16 lowfreq-off", "pixels@16 +views:mirror (Engine) lowfreq-off"}
+                                   "pixels@16 lowfreq-off", "pixels@16 +views:mirror (Engine) lowfreq-off",
+                                   "pixels@16 +views:none", "pixels@16 +views:none lowfreq-off"}  # default: auto
     engine, lever = res["methods"]["pixels@16 +views:mirror (Engine)"], res["methods"]["pixels@16 +views:mirror"]
     assert engine["top1"] == lever["top1"] == 1.0 and engine["n"] == lever["n"] == 2

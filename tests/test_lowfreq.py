@@ -123,6 +123,23 @@ def test_thumbnails_and_heavy_blur_are_fused_in_a_photo_collection(engine, galle
     assert engine.search(im, k=1).lowfreq_weight == 0  # a sharp full-size query: the neural score alone
 
 
+def test_a_low_detail_query_with_no_low_frequency_match_keeps_the_neural_score(engine, gallery):
+    from PIL import ImageFilter
+
+    from lookalike.indexer.signature import lowfreq_signature
+    from lookalike.retrieval.fusion import LOWDETAIL_MATCH
+
+    im = load_photo("coffee").convert("RGB").resize((384, 288), Image.LANCZOS)
+    crop = im.crop((200, 150, 330, 250)).resize((130, 100), Image.LANCZOS)  # a thumbnail-sized 34% crop
+    blurred = im.filter(ImageFilter.GaussianBlur(8))
+    assert engine.searcher.best_lowfreq_match(lowfreq_signature(blurred)) >= LOWDETAIL_MATCH
+    assert engine.searcher.best_lowfreq_match(lowfreq_signature(crop)) < LOWDETAIL_MATCH
+    res = engine.search(crop, k=3)  # gated as a thumbnail, but nothing indexed is a low-detail copy of it
+    assert res.lowfreq_weight == 0
+    assert [r.id for r in res] == [r.id for r in engine.search(crop, k=3, lowfreq="off")]
+    assert engine.search(crop, k=3, lowfreq=0.5).lowfreq_weight == 0.5  # an explicit weight still fuses
+
+
 def test_cli_lowfreq_option(gallery, tmp_path, capsys):
     from lookalike.cli import main as cli
 
@@ -152,6 +169,48 @@ def test_query_views_find_a_turned_copy_with_its_own_score(engine, gallery):
     assert all(by_id.get(r.id, 2.0) >= r.score - 1e-6 for r in plain)  # never below the plain score
     with pytest.raises(Exception, match="views must be one of"):
         engine.search(turned, views="sideways")
+
+
+def test_auto_views_run_only_for_an_undecided_query(gallery, tmp_path, one_torch_thread):
+    from lookalike.retrieval.searcher import VIEWS_AUTO_MARGIN
+
+    d = tmp_path / "g"
+    d.mkdir()
+    for n in ("coffee", "rocket", "chelsea", "moon"):
+        (d / f"{n}.jpg").write_bytes((gallery / f"{n}.jpg").read_bytes())
+    with Image.open(gallery / "coffee.jpg") as im:
+        im.save(d / "coffee-again.jpg", quality=80)  # other bytes, nearly the same picture
+    e = Engine.open(tmp_path / "idx")
+    e.add([d], progress=False, workers=0)
+    try:
+        rocket = load_photo("rocket").convert("RGB").resize((384, 288), Image.LANCZOS)
+        res = e.search(rocket, k=3)  # decided: the rocket far ahead of the rest
+        assert res.views == "none" and res[0].path.endswith("rocket.jpg")
+        assert res[0].score - res[1].score >= VIEWS_AUTO_MARGIN
+        for k in (1, 3):  # two near-identical coffees tie: the turned views are searched, even for k=1
+            res = e.search(gallery / "coffee.jpg", k=k)
+            assert res.views == "rot" and len(res) == k and "coffee" in res[0].path and res[0].score > 0.999
+        tied = e.search(gallery / "coffee.jpg", k=3, views="none")
+        assert tied.views == "none" and tied[0].score - tied[1].score < VIEWS_AUTO_MARGIN
+        with Image.open(gallery / "coffee.jpg") as im:
+            noisy = apply_noise(im.convert("RGB"), "gauss-0.5", seed=1)
+        res = e.search(noisy, k=3)  # still undecided between the coffees, but noise is why: no views
+        assert "coffee" in res[0].path and res[0].score - res[1].score < VIEWS_AUTO_MARGIN and res.views == "none"
+    finally:
+        e.close()
+
+
+def test_noise_level_tells_noisy_photos_from_clean_and_edited_ones():
+    from lookalike.data.edits import apply_edit
+    from lookalike.indexer.signature import noise_level
+    from lookalike.retrieval.searcher import VIEWS_AUTO_MAX_NOISE
+
+    for n in ("astronaut", "coffee", "rocket"):
+        im = load_photo(n).convert("RGB")
+        clean = [noise_level(im)] + [noise_level(apply_edit(im, e, "strong", seed=3)) for e in ("rotate", "crop", "jpeg")]
+        levels = [noise_level(apply_noise(im, f"gauss-{s}", seed=3)) for s in ("0.25", "0.5", "1.0")]
+        assert max(clean) <= VIEWS_AUTO_MAX_NOISE < levels[0] < levels[1] < levels[2], (n, clean, levels)
+    assert noise_level(Image.new("RGB", (2, 2))) == 0.0 and noise_level(Image.new("RGB", (64, 64), "gray")) == 0.0
 
 
 def test_a_damaged_signature_counts_as_missing(gallery, tmp_path):

@@ -20,7 +20,7 @@ from lookalike.data.samples import load_sample
 
 from .datasets import ImageSet
 
-__all__ = ["copy_training_set", "add_commands"]
+__all__ = ["copy_training_set", "copy_training_items", "add_commands"]
 
 
 def _tiles(im: Image.Image, grid: int = 3) -> list[Image.Image]:
@@ -29,14 +29,17 @@ def _tiles(im: Image.Image, grid: int = 3) -> list[Image.Image]:
             for j in range(grid) for i in range(grid)]
 
 
-def copy_training_set(n_scenes: int = 150, cifar: int = 300, seed: int = 1, max_side: int = 768) -> ImageSet:
-    """Unlabelled training images (no scikit-image photo): 3x3 tiles of the dev photos, generated scenes,
-    upscaled CIFAR-10-sample train images and Debian desktop graphics."""
+def copy_training_items(n_scenes: int = 150, cifar: int = 300, seed: int = 1,
+                        max_side: int = 768) -> tuple[list[Image.Image], list[str], list[str]]:
+    """(images, names, owners) of the copy-head training set; ``owners`` names the dev photo an image is a tile
+    of ("" for the others), so that a study can leave some dev photos out (benchmarks/heldout_copies.py)."""
     images: list[Image.Image] = []
     names: list[str] = []
+    owners: list[str] = []
     for name, im in dev_photos(max_side):
         images += _tiles(im)  # disjoint tiles: no two training images share content
         names += [f"{name}-{t}" for t in range(9)]
+        owners += [name] * 9
     graphics = [(n, im) for n, im in distractors(13, max_side=max_side) if n.startswith("debian-")]
     images += [im for _, im in graphics]
     names += [n for n, _ in graphics]
@@ -47,6 +50,14 @@ def copy_training_set(n_scenes: int = 150, cifar: int = 300, seed: int = 1, max_
     arr = load_sample("cifar10", "train").images[:cifar]
     images += [Image.fromarray(a).resize((128, 128), Image.BICUBIC) for a in arr]
     names += [f"cifar10-train-{i}" for i in range(len(arr))]
+    owners += [""] * (len(images) - len(owners))
+    return images, names, owners
+
+
+def copy_training_set(n_scenes: int = 150, cifar: int = 300, seed: int = 1, max_side: int = 768) -> ImageSet:
+    """Unlabelled training images (no scikit-image photo): 3x3 tiles of the dev photos, generated scenes,
+    upscaled CIFAR-10-sample train images and Debian desktop graphics."""
+    images, names, _ = copy_training_items(n_scenes, cifar, seed, max_side)
     fp = hashlib.sha1(json.dumps([names, [im.size for im in images], max_side, seed]).encode()).hexdigest()[:16]
     return ImageSet(images, None, [], "copy-train", fingerprint=f"copy-train-{fp}")
 

@@ -35,7 +35,7 @@ def copy_queries(photos: list[tuple[str, Image.Image]], edits: list[str], streng
 
 def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
                models: list[str], label: str, edits: list[str] | None = None,
-               strengths: tuple[str, ...] = ("mild", "strong"), k: int = 10, views: str = "none",
+               strengths: tuple[str, ...] = ("mild", "strong"), k: int = 10, views: str = "auto",
                peer: bool = True, seed: int = 0, progress: bool = True, levers: Levers = Levers(),
                log=None, lowfreq_modes: tuple[str, ...] = ("auto", "off"), precision: str | None = None,
                adapt=None) -> dict:
@@ -70,11 +70,12 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
             base = model + ("" if variant is None else f" +{variant}")
             # the plain search always, so that every lever and view has its baseline from the same run;
             # lowfreq auto: what `lookalike search` does; off: the neural score alone
-            for vw in dict.fromkeys(("none", views)):
+            # views auto (the default: turned views for undecided queries) and none (the plain search)
+            for vw in dict.fromkeys(("auto", "none", views)):
                 # the levers score the same query views from one batch; the Engine's pass keeps its own name
                 same = f"+views:{vw}" in levers.names()
                 for lowfreq in lowfreq_modes:
-                    name = (base + ("" if vw == "none" else f" +views:{vw}" + (" (Engine)" if same else ""))
+                    name = (base + ("" if vw == "auto" else f" +views:{vw}" + (" (Engine)" if same else ""))
                             + ("" if lowfreq == "auto" else " lowfreq-off"))
                     ms = scores[name] = MethodScore()
                     t0 = time.perf_counter()
@@ -151,7 +152,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_shared_arguments(p)
     p.add_argument("--model", action="append", default=None, help=f"embedder (repeatable; default {DEFAULT_EMBEDDER})")
     p.add_argument("--edits", default=",".join(EDITS), help="comma-separated edit kinds")
-    p.add_argument("--views", choices=("none", "mirror", "rot"), default="none", help="query-time views, max score per image")
+    p.add_argument("--views", choices=("auto", "none", "mirror", "rot"), default="auto",
+                   help="query-time views (max score per image) measured besides auto (the default) and none")
     p.add_argument("--adapt", action="store_true",
                    help="also score each model after 'lookalike adapt' of the gallery index (projection heads only)")
     p.add_argument("--adapt-images", type=positive_int, default=1000, help="adapt: most sampled images (default 1000)")
@@ -186,7 +188,7 @@ def main(args: argparse.Namespace) -> int:
     models = args.model or [DEFAULT_EMBEDDER]
     try:
         levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views,
-                        args.views, args.multi_scale, crops=args.crop_views)
+                        "none" if args.views == "auto" else args.views, args.multi_scale, crops=args.crop_views)
     except ValueError:
         print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
         return 2
@@ -216,7 +218,7 @@ def main(args: argparse.Namespace) -> int:
     print(format_table(result))
     root = Path.cwd()
     out = write_result(result, args.json or root / "benchmarks" / "results" /
-                       f"copies-{args.photos}{_slug(models)}{'' if args.views == 'none' else '-views-' + args.views}"
+                       f"copies-{args.photos}{_slug(models)}{'' if args.views in ('auto', 'none') else '-views-' + args.views}"
                        f"{'-levers' if levers.names() else ''}{'-adapt' if adapt else ''}.json")
     print(f"json: {out}")
     if args.grid != "none":

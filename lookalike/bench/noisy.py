@@ -49,13 +49,15 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
                             progress, precision)
     try:
         engine_search(engine, gallery, noisy(queries[0]), k)  # warm-up
-        runs = [("no denoise, lowfreq off", None, "off"), ("no denoise", None, "auto")]
-        runs += [(f"--denoise {m}", m, "auto") for m in modes]
-        for name, opt, lowfreq in runs:
+        # the neural score alone; search without query views; search as `lookalike search` does; each --denoise
+        runs = [("no denoise, lowfreq off", None, "off", "none"), ("no denoise, views none", None, "auto", "none"),
+                ("no denoise", None, "auto", "auto")]
+        runs += [(f"--denoise {m}", m, "auto", "auto") for m in modes]
+        for name, opt, lowfreq, views in runs:
             ms = MethodScore()
             t0 = time.perf_counter()
             for q, target in zip(queries, targets):
-                names, sc, t = engine_search(engine, gallery, noisy(q), k, denoise=opt, lowfreq=lowfreq)
+                names, sc, t = engine_search(engine, gallery, noisy(q), k, denoise=opt, lowfreq=lowfreq, views=views)
                 ms.add(names, sc, target, t)
             print(f"bench: {model} {name} on {len(queries)} noisy queries in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
             scores[name] = ms
