@@ -1,5 +1,6 @@
 """Start-up and query latency of the command line: ``lookalike --help``, a cold ``lookalike search`` on an index
-of ``--n`` photos (a new process each time, the compiled model cached), and the warm ``Engine.search`` p50.
+of ``--n`` photos (a new process each time, the compiled model cached), and the warm ``Engine.search`` p50, for
+each ``--views`` setting (the default ``auto`` turns undecided queries; ``none`` never) in the same run.
 
     python benchmarks/startup.py --n 300 --runtimes openvino torch
 
@@ -38,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runtimes", nargs="+", default=["openvino", "torch"])
     ap.add_argument("--runs", type=int, default=5, help="runs of each command (medians reported)")
     ap.add_argument("--queries", type=int, default=30, help="warm searches for the p50")
+    ap.add_argument("--views", nargs="+", default=["auto", "none"], choices=["auto", "none", "mirror", "rot"],
+                    help="query views to time, each in the same run (auto: the default)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -54,18 +57,22 @@ def main(argv=None) -> int:
         query = str(tmp / "imgs" / "img00007.jpg")
         out["runtimes"] = []
         for runtime in args.runtimes:
-            cold, cold_runs = wall(exe + ["search", query, "--db", str(tmp / "idx"), "--runtime", runtime], args.runs)
-            with Engine.open(tmp / "idx", create=False, runtime=runtime) as eng:
-                eng.search(query)
-                paths = sorted((tmp / "imgs").iterdir())[: args.queries]
-                ts = []
-                for p in paths:
-                    t0 = time.perf_counter()
-                    eng.search(p, k=10)
-                    ts.append(time.perf_counter() - t0)
-            out["runtimes"].append({"runtime": runtime, "cold_search_s": round(cold, 2),
-                                    "cold_runs": [round(t, 2) for t in cold_runs],
-                                    "warm_search_p50_ms": round(float(np.median(ts)) * 1000, 1)})
+            for views in args.views:
+                cold, cold_runs = wall(exe + ["search", query, "--db", str(tmp / "idx"), "--runtime", runtime,
+                                              "--views", views], args.runs)
+                with Engine.open(tmp / "idx", create=False, runtime=runtime) as eng:
+                    eng.search(query)
+                    paths = sorted((tmp / "imgs").iterdir())[: args.queries]
+                    ts, turned = [], 0
+                    for p in paths:
+                        t0 = time.perf_counter()
+                        res = eng.search(p, k=10, views=views)
+                        ts.append(time.perf_counter() - t0)
+                        turned += res.views != "none"
+                out["runtimes"].append({"runtime": runtime, "views": views, "cold_search_s": round(cold, 2),
+                                        "cold_runs": [round(t, 2) for t in cold_runs],
+                                        "warm_search_p50_ms": round(float(np.median(ts)) * 1000, 1),
+                                        "warm_turned": f"{turned}/{len(paths)}"})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
@@ -73,11 +80,12 @@ def main(argv=None) -> int:
         return 0
     print(f"lookalike --help: {out['help_s']:.2f} s (median of {args.runs}: "
           f"{', '.join(f'{t:.2f}' for t in out['help_runs'])})")
-    print(f"| runtime | cold `lookalike search`, {args.n}-photo index (median of {args.runs}) | warm Engine.search p50 |")
-    print("|---|---|---|")
+    print(f"| runtime | views | cold `lookalike search`, {args.n}-photo index (median of {args.runs}) | "
+          "warm Engine.search p50 | warm queries turned |")
+    print("|---|---|---|---|---|")
     for r in out["runtimes"]:
-        print(f"| {r['runtime']} | {r['cold_search_s']} s ({', '.join(map(str, r['cold_runs']))}) | "
-              f"{r['warm_search_p50_ms']} ms |")
+        print(f"| {r['runtime']} | {r['views']} | {r['cold_search_s']} s ({', '.join(map(str, r['cold_runs']))}) | "
+              f"{r['warm_search_p50_ms']} ms | {r['warm_turned']} |")
     return 0
 
 

@@ -116,6 +116,8 @@ VIEWS_AUTO_MARGIN = 0.03
 # Noisy dev queries at 1 MP: 12 / 24 undecided ones found without views, 10 with them; 0.05-0.09 all give that,
 # 0.07 is the middle. On eval the views then leave plain search of noisy photos exactly as it was.
 VIEWS_AUTO_MAX_NOISE = 0.07
+# a best score this high is the query's own picture (the same pixels; float rounding keeps it below 1): no views
+EXACT_SCORE = 0.9999
 
 
 def view_image(img: Image.Image, view: str) -> Image.Image:
@@ -197,6 +199,7 @@ class Searcher:
             results = self.neighbours(q, m, exclude_id=self_id)
         if views == "auto":  # only an undecided query, never one fused with the low-frequency channel or denoised
             undecided = (weight == 0 and (den is None or den.method == "none") and len(results) >= 2
+                         and results[0].score < EXACT_SCORE  # an indexed copy of the query itself: decided
                          and results[0].score - results[1].score < VIEWS_AUTO_MARGIN
                          and noise_level(img) <= VIEWS_AUTO_MAX_NOISE)
             views = "rot" if undecided else "none"
