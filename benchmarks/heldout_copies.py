@@ -42,6 +42,7 @@ from lookalike.bench.common import build_gallery, cache_root
 from lookalike.bench.copies import copy_queries
 from lookalike.data import edits as E
 from lookalike.data.photosets import distractors, photo_set
+from lookalike.fsutil import atomic_path
 from lookalike.indexer.signature import lowfreq_signature
 from lookalike.retrieval.fusion import LOWDETAIL_MATCH, LOWDETAIL_WEIGHT, lowdetail_weight
 from lookalike.retrieval.searcher import view_image
@@ -91,9 +92,8 @@ def _cached(path: Path, make) -> dict[str, np.ndarray]:
             return dict(z)
     arrays = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
     return arrays
 
 
@@ -155,38 +155,18 @@ def build_data(work: Path, n_distractors: int, studies: list[str], log) -> dict:
     return data
 
 
-def train_head(views: np.ndarray, clean: np.ndarray, clean_p: float = 0.0, seed: int = 0, epochs: int = 60,
-               temperature: float = 0.1, batch_size: int = 256):
-    """The copy-head recipe on cached features: two distinct views per image (or the clean image, with
-    probability ``clean_p``, as the first), NT-Xent."""
+def train_head(views: np.ndarray, clean: np.ndarray, clean_p: float = 0.0, seed: int = 0):
+    """The copy-head recipe (`lookalike train copy-head`: 1280 -> 1024 -> 256, temperature 0.1, 60 epochs, batch
+    256) on cached features; with probability ``clean_p`` the clean image is the first of the two positives."""
     from lookalike.retrieval.nets import ProjectionHead
-    from lookalike.training.losses.supcon import SupConLoss
+    from lookalike.training.trainer import fit_head_on_views
 
     torch.manual_seed(seed)
-    v_all, c_all = torch.from_numpy(views.astype(np.float32)), torch.from_numpy(clean.astype(np.float32))
-    n, nv = v_all.shape[:2]
-    head = ProjectionHead(v_all.shape[2], 1024, 256)
-    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-4)
-    spe = max(1, n // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * spe)
-    loss_fn, gen = SupConLoss(temperature), torch.Generator().manual_seed(seed)
-    head.train()
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        for s in range(spe):
-            idx = perm[s * batch_size:(s + 1) * batch_size]
-            v1 = torch.randint(0, nv, (len(idx),), generator=gen)
-            v2 = (v1 + torch.randint(1, nv, (len(idx),), generator=gen)) % nv
-            a = v_all[idx, v1]
-            if clean_p > 0:
-                a = torch.where((torch.rand(len(idx), generator=gen) < clean_p)[:, None], c_all[idx], a)
-            t = torch.arange(len(idx))
-            loss = loss_fn(torch.cat([head(a), head(v_all[idx, v2])]), torch.cat([t, t]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    return head.eval()
+    v = torch.from_numpy(views.astype(np.float32))
+    head = ProjectionHead(v.shape[2], 1024, 256)
+    fit_head_on_views(head, v, torch.arange(len(v)), temperature=0.1, epochs=60, batch_size=256, lr=1e-3,
+                      weight_decay=1e-4, seed=seed, clean=torch.from_numpy(clean.astype(np.float32)), clean_p=clean_p)
+    return head
 
 
 @torch.inference_mode()

@@ -331,9 +331,10 @@ class Engine:
         ``lowfreq``: "auto" fuses the low-frequency channel for thumbnails, heavily blurred and (with
         ``denoise="auto"``) noisy photo queries (retrieval.fusion); "off" never; a number always, with that weight.
         ``views`` ("mirror", "rot": mirror and quarter turns) also searches flipped / turned copies of the query and
-        keeps each image's best score (for mirrored or rotated copies; costs one embedding per view); "auto" does
-        the "rot" views only when the best two images score within ``VIEWS_AUTO_MARGIN`` (about 4% of edited
-        copies) and the query is not fused with the low-frequency channel; "none" never.
+        keeps each image's best score (for mirrored or rotated copies; costs one embedding per view); "auto" (the
+        default) does the "rot" views only for an undecided query: its best two images score within
+        ``VIEWS_AUTO_MARGIN`` (about 4% of edited copies), the best is not its own picture, and it is neither
+        fused with the low-frequency channel, denoised nor noisy (``VIEWS_AUTO_MAX_NOISE``); "none" never.
         """
         return self.searcher.search(query, k=k, min_score=min_score, exclude_self=exclude_self, denoise=denoise,
                                     sigma=sigma, n_samples=n_samples, denoise_model=denoise_model, lowfreq=lowfreq,

@@ -102,8 +102,8 @@ def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int 
 
 # query-time views: flipped / turned copies of the query searched too, each image scored by its best view;
 # "auto" searches the "rot" views only for an undecided query (see VIEWS_AUTO_MARGIN)
-QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "rot": ("mirror", "rot90", "rot180", "rot270"),
-               "auto": ("mirror", "rot90", "rot180", "rot270")}
+_TURNS = ("mirror", "rot90", "rot180", "rot270")
+QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "rot": _TURNS, "auto": _TURNS}
 # views="auto": a query searched with the neural score alone whose best two images score within this of each other
 # is searched again mirrored and turned (the "rot" views). Chosen on the dev photos only, with heads trained without
 # the held-out half of them (benchmarks/heldout_copies.py: 5 seeds x 2 folds, 720 edited copies; docs/benchmarks.md

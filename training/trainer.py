@@ -19,7 +19,8 @@ from .feature_cache import clean_features, view_features
 from .losses import ContrastiveLoss, SupConLoss, TripletMarginLoss
 from .miners import HalvesPairMiner, get_miner
 
-__all__ = ["SiameseConfig", "HeadConfig", "TrainResult", "train_siamese", "train_head", "embed_tensors"]
+__all__ = ["SiameseConfig", "HeadConfig", "TrainResult", "train_siamese", "train_head", "fit_head_on_views",
+           "embed_tensors"]
 
 
 @dataclass
@@ -181,6 +182,43 @@ def train_siamese(cfg: SiameseConfig, train: ImageSet, test: ImageSet | None = N
     return model, TrainResult(history, after, before, wall, {"config": asdict(cfg), "margin": margin})
 
 
+def fit_head_on_views(head: torch.nn.Module, views: torch.Tensor, targets: torch.Tensor, temperature: float,
+                      epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
+                      clean: torch.Tensor | None = None, clean_p: float = 0.0, desc: str | None = None) -> list[float]:
+    """Fit ``head`` (left in eval mode) with SupCon / NT-Xent on cached features ``views`` (N, V, D): each step
+    takes two distinct views of a batch of images; with ``clean`` (N, D), the first is the clean image with
+    probability ``clean_p``. Returns the mean loss per epoch."""
+    loss_fn = SupConLoss(temperature)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    n, nv = views.shape[:2]
+    bs = min(batch_size, n)
+    steps_per_epoch = max(1, n // bs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(seed)
+    history: list[float] = []
+    head.train()
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=desc is None)
+    for _epoch in bar:
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for s in range(steps_per_epoch):
+            idx = perm[s * bs : (s + 1) * bs]
+            # two distinct cached views per image
+            v1 = torch.randint(0, nv, (len(idx),), generator=gen)
+            v2 = (v1 + torch.randint(1, nv, (len(idx),), generator=gen)) % nv
+            first = views[idx, v1]
+            if clean is not None and clean_p > 0:
+                first = torch.where((torch.rand(len(idx), generator=gen) < clean_p)[:, None], clean[idx], first)
+            z = torch.cat([head(first), head(views[idx, v2])])  # two passes: BatchNorm sees one view each
+            loss = _loss_step(loss_fn, None, z, torch.cat([targets[idx], targets[idx]]))
+            _optimise(opt, sched, loss)
+            total += float(loss.detach())
+        history.append(total / steps_per_epoch)
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+    head.eval()
+    return history
+
+
 def train_head(cfg: HeadConfig, train: ImageSet, test: ImageSet | None = None,
                progress: bool = True) -> tuple[HeadEmbedder, TrainResult]:
     """Train an MLP head with NT-Xent (or SupCon) on cached frozen-backbone features of augmented views."""
@@ -218,34 +256,11 @@ def train_head(cfg: HeadConfig, train: ImageSet, test: ImageSet | None = None,
 
     before = (retrieval_metrics(te_clean, test.labels, tr_clean, train.labels)
               if te_clean is not None and test.labels is not None and train.labels is not None else None)
-    loss_fn = SupConLoss(cfg.temperature)
     # SupCon's positives are same-class images; NT-Xent's are the two views of one image (labels = image ids)
     targets = labels_t if cfg.supervised else torch.arange(len(train))
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = len(train)
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // bs)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[float] = []
-    head.train()
-    bar = tqdm(range(cfg.epochs), desc="supcon head" if cfg.supervised else "nt-xent head", unit="epoch",
-               disable=not progress)
-    for _epoch in bar:
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        for s in range(steps_per_epoch):
-            idx = perm[s * bs : (s + 1) * bs]
-            # two distinct cached views per image
-            v1 = torch.randint(0, cfg.views, (len(idx),), generator=gen)
-            v2 = (v1 + torch.randint(1, cfg.views, (len(idx),), generator=gen)) % cfg.views
-            z = torch.cat([head(views[idx, v1]), head(views[idx, v2])])  # two passes: BatchNorm sees one view each
-            loss = _loss_step(loss_fn, None, z, torch.cat([targets[idx], targets[idx]]))
-            _optimise(opt, sched, loss)
-            total += float(loss.detach())
-        history.append(total / steps_per_epoch)
-        bar.set_postfix(loss=f"{history[-1]:.4f}")
-    head.eval()
+    history = fit_head_on_views(head, views, targets, cfg.temperature, cfg.epochs, cfg.batch_size, cfg.lr,
+                                cfg.weight_decay, cfg.seed,
+                                desc=("supcon head" if cfg.supervised else "nt-xent head") if progress else None)
     choice = cfg.output
     selection = {}
     if choice == "auto":
