@@ -250,6 +250,131 @@ def accuracy(args) -> dict:
             "threshold": t_ours, "rows": rows, "curve": curve, "index_seconds": {s: round(ours[s][1], 1) for s in sets}}
 
 
+# ------------------------------------------------------------------------------------------------ mixed
+MIXED_KINDS = ("resize", "jpeg", "crop", "colour", "text", "emoji", "pad", "grayscale")
+
+
+def mixed_copy(im: Image.Image, kind: str, seed: int) -> Image.Image:
+    """A duplicate-style copy (what people keep twice): mild AugLy edits with seeded parameters."""
+    from lookalike.data.augly_edits import shim_augly
+
+    F = shim_augly()
+    rng = np.random.default_rng(seed)
+    if kind == "resize":
+        f = float(rng.uniform(0.3, 0.7))
+        return im.resize((max(8, round(im.width * f)), max(8, round(im.height * f))), Image.Resampling.LANCZOS)
+    if kind == "jpeg":
+        return F.encoding_quality(im, quality=int(rng.integers(15, 50)))
+    if kind == "crop":
+        f = float(rng.uniform(0.8, 0.95))
+        x, y = float(rng.uniform(0, 1 - f)), float(rng.uniform(0, 1 - f))
+        return F.crop(im, x1=x, y1=y, x2=x + f, y2=y + f)
+    if kind == "colour":
+        return F.color_jitter(im, brightness_factor=float(rng.uniform(0.8, 1.25)),
+                              contrast_factor=float(rng.uniform(0.8, 1.25)), saturation_factor=float(rng.uniform(0.6, 1.5)))
+    if kind in ("text", "emoji", "pad", "grayscale"):
+        from lookalike.data.augly_edits import augly_edit
+
+        if kind == "pad":
+            return F.pad(im, w_factor=float(rng.uniform(0.02, 0.1)), h_factor=float(rng.uniform(0.02, 0.1)),
+                         color=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        return augly_edit(im, {"text": "text", "emoji": "emoji", "grayscale": "grayscale"}[kind], seed=seed)
+    raise ValueError(kind)
+
+
+def build_mixed(which: str, root: Path) -> dict[str, int]:
+    """The issue-22 folder: photos with 3 copies each, other photos alone, 300 MNIST and 300 CIFAR-10 images;
+    file name -> group (-1: no copy in the folder). dev: GCompris/Jigzo/Debian dev photos (one photo fold with
+    copies, 40 of the other alone); eval: scikit-image's photos with copies, Debian desktop graphics alone."""
+    from lookalike.bench.calibrated import photo_fold
+    from lookalike.data.photosets import _DISTRACT_DEBIAN, _debian, eval_photos, wide_dev_photos
+    from lookalike.data.samples import load_sample
+
+    labels_path = root / "groups.json"
+    if labels_path.is_file():
+        return json.loads(labels_path.read_text())
+    folder = root / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    if which == "dev":
+        photos = wide_dev_photos(SOURCE_SIDE)
+        with_copies = [(n, im) for n, im in photos if photo_fold(n) == 0]
+        alone = [(n, im) for n, im in photos if photo_fold(n) == 1][:40]
+    else:
+        with_copies, alone = eval_photos(SOURCE_SIDE), _debian(_DISTRACT_DEBIAN, SOURCE_SIDE)
+    truth: dict[str, int] = {}
+    for g, (name, im) in enumerate(with_copies):
+        rng = np.random.default_rng(g)
+        im.convert("RGB").save(folder / f"g{g:03d}-{name}.jpg", quality=92)
+        truth[f"g{g:03d}-{name}.jpg"] = g
+        for j, kind in enumerate(rng.choice(MIXED_KINDS, 3, replace=False)):
+            fname = f"g{g:03d}-{name}-{kind}.jpg"
+            mixed_copy(im.convert("RGB"), str(kind), seed=g * 10 + j).convert("RGB").save(folder / fname, quality=92)
+            truth[fname] = g
+    for name, im in alone:
+        im.convert("RGB").save(folder / f"alone-{name}.jpg", quality=92)
+        truth[f"alone-{name}.jpg"] = -1
+    digits = load_sample("mnist", "test").images[:300]
+    for i, a in enumerate(digits):
+        Image.fromarray(a).convert("RGB").resize((112, 112), Image.BICUBIC).save(folder / f"mnist-{i:04d}.png")
+        truth[f"mnist-{i:04d}.png"] = -1
+    cifar = load_sample("cifar10", "train").images[:300]
+    for i, a in enumerate(cifar):
+        Image.fromarray(a).resize((128, 128), Image.BICUBIC).save(folder / f"cifar-{i:04d}.png")
+        truth[f"cifar-{i:04d}.png"] = -1
+    labels_path.write_text(json.dumps(truth))
+    return truth
+
+
+def _pairs_of(groups: list[list[str]]) -> set:
+    return {tuple(sorted(p)) for fs in groups if len(fs) > 1 for p in combinations(fs, 2)}
+
+
+def _mixed_groups(groups: list[list[str]], truth: dict[str, int]) -> int:
+    """Groups that hold two different pictures (two true groups, or a picture and an unrelated image)."""
+    return sum(1 for fs in groups if len({truth[f] if truth[f] >= 0 else f"x{f}" for f in fs}) > 1)
+
+
+def mixed(args) -> dict:
+    """Duplicates on the mixed folders: the calibrated copy score (stars), the old cosine components, imagededup."""
+    from lookalike.retrieval.duplicates import DEFAULT_THRESHOLD, duplicate_components, find_duplicates
+    from lookalike.retrieval.engine import Engine
+
+    work = Path(args.work) / "mixed"
+    out: dict = {"model": args.model, "sets": {}}
+    for which in ("dev", "eval"):
+        root = work / which
+        truth = build_mixed(which, root)
+        tp = true_pairs(truth)
+        rows = {}
+        with Engine.open(root / f"index-{args.model.replace(':', '_').replace('/', '_')}", model=args.model) as eng:
+            eng.add([root / "images"], progress=False, warn=None)
+            t0 = time.perf_counter()
+            rep = find_duplicates(eng)
+            secs = time.perf_counter() - t0
+            groups = [[os.path.basename(f.path) for f in g.files] for g in rep.groups]
+            rows[f"lookalike {rep.score} {rep.threshold:.3f} (stars)"] = {
+                **scores(_pairs_of(groups), tp), "mixed_groups": _mixed_groups(groups, truth),
+                "largest_group": max(map(len, groups), default=0), "seconds": round(secs, 2)}
+            ids, vecs = eng.vectors()
+            meta = eng.store.lookup(ids.tolist())
+            labels, _ = duplicate_components(vecs, DEFAULT_THRESHOLD)
+            by: dict[int, list[str]] = {}
+            for i, lab in zip(ids.tolist(), labels.tolist()):
+                by.setdefault(lab, []).extend(os.path.basename(p) for p in meta[int(i)].paths)
+            old = [fs for fs in by.values() if len(fs) > 1]
+            rows[f"lookalike cosine {DEFAULT_THRESHOLD} (connected components, before)"] = {
+                **scores(_pairs_of(old), tp), "mixed_groups": _mixed_groups(old, truth),
+                "largest_group": max(map(len, old), default=0)}
+        if not args.no_peer:
+            peer = peer_sweep(root)
+            for m in PEER_METHODS:
+                pairs = {tuple(p) for p in peer[m]["pairs"]["10"]}
+                rows[f"imagededup {m}, distance 10 (default)"] = scores(pairs, tp)
+        out["sets"][which] = {"images": len(truth), "groups": len({g for g in truth.values() if g >= 0}),
+                              "true_pairs": len(tp), "rows": rows}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ scale
 def scale_store(db: Path, n: int, dim: int, seed: int = 0) -> Path:
     """An index folder holding n synthetic unit vectors: clustered, 10 % of them near-copies (cos ~0.95) of others."""
@@ -320,8 +445,22 @@ def main(argv=None) -> int:
     ap.add_argument("--no-peer", action="store_true", help="leave imagededup out")
     ap.add_argument("--scale", type=int, default=0, help="run only the scale benchmark with this many vectors")
     ap.add_argument("--exact", action="store_true", help="with --scale: also time the exact all-pairs method")
+    ap.add_argument("--mixed", action="store_true",
+                    help="the mixed folders (photos with 3 copies, other photos, 300 MNIST, 300 CIFAR-10): "
+                         "the calibrated copy score against the cosine components and imagededup")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
+    if args.mixed:
+        res = mixed(args)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res, indent=2))
+        for which, r in res["sets"].items():
+            print(f"{which}: {r['images']} images, {r['groups']} pictures with copies, {r['true_pairs']} true pairs")
+            print("| method | precision | recall | groups mixing pictures | largest group |\n|---|---|---|---|---|")
+            for name, x in r["rows"].items():
+                print(f"| {name} | {x['precision']:.3f} | {x['recall']:.3f} | {x.get('mixed_groups', '-')} | "
+                      f"{x.get('largest_group', '-')} |")
+        return 0
     res = scale(args) if args.scale else accuracy(args)
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2))

@@ -1,6 +1,7 @@
 """Start-up and query latency of the command line: ``lookalike --help``, a cold ``lookalike search`` on an index
-of ``--n`` photos (a new process each time, the compiled model cached), and the warm ``Engine.search`` p50, for
-each ``--views`` setting (the default ``auto`` turns undecided queries; ``none`` never) in the same run.
+of ``--n`` photos (a new process each time, the compiled model cached), and the warm ``Engine.search`` p50 of
+indexed photos (each finds itself) and of photos that are not indexed, for each ``--views`` setting (the
+default ``auto``; ``none`` never) in the same run.
 
     python benchmarks/startup.py --n 300 --runtimes openvino torch
 
@@ -51,6 +52,14 @@ def main(argv=None) -> int:
     out: dict = {"n": args.n, "model": args.model, "runs": args.runs}
     try:
         make_photos(tmp / "imgs", args.n)
+        from lookalike.data.photosets import generated_scene
+
+        rng = np.random.default_rng(1)
+        (tmp / "other").mkdir()
+        others = []  # pictures of nothing indexed: generated scenes
+        for i in range(args.queries):
+            others.append(tmp / "other" / f"scene{i:03d}.jpg")
+            generated_scene(rng, (800, 600)).save(others[-1], quality=90)
         with Engine.open(tmp / "idx", model=args.model, runtime=args.runtimes[0]) as eng:
             eng.add([tmp / "imgs"], progress=False)
         out["help_s"], out["help_runs"] = wall(exe + ["--help"], args.runs)
@@ -60,19 +69,21 @@ def main(argv=None) -> int:
             for views in args.views:
                 cold, cold_runs = wall(exe + ["search", query, "--db", str(tmp / "idx"), "--runtime", runtime,
                                               "--views", views], args.runs)
+                row = {"runtime": runtime, "views": views, "cold_search_s": round(cold, 2),
+                       "cold_runs": [round(t, 2) for t in cold_runs]}
                 with Engine.open(tmp / "idx", create=False, runtime=runtime) as eng:
                     eng.search(query)
-                    paths = sorted((tmp / "imgs").iterdir())[: args.queries]
-                    ts, turned = [], 0
-                    for p in paths:
-                        t0 = time.perf_counter()
-                        res = eng.search(p, k=10, views=views)
-                        ts.append(time.perf_counter() - t0)
-                        turned += res.views != "none"
-                out["runtimes"].append({"runtime": runtime, "views": views, "cold_search_s": round(cold, 2),
-                                        "cold_runs": [round(t, 2) for t in cold_runs],
-                                        "warm_search_p50_ms": round(float(np.median(ts)) * 1000, 1),
-                                        "warm_turned": f"{turned}/{len(paths)}"})
+                    # indexed photos (each finds itself) and photos that are not indexed (nothing is a copy)
+                    for kind, paths in (("", sorted((tmp / "imgs").iterdir())[: args.queries]), ("unindexed_", others)):
+                        ts, turned = [], 0
+                        for p in paths:
+                            t0 = time.perf_counter()
+                            res = eng.search(p, k=10, views=views)
+                            ts.append(time.perf_counter() - t0)
+                            turned += res.views != "none"
+                        row[f"{kind}warm_search_p50_ms"] = round(float(np.median(ts)) * 1000, 1)
+                        row[f"{kind}warm_turned"] = f"{turned}/{len(paths)}"
+                out["runtimes"].append(row)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
@@ -81,11 +92,12 @@ def main(argv=None) -> int:
     print(f"lookalike --help: {out['help_s']:.2f} s (median of {args.runs}: "
           f"{', '.join(f'{t:.2f}' for t in out['help_runs'])})")
     print(f"| runtime | views | cold `lookalike search`, {args.n}-photo index (median of {args.runs}) | "
-          "warm Engine.search p50 | warm queries turned |")
-    print("|---|---|---|---|---|")
+          "warm p50, indexed query | turned | warm p50, unindexed query | turned |")
+    print("|---|---|---|---|---|---|---|")
     for r in out["runtimes"]:
         print(f"| {r['runtime']} | {r['views']} | {r['cold_search_s']} s ({', '.join(map(str, r['cold_runs']))}) | "
-              f"{r['warm_search_p50_ms']} ms | {r['warm_turned']} |")
+              f"{r['warm_search_p50_ms']} ms | {r['warm_turned']} | {r['unindexed_warm_search_p50_ms']} ms | "
+              f"{r['unindexed_warm_turned']} |")
     return 0
 
 

@@ -2,7 +2,8 @@
 and distractors (upscaled CIFAR-10 / MNIST samples, generated scenes, Debian desktop graphics).
 
 ``dev`` needs the Debian packages ``mate-backgrounds`` and ``ukui-wallpapers`` (missing files are skipped) plus
-scikit-learn's and matplotlib's bundled sample photos.
+scikit-learn's and matplotlib's bundled sample photos; ``dev-wide`` adds GCompris's and Jigzo's photos
+(``gcompris-qt-data``, ``jigzo-data``; :mod:`lookalike.data.debian_photos`), about 200 photos in all.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from .photos import available_photos, load_photo
 from .samples import load_sample
 
-__all__ = ["PHOTO_SETS", "photo_set", "dev_photos", "eval_photos", "distractors", "generated_scene", "cap_size"]
+__all__ = ["PHOTO_SETS", "photo_set", "dev_photos", "wide_dev_photos", "eval_photos", "distractors", "generated_scene", "cap_size"]
 
-PHOTO_SETS = ("dev", "eval")
+PHOTO_SETS = ("dev", "dev-wide", "eval")
 _BG = Path("/usr/share/backgrounds")
 _DEV_DEBIAN = [f"mate/nature/{n}.jpg" for n in ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow",
                                                  "LadyBird", "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower")]
@@ -77,11 +78,20 @@ def eval_photos(max_side: int = 1024) -> list[tuple[str, Image.Image]]:
     return [(f"skimage-{n}", cap_size(load_photo(n), max_side)) for n in available_photos()]
 
 
+def wide_dev_photos(max_side: int = 1024) -> list[tuple[str, Image.Image]]:
+    """``dev`` plus GCompris's and Jigzo's photos (development only)."""
+    from .debian_photos import gcompris_photos, jigzo_photos
+
+    return dev_photos(max_side) + [(n, cap_size(im, max_side)) for n, im in gcompris_photos() + jigzo_photos()]
+
+
 def photo_set(name: str, max_side: int = 1024) -> list[tuple[str, Image.Image]]:
-    """``dev`` or ``eval`` photos as (name, RGB image)."""
+    """``dev``, ``dev-wide`` or ``eval`` photos as (name, RGB image)."""
     if name not in PHOTO_SETS:
-        raise ValueError(f"unknown photo set '{name}' (choose {' or '.join(PHOTO_SETS)})")
-    return dev_photos(max_side) if name == "dev" else eval_photos(max_side)
+        raise ValueError(f"unknown photo set '{name}' (choose {', '.join(PHOTO_SETS)})")
+    if name == "eval":
+        return eval_photos(max_side)
+    return dev_photos(max_side) if name == "dev" else wide_dev_photos(max_side)
 
 
 def generated_scene(rng: np.random.Generator, size: tuple[int, int] = (320, 240)) -> Image.Image:
@@ -129,3 +139,26 @@ def distractors(n: int = 1500, seed: int = 0, max_side: int = 1024) -> list[tupl
         out.append((f"scene-{i:04d}", generated_scene(rng, (int(rng.integers(200, 480)), int(rng.integers(160, 360))))))
         i += 1
     return out
+
+
+def background_set(n: int = 512, seed: int = 7) -> list[tuple[str, Image.Image]]:
+    """The fixed background set of the calibrated copy score (retrieval/calibration.py): unrelated images a query's
+    closeness to says how much a cosine means for it. CIFAR-10 sample images from the end of the sample (the
+    benchmark distractors take them from the start) x4, MNIST-5k train digits x4 (the distractors use the test
+    digits), GCompris's drawings when installed, generated scenes; never a dev or evaluation photo."""
+    out: list[tuple[str, Image.Image]] = []
+    cifar = np.concatenate([load_sample("cifar10", "train").images, load_sample("cifar10", "test").images])
+    out += [(f"bg-cifar10-{i}", Image.fromarray(cifar[i]).resize((128, 128), Image.BICUBIC))
+            for i in range(len(cifar) - 1, len(cifar) - 1 - n * 3 // 8, -1)]
+    digits = load_sample("mnist", "train").images
+    out += [(f"bg-mnist-{i}", Image.fromarray(a).convert("RGB").resize((112, 112), Image.BICUBIC))
+            for i, a in enumerate(digits[: n // 4])]
+    from .debian_photos import gcompris_drawings
+
+    out += gcompris_drawings()[: n // 4]
+    rng = np.random.default_rng(seed)
+    i = 0
+    while len(out) < n:
+        out.append((f"bg-scene-{i}", generated_scene(rng, (int(rng.integers(200, 480)), int(rng.integers(160, 360))))))
+        i += 1
+    return out[:n]

@@ -63,7 +63,8 @@ def cmd_search(args) -> int:
     try:
         res = engine.search(args.query, k=args.k, min_score=args.min_score, exclude_self=args.exclude_self,
                             denoise=args.denoise, sigma=args.sigma, n_samples=args.samples,
-                            denoise_model=args.denoise_model, lowfreq=args.lowfreq, views=args.views)
+                            denoise_model=args.denoise_model, lowfreq=args.lowfreq, views=args.views,
+                            copies_only=args.copies_only)
     except EngineError as exc:
         return fail(str(exc))
     finally:
@@ -81,12 +82,13 @@ def cmd_search(args) -> int:
             line += f"; consistency {res.consistency:.2f}"
         print(line)
     elif res.lowfreq_weight > 0:
-        print(f"low-detail query (thumbnail or heavy blur): low-frequency channel fused, weight {res.lowfreq_weight:g}")
+        print(f"low-frequency channel fused, weight {res.lowfreq_weight:g}")
     if not len(res):
-        print("no results")
+        print("no copies" if args.copies_only else "no results")
     for r in res:
         extra = f"  (+{len(r.paths) - 1} duplicate{'s' if len(r.paths) > 2 else ''})" if len(r.paths) > 1 else ""
-        print(f"{r.rank:>3}  {r.score:.4f}  {_printable(r.path)}{extra}")
+        label = "" if r.copy_score is None else f"  {r.match:<7} {r.copy_score:.2f}"
+        print(f"{r.rank:>3}  {r.score:.4f}{label}  {_printable(r.path)}{extra}")
     return 0
 
 
@@ -245,11 +247,14 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--samples", type=positive_int, default=1, help="denoised samples to average (hallucination control)")
     p.add_argument("--denoise-model", default=None, help="denoiser checkpoint or shipped name")
     p.add_argument("--lowfreq", type=lowfreq, default="auto", metavar="auto|off|W",
-                   help="fuse the low-frequency channel: auto (thumbnails, heavy blur, noisy photos with --denoise), "
-                        "off, or always with weight W")
-    p.add_argument("--views", choices=["auto", "none", "mirror", "rot"], default="auto",
+                   help="the low-frequency channel: auto (weighed per query by the calibrated copy score; noisy photos "
+                        "with --denoise fuse it), off (neural score alone), or fused with a fixed weight W")
+    p.add_argument("--views", choices=["auto", "none", "mirror", "rot"], default="none",
                    help="also search the mirrored (mirror) or mirrored and turned (rot) query, best score per image; "
-                        "auto: the turned views only when the best two results are nearly tied (default)")
+                        "auto: the turned views only when the plain query finds no copy (for turned copies; costs "
+                        "4 more embeddings for most queries without a copy); none (default)")
+    p.add_argument("--copies-only", action="store_true",
+                   help="show only results the calibrated copy score calls a copy (models that ship one)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     add_runtime_options(p, precision=False)
     p.set_defaults(func=cmd_search)

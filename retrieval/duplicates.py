@@ -1,10 +1,12 @@
 """Groups of near-duplicate images: resized, recompressed, cropped or lightly edited copies of one picture.
 
-Every pair of stored vectors with cosine similarity >= ``threshold`` is linked and the groups are the
-connected components. Up to :data:`EXACT_MAX` images every pair is compared (blocked matrix products);
-above, the vectors are split into about sqrt(n) k-means cells and each vector is compared with the members
-of its :data:`NPROBE` nearest cells (the candidate set of a FAISS IVF range search, computed with matrix
-products). Byte-identical files share one stored image, so each group lists every path of each image.
+Two images are copies when their calibrated copy score (:mod:`lookalike.retrieval.calibration`, both channels,
+normalised against a background set) reaches the threshold; for a model without a scorer, when their cosine
+similarity does. Candidate pairs: up to :data:`EXACT_MAX` images each image's nearest neighbours by both channels
+(blocked matrix products); above, the vectors are split into about sqrt(n) k-means cells and each vector is
+compared with the members of its :data:`NPROBE` nearest cells. Groups are stars around the file to keep, never
+chains: every member is a copy of the kept image. Byte-identical files share one stored image, so each group
+lists every path of each image.
 
     report = find_duplicates(engine, threshold=0.9)
     for g in report.groups:
@@ -29,6 +31,12 @@ EXACT_MAX = 20_000  # every pair up to this many images (about 8 s for 20k x 128
 NPROBE = 8  # cells each vector is compared with above EXACT_MAX (pair recall 1.000 at 100k, benchmarks/duplicates.py)
 BLOCK = 1024  # query rows per matrix product
 EPS = 1e-6  # float32 rounding: the same pixels score 0.9999999, which still counts at threshold 1
+# with a copy score: candidate pairs are those at cosine >= COPY_COS_FLOOR, plus (up to EXACT_MAX images) each
+# image's LOW_NEIGHBOURS nearest by the low-frequency signature; each is then scored
+COPY_COS_FLOOR = 0.5
+COS_NEIGHBOURS = 16
+LOW_NEIGHBOURS = 8
+COPY_COS_FLOOR_CELLS = 0.75  # above EXACT_MAX: pairs from the k-means cells at this cosine
 
 
 @dataclass
@@ -44,6 +52,8 @@ class DuplicateFile:
     mtime: float
     similarity: float
     keep: bool = False
+    copy_score: float | None = None  # calibrated copy score against the kept image (None: cosine grouping)
+    exact: bool = False              # byte-identical to the kept file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +90,7 @@ class DuplicateReport:
     method: str
     seconds: float
     groups: list[DuplicateGroup] = field(default_factory=list)
+    score: str = "cosine"  # what the threshold applies to: "copy score" (calibrated) or "cosine"
 
     @property
     def files(self) -> int:
@@ -90,13 +101,14 @@ class DuplicateReport:
         return sum(g.reclaimable for g in self.groups)
 
     def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "images": self.images, "method": self.method,
+        return {"threshold": self.threshold, "score": self.score, "images": self.images, "method": self.method,
                 "seconds": round(self.seconds, 3), "files": self.files, "reclaimable": self.reclaimable,
                 "groups": [g.to_dict() for g in self.groups]}
 
     def rows(self) -> list[dict]:
         """One flat row per file (for CSV): group, keep, path, similarity, size and dates."""
         return [{"group": g.id, "keep": int(f.keep), "path": f.path, "similarity": round(f.similarity, 6),
+                 "copy_score": "" if f.copy_score is None else round(f.copy_score, 6), "exact": int(f.exact),
                  "width": f.width, "height": f.height, "size": f.size,
                  "modified": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(f.mtime)), "sha256": f.sha256}
                 for g in self.groups for f in g.files]
@@ -153,20 +165,50 @@ def duplicate_components(vecs: np.ndarray, threshold: float, nlist: int | None =
     from scipy.sparse.csgraph import connected_components
 
     n = len(vecs)
+    a, b, method = _pairs(vecs, threshold, nlist, nprobe)
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels, method
+
+
+def _pairs(vecs: np.ndarray, floor: float, nlist: int | None, nprobe: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Row pairs (a, b) with cosine >= floor (each at least once), and the method."""
+    n = len(vecs)
     nlist = _cells(n) if nlist is None else max(1, int(nlist))
     nprobe = min(nprobe, nlist)
     rows, cols = [], []
-    for a, b in _edges(vecs, float(threshold) - EPS, nlist, nprobe):
+    for a, b in _edges(vecs, float(floor) - EPS, nlist, nprobe):
         if len(a):
             rows.append(a.astype(np.int32))
             cols.append(b.astype(np.int32))
-    if rows:
-        a, b = np.concatenate(rows), np.concatenate(cols)
-    else:
-        a = b = np.zeros(0, np.int32)
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    return labels, "exact" if nlist == 1 else f"cells {nlist}, probe {nprobe}"
+    a = np.concatenate(rows) if rows else np.zeros(0, np.int32)
+    b = np.concatenate(cols) if cols else np.zeros(0, np.int32)
+    return a, b, "exact" if nlist == 1 else f"cells {nlist}, probe {nprobe}"
+
+
+def _knn_pairs(x: np.ndarray, has: np.ndarray, k: int, floor: float = -1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest rows by inner product, at least ``floor`` (rows in ``has`` only; exact, blocked),
+    and each row's DENS_K best inner products (-inf where fewer), for its collection closeness."""
+    from .calibration import DENS_K
+
+    rows = np.flatnonzero(has)
+    dens = np.full((len(x), DENS_K), -np.inf)
+    if len(rows) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), dens
+    s = x[rows]
+    k = min(max(k, DENS_K), len(rows) - 1)
+    out_a, out_b = [], []
+    for st in range(0, len(rows), BLOCK):
+        sim = s[st:st + BLOCK] @ s.T
+        sim[np.arange(len(sim)), np.arange(st, st + len(sim))] = -9.0
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(sim, top, axis=1)
+        best = -np.sort(-vals, axis=1)[:, :DENS_K]
+        dens[rows[st:st + len(sim)], :best.shape[1]] = best
+        ok = vals >= floor
+        out_a.append(np.repeat(rows[st:st + len(sim)], k)[ok.ravel()])
+        out_b.append(rows[top.ravel()][ok.ravel()])
+    return np.concatenate(out_a), np.concatenate(out_b), dens
 
 
 def _stored_vectors(engine) -> tuple[np.ndarray, np.ndarray]:
@@ -187,62 +229,167 @@ def _rows_of(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return pos, ok
 
 
-def find_duplicates(engine, threshold: float = DEFAULT_THRESHOLD, nlist: int | None = None,
-                    nprobe: int = NPROBE) -> DuplicateReport:
+def _pair_density(vecs: np.ndarray, sigs: np.ndarray, has: np.ndarray, a: np.ndarray,
+                  b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's DENS_K best inner products among the candidate pairs found in k-means cells (above EXACT_MAX;
+    -inf where fewer were found), per channel."""
+    from .calibration import DENS_K
+
+    n = len(vecs)
+    out = []
+    for x, ok in ((vecs, np.ones(n, bool)), (sigs, has)):
+        sim = np.einsum("ij,ij->i", x[a], x[b]) if len(a) else np.zeros(0)
+        sim = np.where(ok[a] & ok[b], sim, -1.0)
+        rows = np.concatenate([a, b])
+        vals = np.concatenate([sim, sim])
+        order = np.lexsort((-vals, rows))
+        rows, vals = rows[order], vals[order]
+        start = np.searchsorted(rows, np.arange(n))
+        rank = np.arange(len(rows)) - start[rows] if len(rows) else np.zeros(0, np.int64)
+        keep = rank < DENS_K
+        top = np.full((n, DENS_K), -np.inf)
+        top[rows[keep], rank[keep]] = vals[keep]
+        out.append(top)
+    return out[0], out[1]
+
+
+def _copy_scores(scorer, vecs: np.ndarray, sigs: np.ndarray, has: np.ndarray, sides: np.ndarray,
+                 dens: tuple[np.ndarray, np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The copy score of each pair (a, b): the lower of a-as-query and b-as-query (each side's background and
+    collection closeness)."""
+    from .calibration import pair_features
+
+    from .calibration import DENS_K
+
+    bgc, bgl = scorer.background(vecs, sigs)
+    # each row's closeness: the mean of its DENS_K best among its neighbours' cosines and the background floor
+    dc, dl = (np.sort(np.concatenate([top, np.repeat(bg[:, None], DENS_K, 1)], 1), axis=1)[:, -DENS_K:].mean(1)
+              for top, bg in zip(dens, (bgc, bgl)))
+    cos = np.einsum("ij,ij->i", vecs[a], vecs[b])
+    low = np.where(has[a] & has[b], np.einsum("ij,ij->i", sigs[a], sigs[b]), 0.0)
+    side = np.minimum(sides[a], sides[b])
+    pa = scorer.probability(pair_features(cos, low, bgc[a], bgl[a], side, dc[a], dl[a]))
+    pb = scorer.probability(pair_features(cos, low, bgc[b], bgl[b], side, dc[b], dl[b]))
+    return np.minimum(pa, pb)
+
+
+def find_duplicates(engine, threshold: float | None = None, nlist: int | None = None,
+                    nprobe: int = NPROBE, scorer: object = "auto") -> DuplicateReport:
     """Groups of near-duplicates among the images of ``engine`` (an open :class:`Engine`), largest groups first.
 
-    Images are linked when their cosine similarity is >= ``threshold``; one image stored under several paths
-    (byte-identical copies) is a group too. Each group suggests one path to keep: the largest resolution,
-    then the oldest file, then the shortest path.
+    With the model's calibrated copy score (:mod:`lookalike.retrieval.calibration`; ``scorer="auto"``), two
+    images are copies when their copy score is >= ``threshold`` (default: the scorer's); else when their cosine
+    similarity is (default :data:`DEFAULT_THRESHOLD`). Groups are stars, never chains: images are taken best
+    first (largest resolution, then oldest, then shortest path), and each one not yet grouped keeps every
+    ungrouped copy of itself; so every member is a copy of the file the group keeps. One image stored under
+    several paths (byte-identical copies) is a group too.
     """
+    if scorer == "auto":
+        from .calibration import load_scorer
+
+        scorer = load_scorer(engine.model_name, engine.dim)
+    if threshold is None:
+        threshold = scorer.threshold if scorer is not None else DEFAULT_THRESHOLD
     if not 0.0 < float(threshold) <= 1.0:
         raise ValueError(f"threshold must be within (0, 1], got {threshold}")
     t0 = time.perf_counter()
     ids, vecs = _stored_vectors(engine)
-    labels, method = duplicate_components(vecs, threshold, nlist=nlist, nprobe=nprobe)
     states = engine.store.file_states()  # path -> FileState(size, mtime_ns, image_id, ...)
-    rows_f, ok = _rows_of(ids, np.fromiter((v.image_id for v in states.values()), np.int64, len(states)))
-    n_paths = np.bincount(rows_f[ok], minlength=len(ids))
-    sizes = np.bincount(labels, minlength=1)[labels] if len(ids) else np.zeros(0, np.int64)
-    rows = np.flatnonzero((sizes > 1) | (n_paths > 1))
-    by_label: dict[int, list[int]] = {}
-    for r in rows.tolist():
-        by_label.setdefault(int(labels[r]), []).append(r)
     meta: dict = {}
-    for s in range(0, len(rows), 500):  # bounded IN lists
-        meta.update(engine.store.lookup(ids[rows[s:s + 500]].tolist()))
+    for s in range(0, len(ids), 500):  # bounded IN lists
+        meta.update(engine.store.lookup(ids[s:s + 500].tolist()))
+    if scorer is not None:
+        sig_ids, sig_mat = engine.store.signatures()
+        rows_s, ok_s = _rows_of(ids, sig_ids)
+        sigs = np.zeros((len(ids), sig_mat.shape[1] if sig_mat.ndim == 2 else 63), np.float32)
+        sigs[rows_s[ok_s]] = sig_mat[ok_s]
+        has = np.zeros(len(ids), bool)
+        has[rows_s[ok_s]] = True
+        sides = np.asarray([max(meta[int(i)].width, meta[int(i)].height) if int(i) in meta else 0 for i in ids],
+                           np.float64)
+        if (_cells(len(ids)) if nlist is None else max(1, int(nlist))) == 1:
+            a, b, dens_c = _knn_pairs(vecs, np.ones(len(ids), bool), COS_NEIGHBOURS, COPY_COS_FLOOR)
+            la, lb, dens_l = _knn_pairs(sigs, has, LOW_NEIGHBOURS)
+            a, b, method = np.concatenate([a, la]), np.concatenate([b, lb]), "exact"
+        else:
+            a, b, method = _pairs(vecs, COPY_COS_FLOOR_CELLS, nlist, nprobe)
+            dens_c, dens_l = _pair_density(vecs, sigs, has, a, b)
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        pairs = np.unique(np.stack([lo, hi], 1), axis=0) if len(a) else np.zeros((0, 2), np.int64)
+        p = (_copy_scores(scorer, vecs, sigs, has, sides, (dens_c, dens_l), pairs[:, 0], pairs[:, 1]) if len(pairs)
+             else np.zeros(0))
+        keep = p >= float(threshold) - EPS
+        edges = {(int(x), int(y)): float(q) for (x, y), q in zip(pairs[keep], p[keep])}
+        method += ", copy score"
+    else:
+        a, b, method = _pairs(vecs, threshold, nlist, nprobe)
+        edges = {(int(min(x, y)), int(max(x, y))): 0.0 for x, y in zip(a.tolist(), b.tolist())}
     paths_of: dict[int, list[tuple[str, int, int]]] = {}
-    for p, st in states.items():
+    for path, st in states.items():
         if st.image_id in meta:
-            paths_of.setdefault(st.image_id, []).append((p, st.size, st.mtime_ns))
-    groups = []
-    for members in by_label.values():
-        g = _group(members, ids, vecs, meta, paths_of)
-        if g is not None:
-            groups.append(g)
+            paths_of.setdefault(st.image_id, []).append((path, st.size, st.mtime_ns))
+    groups = [g for g in (_group(members, ids, vecs, meta, paths_of, edges)
+                          for members in _stars(ids, meta, paths_of, edges)) if g is not None]
     groups.sort(key=lambda g: (-len(g.files), -g.reclaimable, g.keep))
     for k, g in enumerate(groups, 1):
         g.id = k
     return DuplicateReport(threshold=float(threshold), images=len(ids), method=method,
-                           seconds=time.perf_counter() - t0, groups=groups)
+                           seconds=time.perf_counter() - t0, groups=groups,
+                           score="copy score" if scorer is not None else "cosine")
 
 
-def _group(rows: list[int], ids: np.ndarray, vecs: np.ndarray, meta: dict, paths_of: dict) -> DuplicateGroup | None:
-    """A group from its rows: every path, the suggested keeper, each image's similarity to the keeper's."""
+def _preference(iid: int, meta: dict, paths_of: dict) -> tuple:
+    """Sort key of an image as the file to keep: largest resolution, then oldest, then shortest path."""
+    info = meta[iid]
+    files = paths_of.get(iid) or [("", 0, 0)]
+    oldest = min(files, key=lambda f: (f[2], len(f[0]), f[0]))
+    return (-info.width * info.height, oldest[2], len(oldest[0]), oldest[0])
+
+
+def _stars(ids: np.ndarray, meta: dict, paths_of: dict, edges: dict) -> list[list[int]]:
+    """Rows of each group: best image first, then every ungrouped image linked to it."""
+    adj: dict[int, list[int]] = {}
+    for x, y in edges:
+        adj.setdefault(x, []).append(y)
+        adj.setdefault(y, []).append(x)
+    multi = {r for r in range(len(ids)) if len(paths_of.get(int(ids[r]), ())) > 1}
+    nodes = [r for r in set(adj) | multi if int(ids[r]) in meta]
+    nodes.sort(key=lambda r: _preference(int(ids[r]), meta, paths_of))
+    taken: set[int] = set()
+    out = []
+    for r in nodes:
+        if r in taken:
+            continue
+        members = [r] + [m for m in adj.get(r, ()) if m not in taken and int(ids[m]) in meta]
+        if len(members) > 1 or r in multi:
+            taken.update(members)
+            out.append(members)
+    return out
+
+
+def _group(rows: list[int], ids: np.ndarray, vecs: np.ndarray, meta: dict, paths_of: dict,
+           edges: dict) -> DuplicateGroup | None:
+    """A group from its rows (the keeper's first): every path, the suggested keeper, each file's similarity and
+    copy score to the keeper's image."""
+    keep_row = rows[0]
     files = []
     for r in rows:
         iid = int(ids[r])
-        if iid not in meta:  # removed by a concurrent writer
-            continue
-        sha, w, h, _ = meta[iid]
+        info = meta[iid]
+        score = 1.0 if r == keep_row else edges.get((min(r, keep_row), max(r, keep_row)))
         for p, size, mtime_ns in sorted(paths_of.get(iid, [])):
-            files.append((r, DuplicateFile(path=p, image_id=iid, sha256=sha, width=int(w), height=int(h),
-                                           size=int(size), mtime=mtime_ns / 1e9, similarity=1.0)))
+            files.append((r, DuplicateFile(path=p, image_id=iid, sha256=info.sha256, width=int(info.width),
+                                           height=int(info.height), size=int(size), mtime=mtime_ns / 1e9,
+                                           similarity=1.0, copy_score=score)))
     if len(files) < 2:
         return None
-    keep_row, best = min(files, key=lambda rf: (-rf[1].width * rf[1].height, rf[1].mtime, len(rf[1].path), rf[1].path))
+    keepers = [rf for rf in files if rf[0] == keep_row]
+    _, best = min(keepers, key=lambda rf: (rf[1].mtime, len(rf[1].path), rf[1].path))
     best.keep = True
     for r, f in files:
         f.similarity = 1.0 if r == keep_row else float(np.clip(vecs[r] @ vecs[keep_row], -1.0, 1.0))
+        f.exact = f.sha256 == best.sha256
+        if f.copy_score is not None and f.copy_score == 0.0 and r != keep_row:
+            f.copy_score = None  # a cosine-linked group has no copy scores
     out = sorted((f for _, f in files), key=lambda f: (not f.keep, -f.similarity, f.path))
     return DuplicateGroup(id=0, keep=best.path, files=out)

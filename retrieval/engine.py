@@ -99,7 +99,8 @@ class Engine:
         self.max_pixels = max_pixels
         self.maintainer = IndexMaintainer(folder, config, store, mmap=mmap)
         self.searcher = Searcher(store, self.maintainer, self.embed, max_pixels=max_pixels,
-                                 draft_size=lambda: self.embedder.preprocess.input_size)
+                                 draft_size=lambda: self.embedder.preprocess.input_size,
+                                 model=lambda: self.model_name)
         self._embedder: Any = None
 
     # ------------------------------------------------------------------ opening
@@ -323,22 +324,27 @@ class Engine:
 
     def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
                denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
-               denoise_model: str | None = None, lowfreq: "str | float" = "auto", views: str = "auto") -> SearchResults:
+               denoise_model: str | None = None, lowfreq: "str | float" = "auto", views: str = "none",
+               copies_only: bool = False) -> SearchResults:
         """The ``k`` indexed images most like ``query`` (a path, bytes, array or PIL image).
 
         ``denoise`` ("auto", "ddpm", "ddim", "classical") cleans a noisy query first; with ``n_samples`` > 1
         the search uses the mean embedding of the samples and reports their neighbours' consistency.
-        ``lowfreq``: "auto" fuses the low-frequency channel for thumbnails, heavily blurred and (with
-        ``denoise="auto"``) noisy photo queries (retrieval.fusion); "off" never; a number always, with that weight.
+        Each result carries ``copy_score``, the calibrated probability that it is a copy of the query
+        (:mod:`lookalike.retrieval.calibration`; None for a model without one), and ``match``: "copy" at or above
+        the scorer's threshold, else "similar"; results are ranked by copy score (``score`` is the neural cosine).
+        ``copies_only`` drops the "similar" ones.
+        ``lowfreq``: "auto" lets the copy score weigh the low-frequency channel per query (and, with
+        ``denoise="auto"``, noisy photos fuse it, retrieval.fusion); "off" ranks by the neural cosine alone; a
+        number fuses it with that fixed weight.
         ``views`` ("mirror", "rot": mirror and quarter turns) also searches flipped / turned copies of the query and
-        keeps each image's best score (for mirrored or rotated copies; costs one embedding per view); "auto" (the
-        default) does the "rot" views only for an undecided query: its best two images score within
-        ``VIEWS_AUTO_MARGIN`` (about 4% of edited copies), the best is not its own picture, and it is neither
-        fused with the low-frequency channel, denoised nor noisy (``VIEWS_AUTO_MAX_NOISE``); "none" never.
+        keeps each image's best score (costs one embedding per view); "auto" does the "rot" views only when the
+        plain query finds no copy and was not denoised (for mirrored and turned copies; most queries without a copy
+        pay 4 more embeddings); "none" (the default) never.
         """
         return self.searcher.search(query, k=k, min_score=min_score, exclude_self=exclude_self, denoise=denoise,
                                     sigma=sigma, n_samples=n_samples, denoise_model=denoise_model, lowfreq=lowfreq,
-                                    views=views)
+                                    views=views, copies_only=copies_only)
 
     def search_vector(self, vector: Any, k: int = 10, min_score: float | None = None) -> SearchResults:
         """The ``k`` indexed images nearest an embedding vector of this index's dimension (normalised here)."""

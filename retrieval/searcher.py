@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -14,15 +14,16 @@ from PIL import Image
 
 from lookalike.indexer.loading import (DEFAULT_MAX_PIXELS, MAX_QUERY_BYTES, ImageLoadError, describe_path,
                                        image_from_array, load_image_and_hash, open_image_bytes, to_rgb)
-from lookalike.indexer.signature import lowfreq_signature, noise_level
+from lookalike.indexer.signature import lowfreq_signature
 from lookalike.indexer.store import MetadataStore
 
 from .folder import EngineError
-from .fusion import LOWDETAIL_MATCH, lowdetail_weight, parse_lowfreq
+from .calibration import CopyScorer, copy_label, load_scorer
+from .fusion import parse_lowfreq
 from .maintainer import IndexMaintainer
 
-__all__ = ["Searcher", "SearchResult", "SearchResults", "load_query", "QUERY_VIEWS", "VIEWS_AUTO_MARGIN",
-           "VIEWS_AUTO_MAX_NOISE", "view_image"]
+__all__ = ["Searcher", "SearchResult", "SearchResults", "Candidates", "load_query", "QUERY_VIEWS", "view_image",
+           "COPY_CANDIDATES"]
 
 
 @dataclass
@@ -37,6 +38,8 @@ class SearchResult:
     height: int
     id: int
     paths: list[str] = field(default_factory=list)
+    copy_score: float | None = None  # calibrated probability that this image is a copy of the query (None: no scorer)
+    match: str = "similar"           # "copy" at or above the scorer's threshold, else "similar"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,6 +55,7 @@ class SearchResults:
     consistency: float | None = None  # agreement of the denoised samples' neighbours (0..1)
     lowfreq_weight: float = 0.0  # > 0: scores are (cosine + w * low-frequency cosine) / (1 + w)
     views: str = "none"          # the query views searched ("none", "mirror" or "rot"; "auto" resolves to one)
+    threshold: float | None = None  # the copy score's "copy" line (None: the model has no calibrated score)
 
     def __iter__(self):
         return iter(self.results)
@@ -65,7 +69,8 @@ class SearchResults:
     def to_json(self) -> list[dict] | dict:
         """What ``lookalike search --json`` prints and ``POST /search`` returns: the hits, and how the query was
         denoised when it was."""
-        hits = [{**r.to_dict(), "score": round(r.score, 6)} for r in self.results]
+        hits = [{**r.to_dict(), "score": round(r.score, 6),
+                 "copy_score": None if r.copy_score is None else round(r.copy_score, 6)} for r in self.results]
         if self.denoise is None:
             return hits
         return {"results": hits, "denoise": {**self.denoise.to_dict(), "consistency": self.consistency}}
@@ -100,24 +105,12 @@ def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int 
         raise EngineError(f"{name}: {exc.reason}") from None
 
 
-# query-time views: flipped / turned copies of the query searched too, each image scored by its best view;
-# "auto" searches the "rot" views only for an undecided query (see VIEWS_AUTO_MARGIN)
+# query-time views: flipped / turned copies of the query searched too, each image keeping its best copy score;
+# "auto" searches the "rot" views only when the plain query finds no copy (no candidate at the scorer's threshold).
+# Not the default: on the dev AugLy suite (leave-one-kind-out) "auto" lifts top-1 0.945 -> 0.951 but runs the
+# views for 59% of the queries (most queries without a copy), 4 more embeddings each (docs/benchmarks.md).
 _TURNS = ("mirror", "rot90", "rot180", "rot270")
 QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "rot": _TURNS, "auto": _TURNS}
-# views="auto": a query searched with the neural score alone whose best two images score within this of each other
-# is searched again mirrored and turned (the "rot" views). Chosen on the dev photos only, with heads trained without
-# the held-out half of them (benchmarks/heldout_copies.py: 5 seeds x 2 folds, 720 edited copies; docs/benchmarks.md
-# 11.12): misses 21.8 -> 18.2 (rotate and colour-shifted copies gain most), the views run for about 4% of the
-# queries; margin 0.02 / 0.05 / 0.1 / always: 19.0 / 18.8 / 20.0 / 20.2 misses. Eval: top-1 0.978 -> 0.981.
-VIEWS_AUTO_MARGIN = 0.03
-# ... unless the query is noisy (indexer.signature.noise_level above this): noise, not a turn, makes such a query
-# undecided. Dev (benchmarks/gated_lowfreq.py --gate noise): every clean photo <= 0.049 and 717 of 720 edited
-# copies <= 0.05 (the undecided ones too); the undecided noisy ones > 0.09, Gaussian noise 0.25 and more >= 0.119.
-# Noisy dev queries at 1 MP: 12 / 24 undecided ones found without views, 10 with them; 0.05-0.09 all give that,
-# 0.07 is the middle. On eval the views then leave plain search of noisy photos exactly as it was.
-VIEWS_AUTO_MAX_NOISE = 0.07
-# a best score this high is the query's own picture (the same pixels; float rounding keeps it below 1): no views
-EXACT_SCORE = 0.9999
 
 
 def view_image(img: Image.Image, view: str) -> Image.Image:
@@ -129,6 +122,19 @@ def view_image(img: Image.Image, view: str) -> Image.Image:
 
 # a fused search re-scores the union of this many neural and this many low-frequency candidates (at least 4k)
 FUSE_CANDIDATES = 200
+# a calibrated search scores the union of this many candidates from each channel (at least k)
+COPY_CANDIDATES = 32
+
+
+@dataclass
+class Candidates:
+    """One query's candidates from both channels: ids, neural cosines, low-frequency cosines, long sides."""
+
+    ids: np.ndarray
+    cos: np.ndarray
+    low: np.ndarray
+    sides: np.ndarray
+    info: dict
 
 
 class Searcher:
@@ -136,18 +142,20 @@ class Searcher:
 
     def __init__(self, store: MetadataStore, maintainer: IndexMaintainer,
                  embed: Callable[[Sequence[Image.Image]], np.ndarray], max_pixels: int = DEFAULT_MAX_PIXELS,
-                 draft_size: Callable[[], int | None] | None = None) -> None:
+                 draft_size: Callable[[], int | None] | None = None, model: Callable[[], str] | None = None) -> None:
         self.store = store
         self.maintainer = maintainer
         self.embed = embed
         self.max_pixels = max_pixels
         self.draft_size = draft_size or (lambda: None)
         self._sig_cache: tuple[tuple, float, np.ndarray, np.ndarray] | None = None
+        self.model = model  # the index's model name, for its copy scorer
+        self._scorer: CopyScorer | None | bool = False
 
     def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
                denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
                denoise_model: str | None = None, lowfreq: "str | float" = "auto",
-               views: str = "auto") -> SearchResults:
+               views: str = "none", copies_only: bool = False) -> SearchResults:
         """The ``k`` indexed images most like ``query`` (see :meth:`lookalike.Engine.search`)."""
         if k <= 0:
             raise EngineError(f"k must be positive, got {k}")
@@ -162,8 +170,7 @@ class Searcher:
         den = None
         consistency = None
         weight = 0.0
-        sig = None
-        if denoise and denoise != "none":
+        if denoising:
             from .denoise import consistency_score, denoise_image
 
             den = denoise_image(img, method=denoise, sigma=sigma, model=denoise_model, n_samples=n_samples,
@@ -184,48 +191,119 @@ class Searcher:
             weight = 0.0
         elif lowfreq != "auto":
             weight = float(lowfreq)
-        elif weight == 0.0 and (den is None or den.method == "none"):
-            weight = lowdetail_weight(img)
-            # a low-detail query fuses only when the channel finds a near-exact match (retrieval/fusion.py)
-            if weight > 0 and self.best_lowfreq_match(sig := lowfreq_signature(img)) < LOWDETAIL_MATCH:
-                weight = 0.0
         self_id = self.store.id_for_sha(sha) if (exclude_self and sha) else None
         n = k + (1 if self_id is not None else 0)
-        m = max(n, 2) if views == "auto" else n  # "auto" looks at the best two
-        if weight > 0:
-            results = self.fused_neighbours(q, sig if sig is not None else lowfreq_signature(img), weight, m,
-                                            exclude_id=self_id)
+        scorer = self.scorer()
+        searched = den.image if den is not None and den.method != "none" else img
+        if scorer is not None and lowfreq == "auto" and weight == 0.0:
+            # the calibrated copy score ranks both channels together (retrieval/calibration.py)
+            scored = self._calibrated(q, searched, scorer, n, self_id)
+            if views == "auto":  # turned views only for a query that found no copy
+                views = "rot" if den is None and not any(r.match == "copy" for r in scored) else "none"
+            if QUERY_VIEWS[views]:
+                turned = [view_image(searched, v) for v in QUERY_VIEWS[views]]
+                for im, v in zip(turned, self.embed(turned)):
+                    scored = _merge_best(scored, self._calibrated(v, im, scorer, n, self_id))
+            results = scored
         else:
-            results = self.neighbours(q, m, exclude_id=self_id)
-        if views == "auto":  # only an undecided query, never one fused with the low-frequency channel or denoised
-            undecided = (weight == 0 and (den is None or den.method == "none") and len(results) >= 2
-                         and results[0].score < EXACT_SCORE  # an indexed copy of the query itself: decided
-                         and results[0].score - results[1].score < VIEWS_AUTO_MARGIN
-                         and noise_level(img) <= VIEWS_AUTO_MAX_NOISE)
-            views = "rot" if undecided else "none"
-        if QUERY_VIEWS[views]:
-            results = self._with_views(img, results, views, weight, n, self_id)
+            views = "none" if views == "auto" else views
+            results = self._plain(q, searched, weight, n, self_id)
+            for im, v in zip(*self._views(searched, views)):
+                results = _merge_best(results, self._plain(v, im, weight, n, self_id), by="score")
+            if scorer is not None:
+                self._label(results, q, searched, scorer)
         results = results[:k]
         if min_score is not None:
             results = [r for r in results if r.score >= min_score]
+        if copies_only:
+            results = [r for r in results if r.match == "copy"]
+        results = [replace(r, rank=i + 1) for i, r in enumerate(results)]
         name = describe_path(query) if isinstance(query, (str, os.PathLike)) else None
         return SearchResults(results=results, query=name, denoise=den, consistency=consistency, lowfreq_weight=weight,
-                             views=views)
+                             views=views, threshold=scorer.threshold if scorer is not None else None)
 
-    def _with_views(self, img: Image.Image, results: list[SearchResult], views: str, weight: float, n: int,
-                    self_id: int | None) -> list[SearchResult]:
-        """Merge the results of flipped / turned copies of the query (embedded in one batch): each image keeps its
-        best score over the views."""
+    def _views(self, img: Image.Image, views: str) -> tuple[list[Image.Image], np.ndarray]:
         turned = [view_image(img, v) for v in QUERY_VIEWS[views]]
-        best = {r.id: r for r in results}
-        for im, v in zip(turned, self.embed(turned)):
-            found = (self.fused_neighbours(v, lowfreq_signature(im), weight, n, exclude_id=self_id) if weight > 0
-                     else self.neighbours(v, n, exclude_id=self_id))
-            for r in found:
-                if r.id not in best or r.score > best[r.id].score:
-                    best[r.id] = r
-        merged = sorted(best.values(), key=lambda r: -r.score)
-        return [SearchResult(**{**r.to_dict(), "rank": i + 1}) for i, r in enumerate(merged)]
+        return turned, (self.embed(turned) if turned else np.zeros((0, 0), np.float32))
+
+    def _plain(self, q: np.ndarray, img: Image.Image, weight: float, n: int, self_id: int | None) -> list[SearchResult]:
+        """Ranked by the neural cosine, or fused with the low-frequency channel at a fixed ``weight``."""
+        if weight > 0:
+            return self.fused_neighbours(q, lowfreq_signature(img), weight, n, exclude_id=self_id)
+        return self.neighbours(q, n, exclude_id=self_id)
+
+    def scorer(self) -> CopyScorer | None:
+        """The index model's calibrated copy score (None when the model ships none)."""
+        if self._scorer is False:
+            self._scorer = load_scorer(self.model(), self.maintainer.dim) if self.model is not None else None
+        return self._scorer  # type: ignore[return-value]
+
+    def candidates(self, vector: np.ndarray, signature: np.ndarray, m: int = COPY_CANDIDATES,
+                   exclude_id: int | None = None) -> Candidates:
+        """The union of the ``m`` best images by the neural cosine and by the low-frequency cosine, each with both
+        cosines (exact: the neural side re-scored with the stored vectors where the index compresses them)."""
+        vector = np.asarray(vector, np.float32)
+        pairs = self._neural_pairs(vector, m, exclude_id)
+        cos = {i: s for s, i in pairs}
+        sig_ids, sig_mat = self._signatures()
+        low_all = sig_mat @ np.asarray(signature, np.float32) if len(sig_ids) else np.zeros(0, np.float32)
+        if len(low_all):
+            top = np.argpartition(-low_all, min(m, len(low_all)) - 1)[:m] if len(low_all) > m else np.arange(len(low_all))
+            extra = [int(sig_ids[j]) for j in top if int(sig_ids[j]) not in cos and int(sig_ids[j]) != exclude_id]
+            for part_ids, vecs in self.store.iter_vectors(sorted(extra)) if extra else ():
+                cos.update(zip(part_ids.tolist(), (vecs @ vector).tolist()))
+        ids = np.fromiter(cos, np.int64, len(cos))
+        meta = self.store.lookup(ids.tolist())
+        ids = np.asarray([i for i in ids.tolist() if i in meta and meta[i].paths], np.int64)
+        j = np.minimum(np.searchsorted(sig_ids, ids), max(len(sig_ids) - 1, 0))
+        has = (sig_ids[j] == ids) if len(sig_ids) else np.zeros(len(ids), bool)
+        low = np.where(has, low_all[j] if len(low_all) else 0.0, 0.0).astype(np.float32)
+        sides = np.asarray([max(meta[i].width, meta[i].height) for i in ids.tolist()], np.float64)
+        return Candidates(ids=ids, cos=np.asarray([cos[i] for i in ids.tolist()], np.float32), low=low, sides=sides,
+                          info={i: meta[i] for i in ids.tolist()})
+
+    def _calibrated(self, q: np.ndarray, img: Image.Image, scorer: CopyScorer, n: int,
+                    self_id: int | None) -> list[SearchResult]:
+        """Candidates of both channels ranked by their copy scores (on dev, leave-one-kind-out, ranking every
+        candidate by its copy score finds more originals than copies first and the rest by cosine: docs/benchmarks.md,
+        "Calibrated copy score")."""
+        sig = lowfreq_signature(img)
+        c = self.candidates(q, sig, max(COPY_CANDIDATES, n), exclude_id=self_id)
+        if not len(c.ids):
+            return []
+        side = max(img.info.get("original_size", img.size))
+        p = scorer.score(c.cos, c.low, scorer.context(q, sig, side, c.cos, c.low), c.sides)
+        copy = p >= scorer.threshold
+        order = sorted(range(len(c.ids)), key=lambda i: -p[i])[:n]
+        out = []
+        for i in order:
+            info = c.info[int(c.ids[i])]
+            out.append(SearchResult(rank=len(out) + 1, score=float(c.cos[i]), path=info.paths[0], sha256=info.sha256,
+                                    width=info.width, height=info.height, id=int(c.ids[i]), paths=info.paths,
+                                    copy_score=float(p[i]), match="copy" if copy[i] else "similar"))
+        return out
+
+    def _label(self, results: list[SearchResult], q: np.ndarray, img: Image.Image, scorer: CopyScorer) -> None:
+        """Copy scores for results ranked another way (fixed fusion weight, denoised queries)."""
+        if not results:
+            return
+        sig = lowfreq_signature(img)
+        sig_ids, sig_mat = self._signatures()
+        ids = np.asarray([r.id for r in results], np.int64)
+        j = np.minimum(np.searchsorted(sig_ids, ids), max(len(sig_ids) - 1, 0))
+        has = (sig_ids[j] == ids) if len(sig_ids) else np.zeros(len(ids), bool)
+        low = np.where(has, (sig_mat[j] @ sig) if len(sig_ids) else 0.0, 0.0)
+        cos = np.zeros(len(ids), np.float64)
+        for part_ids, vecs in self.store.iter_vectors(ids.tolist()):
+            pos = {int(i): row for row, i in enumerate(part_ids.tolist())}
+            for r_i, iid in enumerate(ids.tolist()):
+                if iid in pos:
+                    cos[r_i] = float(vecs[pos[iid]] @ q)
+        side = max(img.info.get("original_size", img.size))
+        p = scorer.score(cos, low, scorer.context(q, sig, side, cos, low), [max(r.width, r.height) for r in results])
+        for r, pi in zip(results, p.tolist()):
+            r.copy_score = pi
+            r.match = copy_label(pi, scorer.threshold)
 
     def search_vector(self, vector: Any, k: int = 10, min_score: float | None = None) -> SearchResults:
         """The ``k`` indexed images nearest an embedding (any length; it is normalised)."""
@@ -250,16 +328,17 @@ class Searcher:
 
     def neighbours(self, vector: np.ndarray, k: int, exclude_id: int | None = None) -> list[SearchResult]:
         """The ``k`` nearest indexed images of a unit vector, re-ranked exactly for compressed indexes."""
+        return self._results(self._neural_pairs(np.asarray(vector, np.float32), k, exclude_id))
+
+    def _neural_pairs(self, vector: np.ndarray, k: int, exclude_id: int | None = None) -> list[tuple[float, int]]:
+        """(cosine, id) of the ``k`` nearest, re-ranked exactly for compressed indexes."""
         index = self.maintainer.index
         if index is None or len(index) == 0:
             return []
-        vector = np.asarray(vector, np.float32)
         refines = self.maintainer.refines()
         scores, ids = index.search(vector[None, :], k * self.maintainer.refine_factor() if refines else k)
         pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and int(i) != exclude_id]
-        if refines:
-            pairs = self.rerank(pairs, vector, k)
-        return self._results(pairs)
+        return self.rerank(pairs, vector, k) if refines else pairs
 
     def _signatures(self) -> tuple[np.ndarray, np.ndarray]:
         """(sorted ids, (N, 63) matrix) of the stored low-frequency signatures, cached until images are added or
@@ -271,13 +350,6 @@ class Searcher:
             ids, mat = self.store.signatures()
             self._sig_cache = (key, now, ids, mat)
         return self._sig_cache[2], self._sig_cache[3]
-
-    def best_lowfreq_match(self, signature: np.ndarray) -> float:
-        """The highest low-frequency cosine between ``signature`` and any stored signature (-1 when none is stored)."""
-        sig_ids, sig_mat = self._signatures()
-        if not len(sig_ids):
-            return -1.0
-        return float(np.max(sig_mat @ np.asarray(signature, np.float32)))
 
     def fused_neighbours(self, vector: np.ndarray, signature: np.ndarray, weight: float, k: int,
                          exclude_id: int | None = None) -> list[SearchResult]:
@@ -327,3 +399,14 @@ class Searcher:
             exact.extend(zip((vecs @ vector).tolist(), ids.tolist()))
         exact.sort(key=lambda p: -p[0])
         return [(float(sc), int(i)) for sc, i in exact[:k]]
+
+
+def _merge_best(a: list[SearchResult], b: list[SearchResult], by: str = "copy") -> list[SearchResult]:
+    """One list from two result lists of the same query (views): each image keeps its best entry, ranked as
+    :meth:`Searcher._calibrated` ranks (``by="copy"``) or by score."""
+    best = {r.id: r for r in a}
+    key = (lambda r: r.score) if by == "score" else (lambda r: (r.copy_score or 0.0))
+    for r in b:
+        if r.id not in best or key(r) > key(best[r.id]):
+            best[r.id] = r
+    return sorted(best.values(), key=lambda r: -(r.score if by == "score" else (r.copy_score or 0.0)))

@@ -265,7 +265,8 @@ def test_cli_index_search_status_errors(tmp_path, capsys):
     assert "broken.png" in out.err
     assert cli(["search", str(d / "rocket.png"), "--db", str(idx), "-k", "3", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert [set(r) for r in res] == [{"rank", "score", "path", "sha256", "width", "height", "id", "paths"}] * 3
+    assert [set(r) for r in res] == [{"rank", "score", "path", "sha256", "width", "height", "id", "paths", "copy_score",
+                                      "match"}] * 3
     assert res[0]["path"] == str(d / "rocket.png") and res[0]["score"] > 0.999
     assert (res[0]["width"], res[0]["height"]) == load_photo("rocket").size
     assert cli(["status", "--db", str(idx), "--json"]) == 0

@@ -13,7 +13,6 @@ from lookalike.data.export import export_split
 from lookalike.data.photos import load_photo
 from lookalike.data.samples import load_sample
 from lookalike.retrieval.denoise.noise import add_noise_image
-from lookalike.retrieval.fusion import LOWDETAIL_WEIGHT
 from helpers import needs_samples
 
 
@@ -87,8 +86,8 @@ def test_photos_fuse_under_auto_and_use_the_photo_model_or_classical_when_asked(
     else:
         assert res.denoise.method == "classical" and res.denoise.fallback_reason
     assert res[0].path.endswith("coffee.png")
-    res = engine.search(arr, k=2, denoise="auto")  # a clean photo is not denoised (this small one is a thumbnail)
-    assert res.denoise.method == "none" and res.lowfreq_weight == LOWDETAIL_WEIGHT
+    res = engine.search(arr, k=2, denoise="auto")  # a clean photo is not denoised
+    assert res.denoise.method == "none" and res.lowfreq_weight == 0
     assert res[0].path.endswith("coffee.png")
     res = engine.search(_noisy(arr, 0.2), k=2, denoise="classical")
     assert res.denoise.method == "classical" and res[0].path.endswith("coffee.png")

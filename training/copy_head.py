@@ -32,7 +32,7 @@ def _tiles(im: Image.Image, grid: int = 3) -> list[Image.Image]:
 def copy_training_items(n_scenes: int = 150, cifar: int = 300, seed: int = 1,
                         max_side: int = 768) -> tuple[list[Image.Image], list[str], list[str]]:
     """(images, names, owners) of the copy-head training set; ``owners`` names the dev photo an image is a tile
-    of ("" for the others), so that a study can leave some dev photos out (benchmarks/heldout_copies.py)."""
+    of ("" for the others), so that a study can leave some dev photos out."""
     images: list[Image.Image] = []
     names: list[str] = []
     owners: list[str] = []

@@ -46,6 +46,7 @@ class SearchOptions(BaseModel):
     k: int = Field(10, ge=1, le=MAX_K, description="number of results")
     min_score: float | None = Field(None, ge=-1.0, le=1.0, description="drop results below this cosine similarity")
     denoise: DENOISE | None = Field(None, description="clean a noisy image query first (not for vectors)")
+    copies_only: bool = Field(False, description="only results the calibrated copy score calls a copy")
 
 
 class SearchBody(SearchOptions):
@@ -210,7 +211,8 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
                     raise QueryError(str(exc)) from None
             if isinstance(query, str):
                 query = str(indexed_file(eng, query))
-            return eng.search(query, k=opts.k, min_score=opts.min_score, denoise=opts.denoise).to_json()
+            return eng.search(query, k=opts.k, min_score=opts.min_score, denoise=opts.denoise,
+                              copies_only=opts.copies_only).to_json()
         except (NotIndexed, FileGone) as exc:
             raise HTTPException(404, str(exc)) from None
         except UnsafePathError as exc:

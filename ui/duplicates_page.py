@@ -74,12 +74,21 @@ def render() -> None:
         return
     db = str(eng.root)
     roots = state.roots(eng)
-    threshold = st.slider("Similarity threshold", 0.70, 1.00, float(DEFAULT_THRESHOLD), 0.01, key="dup_threshold",
-                          help=f"Cosine similarity that links two images (default {DEFAULT_THRESHOLD}, chosen on a "
-                               "benchmark of edited photos); higher finds fewer, closer copies.")
+    from lookalike.retrieval.calibration import load_scorer
+
+    scorer = load_scorer(eng.model_name, eng.dim)
+    if scorer is not None:
+        threshold = st.slider("Copy score threshold", 0.05, 1.00, round(float(scorer.threshold), 2), 0.01,
+                              key="dup_threshold",
+                              help=f"The calibrated copy score two images need (default {scorer.threshold:.2f}, the "
+                                   "line search uses for 'copy'); higher finds fewer, surer copies.")
+    else:
+        threshold = st.slider("Similarity threshold", 0.70, 1.00, float(DEFAULT_THRESHOLD), 0.01, key="dup_threshold",
+                              help=f"Cosine similarity that links two images (default {DEFAULT_THRESHOLD}, chosen on a "
+                                   "benchmark of edited photos); higher finds fewer, closer copies.")
     report = _report(db, state.index_stamp(db), float(threshold))
     if not report.groups:
-        st.info(f"No near-duplicates among {report.images} images at similarity {threshold:.2f}.")
+        st.info(f"No near-duplicates among {report.images} images at {report.score} {threshold:.2f}.")
         return
     rows = export_rows(report, marks(report))
     drop = sum(r["size"] for r in rows if not r["keep"])
@@ -100,7 +109,9 @@ def render() -> None:
 
 def _group(g, roots: list[str]) -> None:
     with st.container(border=True, key=f"dup-group-{g.id}"):
-        st.markdown(f"**Group {g.id}** · {len(g.files)} files · similarity ≥ {g.min_similarity:.3f}")
+        scores = [f.copy_score for f in g.files if not f.keep and f.copy_score is not None]
+        head = f"copy score ≥ {min(scores):.2f}" if scores else f"similarity ≥ {g.min_similarity:.3f}"
+        st.markdown(f"**Group {g.id}** · {len(g.files)} files · {head}")
         for i, f in enumerate(g.files):
             if i % COLUMNS == 0:
                 cols = st.columns(COLUMNS)
@@ -111,7 +122,9 @@ def _group(g, roots: list[str]) -> None:
                 else:
                     st.caption("(file not readable)")
                 st.markdown(f"`{os.path.basename(f.path)}`  \n{f.width}×{f.height} · {human_bytes(f.size)} · "
-                            + ("suggested keep" if f.keep else f"similarity {f.similarity:.3f}")
+                            + ("suggested keep" if f.keep else "exact copy" if f.exact else
+                               f"copy score {f.copy_score:.2f}" if f.copy_score is not None else
+                               f"similarity {f.similarity:.3f}")
                             + f"  \n{state.folder_of(f.path, roots)}")
                 k1, k2 = st.columns(2)
                 k1.checkbox("Keep", value=f.keep, key=keep_key(f.path))

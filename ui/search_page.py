@@ -151,6 +151,9 @@ def render() -> None:
             min_score = st.slider("Minimum score", -1.0, 1.0, 0.0, 0.05, key="min_score",
                                   help="Cosine similarity; results below it are hidden.")
             exclude_self = st.checkbox("Hide the query itself when it is indexed", key="exclude_self")
+            copies_only = st.checkbox("Copies only", key="copies_only",
+                                      help="Only results the calibrated copy score calls a copy of the query "
+                                           "(edited, resized, recompressed or cropped copies).")
         preview = st.container(key="query-preview")
     n_images = len(eng.index) if eng.index is not None else 0
     pages = max(1, -(-(n_images if folder == "All folders" else min(n_images, folders.get(folder, 0))) // int(k)))
@@ -198,7 +201,10 @@ def render() -> None:
                                       bool(exclude_self), den["method"] if den["on"] else None, den["sigma"],
                                       int(den["samples"]))
                 hits = list(res) if folder == "All folders" else [r for r in res if in_folder(r, folder, roots)]
-                if len(hits) >= need or k_search >= n_images or len(res) < k_search:
+                if copies_only:
+                    hits = [r for r in hits if r.match == "copy"]
+                # copies are found among the best candidates of the first search: no widening for them
+                if copies_only or len(hits) >= need or k_search >= n_images or len(res) < k_search:
                     break
                 k_search = min(n_images, k_search * 4)
     except EngineError as exc:
@@ -280,7 +286,9 @@ def _results_grid(res, roots: list[str]) -> None:
                     else:
                         st.caption("(file not readable)")
                     name = os.path.basename(r.path)
-                    st.markdown(f"**#{r.rank}** · score **{r.score:.3f}**  \n`{name}`  \n"
+                    label = "" if r.copy_score is None else (
+                        f" · **copy** ({r.copy_score:.2f})" if r.match == "copy" else " · similar")
+                    st.markdown(f"**#{r.rank}** · score **{r.score:.3f}**{label}  \n`{name}`  \n"
                                 f"{r.width}×{r.height} · {state.folder_of(r.path, roots)}"
                                 + (f" · +{len(r.paths) - 1} copies" if len(r.paths) > 1 else ""))
                     b1, b2 = st.columns(2)

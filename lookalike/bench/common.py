@@ -127,7 +127,7 @@ def imagededup_python(log=None) -> tuple[str | None, str]:
                               check=True, capture_output=True, text=True).stdout.strip()
         ours = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
         Path(site, "_lookalike_base.pth").write_text("\n".join(ours) + "\n", encoding="utf-8")
-        res = subprocess.run([str(py), "-m", "pip", "install", "-q", "imagededup"], capture_output=True, text=True,
+        res = subprocess.run([str(py), "-m", "pip", "install", "-q", "imagededup==0.3.3.post2"], capture_output=True, text=True,
                              timeout=1800)
         if res.returncode != 0:
             return None, f"pip install imagededup failed: {(res.stderr or res.stdout).strip().splitlines()[-1:]}"
@@ -220,8 +220,9 @@ def add_shared_arguments(p) -> None:
     """Options both real-photo benchmarks take (``bench copies``, ``bench noisy`` and their scripts)."""
     from lookalike.argtypes import nonneg_int, positive_int
 
-    p.add_argument("--photos", choices=("dev", "eval"), default="dev",
-                   help="dev: Debian/scikit-learn/matplotlib photos (tune here); eval: scikit-image photos (report only)")
+    p.add_argument("--photos", choices=("dev", "dev-wide", "eval"), default="dev",
+                   help="dev: Debian/scikit-learn/matplotlib photos (tune here); dev-wide: dev + GCompris/Jigzo photos; "
+                        "eval: scikit-image photos (report only)")
     p.add_argument("--distractors", type=nonneg_int, default=1500, help="other images in the gallery (default 1500)")
     p.add_argument("--lowfreq", default="", help="comma-separated weights of a fused low-frequency DCT channel")
     p.add_argument("--low-detail", action="store_true", help="also score a 64 px view of every gallery image (max)")

@@ -160,6 +160,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapt-views", type=positive_int, default=4, help="adapt: edited views per image (default 4)")
     p.add_argument("--adapt-epochs", type=positive_int, default=30, help="adapt: epochs (default 30)")
     p.add_argument("--adapt-lr", type=float, default=1e-4, help="adapt: learning rate (default 1e-4)")
+    p.add_argument("--suite", choices=("classic", "augly"), default="classic",
+                   help="classic: lookalike's own 12 edits; augly: 35 AugLy kinds, half the queries unmatched, the "
+                        "calibrated copy score (lookalike.bench.calibrated)")
+    p.add_argument("--fit", action="store_true",
+                   help="augly: fit the copy score leave-one-kind-out and report held-out figures (dev photos only)")
+    p.add_argument("--save", default=None, help="augly --fit: write the scorer fitted on every kind here")
+    p.add_argument("--kinds", default=None, help="augly: comma-separated AugLy kinds (default all)")
     p.add_argument("--json", default=None, help="result JSON (default benchmarks/results/copies-SET[-MODEL].json)")
     p.add_argument("--grid", default=None, help="picture grid PNG (default docs/copies-grid-SET.png; 'none' to skip)")
 
@@ -186,6 +193,8 @@ def main(args: argparse.Namespace) -> int:
         print("lookalike: --distractors must be >= 0 and -k >= 5", file=sys.stderr)
         return 2
     models = args.model or [DEFAULT_EMBEDDER]
+    if args.suite == "augly":
+        return _main_augly(args, models[0])
     try:
         levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views,
                         "none" if args.views == "auto" else args.views, args.multi_scale, crops=args.crop_views)
@@ -225,4 +234,39 @@ def main(args: argparse.Namespace) -> int:
         grid = Path(args.grid or root / "docs" / f"copies-grid-{args.photos}.png")
         copies_grid(result, dict(photos), grid)
         print(f"grid: {grid}")
+    return 0
+
+
+def _main_augly(args: argparse.Namespace, model: str) -> int:
+    """``--suite augly``: the AugLy copy suite with the calibrated copy score."""
+    from lookalike.data.augly_edits import AUGLY_KINDS, augly_available
+    from lookalike.data.photosets import distractors, photo_set
+
+    from .calibrated import format_suite, run_suite
+
+    if not augly_available():
+        print("lookalike: --suite augly needs AugLy: pip install 'lookalike[bench]'", file=sys.stderr)
+        return 2
+    if args.fit and args.photos == "eval":
+        print("lookalike: --fit is for dev photos only (evaluation photos are never fitted on)", file=sys.stderr)
+        return 2
+    kinds = [k.strip() for k in (args.kinds or ",".join(AUGLY_KINDS)).split(",") if k.strip()]
+    bad = [k for k in kinds if k not in AUGLY_KINDS]
+    if bad:
+        print(f"lookalike: --kinds {','.join(bad)}: unknown (choose {', '.join(AUGLY_KINDS)})", file=sys.stderr)
+        return 2
+    photos = photo_set(args.photos, args.max_side)[: args.max_photos]
+    if not photos:
+        print(f"lookalike: --photos {args.photos}: no photos found", file=sys.stderr)
+        return 2
+    result = run_suite(photos, distractors(args.distractors, max_side=args.max_side),
+                       Path(args.work or cache_root() / "work"), model, args.photos, kinds, args.fit,
+                       Path(args.save) if args.save else None, k=args.k, seed=args.seed, peer=not args.no_peer,
+                       progress=not args.quiet, precision=args.precision)
+    result["command"] = "lookalike bench copies " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "copies"] else sys.argv[1:])
+    result["machine"] = f"{BUSY} ({platform.processor() or platform.machine()})"
+    print(format_suite(result))
+    out = write_result(result, args.json or Path.cwd() / "benchmarks" / "results" /
+                       f"copies-augly-{args.photos}{'-fit' if args.fit else ''}.json")
+    print(f"json: {out}")
     return 0
