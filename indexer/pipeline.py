@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, sha256_file
+from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, load_image_hashed, sha256_file
 from .scan import ScanEntry, ScanProblem, is_below, merge_roots, scan
 from .signature import lowfreq_signature
 from .store import MetadataStore, NewImage
@@ -124,19 +124,20 @@ class ImageFileDataset(Dataset):
     def __getitem__(self, i: int):
         path = self.paths[i]
         try:
-            im = load_image(path, max_pixels=self.max_pixels, draft_size=self.draft_size)
+            im, sha = load_image_hashed(path, max_pixels=self.max_pixels, draft_size=self.draft_size)
             w, h = im.info.get("original_size", im.size)
-            return i, self.transform(im), int(w), int(h), lowfreq_signature(im), None
+            return i, self.transform(im), int(w), int(h), lowfreq_signature(im), None, sha
         except ImageLoadError as exc:
-            return i, None, 0, 0, None, exc.reason
+            return i, None, 0, 0, None, exc.reason, None
         except Exception as exc:  # a transform failing on a pathological image must not stop the run
-            return i, None, 0, 0, None, f"cannot process image ({type(exc).__name__}: {exc})"
+            return i, None, 0, 0, None, f"cannot process image ({type(exc).__name__}: {exc})", None
 
 
 def _collate(items):
     ok = [it for it in items if it[1] is not None]
     tensor = torch.stack([it[1] for it in ok]) if ok else None
-    return tensor, [(it[0], it[2], it[3], it[4]) for it in ok], [(it[0], it[5]) for it in items if it[1] is None]
+    return (tensor, [(it[0], it[2], it[3], it[4], it[6]) for it in ok],
+            [(it[0], it[5]) for it in items if it[1] is None])
 
 
 def _quiet_lost_parent(exc_type, exc, tb, _default=sys.excepthook) -> None:
@@ -164,8 +165,8 @@ def _worker_init(_: int) -> None:
 def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: "bool | ProgressCallback" = True,
                 desc: str = "embedding"):
-    """Yield (vectors, [(i, w, h, low-frequency signature)], [(i, reason)]) per batch for ``paths`` (``i``
-    indexes ``paths``)."""
+    """Yield (vectors, [(i, w, h, low-frequency signature, sha256 of the bytes decoded)], [(i, reason)]) per batch
+    for ``paths`` (``i`` indexes ``paths``)."""
     ds = ImageFileDataset(paths, embedder.transform_uint8, max_pixels=max_pixels,
                           draft_size=embedder.preprocess.input_size)
     loader = DataLoader(
@@ -298,6 +299,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
 
     # 5. embed new content in chunks; each chunk commits rows+vectors, then goes into FAISS
     decode_skips: list[tuple[str, str]] = []
+    changed_during: list[tuple[str, str]] = []
     if new_groups:
         t_embed = time.perf_counter()
         first_paths = [es[0].path for _, es in new_groups]
@@ -328,8 +330,15 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                 last_save = time.perf_counter()
 
         for vecs, meta, failed in batches:
-            for row, (i, w, h, sig) in enumerate(meta):
+            for row, (i, w, h, sig, *decoded) in enumerate(meta):
                 sha, es = new_groups[i]
+                if decoded and decoded[0] is not None and decoded[0] != sha:
+                    # rewritten between hashing and decoding: neither hash nor vector is kept (no row, no skip), so
+                    # the next run sees the new file and indexes what it then holds
+                    for e in es:
+                        changed_during.append((e.path, "changed while it was being indexed; the next run indexes it"))
+                        warn(*changed_during[-1])
+                    continue
                 pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino)
                                                                       for e in es], lowfreq=sig))
             for i, reason in failed:
@@ -365,7 +374,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     fill_signatures(store, max_pixels=spec.max_pixels, progress=progress)
 
     writer.flush()
-    report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips
+    report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips + changed_during
     report.skipped += len(report.problems)
     report.seconds = time.perf_counter() - t0
     return report

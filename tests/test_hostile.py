@@ -248,3 +248,82 @@ def test_symlink_to_a_file_outside_the_roots_is_skipped_with_the_reason(tmp_path
     with Engine.open(tmp_path / "idx2", model="pixels@16") as e2:  # indexed too when its folder is a root
         e2.add([photos, outside], progress=False, workers=0, warn=None)
         assert str(photos / "link.png") in {p for r in e2.search(outside / "secret.png", k=1) for p in r.paths}
+
+
+# ---------------------------------------------------------------------------- round 3 (issue 23)
+def test_image_bombs_under_the_pixel_limit_are_refused_before_decoding(tmp_path, photos):
+    from helpers import png_bomb, webp_bomb
+
+    (photos / "bomb.png").write_bytes(png_bomb(14000, 14000))            # 24 KB, 196 MP: under --max-pixels
+    (photos / "bomb.webp").write_bytes(webp_bomb(14000, 14000))          # 38 bytes
+    (photos / "bomb16.png").write_bytes(png_bomb(12000, 12000, 16, 0))   # 16-bit grey
+    idx = tmp_path / "idx"
+    e = Engine.open(idx, model="pixels@16")
+    report = e.add([photos], progress=False, workers=0, warn=None)
+    reasons = dict(report.problems)
+    for name in ("bomb.png", "bomb.webp", "bomb16.png"):
+        assert "too large to decode" in reasons[str(photos / name)] and "decode limit" in reasons[str(photos / name)]
+    assert report.indexed == 10
+    e.close()
+    r = _run(["search", str(photos / "bomb.webp"), "--db", str(idx)])
+    assert r.returncode == 2 and "bomb.webp: too large to decode: 14000x14000" in _one_line_error(r.stderr)
+
+
+def test_a_big_jpeg_is_decoded_at_a_reduced_scale_and_other_formats_are_refused():
+    import io
+
+    from lookalike.indexer.loading import ImageLoadError, decode_bytes, open_image_bytes
+
+    photo = load_photo("astronaut").convert("RGB").resize((2400, 1600))
+    jpg, png = io.BytesIO(), io.BytesIO()
+    photo.save(jpg, "JPEG", quality=90)
+    photo.save(png, "PNG")
+    budget = 8 * 2**20  # full size needs 2400*1600*4 = 14.6 MB; half scale 3.7 MB
+    assert decode_bytes("RGB", 2400, 1600) > budget >= decode_bytes("RGB", 1200, 800)
+    im = open_image_bytes(jpg.getvalue(), max_decode_bytes=budget)
+    assert im.size == (1200, 800) and im.info["original_size"] == (2400, 1600)
+    assert open_image_bytes(jpg.getvalue()).size == (2400, 1600)  # within the default budget: full size
+    with pytest.raises(ImageLoadError, match="too large to decode: 2400x1600 RGB PNG needs about 15 MB, over the 8 MB"):
+        open_image_bytes(png.getvalue(), max_decode_bytes=budget)
+
+
+def test_16_bit_pixels_convert_as_before_a_band_at_a_time():
+    from lookalike.indexer.loading import to_rgb
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 65536, (1500, 900), dtype=np.uint16)  # > 1 M pixels: several bands
+    im = Image.fromarray(arr)  # uint16: mode I;16
+    assert im.mode == "I;16"
+    expect = np.clip(arr.astype(np.float64) / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)  # the one-shot formula
+    got = np.asarray(to_rgb(im))
+    assert got.shape == (1500, 900, 3) and np.array_equal(got[:, :, 0], expect) and np.array_equal(got[:, :, 2], expect)
+
+
+def test_a_file_rewritten_between_hashing_and_decoding_keeps_no_stale_hash(tmp_path, monkeypatch):
+    import hashlib
+
+    import lookalike.indexer.pipeline as pipeline
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    old = load_photo("coffee").convert("RGB").resize((64, 64))
+    new = load_photo("rocket").convert("RGB").resize((64, 64))
+    old.save(d / "x.png")
+    old_sha = hashlib.sha256((d / "x.png").read_bytes()).hexdigest()
+    real_hash = pipeline.sha256_file
+
+    def hash_then_rewrite(path):  # another program saves over the file right after it was hashed
+        sha = real_hash(path)
+        new.save(path)
+        return sha
+
+    monkeypatch.setattr(pipeline, "sha256_file", hash_then_rewrite)
+    e = Engine.open(tmp_path / "idx", model="pixels@16")
+    report = e.add([d], progress=False, workers=0, warn=None)
+    assert report.indexed == 0 and "changed while it was being indexed" in dict(report.problems)[str(d / "x.png")]
+    assert e.store.id_for_sha(old_sha) is None  # the old hash was not stored with the new picture's vector
+    monkeypatch.setattr(pipeline, "sha256_file", real_hash)
+    assert e.add([d], progress=False, workers=0, warn=None).indexed == 1  # the next run indexes what is there now
+    hit = e.search(d / "x.png", k=1)[0]
+    assert hit.sha256 == hashlib.sha256((d / "x.png").read_bytes()).hexdigest() and hit.score > 0.999
+    e.close()
