@@ -6,7 +6,9 @@ rebuilt from it; vectors and rows are committed in the same transaction.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -27,6 +29,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -37,7 +40,7 @@ from .scan import is_below
 from .signature import SIGNATURE_BYTES, pack_signature, unpack_signatures
 
 __all__ = ["Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage",
-           "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "count_rows"]
+           "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "count_rows", "sqlite_url", "sqlite_uri"]
 
 
 class StoreError(LookalikeError, RuntimeError):
@@ -156,34 +159,46 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def sqlite_url(path: str | os.PathLike) -> str:
-    """SQLAlchemy URL for a SQLite file."""
-    return f"sqlite:///{os.path.abspath(os.fspath(path))}"
+def sqlite_url(path: str | os.PathLike) -> URL:
+    """SQLAlchemy URL for a SQLite file; any character in its path (``?``, ``#``, ``%xx``, spaces) names that file."""
+    return URL.create("sqlite", database=os.path.abspath(os.fspath(path)))
+
+
+def sqlite_uri(path: str | os.PathLike, **params: str) -> str:
+    """A SQLite ``file:`` URI naming exactly ``path`` (``?``, ``#``, ``%`` escaped), with query ``params``."""
+    quoted = urllib.parse.quote(os.path.abspath(os.fspath(path)), safe="/")
+    return f"file:{quoted}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
 
 
 class MetadataStore:
     """Typed access to the metadata database; every write is one transaction."""
 
-    def __init__(self, url: str, dim: int | None = None, read_only: bool = False) -> None:
-        self.url = url
+    def __init__(self, url: str | URL, dim: int | None = None, read_only: bool = False) -> None:
+        sa_url = make_url(url)
+        sqlite = sa_url.get_backend_name() == "sqlite"
+        # messages name the database file (SQLite) or the URL without its password
+        self.url = (sa_url.database or "") if sqlite else sa_url.render_as_string(hide_password=True)
+        self.is_sqlite = sqlite
         self.dim = dim
         self.read_only = read_only
         try:
-            if url.startswith("sqlite") and read_only:
+            if sqlite and read_only:
                 # a read-only folder (mount, share): nobody can write it. Without a write-ahead log it is read
                 # as an immutable file; with one (a writer was killed before it checkpointed) the committed
                 # rows are partly in the log, so it is read through the log, never past it.
-                path = url.split(":///", 1)[1]
+                path = sa_url.database or ""
                 wal = f"{path}-wal"
                 in_log = os.path.exists(wal) and os.path.getsize(wal) > 0
-                self.engine: SAEngine = create_engine(f"sqlite:///file:{path}?mode=ro{'' if in_log else '&immutable=1'}&uri=true")
+                uri = sqlite_uri(path, mode="ro", **({} if in_log else {"immutable": "1"}))
+                self.engine: SAEngine = create_engine(
+                    "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
                 self._check_readable(path, in_log)
-            elif url.startswith("sqlite"):
-                self.engine = create_engine(url, connect_args={"timeout": 30})
+            elif sqlite:
+                self.engine = create_engine(sa_url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
-            if url.startswith("sqlite"):
+                self.engine = create_engine(sa_url, pool_pre_ping=True)
+            if sqlite:
                 # check before anything is written: a damaged database is reported, never modified
                 with self.engine.connect() as c:
                     ok = c.execute(text("PRAGMA quick_check")).scalar()
@@ -244,7 +259,7 @@ class MetadataStore:
         """Schema 1 -> 2: the files table gains ctime_ns and ino (NULL: those files are hashed once more).
         2 -> 3: the images table gains lowfreq (NULL: the next index run computes it)."""
         columns = ([("files", "ctime_ns", "BIGINT"), ("files", "ino", "BIGINT")] if found == "1" else []) \
-            + [("images", "lowfreq", "BLOB" if self.url.startswith("sqlite") else "BYTEA")]
+            + [("images", "lowfreq", "BLOB" if self.is_sqlite else "BYTEA")]
         with self.engine.begin() as c:
             for table, col, kind in columns:
                 try:
@@ -507,12 +522,10 @@ class MetadataStore:
 
 def count_rows(db_path: str | os.PathLike, table: str = "images") -> int:
     """Rows committed in a SQLite metadata file, read without locking a writer out (0 if unreadable)."""
-    import sqlite3
-
     if table not in ("images", "files", "skipped"):
         raise ValueError(f"unknown table {table}")
     try:
-        con = sqlite3.connect(f"file:{os.fspath(db_path)}?mode=ro", uri=True, timeout=1)
+        con = sqlite3.connect(sqlite_uri(db_path, mode="ro"), uri=True, timeout=1)
         try:
             return int(con.execute(f"select count(*) from {table}").fetchone()[0])
         finally:

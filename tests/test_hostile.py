@@ -327,3 +327,23 @@ def test_a_file_rewritten_between_hashing_and_decoding_keeps_no_stale_hash(tmp_p
     hit = e.search(d / "x.png", k=1)[0]
     assert hit.sha256 == hashlib.sha256((d / "x.png").read_bytes()).hexdigest() and hit.score > 0.999
     e.close()
+
+
+@pytest.mark.parametrize("name", ["A B", "A%20B", "q?mode=memory", "h#frag", "pct%", "x?immutable=1&mode=ro", "a&b=c;d"])
+def test_db_names_with_url_characters_stay_in_their_folder(tmp_path, photos, name):
+    from lookalike.indexer.store import MetadataStore, count_rows, sqlite_url
+
+    parent = tmp_path / "X"
+    parent.mkdir()
+    (parent / "A B").mkdir()  # `--db 'X/A%20B'` once wrote into this one
+    idx = parent / name
+    assert cli(["index", str(photos), "--db", str(idx), "--model", "pixels@16", "-q", "--workers", "0"]) == 0
+    assert sorted(p.name for p in parent.iterdir()) == sorted({"A B", name})
+    assert (idx / "metadata.db").stat().st_size > 0 and count_rows(idx / "metadata.db") == 10
+    if name != "A B":
+        assert list((parent / "A B").iterdir()) == []
+    ro = MetadataStore(sqlite_url(idx / "metadata.db"), read_only=True)  # the read-only open names the same file
+    assert ro.counts()["images"] == 10
+    ro.close()
+    with Engine.open(idx) as e:
+        assert e.search(photos / "coffee.png", k=1)[0].path == str(photos / "coffee.png")
