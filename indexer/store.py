@@ -173,7 +173,10 @@ def sqlite_uri(path: str | os.PathLike, **params: str) -> str:
 class MetadataStore:
     """Typed access to the metadata database; every write is one transaction."""
 
-    def __init__(self, url: str | URL, dim: int | None = None, read_only: bool = False) -> None:
+    def __init__(self, url: str | URL, dim: int | None = None, read_only: bool = False, repair: bool = False) -> None:
+        """Open (a new database: create) the store at ``url``. A database that lost tables is refused (StoreError)
+        and never altered; ``repair`` (``lookalike rebuild``) recreates the ones that only list skipped files and
+        roots."""
         sa_url = make_url(url)
         sqlite = sa_url.get_backend_name() == "sqlite"
         # messages name the database file (SQLite) or the URL without its password
@@ -205,10 +208,11 @@ class MetadataStore:
                 if ok != "ok":
                     detail = " ".join(str(ok).replace("*** in database main ***", "").split())[:200]
                     raise StoreError(f"{url}: database is corrupted ({detail}); it was left untouched")
+            self._check_tables(repair)
             for attempt in range(6):  # another process (a reader opening a new index) may be creating it too
                 try:
-                    if not read_only:
-                        Base.metadata.create_all(self.engine)
+                    if not read_only and self._fresh():
+                        Base.metadata.create_all(self.engine)  # only a new database: an old one is never altered
                     with self.session() as s:
                         row = s.get(MetaRow, "schema_version")
                         if row is None and not read_only:
@@ -230,6 +234,48 @@ class MetadataStore:
                 raise StoreError(f"{url}: database is corrupted ({reason}); it was left untouched") from None
             raise StoreError(f"{url}: cannot open metadata database ({reason})") from None
 
+    def _tables(self) -> set[str]:
+        from sqlalchemy import inspect
+
+        return set(inspect(self.engine).get_table_names())
+
+    def _fresh(self) -> bool:
+        """No lookalike table yet: a new database, created here."""
+        return not (self._tables() & set(Base.metadata.tables))
+
+    def _check_tables(self, repair: bool) -> None:
+        """A database with some of its tables gone is damaged: say which and what can be done, alter nothing."""
+        have = self._tables()
+        ours = set(Base.metadata.tables)
+        if not have & ours:
+            return  # new (or, read-only, unfinished: reported by _check_readable)
+        missing = sorted(ours - have)
+        if not missing:
+            return
+        rebuildable = {"skipped", "roots"}  # they only list skipped files and the indexed folders
+        if repair and set(missing) <= rebuildable and not self.read_only:
+            Base.metadata.create_all(self.engine, tables=[Base.metadata.tables[t] for t in missing])
+            return
+        lost = ", ".join(missing)
+        if set(missing) <= rebuildable:
+            fix = ("run 'lookalike rebuild' to recreate it (it only lists " +
+                   ("skipped files" if missing == ["skipped"] else "the indexed folders and skipped files") +
+                   "; the next 'lookalike index' fills it again)")
+        else:
+            fix = ("'lookalike rebuild' cannot restore it: the vectors and hashes of the images live in that table "
+                   "(vectors.faiss has no hashes or paths); keep a copy of the index folder and index the folders "
+                   "again into a new --db folder")
+            if "roots" in have:
+                try:
+                    with self.engine.connect() as c:
+                        roots = [r[0] for r in c.execute(text("SELECT path FROM roots ORDER BY path"))]
+                    if roots:
+                        fix += f" (its indexed folders: {', '.join(roots[:5])}{' ...' if len(roots) > 5 else ''})"
+                except DatabaseError:
+                    pass
+        raise StoreError(f"{self.url}: the metadata database is damaged: it has lost its table{'s' if len(missing) > 1 else ''} "
+                         f"{lost}; it was left untouched; {fix}")
+
     def _check_readable(self, path: str, in_log: bool) -> None:
         """A read-only database must show every committed row, or say in one line why it cannot."""
         hint = ("it was not closed cleanly (a write-ahead log is left); open the index once where it can be "
@@ -241,7 +287,7 @@ class MetadataStore:
             reason = " ".join(str(getattr(exc, "orig", exc)).split())[:160]
             raise StoreError(f"{path}: cannot read the metadata database read-only ({reason}); "
                              + (hint if in_log else "check that the file is readable")) from None
-        if not {"images", "files", "meta"} <= tables:
+        if not tables & set(Base.metadata.tables):  # some tables but not all: damaged (_check_tables says so)
             raise StoreError(f"{path}: the metadata database has no tables yet; "
                              + (hint if in_log else "the index was never completed: index a folder into it first"))
 

@@ -153,7 +153,7 @@ def cmd_rebuild(args) -> int:
     from .retrieval.engine import EngineError
 
     # a damaged FAISS file is moved aside by rebuild, under the lock; a new type replaces a broken saved one
-    engine = _open(args, load_index=False, index_type=args.index_type)
+    engine = _open(args, load_index=False, index_type=args.index_type, repair=True)
     try:
         engine.set_options(max_memory=args.max_memory, on_disk=args.on_disk)
         done = engine.rebuild(args.index_type)

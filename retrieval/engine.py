@@ -107,41 +107,26 @@ class Engine:
     def open(cls, path: str | os.PathLike, model: str | None = None, index_type: str | None = None,
              db_url: str | None = None, create: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
              load_index: bool = True, mmap: bool | None = None, runtime: str = "auto",
-             precision: str | None = None) -> "Engine":
+             precision: str | None = None, repair: bool = False) -> "Engine":
         """Open (or create) the index folder ``path``; refuses a model other than the one it was built with.
 
         ``runtime`` ("auto", "openvino", "onnxruntime", "torch") runs the model; the index records the model and
         its ``precision`` ("fp32", "bf16", "int8"; a new index's default fp32), not the runtime, so any runtime
         searches any index.
         ``index_type`` other than the folder's is built by the next write (``add`` or ``rebuild``), never
-        by opening. ``load_index=False`` skips reading the FAISS file (for ``rebuild`` of a damaged one).
+        by opening. ``load_index=False`` skips reading the FAISS file (for ``rebuild`` of a damaged one);
+        ``repair`` (``rebuild``) recreates the database tables that can be recreated empty (skipped files, roots).
+        Opening never creates or alters a table of an existing index; a new one is created under the writer lock.
         """
         folder = IndexFolder(path)
         root = folder.root
+        asked_precision = precision
         if precision is not None and precision not in PRECISIONS:
             raise EngineError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
-        if folder.exists():
-            config = folder.read_config()
-            if model and not adapted.accepts_model(config, model):
-                raise EngineError(f"{root}: this index was built with model '{config.model}', not '{model}'; "
-                                  f"use another --db folder for a different model")
-            if precision and precision != config.precision:
-                raise EngineError(f"{root}: this index was built at precision {config.precision}, not {precision}; "
-                                  f"use another --db folder for a different precision")
-            if db_url and db_url != config.db_url and not (config.db_url is None and db_url.startswith("sqlite")):
-                raise EngineError(f"{root}: this index uses database {config.db_url or 'metadata.db'}, not {db_url}")
-            if index_type:
-                _check_index_type(index_type, config.dim)
-            else:
-                try:
-                    _check_index_type(config.index_type, config.dim)
-                except EngineError as exc:
-                    raise EngineError(f"{folder.config_path}: saved setting: {exc}; run 'lookalike rebuild --db {root} "
-                                      f"--index-type auto' to replace it") from None
-        elif not create:
+        if not folder.exists() and not create:
             raise EngineError(f"{root}: not a lookalike index (no {folder.config_path.name}); build one with "
                               f"'lookalike index DIR --db {root}'")
-        else:
+        if not folder.exists():
             try:
                 precision = precision or default_precision(model or DEFAULT_EMBEDDER, runtime)
                 described = load_embedder(model or DEFAULT_EMBEDDER, runtime, precision).describe()
@@ -149,14 +134,38 @@ class Engine:
                 raise EngineError(str(exc)) from None
             _check_index_type(index_type, int(described["dim"]))
             folder.create()  # only once the model and the index type are known to work
-            config = IndexConfig.new(described, None, db_url, precision)  # a requested type: saved once built
-            folder.write_config(config)
+            with folder.writer_lock():  # two first runs at once: one creates, the other then opens what it made
+                if not folder.exists():
+                    if not db_url or db_url.startswith("sqlite"):  # the tables first, the config (which marks an
+                        try:                                                # index) last
+                            MetadataStore(sqlite_url(folder.db_path), dim=int(described["dim"])).close()
+                        except StoreError as exc:
+                            raise EngineError(str(exc)) from None
+                    # a requested index type is saved once built
+                    folder.write_config(IndexConfig.new(described, None, db_url, precision))
+        config = folder.read_config()
+        if model and not adapted.accepts_model(config, model):
+            raise EngineError(f"{root}: this index was built with model '{config.model}', not '{model}'; "
+                              f"use another --db folder for a different model")
+        if asked_precision and asked_precision != config.precision:
+            raise EngineError(f"{root}: this index was built at precision {config.precision}, not {precision}; "
+                              f"use another --db folder for a different precision")
+        if db_url and db_url != config.db_url and not (config.db_url is None and db_url.startswith("sqlite")):
+            raise EngineError(f"{root}: this index uses database {config.db_url or 'metadata.db'}, not {db_url}")
+        if index_type:
+            _check_index_type(index_type, config.dim)
+        else:
+            try:
+                _check_index_type(config.index_type, config.dim)
+            except EngineError as exc:
+                raise EngineError(f"{folder.config_path}: saved setting: {exc}; run 'lookalike rebuild --db {root} "
+                                  f"--index-type auto' to replace it") from None
         if not config.db_url and config.index_written and (not folder.db_path.exists() or folder.db_path.stat().st_size == 0):
             raise EngineError(f"{folder.db_path}: metadata database is {'missing' if not folder.db_path.exists() else 'empty'} "
                               f"but this index held vectors; restore it from a backup (nothing was written)")
         try:
             store = MetadataStore(config.db_url or sqlite_url(folder.db_path), dim=config.dim,
-                                  read_only=not folder.writable() and not config.db_url)
+                                  read_only=not folder.writable() and not config.db_url, repair=repair)
         except StoreError as exc:
             raise EngineError(str(exc)) from None
         try:

@@ -48,6 +48,8 @@ class IndexMaintainer:
         self.dirty = False         # the in-memory index differs from the FAISS file
         self.config_dirty = False  # the in-memory config differs from lookalike.json
         self.retype = False        # the user asked for another index type: the next flush builds it
+        self.file_vectors = 0      # vectors in the FAISS file when it was read (an empty index never replaces them
+                                   # while the database still lists files: see save)
 
     @property
     def dim(self) -> int:
@@ -66,6 +68,7 @@ class IndexMaintainer:
                 raise EngineError(f"{exc}; {rebuild_hint}") from None
             if self.index.dim != self.dim:
                 raise EngineError(f"{path}: index dimension {self.index.dim} != {self.dim}; {rebuild_hint}")
+            self.file_vectors = len(self.index)
             self.apply_tuned()
         elif self.config.index_written:
             raise EngineError(f"{path}: FAISS index file is missing; {rebuild_hint}")
@@ -255,11 +258,18 @@ class IndexMaintainer:
     def save(self, keep_note: str = "") -> None:
         """Write the FAISS file atomically and record it in the config."""
         path = self.folder.index_path
+        if len(self.index) == 0 and self.file_vectors > 0:
+            files = self.store.counts()["files"]
+            if files:  # the rows do not say the images are gone: a damaged database, never a reason to drop vectors
+                raise EngineError(f"{self.store.url}: the database lists {files} files but no images; {path} "
+                                  f"({self.file_vectors} vectors) was kept; the database is damaged: restore it "
+                                  f"from a backup or index the folders again into a new --db folder")
         try:
             self.index.save(path)
         except (OSError, RuntimeError) as exc:
             raise EngineError(f"{path}: cannot write index ({write_failure_reason(exc)}){keep_note}") from None
         self.dirty = False
+        self.file_vectors = len(self.index)
         if not self.config.index_written or self.config.factory != self.index.factory:
             self.config.index_written = True
             self.config.factory = self.index.factory

@@ -347,3 +347,74 @@ def test_db_names_with_url_characters_stay_in_their_folder(tmp_path, photos, nam
     ro.close()
     with Engine.open(idx) as e:
         assert e.search(photos / "coffee.png", k=1)[0].path == str(photos / "coffee.png")
+
+
+def _sha_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _drop(db: Path, *sql: str) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA foreign_keys=OFF")
+    for q in sql:
+        con.execute(q)
+    con.commit()
+    con.close()
+
+
+def test_a_dropped_images_table_is_reported_and_nothing_is_written(index, photos):
+    import sqlite3
+
+    _drop(index / "metadata.db", "DROP TABLE images")
+    before = {n: _sha_of(index / n) for n in ("metadata.db", "vectors.faiss", "lookalike.json")}
+    for args in (["search", str(photos / "coffee.png")], ["status"], ["index", str(photos)], ["rebuild"]):
+        r = _run([*args, "--db", str(index)])
+        err = _one_line_error(r.stderr)
+        assert r.returncode == 2 and "has lost its table images; it was left untouched" in err, (args, err)
+        if args[0] == "rebuild":  # says what it can and cannot recover, and where the folders were
+            assert "'lookalike rebuild' cannot restore it" in err and str(photos) in err
+    assert {n: _sha_of(index / n) for n in before} == before  # a read never wrote; the vectors were never replaced
+    con = sqlite3.connect(index / "metadata.db")
+    assert "images" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    con.close()
+
+
+def test_a_lost_skipped_table_is_recreated_by_rebuild_only(index, photos):
+    _drop(index / "metadata.db", "DROP TABLE skipped")
+    r = _run(["status", "--db", str(index)])
+    assert r.returncode == 2 and "lost its table skipped" in _one_line_error(r.stderr) and "lookalike rebuild" in r.stderr
+    r = _run(["rebuild", "--db", str(index)])
+    assert r.returncode == 0, r.stderr
+    with Engine.open(index) as e:
+        assert e.status().images == 10 and e.errors() == []
+
+
+def test_an_index_run_never_saves_an_empty_index_over_vectors_the_rows_still_name(index, photos, capsys):
+    _drop(index / "metadata.db", "DELETE FROM images")  # the files rows are left pointing at nothing
+    before = _sha_of(index / "vectors.faiss")
+    assert cli(["index", str(photos), "--db", str(index), "-q", "--workers", "0"]) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert "lists 10 files but no images" in err and "(10 vectors) was kept" in err
+    assert _sha_of(index / "vectors.faiss") == before
+
+
+def test_two_first_runs_creating_one_index_with_different_models_leave_it_whole(tmp_path, photos):
+    idx = tmp_path / "idx"
+    procs = [subprocess.Popen(CLI + ["index", str(photos), "--db", str(idx), "--model", m, "-q", "--workers", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for m in ("pixels@16", "pixels@32")]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes[0] == 0, outs  # one of them built it
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode:  # the other was refused in one line: a writer holds it, or it is the other model's index
+            assert p.returncode == 2 and ("another lookalike process" in err or "built with model" in err), err
+    with Engine.open(idx) as e:
+        st = e.status()
+        assert st.images == 10 and st.vectors == 10 and st.dim == e.embedder.dim
+        consistent(e)
+    assert _run(["rebuild", "--db", str(idx)]).returncode == 0
