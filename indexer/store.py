@@ -472,6 +472,17 @@ class MetadataStore:
             out[key] = out.get(key, 0) + 1
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
+    def get_meta(self, key: str) -> str | None:
+        """A value of the ``meta`` table (None when absent)."""
+        with self.session() as s:
+            return s.execute(select(MetaRow.value).where(MetaRow.key == key)).scalar()
+
+    def set_meta(self, **values: str) -> None:
+        """Set ``meta`` values in one transaction."""
+        with self.session() as s, s.begin():
+            for key, value in values.items():
+                s.merge(MetaRow(key=key, value=value))
+
     def roots(self) -> list[str]:
         with self.session() as s:
             return list(s.execute(select(RootRow.path).order_by(RootRow.path)).scalars().all())

@@ -113,8 +113,29 @@ class SearchParams:
     nprobe: int = 32
 
 
+_GENERATION_TAG = b"\nlookalike-generation:"
+
+
+def _read_generation(path: str) -> str | None:
+    """The generation token written after the index by :meth:`VectorIndex.save` (None: an untagged file)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 128))
+            tail = fh.read()
+    except OSError:
+        return None
+    at = tail.rfind(_GENERATION_TAG)
+    if at < 0 or not tail.endswith(b"\n"):
+        return None
+    token = tail[at + len(_GENERATION_TAG):-1]
+    return token.decode("ascii") if token.isalnum() else None
+
+
 class VectorIndex:
     """An id-mapped FAISS index plus the ids it must hide (removed but not removable)."""
+
+    generation: str | None = None  # the tag of the file it was read from or last saved to
 
     def __init__(self, index: faiss.Index, factory: str, hidden: set[int] | None = None) -> None:
         self.index = index
@@ -173,12 +194,18 @@ class VectorIndex:
                 raise VectorIndexError(f"{path}: not a lookalike index (expected an IndexIDMap2)")
         out = cls(idx, factory or "unknown")
         out.mmapped = bool(mmap)
+        out.generation = _read_generation(path)
         return out
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the index atomically (temp file in the same folder, fsync, rename)."""
+    def save(self, path: str | os.PathLike, generation: str | None = None) -> None:
+        """Write the index atomically (temp file in the same folder, fsync, rename), tagged with ``generation``
+        (a short ASCII token the metadata database records too; FAISS ignores bytes after the index)."""
         with atomic_path(path, suffix=".faiss.tmp") as tmp:
             faiss.write_index(self.index, tmp)
+            if generation:
+                with open(tmp, "ab") as fh:
+                    fh.write(_GENERATION_TAG + generation.encode("ascii") + b"\n")
+        self.generation = generation
 
     # ------------------------------------------------------------------ contents
     @property

@@ -418,3 +418,42 @@ def test_two_first_runs_creating_one_index_with_different_models_leave_it_whole(
         assert st.images == 10 and st.vectors == 10 and st.dim == e.embedder.dim
         consistent(e)
     assert _run(["rebuild", "--db", str(idx)]).returncode == 0
+
+
+def test_a_faiss_file_restored_from_a_backup_or_another_index_is_not_trusted(tmp_path, photos, capsys):
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    flipped = tmp_path / "flipped"
+    flipped.mkdir()
+    for p in sorted(photos.iterdir()):  # another collection of 10: the same ids 1..10, other vectors
+        Image.open(p).convert("RGB").transpose(Image.Transpose.ROTATE_180).save(flipped / p.name)
+    for idx, src in ((a, photos), (b, flipped)):
+        assert cli(["index", str(src), "--db", str(idx), "--model", "pixels@16", "-q", "--workers", "0"]) == 0
+    backup = tmp_path / "backup.faiss"
+    shutil.copy(a / "vectors.faiss", backup)
+    shutil.copy(b / "vectors.faiss", a / "vectors.faiss")  # copied from another index
+    capsys.readouterr()
+    with Engine.open(a) as e:
+        hit = e.search(photos / "coffee.png", k=1)[0]
+        assert hit.path == str(photos / "coffee.png") and hit.score > 0.999
+    assert "not written with this index's database" in capsys.readouterr().err
+    # a backup of this very index, from before a change: the newest image reused the id of a removed one
+    assert cli(["index", str(photos), "--db", str(a), "-q", "--workers", "0"]) == 0  # writes a fresh file
+    shutil.copy(a / "vectors.faiss", backup)
+    with Engine.open(a) as e:
+        last = max(e.store.image_ids())
+        gone = e.image(int(last)).paths[0]
+    os.unlink(gone)
+    assert cli(["index", str(photos), "--db", str(a), "-q", "--workers", "0"]) == 0  # forgets it
+    Image.open(flipped / "moon.png").save(photos / "new.png")
+    assert cli(["index", str(photos), "--db", str(a), "-q", "--workers", "0"]) == 0
+    with Engine.open(a) as e:
+        assert e.store.id_for_path(str(photos / "new.png")) == last  # SQLite reused the id
+    shutil.copy(backup, a / "vectors.faiss")
+    capsys.readouterr()
+    with Engine.open(a) as e:
+        hit = e.search(photos / "new.png", k=1)[0]
+        assert hit.path == str(photos / "new.png") and hit.score > 0.999
+        consistent(e)
+    assert "restored from a backup" in capsys.readouterr().err
