@@ -200,6 +200,9 @@ def cmd_export(args) -> int:
                                progress=not args.quiet)
     except DataError as exc:
         return fail(str(exc))
+    except OSError as exc:  # a folder it cannot create or write (a file in the way, read-only, disk full)
+        where = exc.filename or args.out
+        return fail(f"{_printable(str(where))}: cannot write the exported images ({exc.strerror or exc})")
     print(f"wrote {len(paths)} images to {args.out}")
     return 0
 

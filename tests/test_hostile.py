@@ -457,3 +457,40 @@ def test_a_faiss_file_restored_from_a_backup_or_another_index_is_not_trusted(tmp
         assert hit.path == str(photos / "new.png") and hit.score > 0.999
         consistent(e)
     assert "restored from a backup" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["a file", "below a file", "XDG file"])
+def test_an_unusable_model_cache_falls_back_with_one_note(tmp_path, index, photos, where):
+    f = tmp_path / "cachefile"
+    f.write_text("not a folder")
+    env = {k: v for k, v in os.environ.items() if k not in ("LOOKALIKE_CACHE", "XDG_CACHE_HOME")}
+    if where == "a file":
+        env["LOOKALIKE_CACHE"] = str(f)
+    elif where == "below a file":
+        env["LOOKALIKE_CACHE"] = str(f / "models")
+    else:
+        env["XDG_CACHE_HOME"] = str(f)
+    r = subprocess.run(CLI + ["search", str(photos / "coffee.png"), "--db", str(index), "-k", "1"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and str(photos / "coffee.png") in r.stdout, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "model cache folder unusable" in line]
+    assert len(notes) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f.read_text() == "not a folder"
+
+
+def test_infinite_sizes_are_one_line(tmp_path, photos):
+    for v in ("inf", "1e400", "nan", "-inf"):
+        r = _run(["index", str(photos), "--db", str(tmp_path / "idx"), "--max-memory", v])
+        assert r.returncode == 2 and "--max-memory" in _one_line_error(r.stderr), r.stderr
+    assert not (tmp_path / "idx").exists()
+
+
+def test_an_unwritable_export_folder_is_one_line(tmp_path):
+    from helpers import have_samples
+
+    if not have_samples():
+        pytest.skip("the MNIST sample is not on disk")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = _run(["data", "export", "mnist", str(blocker / "out"), "--limit", "2", "-q"])
+    assert r.returncode == 2 and str(blocker) in _one_line_error(r.stderr), r.stderr
