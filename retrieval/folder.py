@@ -54,6 +54,7 @@ class IndexConfig:
     lookalike_version: str = ""
     created_at: str = ""
     extra: dict = field(default_factory=dict)  # keys written by other versions, kept as they are
+    repaired = False  # (not saved) invalid settings were replaced by defaults when read
 
     @classmethod
     def new(cls, described: dict, index_type: str | None, db_url: str | None, precision: str = "fp32") -> "IndexConfig":
@@ -86,13 +87,64 @@ class IndexConfig:
             raise EngineError(f"{source}: unknown 'precision' {known['precision']!r}; the index configuration is damaged")
         if not isinstance(known.get("index_type", "auto"), str):
             raise EngineError(f"{source}: 'index_type' is not a string; run 'lookalike rebuild --index-type TYPE'")
-        return cls(**known, extra=extra)
+        bad = _bad_settings(known)
+        if bad:  # settings with a safe default: fall back to it with a note, never fail every open
+            from .runtime import note
+
+            note(f"{source}: invalid setting{'s' if len(bad) > 1 else ''} "
+                 + "; ".join(f"'{k}': {known[k]!r}" for k in bad)[:300]
+                 + " ignored (defaults used; the next index run or rebuild writes valid ones)")
+            fields = {f.name: f for f in dataclasses.fields(cls)}
+            for k in bad:
+                f = fields[k]
+                known[k] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        out = cls(**known, extra=extra)
+        out.repaired = bool(bad)  # the next write saves the defaults in place of the invalid values
+        return out
 
     def to_dict(self) -> dict:
         """The JSON object written to ``lookalike.json``."""
         d = dataclasses.asdict(self)
         extra = d.pop("extra")
         return {**extra, **d}
+
+
+def _count(v: Any, low: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _tuned_ok(t: Any) -> bool:
+    """Tuned search knobs as retrieval/tune.py writes them (None: never tuned)."""
+    if t is None:
+        return True
+    if not isinstance(t, dict) or not isinstance(t.get("factory"), str):
+        return False
+    return (all(t.get(k) is None or _count(t[k]) for k in ("ef_search", "nprobe", "refine_factor"))
+            and all(_number(t.get(k)) for k in ("recall_at_k", "target"))
+            and all(_count(t.get(k), 0) for k in ("queries", "vectors")) and isinstance(t.get("reached"), bool))
+
+
+# lookalike.json settings that fall back to their default when invalid (the rest are refused: see from_dict)
+_SETTING_CHECKS = {
+    "search": _tuned_ok,
+    "max_memory": lambda v: v is None or _count(v),
+    "on_disk": lambda v: isinstance(v, bool),
+    "recall_target": lambda v: v is None or (_number(v) and 0 < v <= 1),
+    "hnsw_missed_target": lambda v: isinstance(v, bool),
+    "factory": lambda v: v is None or isinstance(v, str),
+    "preprocess": lambda v: isinstance(v, dict),
+    "lookalike_version": lambda v: isinstance(v, str),
+    "created_at": lambda v: isinstance(v, str),
+}
+
+
+def _bad_settings(known: dict) -> list[str]:
+    """The keys of ``known`` whose values the checks above refuse."""
+    return [k for k, ok in _SETTING_CHECKS.items() if k in known and not ok(known[k])]
 
 
 class WriterLock:

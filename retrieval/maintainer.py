@@ -277,8 +277,8 @@ class IndexMaintainer:
             return
         if self.dirty or not self.folder.index_path.exists():
             self.save(keep_note="; the previous index file is kept and the database holds every committed vector")
-        if self.config_dirty:  # after the index file: the config never names knobs for an index not on disk
-            self.write_config()
+        if self.config_dirty or self.config.repaired:  # after the index file: the config never names knobs for an
+            self.write_config()                         # index not on disk
 
     def save(self, keep_note: str = "") -> None:
         """Write the FAISS file atomically and record it in the config."""
@@ -308,7 +308,7 @@ class IndexMaintainer:
 
     def write_config(self) -> None:
         self.folder.write_config(self.config)
-        self.config_dirty = False
+        self.config_dirty = self.config.repaired = False
 
     def rebuild(self) -> str:
         """Build the index from the stored vectors as the config asks and save it; returns the factory."""

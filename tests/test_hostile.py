@@ -494,3 +494,24 @@ def test_an_unwritable_export_folder_is_one_line(tmp_path):
     blocker.write_text("x")
     r = _run(["data", "export", "mnist", str(blocker / "out"), "--limit", "2", "-q"])
     assert r.returncode == 2 and str(blocker) in _one_line_error(r.stderr), r.stderr
+
+
+@pytest.mark.parametrize("key, value", [
+    ("search", "fast"),
+    ("search", {"ef_search": "abc", "nprobe": None, "refine_factor": None, "recall_at_k": 0.9, "reached": True,
+                "queries": 10, "vectors": 10, "target": 0.95, "factory": "Flat"}),
+    ("search", {"ef_search": 64, "nprobe": -3, "factory": "Flat"}),
+    ("max_memory", "abc"), ("max_memory", -5), ("on_disk", "yes"), ("recall_target", 7), ("factory", 12),
+    ("preprocess", [1, 2]),
+])
+def test_bad_tuned_knobs_in_the_config_fall_back_with_a_note(index, photos, key, value):
+    cfg = json.loads((index / "lookalike.json").read_text())
+    cfg[key] = value
+    (index / "lookalike.json").write_text(json.dumps(cfg))
+    for args in (["search", str(photos / "coffee.png"), "-k", "1"], ["status"]):
+        r = _run([*args, "--db", str(index)])
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert f"invalid setting '{key}'" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert _run(["index", str(photos), "--db", str(index), "-q"]).returncode == 0  # writes valid settings
+    r = _run(["status", "--db", str(index)])
+    assert r.returncode == 0 and r.stderr == ""
