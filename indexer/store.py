@@ -378,9 +378,41 @@ class MetadataStore:
                         yield self._unpack(rows)
 
     def _unpack(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        want = self.dim * 4 if self.dim else len(rows[0][1])
+        bad = [int(r[0]) for r in rows if r[1] is None or len(r[1]) != want or want % 4]
+        if bad:
+            raise self._damaged(bad)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
         return ids, vecs
+
+    def _damaged(self, ids: list[int]) -> StoreError:
+        """One line naming a damaged stored vector's image and the fix."""
+        info = self.lookup(ids[:1]).get(ids[0])
+        where = f" ({info.paths[0]})" if info is not None and info.paths else ""
+        more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+        return StoreError(f"{self.url}: the stored vector of image {ids[0]}{where}{more} is damaged (not "
+                          f"{self.dim or '?'} float32 values); run 'lookalike rebuild' to embed it again")
+
+    def damaged_vectors(self) -> list[int]:
+        """Ids of images whose stored vector is not ``dim`` float32 values (a damaged blob)."""
+        if not self.dim:
+            return []
+        with self.session() as s:
+            rows = s.execute(select(ImageRow.id).where((ImageRow.vector.is_(None))
+                                                       | (func.length(ImageRow.vector) != self.dim * 4))).scalars()
+            return sorted(int(i) for i in rows)
+
+    def set_vectors(self, pairs: Sequence[tuple[int, np.ndarray]]) -> None:
+        """Replace the stored vectors of existing images, in one transaction."""
+        if not pairs:
+            return
+        with self.session() as s, s.begin():
+            for iid, vec in pairs:
+                vec = np.ascontiguousarray(vec, dtype=np.float32)
+                if self.dim is not None and vec.shape != (self.dim,):
+                    raise StoreError(f"vector of shape {vec.shape} does not fit a store of dimension {self.dim}")
+                s.execute(update(ImageRow).where(ImageRow.id == int(iid)).values(vector=vec.tobytes()))
 
     @property
     def has_signatures(self) -> bool:

@@ -73,6 +73,8 @@ class RebuildReport:
     factory: str
     vectors: int
     damaged: str | None = None
+    reembedded: int = 0           # images whose damaged stored vector was embedded again from their file
+    removed: list[str] | None = None  # paths of images with a damaged vector and no file left holding them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -315,11 +317,51 @@ class Engine:
         A damaged FAISS file is kept beside as ``vectors.faiss.damaged`` and replaced."""
         _check_index_type(index_type, self.dim)
         with self.folder.writer_lock():
+            try:
+                reembedded, removed = self._reembed_damaged_vectors()
+            except SQLAlchemyError as exc:
+                raise self._storage_error(exc) from None
             damaged = self.maintainer.move_damaged_aside()
             if index_type:
                 self.config.index_type = index_type
             factory = self.maintainer.rebuild()
-        return RebuildReport(factory=factory, vectors=len(self.index) if self.index is not None else 0, damaged=damaged)
+        return RebuildReport(factory=factory, vectors=len(self.index) if self.index is not None else 0, damaged=damaged,
+                             reembedded=reembedded, removed=removed or None)
+
+    def _reembed_damaged_vectors(self) -> tuple[int, list[str]]:
+        """Embed again every image whose stored vector is damaged, from a file still holding its content (same
+        sha256); images with no such file are forgotten (the next index run adds what their files now hold).
+        Returns (images re-embedded, paths forgotten)."""
+        bad = self.store.damaged_vectors()
+        if not bad:
+            return 0, []
+        from lookalike.indexer.pipeline import embed_files
+
+        infos = self.store.lookup(bad)
+        todo = {iid: list(info.paths) for iid, info in infos.items()}
+        fixed: dict[int, np.ndarray] = {}
+        embedder = self.embedder
+        while todo:  # the first path of each image, then the next for those whose file changed or failed
+            tries = [(iid, paths.pop(0)) for iid, paths in todo.items() if paths]
+            if not tries:
+                break
+            for vecs, meta, _ in embed_files(embedder, [p for _, p in tries], workers=0, progress=False,
+                                             max_pixels=self.max_pixels):
+                for row, (i, *_, sha) in enumerate(meta):
+                    iid = tries[i][0]
+                    if sha == infos[iid].sha256:
+                        fixed[iid] = vecs[row]
+            todo = {iid: paths for iid, paths in todo.items() if iid not in fixed and paths}
+        self.store.set_vectors(sorted(fixed.items()))
+        lost = [p for iid in bad if iid not in fixed and iid in infos for p in infos[iid].paths]
+        lost_ids = [iid for iid in bad if iid not in fixed]
+        if lost:
+            self.store.remove_paths(lost)
+        self.store.remove_orphans()  # a damaged image no file pointed at any more
+        for iid in lost_ids:
+            note(f"{self.store.url}: the stored vector of image {iid} was damaged and no file holds its content any "
+                 f"more; it was removed")
+        return len(fixed), lost
 
     # ------------------------------------------------------------------ reading
     def load_query(self, query: Any) -> tuple[Image.Image, str | None]:

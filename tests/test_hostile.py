@@ -515,3 +515,30 @@ def test_bad_tuned_knobs_in_the_config_fall_back_with_a_note(index, photos, key,
     assert _run(["index", str(photos), "--db", str(index), "-q"]).returncode == 0  # writes valid settings
     r = _run(["status", "--db", str(index)])
     assert r.returncode == 0 and r.stderr == ""
+
+
+def test_a_damaged_vector_blob_is_one_line_and_rebuild_embeds_it_again(index, photos):
+    import sqlite3
+
+    with Engine.open(index) as e:
+        coffee = e.store.id_for_path(str(photos / "coffee.png"))
+        moon = e.store.id_for_path(str(photos / "moon.png"))
+        good = dict(zip(*e.vectors()))[coffee].copy()
+    con = sqlite3.connect(index / "metadata.db")
+    con.execute("UPDATE images SET vector = x'0102030405' WHERE id = ?", (coffee,))
+    con.execute("UPDATE images SET vector = zeroblob(12) WHERE id = ?", (moon,))
+    con.commit()
+    con.close()
+    os.unlink(photos / "moon.png")  # no file holds the moon any more
+    r = _run(["duplicates", "--db", str(index)])
+    err = _one_line_error(r.stderr)
+    assert r.returncode == 2 and f"the stored vector of image {coffee} ({photos / 'coffee.png'})" in err and "rebuild" in err
+    r = _run(["rebuild", "--db", str(index), "--json"])
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stdout)
+    assert done["reembedded"] == 1 and done["removed"] == [str(photos / "moon.png")] and done["vectors"] == 9
+    with Engine.open(index) as e:
+        assert np.allclose(dict(zip(*e.vectors()))[coffee], good, atol=1e-5)  # the same vector as indexing gave
+        assert e.store.damaged_vectors() == [] and e.status().images == 9
+        consistent(e)
+    assert _run(["duplicates", "--db", str(index)]).returncode == 0
