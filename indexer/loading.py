@@ -51,7 +51,11 @@ DEFAULT_MAX_DECODE_BYTES = 512 * 2**20
 # decodes that may take more than this wait for one of _BIG_DECODE_SLOTS: threads of one process (the HTTP server,
 # the web app) never hold more than two such decodes at once, and the memory is handed back to the system after each
 _BIG_DECODE = 64 * 2**20
-_BIG_DECODE_SLOTS = threading.BoundedSemaphore(2)
+_BIG_DECODE_SLOTS = threading.BoundedSemaphore(1)
+# ... and such a picture is brought down (PIL's box ``reduce``, by a whole factor) to a shorter side of 2048-4095 px
+# before any other copy is made: every use (embedding, signatures, thumbnails up to 1024 px) needs far less, so a
+# search or an indexing worker never holds more than that after the decode
+REDUCED_SIDE = 2048
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff"})
 _HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".avif"})
 _heif_state: bool | None = None
@@ -149,6 +153,17 @@ def decode_bytes(mode: str, width: int, height: int, transparency: bool = False)
     return px * (raw + 4)
 
 
+def _reduced(im: Image.Image) -> Image.Image:
+    """A big picture averaged down by a whole factor to a shorter side of REDUCED_SIDE..2*REDUCED_SIDE-1 px."""
+    factor = min(im.size) // REDUCED_SIDE
+    if factor < 2:
+        return im
+    info = dict(im.info)
+    out = im.reduce(factor)
+    out.info.update(info)  # the EXIF orientation still applies
+    return out
+
+
 def release_memory() -> None:
     """Hand freed heap memory back to the system (glibc keeps large freed blocks otherwise); a no-op elsewhere."""
     try:
@@ -200,12 +215,15 @@ def _decode(fp, name: str, max_pixels: int, draft_size: int | None,
             big = _fit_decode(im, name, draft_size, max_decode_bytes) > _BIG_DECODE
             if big:
                 _BIG_DECODE_SLOTS.acquire()
-            drafted = im.size
             im.load()
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # the EXIF orientation swaps width and height
+            if big and im.mode in ("L", "RGB", "CMYK"):
+                im = _reduced(im)
             ImageOps.exif_transpose(im, in_place=True)  # not a copy of a big picture
-            if im.size != drafted:  # rotated by 90/270 degrees: report the original size the same way
+            if turned:  # report the original size the way the picture is seen
                 w, h = h, w
-            out = to_rgb(im)
+            out = _reduced(to_rgb(im)) if big else to_rgb(im)
+            im = None
             out.info["original_size"] = (w, h)
             return out
     except ImageLoadError:
