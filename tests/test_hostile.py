@@ -287,6 +287,16 @@ def test_a_big_jpeg_is_decoded_at_a_reduced_scale_and_other_formats_are_refused(
         open_image_bytes(png.getvalue(), max_decode_bytes=budget)
 
 
+def test_a_big_picture_within_the_budget_is_averaged_down_before_any_copy():
+    from helpers import png_bomb
+
+    from lookalike.indexer.loading import open_image_bytes
+
+    im = open_image_bytes(png_bomb(6200, 4300, 8, 2))  # 107 MB decoded: over the 64 MB of a "big" decode
+    assert im.size == (3100, 2150) and im.info["original_size"] == (6200, 4300) and im.mode == "RGB"
+    assert open_image_bytes(png_bomb(4000, 3000, 8, 2)).size == (4000, 3000)  # 48 MB: as it is
+
+
 def test_16_bit_pixels_convert_as_before_a_band_at_a_time():
     from lookalike.indexer.loading import to_rgb
 
