@@ -61,6 +61,7 @@ class IndexReport:
     linked: int = 0           # new paths whose content was already indexed (rename, move, duplicate)
     removed: int = 0          # files gone from disk, forgotten
     skipped: int = 0          # files that could not be indexed (see problems)
+    missing_roots: list[str] = field(default_factory=list)  # indexed folders no longer on disk (their files forgotten)
     seconds: float = 0.0
     embed_seconds: float = 0.0
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -72,7 +73,9 @@ class IndexReport:
     def summary(self) -> str:
         return (f"indexed {self.indexed}, unchanged {self.unchanged}, linked {self.linked}, "
                 f"removed {self.removed}, skipped {self.skipped} in {self.seconds:.1f}s"
-                + (f" ({self.images_per_s:.1f} img/s)" if self.indexed else ""))
+                + (f" ({self.images_per_s:.1f} img/s)" if self.indexed else "")
+                + (f"; folder{'s' if len(self.missing_roots) > 1 else ''} not found: {', '.join(self.missing_roots)}"
+                   if self.missing_roots else ""))
 
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
@@ -239,11 +242,19 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     workers = _default_workers() if workers is None else max(0, int(workers))
     report = IndexReport()
     root_list = merge_roots(roots)  # a file or folder inside another root is scanned once, with it
+    # an indexed folder that is gone (deleted, moved, unmounted) is reported and its files are treated as gone; the
+    # others are synced. A path never indexed that does not exist is an error (scan raises FileNotFoundError).
+    recorded = set(store.roots())
+    report.missing_roots = [r for r in root_list if r in recorded and not os.path.exists(r)]
+    for r in report.missing_roots:
+        warn(r, "indexed folder not found (deleted, moved or not mounted); its files are "
+                + ("forgotten" if remove_missing else "kept"))
 
     # 1. scan
     entries: list[ScanEntry] = []
     problems: list[ScanProblem] = []
-    for item in progress_bar(scan(root_list), desc="scanning", unit="file", progress=progress, leave=False):
+    present = [r for r in root_list if r not in report.missing_roots]
+    for item in progress_bar(scan(present), desc="scanning", unit="file", progress=progress, leave=False):
         (entries if isinstance(item, ScanEntry) else problems).append(item)
     store.add_roots(root_list)
 

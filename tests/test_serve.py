@@ -486,3 +486,43 @@ def test_slow_clients_are_timed_out_and_aborted_uploads_log_one_line(index):
         log = proc.communicate(timeout=30)[0]
     assert "Traceback" not in log, log
     assert len(log.strip().splitlines()) <= 1 + 20 + 2, log  # the start line, at most one line per aborted upload
+
+
+def test_after_a_failed_update_the_committed_images_are_searched(writable, monkeypatch):
+    import errno
+
+    from lookalike.retrieval.index import VectorIndex
+
+    images, db = writable
+    new = photo_crops(images / "new", 12, seed=7)
+    real_save = VectorIndex.save
+
+    def disk_full(self, path, generation=None):  # the FAISS file cannot be written: the rows are committed already
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with TestClient(create_app(db, allow_write=True)) as c:
+        monkeypatch.setattr(VectorIndex, "save", disk_full)
+        assert c.post("/index").status_code == 202
+        job = c.app.state.job.wait(120)
+        monkeypatch.setattr(VectorIndex, "save", real_save)
+        assert job.state == "failed" and "No space left on device" in job.error
+        st = c.get("/status").json()
+        assert st["images"] == 22 and st["vectors"] == 22, st  # reopened: the committed rows are searched
+        assert c.post("/search", **upload(new[0], k=1)).json()[0]["path"] == str(new[0])
+
+
+def test_a_deleted_root_is_reported_and_the_others_are_synced(writable, tmp_path):
+    images, db = writable
+    other = Path(shutil.copytree(images, tmp_path / "other"))
+    with Engine.open(db) as eng:
+        eng.add([other], progress=False, workers=0, warn=None)
+    shutil.rmtree(other)
+    extra = photo_crops(images / "new", 3, seed=9)
+    with TestClient(create_app(db, allow_write=True)) as c:
+        assert c.post("/index").status_code == 202
+        job = c.app.state.job.wait(120)
+        assert job.state == "done", job.error
+        assert f"folder not found: {other}" in job.summary and "indexed 3," in job.summary
+        hits = c.post("/search", json={"path": str(images / "coffee.png"), "k": 30}).json()
+        assert hits and not any(p.startswith(str(other)) for h in hits for p in h["paths"])
+        assert c.post("/search", **upload(extra[0], k=1)).json()[0]["path"] == str(extra[0])

@@ -108,10 +108,12 @@ class WarmEngine:
             threading.Thread(target=self._reload_and_release, name="lookalike-reopen", daemon=True).start()
         return self.engine
 
-    def reload(self) -> None:
-        """Reopen now if the index files changed (after this process wrote the index)."""
+    def reload(self, force: bool = False) -> None:
+        """Reopen now if the index files changed (after this process wrote the index), or always with ``force``
+        (after a failed write: rows were committed that the FAISS file on disk may not hold; the reopened engine
+        adds them from the database)."""
         with self._lock:
-            if index_stamp(self.path, RELOAD_FILES) != self._stamp:
+            if force or index_stamp(self.path, RELOAD_FILES) != self._stamp:
                 self._reload()
 
     def _reload_and_release(self) -> None:
@@ -200,6 +202,8 @@ class IndexJob:
             st_.error, st_.state = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", "failed"
         finally:
             st_.finished_at = time.time()
+        if st_.state == "failed":  # what was committed before the failure is searched too (or /status says why not)
+            self.warm.reload(force=True)
 
 
 def image_file(engine, image_id: int) -> Path:
