@@ -7,6 +7,7 @@ killed run resumes where it stopped.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -19,12 +20,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, load_image_hashed, sha256_file
+from .loading import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageLoadError, load_image, load_image_hashed, sha256_file
 from .scan import ScanEntry, ScanProblem, is_below, merge_roots, scan
 from .signature import lowfreq_signature
 from .store import MetadataStore, NewImage
 
 __all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "fill_signatures", "ImageFileDataset", "embed_files", "warn_stderr"]
+
+
+SKIP_SETTINGS_KEY = "skip_settings"  # store meta: the limits skipped files were last tried under
 
 
 class IndexWriter(Protocol):
@@ -231,8 +235,11 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                 batch_size: int = 64, workers: int | None = None, chunk_size: int = 512,
                 progress: "bool | ProgressCallback" = True, remove_missing: bool = True, save_every_s: float = 60.0,
                 warn: Callable[[str, str], None] | None = warn_stderr, executor: str = "local",
-                ray_address: str | None = None) -> IndexReport:
+                ray_address: str | None = None, retry_skipped: bool = False) -> IndexReport:
     """Bring ``store`` (and ``writer``'s index) up to date with the files below ``roots``.
+
+    A file skipped before is tried again when it changed, when the settings that refused it changed (the pixel or
+    decode limit), when it was unreadable and can be read now (a ``chmod``), or with ``retry_skipped``.
 
     ``executor="ray"`` decodes and embeds new content on Ray (indexer.distributed); everything else, the
     chunked commits included, stays here.
@@ -261,6 +268,8 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     # 2. diff against what the store knows
     known = store.file_states(under=root_list)
     known_skipped = store.skipped_states()
+    settings = json.dumps({"max_pixels": spec.max_pixels, "max_decode_bytes": DEFAULT_MAX_DECODE_BYTES})
+    retry_skipped = retry_skipped or store.get_meta(SKIP_SETTINGS_KEY) != settings
     todo: list[ScanEntry] = []
     for e in entries:
         state = known.get(e.path)
@@ -268,7 +277,8 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
             report.unchanged += 1
             continue
         sk = known_skipped.get(e.path)
-        if sk is not None and sk[0] == e.size and sk[1] == e.mtime_ns:
+        if (sk is not None and sk[0] == e.size and sk[1] == e.mtime_ns and not retry_skipped
+                and not (sk.reason == "permission denied" and os.access(e.path, os.R_OK))):
             report.skipped += 1  # still the same bad file: not retried, already reported
             continue
         todo.append(e)
@@ -385,6 +395,8 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     fill_signatures(store, max_pixels=spec.max_pixels, progress=progress)
 
     writer.flush()
+    if store.get_meta(SKIP_SETTINGS_KEY) != settings:
+        store.set_meta(**{SKIP_SETTINGS_KEY: settings})  # skipped files were tried under these settings
     report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips + changed_during
     report.skipped += len(report.problems)
     report.seconds = time.perf_counter() - t0

@@ -45,7 +45,8 @@ def cmd_index(args) -> int:
         engine.set_options(max_memory=args.max_memory, on_disk=True if args.on_disk else None)
         report = engine.add(args.dirs, batch_size=args.batch_size, workers=args.workers,
                             progress=not args.quiet, remove_missing=not args.keep_missing,
-                            chunk_size=args.chunk_size, executor=args.engine, ray_address=args.address)
+                            chunk_size=args.chunk_size, executor=args.engine, ray_address=args.address,
+                            retry_skipped=args.retry_skipped)
     except EngineError as exc:
         return fail(str(exc))
     finally:
@@ -221,6 +222,9 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--db-url", default=None, help="SQLAlchemy URL for the metadata (default SQLite in the index folder)")
     p.add_argument("--max-pixels", type=positive_int, default=None, help="skip images larger than this (default 200M)")
     p.add_argument("--keep-missing", action="store_true", help="keep files that disappeared from disk")
+    p.add_argument("--retry-skipped", action="store_true",
+                   help="try every skipped file again (changed files, files readable again and all of them after a "
+                        "new --max-pixels are retried anyway)")
     p.add_argument("--chunk-size", type=positive_int, default=512, help="images per committed chunk (default 512)")
     p.add_argument("--max-memory", type=size_bytes, default=None, metavar="SIZE",
                    help="RAM budget for the vector index (e.g. 2G); --index-type auto picks a type that fits")

@@ -267,13 +267,15 @@ class Engine:
     def add(self, paths: Iterable[str | os.PathLike], *, batch_size: int = 64, workers: int | None = None,
             progress: "bool | Callable[[str, int, int | None], None]" = True, remove_missing: bool = True,
             chunk_size: int = 512, warn: "Callable[[str, str], None] | Literal['stderr'] | None" = "stderr",
-            executor: str = "local", ray_address: str | None = None) -> "IndexReport":
+            executor: str = "local", ray_address: str | None = None, retry_skipped: bool = False) -> "IndexReport":
         """Index image files and folders (incrementally); returns an :class:`IndexReport`.
 
         ``progress``: tqdm bars (True), none (False), or a callback ``(phase, done, total)``.
         ``warn``: what to do with each skipped file ``(path, reason)``: a one-line message on stderr
         ("stderr"), nothing (None), or a callback.
-        ``executor="ray"`` embeds on Ray (a local instance, or the cluster at ``ray_address``)."""
+        ``executor="ray"`` embeds on Ray (a local instance, or the cluster at ``ray_address``).
+        ``retry_skipped``: try every file skipped before again (otherwise only changed ones, unreadable ones that can
+        be read now, and all of them when the pixel limit changed)."""
         from lookalike.indexer.distributed import RayUnavailable
         from lookalike.indexer.pipeline import EmbedSpec, index_paths, warn_stderr
 
@@ -288,7 +290,7 @@ class Engine:
                 return index_paths(self.store, self.maintainer, spec, paths, batch_size=batch_size, workers=workers,
                                    progress=progress, remove_missing=remove_missing, chunk_size=chunk_size,
                                    warn=warn_stderr if warn == "stderr" else warn, executor=executor,
-                                   ray_address=ray_address)
+                                   ray_address=ray_address, retry_skipped=retry_skipped)
             except (RayUnavailable, FileNotFoundError, StoreError, VectorIndexError) as exc:
                 raise EngineError(str(exc)) from None
             except SQLAlchemyError as exc:

@@ -552,3 +552,40 @@ def test_a_damaged_vector_blob_is_one_line_and_rebuild_embeds_it_again(index, ph
         assert e.store.damaged_vectors() == [] and e.status().images == 9
         consistent(e)
     assert _run(["duplicates", "--db", str(index)]).returncode == 0
+
+
+def test_skipped_files_are_retried_when_the_limit_changes_or_on_request(tmp_path, photos, capsys):
+    idx = str(tmp_path / "idx")
+    assert cli(["index", str(photos), "--db", idx, "--model", "pixels@16", "-q", "--workers", "0",
+                "--max-pixels", "250000"]) == 0
+    with Engine.open(idx) as e:
+        too_big = {p for p, r in e.errors() if "exceeds the limit of 250,000" in r}
+    assert len(too_big) >= 2  # e.g. astronaut (512x512)
+    assert cli(["index", str(photos), "--db", idx, "-q", "--workers", "0"]) == 0  # the default limit: tried again
+    with Engine.open(idx) as e:
+        assert e.errors() == [] and e.status().images == 10
+    # a damaged file fixed in place with its old size and time (restored from a backup): only --retry-skipped sees it
+    good = (photos / "coins.png").read_bytes()
+    st = os.stat(photos / "coins.png")
+    (photos / "coins.png").write_bytes(b"x" * len(good))  # not an image any more, same size
+    os.utime(photos / "coins.png", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert cli(["index", str(photos), "--db", idx, "-q", "--workers", "0"]) == 0
+    (photos / "coins.png").write_bytes(good)
+    os.utime(photos / "coins.png", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    capsys.readouterr()
+    assert cli(["index", str(photos), "--db", idx, "-q", "--workers", "0"]) == 0
+    assert "indexed 0," in capsys.readouterr().out  # looks unchanged: not retried
+    assert cli(["index", str(photos), "--db", idx, "-q", "--workers", "0", "--retry-skipped"]) == 0
+    assert "indexed 1," in capsys.readouterr().out
+    with Engine.open(idx) as e:
+        assert e.errors() == [] and e.search(photos / "coins.png", k=1)[0].path == str(photos / "coins.png")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_a_file_unreadable_then_made_readable_is_retried(tmp_path, photos):
+    os.chmod(photos / "moon.png", 0)
+    e = Engine.open(tmp_path / "idx", model="pixels@16")
+    assert dict(e.add([photos], progress=False, workers=0, warn=None).problems)[str(photos / "moon.png")] == "permission denied"
+    os.chmod(photos / "moon.png", 0o644)  # the mode changes, not the size or the mtime
+    assert e.add([photos], progress=False, workers=0, warn=None).indexed == 1
+    e.close()
