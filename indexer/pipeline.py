@@ -176,6 +176,7 @@ def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: i
     for ``paths`` (``i`` indexes ``paths``)."""
     ds = ImageFileDataset(paths, embedder.transform_uint8, max_pixels=max_pixels,
                           draft_size=embedder.preprocess.input_size)
+    workers = min(workers, -(-len(ds) // max(1, batch_size)))  # a worker per batch at most: none idle
     loader = DataLoader(
         ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
@@ -246,7 +247,8 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     """
     t0 = time.perf_counter()
     warn = warn or (lambda p, r: None)
-    workers = _default_workers() if workers is None else max(0, int(workers))
+    # decoding processes: never more than the cores (--workers 1000 once started 1000 processes for one image)
+    workers = _default_workers() if workers is None else max(0, min(int(workers), os.cpu_count() or 1))
     report = IndexReport()
     root_list = merge_roots(roots)  # a file or folder inside another root is scanned once, with it
     # an indexed folder that is gone (deleted, moved, unmounted) is reported and its files are treated as gone; the

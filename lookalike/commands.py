@@ -59,7 +59,7 @@ def cmd_search(args) -> int:
     from .retrieval.engine import EngineError
 
     if not os.path.exists(args.query):
-        return fail(f"{args.query}: query image not found")
+        return fail(f"{_printable(args.query)}: query image not found")
     engine = _open(args, runtime=args.runtime)
     try:
         res = engine.search(args.query, k=args.k, min_score=args.min_score, exclude_self=args.exclude_self,

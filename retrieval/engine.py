@@ -422,7 +422,7 @@ class Engine:
         return IndexStatus(
             path=str(self.root), images=c["images"], files=c["files"],
             vectors=len(index) if index is not None else 0, duplicates=c["duplicates"],
-            skipped=c["skipped"], skipped_by_reason=self.store.skipped_by_reason(), model=self.config.model,
+            skipped=c["skipped"], skipped_by_reason=self.store.skipped_by_reason(), model=adapted.shown_model(self.config),
             precision=self.config.precision,            index_type=self.config.index_type, factory=index.factory if index is not None else None,
             dim=self.dim, size_on_disk=self.folder.size_on_disk(), roots=self.store.roots(), search=self.config.search,
         )

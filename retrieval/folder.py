@@ -193,7 +193,7 @@ class IndexFolder:
     def __init__(self, path: str | os.PathLike) -> None:
         if not os.fspath(path):
             raise EngineError("the index folder path is empty; give --db a folder name")
-        self.root = Path(path).expanduser().absolute()
+        self.root = Path(os.path.abspath(Path(path).expanduser()))  # '..' resolved, symlinks kept
 
     @property
     def config_path(self) -> Path:

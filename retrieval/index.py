@@ -113,6 +113,27 @@ class SearchParams:
     nprobe: int = 32
 
 
+def _read_failure(path: str, exc: BaseException) -> str:
+    """What is wrong with an index file FAISS could not read, in words (not its C++ assertion)."""
+    text = str(exc)
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = -1
+    if size == 0:
+        return "the file is empty"
+    m = re.search(r"read error in .*?: (\d+) != (\d+)", text)
+    if m:
+        return f"the file is cut short: it ends {int(m.group(2)) - int(m.group(1)):,} bytes before the index does"
+    if "not recognized" in text:
+        return "not a FAISS index (unknown header)"
+    if "out of range" in text or "failed" in text:
+        return "its contents are not a valid FAISS index (overwritten or corrupted)"
+    if isinstance(exc, MemoryError) or "bad_alloc" in text:
+        return "its header claims more memory than there is (corrupted)"
+    return " ".join(text.split())[:120]
+
+
 _GENERATION_TAG = b"\nlookalike-generation:"
 
 
@@ -184,7 +205,7 @@ class VectorIndex:
         try:
             idx = faiss.read_index(path, faiss.IO_FLAG_MMAP if mmap else 0)
         except Exception as exc:
-            raise VectorIndexError(f"{path}: FAISS index file is damaged ({str(exc).splitlines()[0][:160]})") from None
+            raise VectorIndexError(f"{path}: FAISS index file is damaged ({_read_failure(path, exc)})") from None
         if not isinstance(idx, faiss.IndexIDMap2):
             try:
                 idx = faiss.downcast_index(idx)

@@ -589,3 +589,48 @@ def test_a_file_unreadable_then_made_readable_is_retried(tmp_path, photos):
     os.chmod(photos / "moon.png", 0o644)  # the mode changes, not the size or the mtime
     assert e.add([photos], progress=False, workers=0, warn=None).indexed == 1
     e.close()
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda b: b[: len(b) // 2], "the file is cut short"),
+    (lambda b: b"", "the file is empty"),
+    (lambda b: os.urandom(600), "not a FAISS index (unknown header)"),
+    (lambda b: b[:4] + os.urandom(300), "not a valid FAISS index"),
+])
+def test_damaged_faiss_files_are_described_in_words(index, photos, damage, words):
+    f = index / "vectors.faiss"
+    f.write_bytes(damage(f.read_bytes()))
+    r = _run(["search", str(photos / "coffee.png"), "--db", str(index)])
+    err = _one_line_error(r.stderr)
+    assert r.returncode == 2 and words in err and f"lookalike rebuild --db {index}" in err, err
+    assert "index_read.cpp" not in err and "Error in" not in err and "ret ==" not in err
+
+
+def test_workers_are_capped_at_the_cores_and_the_work(tmp_path, photos, monkeypatch):
+    import lookalike.indexer.pipeline as pipeline
+
+    seen = []
+    real = pipeline.DataLoader
+
+    def counting(*args, **kw):  # the real DataLoader; only the number of processes asked for is noted
+        seen.append(kw["num_workers"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "DataLoader", counting)
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil_copy = __import__("shutil").copy
+    shutil_copy(photos / "coffee.png", one / "coffee.png")
+    e = Engine.open(tmp_path / "idx", model="pixels@16")
+    assert e.add([one], progress=False, workers=1000, warn=None).indexed == 1
+    e.close()
+    assert seen == [1]  # one image: one decoding process, not 1000
+
+
+def test_status_shows_a_normalised_folder_and_a_missing_query_name_is_escaped(tmp_path, index, capsys):
+    sub = index.parent / "sub"
+    sub.mkdir()
+    assert cli(["status", "--db", str(sub / ".." / index.name), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(index)
+    assert cli(["search", str(tmp_path / "gone\n"), "--db", str(index)]) == 2
+    assert capsys.readouterr().err == f"lookalike: {tmp_path / 'gone'}\\n: query image not found\n"

@@ -526,3 +526,15 @@ def test_a_deleted_root_is_reported_and_the_others_are_synced(writable, tmp_path
         hits = c.post("/search", json={"path": str(images / "coffee.png"), "k": 30}).json()
         assert hits and not any(p.startswith(str(other)) for h in hits for p in h["paths"])
         assert c.post("/search", **upload(extra[0], k=1)).json()[0]["path"] == str(extra[0])
+
+
+def test_a_deleted_index_folder_is_a_503_not_a_500_or_stale_answers(writable, tmp_path):
+    images, db = writable
+    with TestClient(create_app(db), raise_server_exceptions=False) as c:
+        assert c.get("/status").status_code == 200
+        shutil.move(db, tmp_path / "elsewhere")
+        for r in (c.get("/status"), c.post("/search", json={"path": str(images / "coins.png"), "k": 1}),
+                  c.post("/search", **upload(images / "coins.png", k=1))):
+            assert r.status_code == 503 and "index folder is gone" in r.json()["detail"], r.text
+        shutil.move(tmp_path / "elsewhere", db)  # back: served again
+        assert c.get("/status").status_code == 200

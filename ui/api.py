@@ -30,8 +30,8 @@ from lookalike.indexer.loading import ImageLoadError
 from lookalike.retrieval.engine import EngineError, IndexStatus, SearchResult
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
-from .service import IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, \
-    thumbnail_jpeg
+from .service import IndexGone, IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, \
+    indexed_file, thumbnail_jpeg
 
 __all__ = ["create_app", "MAX_K"]
 
@@ -200,6 +200,10 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
     @app.exception_handler(_BodyTooLarge)
     async def _too_big(request: Request, exc: _BodyTooLarge):
         return JSONResponse({"detail": _too_large_text(max_bytes + FORM_OVERHEAD)}, 413)
+
+    @app.exception_handler(IndexGone)
+    async def _gone_index(request: Request, exc: IndexGone):
+        return JSONResponse({"detail": str(exc)}, 503)
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect):  # an aborted upload: one log line, no traceback

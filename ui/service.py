@@ -25,6 +25,7 @@ from .safety import UnsafePathError, check_readable
 __all__ = [
     "IndexJob",
     "JobBusy",
+    "IndexGone",
     "NotIndexed",
     "QueryError",
     "WarmEngine",
@@ -50,6 +51,10 @@ class NotIndexed(QueryError):
 
 class JobBusy(RuntimeError):
     """An index update is already running."""
+
+
+class IndexGone(RuntimeError):
+    """The served index folder was deleted or moved away; the message is one line."""
 
 
 def index_stamp(db: str | os.PathLike, names: tuple[str, ...] = ("lookalike.json", "vectors.faiss", "metadata.db")) -> tuple:
@@ -103,6 +108,9 @@ class WarmEngine:
     def get(self):
         """The current engine. When the index files changed on disk, a fresh engine is opened in the background
         (one at a time) and replaces this one when it is ready: no request waits for a reopen."""
+        if not (self.path / "lookalike.json").is_file():  # never answer from an index that is no longer there
+            raise IndexGone(f"{self.path}: the index folder is gone (deleted or moved); restore it, or restart the "
+                            f"service on another --db")
         if index_stamp(self.path, RELOAD_FILES) != self._stamp and time.monotonic() >= self._retry_at \
                 and self._lock.acquire(blocking=False):
             threading.Thread(target=self._reload_and_release, name="lookalike-reopen", daemon=True).start()
