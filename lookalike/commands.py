@@ -108,8 +108,12 @@ def cmd_status(args) -> int:
         t = st.search
         knobs = ", ".join(f"{name} {t[key]}" for key, name in (("ef_search", "efSearch"), ("nprobe", "nprobe"),
                                                                 ("refine_factor", "re-rank factor")) if t.get(key))
-        print(f"search     {knobs or 'defaults'}: recall@10 {t['recall_at_k']:.3f} on {t['queries']} sampled vectors "
-              f"(target {t['target']}{'' if t['reached'] else ', not reached'}; tuned at {t['vectors']} vectors)")
+        if t.get("recall_at_k") is not None:
+            print(f"search     {knobs or 'defaults'}: recall@10 {t['recall_at_k']:.3f} on {t.get('queries')} sampled "
+                  f"vectors (target {t.get('target')}{'' if t.get('reached') else ', not reached'}; tuned at "
+                  f"{t.get('vectors')} vectors)")
+        else:
+            print(f"search     {knobs or 'defaults'}")
     print(f"files      {st.files} ({st.duplicates} duplicate paths)")
     print(f"skipped    {st.skipped}")
     for reason, n in st.skipped_by_reason.items():

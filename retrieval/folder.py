@@ -124,8 +124,9 @@ def _tuned_ok(t: Any) -> bool:
     if not isinstance(t, dict) or not isinstance(t.get("factory"), str):
         return False
     return (all(t.get(k) is None or _count(t[k]) for k in ("ef_search", "nprobe", "refine_factor"))
-            and all(_number(t.get(k)) for k in ("recall_at_k", "target"))
-            and all(_count(t.get(k), 0) for k in ("queries", "vectors")) and isinstance(t.get("reached"), bool))
+            and all(t.get(k) is None or _number(t[k]) for k in ("recall_at_k", "target"))
+            and all(t.get(k) is None or _count(t[k], 0) for k in ("queries", "vectors"))
+            and isinstance(t.get("reached", False), bool))
 
 
 # lookalike.json settings that fall back to their default when invalid (the rest are refused: see from_dict)
