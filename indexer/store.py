@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine import Engine as SAEngine
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from lookalike.errors import LookalikeError
@@ -177,7 +177,10 @@ class MetadataStore:
         """Open (a new database: create) the store at ``url``. A database that lost tables is refused (StoreError)
         and never altered; ``repair`` (``lookalike rebuild``) recreates the ones that only list skipped files and
         roots."""
-        sa_url = make_url(url)
+        try:
+            sa_url = make_url(url)
+        except (ArgumentError, TypeError, ValueError):
+            raise StoreError(f"{url!r}: not a database URL (e.g. sqlite:///path or postgresql://host/db)") from None
         sqlite = sa_url.get_backend_name() == "sqlite"
         # messages name the database file (SQLite) or the URL without its password
         self.url = (sa_url.database or "") if sqlite else sa_url.render_as_string(hide_password=True)

@@ -77,7 +77,7 @@ class IndexConfig:
             raise EngineError(f"{source}: index format {fmt} is newer than this lookalike reads ({FORMAT_VERSION}); "
                               f"upgrade lookalike to use this index")
         for key, kind in (("model", str), ("dim", int)):
-            if not isinstance(d.get(key), kind) or (key == "dim" and d[key] <= 0):
+            if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool) or (key == "dim" and d[key] <= 0):
                 raise EngineError(f"{source}: '{key}' is missing or invalid; the index configuration is damaged "
                                   f"(rebuild the index in a new --db folder)")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
@@ -85,6 +85,11 @@ class IndexConfig:
         extra = {k: v for k, v in d.items() if k not in names}
         if known.get("precision", "fp32") not in ("fp32", "bf16", "int8"):
             raise EngineError(f"{source}: unknown 'precision' {known['precision']!r}; the index configuration is damaged")
+        url = known.get("db_url")
+        if url is not None and (not isinstance(url, str) or "://" not in url
+                                or (url.startswith("sqlite") and url.split("://", 1)[1].strip("/") in ("", ":memory:"))):
+            raise EngineError(f"{source}: 'db_url' is not a database URL ({known['db_url']!r}); the index "
+                              f"configuration is damaged")
         if not isinstance(known.get("index_type", "auto"), str):
             raise EngineError(f"{source}: 'index_type' is not a string; run 'lookalike rebuild --index-type TYPE'")
         bad = _bad_settings(known)
