@@ -15,9 +15,9 @@ and reused.
 
 ``--soak N`` (only this): N mixed requests from 16 clients (uploads, searches by path and by vector, thumbnails,
 originals, /status, /health, and bad requests that must get their 4xx) against an index of generated images while
-index updates run back to back (each adds new images), bounded by --soak-seconds. It reports p50/p99 per kind,
-unexpected answers (errors) and the server's RSS after the warm-up and at the end. Target: no errors, RSS growth
-<= 10%.
+index updates run back to back (each adds new images), bounded by --soak-seconds. A warm-up of N/20 requests under
+the same concurrency comes first (no updates). It reports p50/p99 per kind, unexpected answers (errors) and the
+server's RSS idle, after the warm-up (start), every 5 s and at the end. Target: no errors, RSS growth <= 10%.
 """
 from __future__ import annotations
 
@@ -232,7 +232,8 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, model: str = "pixels@16") -> dict:
+def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, model: str = "pixels@16",
+         updates: bool = True) -> dict:
     """``n`` mixed requests from ``clients`` threads while index updates run back to back; figures per kind."""
     import random
 
@@ -251,7 +252,7 @@ def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, mo
             for _ in range(20):  # warm-up of every kind before the first RSS figure
                 c.post("/search", json={"path": hits[0]["path"], "k": 5})
                 c.get(f"/images/{hits[0]['id']}/thumbnail")
-        rss_start = _rss(srv.proc.pid)
+        rss_idle = _rss(srv.proc.pid)
         ids = [h["id"] for h in hits]
         paths = [h["path"] for h in hits]
         kinds = {
@@ -308,17 +309,45 @@ def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, mo
                         continue
                     lat[kind].append((time.perf_counter() - t) * 1000)
 
-        up = threading.Thread(target=updater)
-        up.start()
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
+        def run_clients(total: int) -> float:
+            nonlocal count
+            count = itertools.count()
+            t0 = time.perf_counter()
+            threads = [threading.Thread(target=client, args=(i + total,)) for i in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return time.perf_counter() - t0
+
+        # warm-up under the same concurrency (every thread of the server pool allocates its buffers), no updates
+        soak_n = n
+        n = max(clients * 20, soak_n // 20)
+        run_clients(1)
+        warm_errors = len(errors)
+        for v in lat.values():
+            v.clear()
+        n = soak_n
+        rss_start = _rss(srv.proc.pid)
+        samples: list[tuple[float, int]] = []
+
+        def sampler() -> None:
+            t = time.perf_counter()
+            while not done.is_set():
+                samples.append((round(time.perf_counter() - t, 1), round(_rss(srv.proc.pid) / 2**20)))
+                done.wait(5)
+
+        stop_at = time.monotonic() + seconds
+        samp = threading.Thread(target=sampler)
+        samp.start()
+        up = threading.Thread(target=updater) if updates else None
+        if up:
+            up.start()
+        wall = run_clients(2)
         done.set()
-        up.join(120)
+        if up:
+            up.join(120)
+        samp.join(10)
         rss_end = _rss(srv.proc.pid)
         status = httpx.get(f"{srv.base}/status", timeout=60).json()
     every = np.asarray([v for vs in lat.values() for v in vs] or [np.nan])
@@ -328,8 +357,9 @@ def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, mo
             "throughput_rps": round(every.size / wall, 1), **pct(every),
             "per_kind": {k: {"n": len(v), **pct(np.asarray(v or [np.nan]))} for k, v in lat.items()},
             "index_updates": updates, "images_at_end": status["images"],
+            "rss_idle_mb": round(rss_idle / 2**20), "warmup_errors": warm_errors,
             "rss_start_mb": round(rss_start / 2**20), "rss_end_mb": round(rss_end / 2**20),
-            "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1)}
+            "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1), "rss_samples_mb": samples}
 
 
 def main(argv=None) -> int:
@@ -346,6 +376,7 @@ def main(argv=None) -> int:
     ap.add_argument("--soak", type=int, default=0, metavar="N", help="only the soak test: N mixed requests")
     ap.add_argument("--soak-seconds", type=float, default=900, help="time limit of the soak test")
     ap.add_argument("--soak-model", default="pixels@16")
+    ap.add_argument("--soak-no-update", action="store_true", help="the soak test without index updates")
     args = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from lookalike.data.photos import unseen_query
@@ -355,7 +386,7 @@ def main(argv=None) -> int:
     query_path = unseen_query(work / "query.jpg")
     query = query_path.read_bytes()
     if args.soak:
-        res = soak(work, query, args.soak, args.soak_seconds, model=args.soak_model)
+        res = soak(work, query, args.soak, args.soak_seconds, model=args.soak_model, updates=not args.soak_no_update)
         text = json.dumps(res, indent=1)
         print(text)
         if args.out:
