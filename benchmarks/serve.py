@@ -17,7 +17,7 @@ and reused.
 originals, /status, /health, and bad requests that must get their 4xx) against an index of generated images while
 index updates run back to back (each adds new images), bounded by --soak-seconds. A warm-up of N/20 requests under
 the same concurrency comes first (no updates). It reports p50/p99 per kind, unexpected answers (errors) and the
-server's RSS idle, after the warm-up (start), every 5 s and at the end. Target: no errors, RSS growth <= 10%.
+server's RSS idle, after the warm-up (start; one index update included), every 5 s and at the end. Target: no errors, RSS growth <= 10%.
 """
 from __future__ import annotations
 
@@ -273,37 +273,41 @@ def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, mo
         errors: list[str] = []
         count = itertools.count()
         stop_at = time.monotonic() + seconds
-        updates = {"runs": 0, "failed": 0, "added": 0}
+        runs = {"runs": 0, "failed": 0, "added": 0}
         done = threading.Event()
 
         def updater() -> None:  # index updates back to back, each with new images, while the load runs
             with httpx.Client(base_url=srv.base, timeout=60) as c:
                 while not done.is_set():
-                    batch = images / "added" / f"b{updates['runs']:04d}"
-                    make_images(batch, 40, seed=1000 + updates["runs"], size=96)
-                    updates["added"] += 40
+                    batch = images / "added" / f"b{runs['runs']:04d}"
+                    make_images(batch, 40, seed=1000 + runs["runs"], size=96)
+                    runs["added"] += 40
                     if c.post("/index").status_code != 202:
                         errors.append("POST /index refused")
                         return
                     while not done.is_set():
                         job = c.get("/index").json()
                         if job["state"] != "running":
-                            updates["runs"] += 1
-                            updates["failed"] += job["state"] != "done"
+                            runs["runs"] += 1
+                            runs["failed"] += job["state"] != "done"
                             break
                         time.sleep(0.2)
 
         def client(seed: int) -> None:
             rng = random.Random(seed)
             with httpx.Client(base_url=srv.base, timeout=120) as c:
+                last = time.perf_counter()
                 while time.monotonic() < stop_at and next(count) < n:
                     kind = rng.choices(list(kinds), weights)[0]
                     t = time.perf_counter()
+                    idle, last = t - last, t
                     try:
                         r = kinds[kind](c, rng)
                     except httpx.HTTPError as exc:
-                        errors.append(f"{kind}: {exc!r}")
+                        errors.append(f"{kind}: {exc!r} (the client's connection was idle {idle:.2f} s before)")
                         continue
+                    finally:
+                        last = time.perf_counter()
                     if r.status_code != expected.get(kind, 200):
                         errors.append(f"{kind}: {r.status_code} {r.text[:160]}")
                         continue
@@ -320,9 +324,17 @@ def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, mo
                 t.join()
             return time.perf_counter() - t0
 
-        # warm-up under the same concurrency (every thread of the server pool allocates its buffers), no updates
+        # warm-up under the same concurrency (every thread of the server pool allocates its buffers), with one index
+        # update when updates run (the first imports the indexing code)
         soak_n = n
         n = max(clients * 20, soak_n // 20)
+        if updates:
+            make_images(images / "added" / "warm", 40, seed=999, size=96)
+            with httpx.Client(base_url=srv.base, timeout=60) as c:
+                assert c.post("/index").status_code == 202
+                run_clients(1)
+                while c.get("/index").json()["state"] == "running":
+                    time.sleep(0.2)
         run_clients(1)
         warm_errors = len(errors)
         for v in lat.values():
@@ -356,7 +368,7 @@ def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, mo
             "errors": len(errors), "error_examples": errors[:5], "seconds": round(wall, 1),
             "throughput_rps": round(every.size / wall, 1), **pct(every),
             "per_kind": {k: {"n": len(v), **pct(np.asarray(v or [np.nan]))} for k, v in lat.items()},
-            "index_updates": updates, "images_at_end": status["images"],
+            "index_updates": runs, "images_at_end": status["images"],
             "rss_idle_mb": round(rss_idle / 2**20), "warmup_errors": warm_errors,
             "rss_start_mb": round(rss_start / 2**20), "rss_end_mb": round(rss_end / 2**20),
             "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1), "rss_samples_mb": samples}

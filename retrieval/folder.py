@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,5 +257,13 @@ class IndexFolder:
         return WriterLock(self.root)
 
     def size_on_disk(self) -> int:
-        """Bytes of the files in the folder."""
-        return sum(f.stat().st_size for f in self.root.iterdir() if f.is_file())
+        """Bytes of the files in the folder (a temp file a writer renames meanwhile is left out, not an error)."""
+        total = 0
+        for f in self.root.iterdir():
+            try:
+                st = f.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+        return total

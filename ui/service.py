@@ -9,6 +9,7 @@ one, whose store answers for ids removed since with no row (the engine then drop
 """
 from __future__ import annotations
 
+import gc
 import io
 import os
 import threading
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from PIL import Image
+
+from lookalike.indexer.loading import release_memory
 
 from .safety import UnsafePathError, check_readable
 
@@ -142,6 +145,9 @@ class WarmEngine:
             return
         old, self.engine, self._stamp, self.reload_error = self.engine, fresh, stamp, None
         old.close()  # requests still on it get fresh connections from its store; nothing they hold is freed
+        del old
+        gc.collect()  # the old engine's index and caches (held in reference cycles) go now, not at some later
+        release_memory()  # collection, and the freed memory goes back to the system
 
 
 @dataclass
