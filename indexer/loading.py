@@ -44,12 +44,13 @@ Image.MAX_IMAGE_PIXELS = None  # our own, configurable limit below gives a clear
 
 DEFAULT_MAX_PIXELS = 200_000_000
 MAX_QUERY_BYTES = 256 * 2**20  # a query or upload larger than this is refused (the largest real photos are ~100 MB)
-# the memory one decode may take (its pixels in PIL's layout plus the RGB copy made from them): a bomb under the
-# pixel limit (a 190 KB PNG of 14000x14000, a 38-byte WebP) is refused with this reason, a JPEG is decoded at a
-# reduced DCT scale that fits. 512 MB decodes any RGB picture up to ~64 MP (a 100 MP JPEG at half scale).
+# the memory one decode may take (its pixels in PIL's layout plus the copies made from them, see decode_bytes): a
+# bomb under the pixel limit (a 190 KB PNG of 14000x14000, a 38-byte WebP) is refused with this reason, a JPEG is
+# decoded at a reduced DCT scale that fits. 512 MB decodes an RGB or RGBA picture up to ~130 MP, a greyscale one up
+# to ~500 MP, a palette one up to ~100 MP (its conversion is not reduced first).
 DEFAULT_MAX_DECODE_BYTES = 512 * 2**20
-# decodes that may take more than this wait for one of _BIG_DECODE_SLOTS: threads of one process (the HTTP server,
-# the web app) never hold more than two such decodes at once, and the memory is handed back to the system after each
+# decodes that may take more than this wait for _BIG_DECODE_SLOTS: threads of one process (the HTTP server, the web
+# app) never hold two such decodes at once, and the memory is handed back to the system after each
 _BIG_DECODE = 64 * 2**20
 _BIG_DECODE_SLOTS = threading.BoundedSemaphore(1)
 # ... and such a picture is brought down (PIL's box ``reduce``, by a whole factor) to a shorter side of 2048-4095 px
@@ -141,16 +142,26 @@ _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def decode_bytes(mode: str, width: int, height: int, transparency: bool = False) -> int:
+_REDUCIBLE = ("L", "RGB", "CMYK", "RGBA", "LA", "I", "F")  # modes PIL's reduce() averages (not palette, 1-bit, 16-bit)
+
+
+def decode_bytes(mode: str, width: int, height: int, transparency: bool = False, reduced: bool = False) -> int:
     """The memory decoding an image of this PIL mode and size to RGB takes at its peak: its pixels in PIL's layout,
-    the RGB copy, and the compositing copies of a picture with alpha (16-bit and float pixels included)."""
+    the RGB copy, and the compositing copies of a picture with alpha (16-bit and float pixels included).
+    ``reduced``: a big picture of a mode PIL can average down is reduced (see REDUCED_SIDE) before any conversion."""
     px = int(width) * int(height)
     raw = _MODE_BYTES.get(mode, 4)
     if mode == "RGB" and not transparency:
-        return px * raw
-    if mode in _ALPHA_MODES or transparency:  # an RGBA copy, a white RGBA, the composite, then RGB
-        return px * (raw + 16)
-    return px * (raw + 4)
+        convert = 0
+    elif mode in _ALPHA_MODES or transparency:  # an RGBA copy, a white RGBA, the composite, then RGB
+        convert = 16
+    else:
+        convert = 4
+    if reduced and mode in _REDUCIBLE and not transparency and min(width, height) >= 2 * REDUCED_SIDE:
+        factor = min(width, height) // REDUCED_SIDE
+        small = -(-int(width) // factor) * -(-int(height) // factor)
+        return px * raw + small * (raw + convert)
+    return px * (raw + convert)
 
 
 def _reduced(im: Image.Image) -> Image.Image:
@@ -178,7 +189,7 @@ def _fit_decode(im: Image.Image, name: str, draft_size: int | None, max_decode_b
     """Draft a JPEG to ``draft_size`` and to the scale whose decode fits ``max_decode_bytes``; refuse an image that
     cannot be decoded within it. Returns the bytes the decode will take."""
     w, h = im.size
-    cost = decode_bytes(im.mode, w, h, "transparency" in im.info)
+    cost = decode_bytes(im.mode, w, h, "transparency" in im.info, reduced=True)
     want = (draft_size, draft_size) if draft_size and im.format == "JPEG" else None
     if im.format in ("JPEG", "MPO") and max_decode_bytes and cost > max_decode_bytes:
         # the smallest DCT scale whose RGB decode fits; draft() picks the largest scale keeping at least (w, h) // scale
@@ -187,12 +198,12 @@ def _fit_decode(im: Image.Image, name: str, draft_size: int | None, max_decode_b
         want = fit if want is None else (min(want[0], fit[0]), min(want[1], fit[1]))
     if want:
         im.draft("RGB", want)
-        cost = decode_bytes(im.mode, *im.size)
+        cost = decode_bytes(im.mode, *im.size, reduced=True)
     if max_decode_bytes and cost > max_decode_bytes:
         raise ImageLoadError(name, f"too large to decode: {w}x{h} {im.mode} {im.format or ''} needs about "
                                    f"{cost / 2**20:,.0f} MB, over the {max_decode_bytes / 2**20:,.0f} MB decode limit "
                                    f"(decompression bomb guard)".replace("  ", " "))
-    return cost
+    return decode_bytes(im.mode, *im.size, "transparency" in im.info)  # what it would take without reducing
 
 
 def _decode(fp, name: str, max_pixels: int, draft_size: int | None,
@@ -217,7 +228,7 @@ def _decode(fp, name: str, max_pixels: int, draft_size: int | None,
                 _BIG_DECODE_SLOTS.acquire()
             im.load()
             turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # the EXIF orientation swaps width and height
-            if big and im.mode in ("L", "RGB", "CMYK"):
+            if big and im.mode in _REDUCIBLE and "transparency" not in im.info:
                 im = _reduced(im)
             ImageOps.exif_transpose(im, in_place=True)  # not a copy of a big picture
             if turned:  # report the original size the way the picture is seen

@@ -634,3 +634,14 @@ def test_status_shows_a_normalised_folder_and_a_missing_query_name_is_escaped(tm
     assert json.loads(capsys.readouterr().out)["path"] == str(index)
     assert cli(["search", str(tmp_path / "gone\n"), "--db", str(index)]) == 2
     assert capsys.readouterr().err == f"lookalike: {tmp_path / 'gone'}\\n: query image not found\n"
+
+
+def test_a_big_picture_with_alpha_is_reduced_before_it_is_composited():
+    from helpers import png_bomb
+
+    from lookalike.indexer.loading import decode_bytes, open_image_bytes
+
+    # 9000x6000 RGBA: 216 MB of pixels; composited at full size it would need ~1 GB, halved first ~490 MB
+    assert decode_bytes("RGBA", 9000, 6000) > 512 * 2**20 > decode_bytes("RGBA", 9000, 6000, reduced=True)
+    im = open_image_bytes(png_bomb(9000, 6000, 8, 6))
+    assert im.size == (4500, 3000) and im.mode == "RGB" and im.getpixel((10, 10)) == (255, 255, 255)  # transparent
