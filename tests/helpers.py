@@ -207,3 +207,29 @@ def webp_bomb(width: int, height: int) -> bytes:
     at = data.index(b"VP8L") + 9
     head = struct.unpack("<I", data[at:at + 4])[0]
     return data[:at] + struct.pack("<I", (head & ~((1 << 28) - 1)) | (width - 1) | ((height - 1) << 14)) + data[at + 4:]
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """Make ``folder`` read-only for this process: a read-only bind mount as root, chmod otherwise."""
+    if os.geteuid() == 0:
+        view = folder.parent / (folder.name + "-ro")
+        view.mkdir()
+        r = subprocess.run(["mount", "--bind", str(folder), str(view)], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot bind-mount as root here: {r.stderr.strip()}")
+        try:
+            if subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode:
+                pytest.skip("cannot remount read-only here")
+            yield view
+        finally:
+            subprocess.run(["umount", str(view)], check=True)
+    else:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.iterdir()]}
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+        try:
+            yield folder
+        finally:
+            for p, m in modes.items():
+                p.chmod(m)

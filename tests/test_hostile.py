@@ -469,19 +469,29 @@ def test_a_faiss_file_restored_from_a_backup_or_another_index_is_not_trusted(tmp
     assert "restored from a backup" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("where", ["a file", "below a file", "XDG file"])
+@pytest.mark.parametrize("where", ["a file", "below a file", "XDG file", "read-only"])
 def test_an_unusable_model_cache_falls_back_with_one_note(tmp_path, index, photos, where):
+    import contextlib
+
+    from helpers import read_only
+
     f = tmp_path / "cachefile"
     f.write_text("not a folder")
     env = {k: v for k, v in os.environ.items() if k not in ("LOOKALIKE_CACHE", "XDG_CACHE_HOME")}
-    if where == "a file":
-        env["LOOKALIKE_CACHE"] = str(f)
-    elif where == "below a file":
-        env["LOOKALIKE_CACHE"] = str(f / "models")
-    else:
-        env["XDG_CACHE_HOME"] = str(f)
-    r = subprocess.run(CLI + ["search", str(photos / "coffee.png"), "--db", str(index), "-k", "1"], env=env,
-                       capture_output=True, text=True, timeout=300)
+    ro_folder = tmp_path / "ro-cache"
+    ro_folder.mkdir()
+    (ro_folder / "keep").write_text("x")
+    with read_only(ro_folder) if where == "read-only" else contextlib.nullcontext(None) as ro:
+        if where == "a file":
+            env["LOOKALIKE_CACHE"] = str(f)
+        elif where == "below a file":
+            env["LOOKALIKE_CACHE"] = str(f / "models")
+        elif where == "XDG file":
+            env["XDG_CACHE_HOME"] = str(f)
+        else:
+            env["LOOKALIKE_CACHE"] = str(ro)
+        r = subprocess.run(CLI + ["search", str(photos / "coffee.png"), "--db", str(index), "-k", "1"], env=env,
+                           capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and str(photos / "coffee.png") in r.stdout, r.stderr
     notes = [line for line in r.stderr.splitlines() if "model cache folder unusable" in line]
     assert len(notes) == 1 and "Traceback" not in r.stderr, r.stderr
