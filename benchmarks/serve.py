@@ -10,6 +10,14 @@ this process (no HTTP) is timed too, alternating with the model forward alone. U
 starts the update and 8 clients search until it ends; every non-200 answer or transport error counts as an error.
 Traffic is 127.0.0.1 only and bounded by --requests and --seconds per phase. Generated data is kept in --work
 and reused.
+
+    nice -n 10 .venv/bin/python benchmarks/serve.py --soak 20000 --soak-seconds 900 --out /tmp/soak.json
+
+``--soak N`` (only this): N mixed requests from 16 clients (uploads, searches by path and by vector, thumbnails,
+originals, /status, /health, and bad requests that must get their 4xx) against an index of generated images while
+index updates run back to back (each adds new images), bounded by --soak-seconds. A warm-up of N/20 requests under
+the same concurrency comes first (no updates). It reports p50/p99 per kind, unexpected answers (errors) and the
+server's RSS idle, after the warm-up (start; one index update included), every 5 s and at the end. Target: no errors, RSS growth <= 10%.
 """
 from __future__ import annotations
 
@@ -217,6 +225,155 @@ def update_phase(images: Path, db: Path, query: bytes, args, rows: list[dict]) -
     lookalike("index", str(images), "--db", str(db), "-q")  # back to the demo collection for the next run
 
 
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, model: str = "pixels@16",
+         updates: bool = True) -> dict:
+    """``n`` mixed requests from ``clients`` threads while index updates run back to back; figures per kind."""
+    import random
+
+    import httpx
+    from memory import make_images
+
+    images = work / "soak-images"
+    shutil.rmtree(images / "added", ignore_errors=True)
+    make_images(images / "base", 300, seed=7, size=96)
+    db = work / f"soak-index-{model.replace('@', '_')}"
+    lookalike("index", str(images), "--db", str(db), "--model", model, "-q", "--workers", "1")
+    with Server(db, allow_write=True) as srv:
+        with httpx.Client(base_url=srv.base, timeout=60) as c:
+            hits = c.post("/search", files={"image": ("q.jpg", query, "image/jpeg")}, data={"k": "50"}).json()
+            vec_dim = c.get("/status").json()["dim"]
+            for _ in range(20):  # warm-up of every kind before the first RSS figure
+                c.post("/search", json={"path": hits[0]["path"], "k": 5})
+                c.get(f"/images/{hits[0]['id']}/thumbnail")
+        rss_idle = _rss(srv.proc.pid)
+        ids = [h["id"] for h in hits]
+        paths = [h["path"] for h in hits]
+        kinds = {
+            "upload": lambda c, r: c.post("/search", files={"image": ("q.jpg", query, "image/jpeg")}, data={"k": "10"}),
+            "by path": lambda c, r: c.post("/search", json={"path": r.choice(paths), "k": 10}),
+            "by vector": lambda c, r: c.post("/search", json={"vector": [r.random() for _ in range(vec_dim)], "k": 10}),
+            "thumbnail": lambda c, r: c.get(f"/images/{r.choice(ids)}/thumbnail", params={"size": r.choice([64, 256])}),
+            "original": lambda c, r: c.get(f"/images/{r.choice(ids)}"),
+            "status": lambda c, r: c.get("/status"),
+            "health": lambda c, r: c.get("/health"),
+            "bad k": lambda c, r: c.post("/search", json={"path": paths[0], "k": 0}),
+            "bad image": lambda c, r: c.post("/search", files={"image": ("q.jpg", b"not an image", "image/jpeg")}),
+            "bad id": lambda c, r: c.get("/images/99999999999999999999"),
+        }
+        expected = {"bad k": 422, "bad image": 400, "bad id": 422}
+        weights = [30, 15, 10, 15, 5, 5, 5, 5, 5, 5]
+        lat: dict[str, list[float]] = {k: [] for k in kinds}
+        errors: list[str] = []
+        count = itertools.count()
+        stop_at = time.monotonic() + seconds
+        runs = {"runs": 0, "failed": 0, "added": 0}
+        done = threading.Event()
+
+        def updater() -> None:  # index updates back to back, each with new images, while the load runs
+            with httpx.Client(base_url=srv.base, timeout=60) as c:
+                while not done.is_set():
+                    batch = images / "added" / f"b{runs['runs']:04d}"
+                    make_images(batch, 40, seed=1000 + runs["runs"], size=96)
+                    runs["added"] += 40
+                    if c.post("/index").status_code != 202:
+                        errors.append("POST /index refused")
+                        return
+                    while not done.is_set():
+                        job = c.get("/index").json()
+                        if job["state"] != "running":
+                            runs["runs"] += 1
+                            runs["failed"] += job["state"] != "done"
+                            break
+                        time.sleep(0.2)
+
+        def client(seed: int) -> None:
+            rng = random.Random(seed)
+            with httpx.Client(base_url=srv.base, timeout=120) as c:
+                last = time.perf_counter()
+                while time.monotonic() < stop_at and next(count) < n:
+                    kind = rng.choices(list(kinds), weights)[0]
+                    t = time.perf_counter()
+                    idle, last = t - last, t
+                    try:
+                        r = kinds[kind](c, rng)
+                    except httpx.HTTPError as exc:
+                        errors.append(f"{kind}: {exc!r} (the client's connection was idle {idle:.2f} s before)")
+                        continue
+                    finally:
+                        last = time.perf_counter()
+                    if r.status_code != expected.get(kind, 200):
+                        errors.append(f"{kind}: {r.status_code} {r.text[:160]}")
+                        continue
+                    lat[kind].append((time.perf_counter() - t) * 1000)
+
+        def run_clients(total: int) -> float:
+            nonlocal count
+            count = itertools.count()
+            t0 = time.perf_counter()
+            threads = [threading.Thread(target=client, args=(i + total,)) for i in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return time.perf_counter() - t0
+
+        # warm-up under the same concurrency (every thread of the server pool allocates its buffers), with one index
+        # update when updates run (the first imports the indexing code)
+        soak_n = n
+        n = max(clients * 20, soak_n // 20)
+        if updates:
+            make_images(images / "added" / "warm", 40, seed=999, size=96)
+            with httpx.Client(base_url=srv.base, timeout=60) as c:
+                assert c.post("/index").status_code == 202
+                run_clients(1)
+                while c.get("/index").json()["state"] == "running":
+                    time.sleep(0.2)
+        run_clients(1)
+        warm_errors = len(errors)
+        for v in lat.values():
+            v.clear()
+        n = soak_n
+        rss_start = _rss(srv.proc.pid)
+        samples: list[tuple[float, int]] = []
+
+        def sampler() -> None:
+            t = time.perf_counter()
+            while not done.is_set():
+                samples.append((round(time.perf_counter() - t, 1), round(_rss(srv.proc.pid) / 2**20)))
+                done.wait(5)
+
+        stop_at = time.monotonic() + seconds
+        samp = threading.Thread(target=sampler)
+        samp.start()
+        up = threading.Thread(target=updater) if updates else None
+        if up:
+            up.start()
+        wall = run_clients(2)
+        done.set()
+        if up:
+            up.join(120)
+        samp.join(10)
+        rss_end = _rss(srv.proc.pid)
+        status = httpx.get(f"{srv.base}/status", timeout=60).json()
+    every = np.asarray([v for vs in lat.values() for v in vs] or [np.nan])
+    pct = lambda a: {"p50_ms": round(float(np.percentile(a, 50)), 1), "p99_ms": round(float(np.percentile(a, 99)), 1)}
+    return {"clients": clients, "requests": int(sum(len(v) for v in lat.values())) + len(errors), "answered": int(every.size),
+            "errors": len(errors), "error_examples": errors[:5], "seconds": round(wall, 1),
+            "throughput_rps": round(every.size / wall, 1), **pct(every),
+            "per_kind": {k: {"n": len(v), **pct(np.asarray(v or [np.nan]))} for k, v in lat.items()},
+            "index_updates": runs, "images_at_end": status["images"],
+            "rss_idle_mb": round(rss_idle / 2**20), "warmup_errors": warm_errors,
+            "rss_start_mb": round(rss_start / 2**20), "rss_end_mb": round(rss_end / 2**20),
+            "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1), "rss_samples_mb": samples}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/lookalike-serve")
@@ -228,6 +385,10 @@ def main(argv=None) -> int:
     ap.add_argument("--update-images", type=int, default=300, help="new images indexed during the update phase")
     ap.add_argument("--update-seconds", type=float, default=600, help="time limit of the update phase")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--soak", type=int, default=0, metavar="N", help="only the soak test: N mixed requests")
+    ap.add_argument("--soak-seconds", type=float, default=900, help="time limit of the soak test")
+    ap.add_argument("--soak-model", default="pixels@16")
+    ap.add_argument("--soak-no-update", action="store_true", help="the soak test without index updates")
     args = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from lookalike.data.photos import unseen_query
@@ -236,6 +397,13 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     query_path = unseen_query(work / "query.jpg")
     query = query_path.read_bytes()
+    if args.soak:
+        res = soak(work, query, args.soak, args.soak_seconds, model=args.soak_model, updates=not args.soak_no_update)
+        text = json.dumps(res, indent=1)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text)
+        return 0 if res["errors"] == 0 and res["rss_growth_pct"] <= 10 else 1
     rows: list[dict] = []
     meta: dict = {}
     images, demo = demo_index(work)

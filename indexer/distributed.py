@@ -39,7 +39,7 @@ class _EmbedActor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from lookalike.indexer.loading import ImageLoadError, load_image
+        from lookalike.indexer.loading import ImageLoadError, load_image_hashed
         from lookalike.indexer.signature import SIGNATURE_DIM, lowfreq_signature
 
         n = len(batch["i"])
@@ -49,10 +49,12 @@ class _EmbedActor:
         h = np.zeros(n, np.int64)
         err = [""] * n
         sig = np.zeros((n, SIGNATURE_DIM), np.float32)
+        sha = [""] * n
         for r, path in enumerate(batch["path"]):
             path = str(path)
             try:
-                im = load_image(path, max_pixels=self.max_pixels, draft_size=self.embedder.preprocess.input_size)
+                im, sha[r] = load_image_hashed(path, max_pixels=self.max_pixels,
+                                               draft_size=self.embedder.preprocess.input_size)
                 w[r], h[r] = im.info.get("original_size", im.size)
                 sig[r] = lowfreq_signature(im)
                 tensors.append(self.embedder.transform_uint8(im))  # normalised per batch, as the local path does
@@ -64,7 +66,8 @@ class _EmbedActor:
         vec = np.zeros((n, dim), np.float32)
         if tensors:
             vec[ok_rows] = self.embedder.embed_tensor(torch.stack(tensors))
-        return {"i": np.asarray(batch["i"], np.int64), "vec": vec, "w": w, "h": h, "sig": sig, "err": np.asarray(err, dtype=object)}
+        return {"i": np.asarray(batch["i"], np.int64), "vec": vec, "w": w, "h": h, "sig": sig,
+                "err": np.asarray(err, dtype=object), "sha": np.asarray(sha, dtype=object)}
 
 
 def _init_ray(address: str | None, workers: int):
@@ -88,9 +91,9 @@ def _init_ray(address: str | None, workers: int):
 
 def ray_embed_files(factory: Callable[[str], Any], model: str, dim: int, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
                     max_pixels: int = 0, address: str | None = None, progress: bool = True,
-                    ) -> Iterator[tuple[np.ndarray, list[tuple[int, int, int, np.ndarray]], list[tuple[int, str]]]]:
-    """Yield (vectors, [(i, w, h, signature)], [(i, reason)]) batches like ``pipeline.embed_files``, computed by Ray actors,
-    each building its embedder as ``factory(model)``."""
+                    ) -> Iterator[tuple[np.ndarray, list[tuple], list[tuple[int, str]]]]:
+    """Yield (vectors, [(i, w, h, signature, sha256 of the bytes decoded)], [(i, reason)]) batches like
+    ``pipeline.embed_files``, computed by Ray actors, each building its embedder as ``factory(model)``."""
     ray, started = _init_ray(address, workers)
     try:
         ctx = ray.data.DataContext.get_current()
@@ -105,8 +108,8 @@ def ray_embed_files(factory: Callable[[str], Any], model: str, dim: int, paths: 
             for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 ok = [r for r in range(len(b["i"])) if not b["err"][r]]
                 vecs = np.ascontiguousarray(b["vec"][ok], dtype=np.float32).reshape(-1, dim)
-                meta = [(int(b["i"][r]), int(b["w"][r]), int(b["h"][r]), np.asarray(b["sig"][r], np.float32))
-                        for r in ok]
+                meta = [(int(b["i"][r]), int(b["w"][r]), int(b["h"][r]), np.asarray(b["sig"][r], np.float32),
+                         str(b["sha"][r]) or None) for r in ok]
                 failed = [(int(b["i"][r]), str(b["err"][r])) for r in range(len(b["i"])) if b["err"][r]]
                 yield vecs, meta, failed
         except ray.exceptions.RayError as exc:  # a lost actor, node or object: the committed chunks stay

@@ -10,6 +10,7 @@ import io
 import os
 import stat
 import struct
+import threading
 import warnings
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "supported_extensions",
     "load_image",
     "load_image_and_hash",
+    "load_image_hashed",
     "open_image_bytes",
     "to_rgb",
     "sha256_file",
@@ -32,6 +34,9 @@ __all__ = [
     "image_from_array",
     "heif_missing_reason",
     "MAX_QUERY_BYTES",
+    "DEFAULT_MAX_DECODE_BYTES",
+    "decode_bytes",
+    "release_memory",
 ]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey
@@ -39,6 +44,19 @@ Image.MAX_IMAGE_PIXELS = None  # our own, configurable limit below gives a clear
 
 DEFAULT_MAX_PIXELS = 200_000_000
 MAX_QUERY_BYTES = 256 * 2**20  # a query or upload larger than this is refused (the largest real photos are ~100 MB)
+# the memory one decode may take (its pixels in PIL's layout plus the copies made from them, see decode_bytes): a
+# bomb under the pixel limit (a 190 KB PNG of 14000x14000, a 38-byte WebP) is refused with this reason, a JPEG is
+# decoded at a reduced DCT scale that fits. 512 MB decodes an RGB or RGBA picture up to ~130 MP, a greyscale one up
+# to ~500 MP, a palette one up to ~100 MP (its conversion is not reduced first).
+DEFAULT_MAX_DECODE_BYTES = 512 * 2**20
+# decodes that may take more than this wait for _BIG_DECODE_SLOTS: threads of one process (the HTTP server, the web
+# app) never hold two such decodes at once, and the memory is handed back to the system after each
+_BIG_DECODE = 64 * 2**20
+_BIG_DECODE_SLOTS = threading.BoundedSemaphore(1)
+# ... and such a picture is brought down (PIL's box ``reduce``, by a whole factor) to a shorter side of 2048-4095 px
+# before any other copy is made: every use (embedding, signatures, thumbnails up to 1024 px) needs far less, so a
+# search or an indexing worker never holds more than that after the decode
+REDUCED_SIDE = 2048
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff"})
 _HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".avif"})
 _heif_state: bool | None = None
@@ -90,12 +108,18 @@ def to_rgb(im: Image.Image) -> Image.Image:
         if mode == "RGB":
             return im
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
+        arr = np.asarray(im)  # one copy in the image's own type; the float64 scaling runs a band of rows at a time
         lo, hi = float(arr.min()), float(arr.max())
         if mode.startswith("I;16"):
             lo, hi = 0.0, 65535.0 if hi > 255 else 255.0
-        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        return Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+        out = np.zeros(arr.shape, np.uint8)
+        if hi > lo:
+            step = max(1, (1 << 20) // max(1, arr.shape[1]))
+            for r in range(0, arr.shape[0], step):
+                band = (arr[r:r + step].astype(np.float64) - lo) / (hi - lo) * 255.0
+                out[r:r + step] = np.clip(band + 0.5, 0, 255).astype(np.uint8)
+        del arr
+        return Image.fromarray(out, "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("L", "RGB") and "transparency" in im.info):
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -106,15 +130,86 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 
 def open_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS,
-                     draft_size: int | None = None) -> Image.Image:
+                     draft_size: int | None = None, max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> Image.Image:
     """Decode image bytes (e.g. an upload) to RGB with EXIF orientation applied."""
     if not data:
         raise ImageLoadError(name, "empty file (0 bytes)")
-    return _decode(io.BytesIO(data), name, max_pixels, draft_size)
+    return _decode(io.BytesIO(data), name, max_pixels, draft_size, max_decode_bytes)
 
 
-def _decode(fp, name: str, max_pixels: int, draft_size: int | None) -> Image.Image:
+# bytes per pixel of each PIL mode as PIL holds it in memory (several bands take 4 bytes a pixel)
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+_REDUCIBLE = ("L", "RGB", "CMYK", "RGBA", "LA", "I", "F")  # modes PIL's reduce() averages (not palette, 1-bit, 16-bit)
+
+
+def decode_bytes(mode: str, width: int, height: int, transparency: bool = False, reduced: bool = False) -> int:
+    """The memory decoding an image of this PIL mode and size to RGB takes at its peak: its pixels in PIL's layout,
+    the RGB copy, and the compositing copies of a picture with alpha (16-bit and float pixels included).
+    ``reduced``: a big picture of a mode PIL can average down is reduced (see REDUCED_SIDE) before any conversion."""
+    px = int(width) * int(height)
+    raw = _MODE_BYTES.get(mode, 4)
+    if mode == "RGB" and not transparency:
+        convert = 0
+    elif mode in _ALPHA_MODES or transparency:  # an RGBA copy, a white RGBA, the composite, then RGB
+        convert = 16
+    else:
+        convert = 4
+    if reduced and mode in _REDUCIBLE and not transparency and min(width, height) >= 2 * REDUCED_SIDE:
+        factor = min(width, height) // REDUCED_SIDE
+        small = -(-int(width) // factor) * -(-int(height) // factor)
+        return px * raw + small * (raw + convert)
+    return px * (raw + convert)
+
+
+def _reduced(im: Image.Image) -> Image.Image:
+    """A big picture averaged down by a whole factor to a shorter side of REDUCED_SIDE..2*REDUCED_SIDE-1 px."""
+    factor = min(im.size) // REDUCED_SIDE
+    if factor < 2:
+        return im
+    info = dict(im.info)
+    out = im.reduce(factor)
+    out.info.update(info)  # the EXIF orientation still applies
+    return out
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system (glibc keeps large freed blocks otherwise); a no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _fit_decode(im: Image.Image, name: str, draft_size: int | None, max_decode_bytes: int | None) -> int:
+    """Draft a JPEG to ``draft_size`` and to the scale whose decode fits ``max_decode_bytes``; refuse an image that
+    cannot be decoded within it. Returns the bytes the decode will take."""
+    w, h = im.size
+    cost = decode_bytes(im.mode, w, h, "transparency" in im.info, reduced=True)
+    want = (draft_size, draft_size) if draft_size and im.format == "JPEG" else None
+    if im.format in ("JPEG", "MPO") and max_decode_bytes and cost > max_decode_bytes:
+        # the smallest DCT scale whose RGB decode fits; draft() picks the largest scale keeping at least (w, h) // scale
+        scale = next((s for s in (2, 4, 8) if decode_bytes("RGB", -(-w // s), -(-h // s)) <= max_decode_bytes), 8)
+        fit = (max(1, w // scale), max(1, h // scale))
+        want = fit if want is None else (min(want[0], fit[0]), min(want[1], fit[1]))
+    if want:
+        im.draft("RGB", want)
+        cost = decode_bytes(im.mode, *im.size, reduced=True)
+    if max_decode_bytes and cost > max_decode_bytes:
+        raise ImageLoadError(name, f"too large to decode: {w}x{h} {im.mode} {im.format or ''} needs about "
+                                   f"{cost / 2**20:,.0f} MB, over the {max_decode_bytes / 2**20:,.0f} MB decode limit "
+                                   f"(decompression bomb guard)".replace("  ", " "))
+    return decode_bytes(im.mode, *im.size, "transparency" in im.info)  # what it would take without reducing
+
+
+def _decode(fp, name: str, max_pixels: int, draft_size: int | None,
+            max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES) -> Image.Image:
     _heif_available()
+    big = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -128,14 +223,18 @@ def _decode(fp, name: str, max_pixels: int, draft_size: int | None) -> Image.Ima
                 )
             if getattr(im, "is_animated", False):
                 im.seek(0)
-            if draft_size and im.format == "JPEG":
-                im.draft("RGB", (draft_size, draft_size))
-            drafted = im.size
+            big = _fit_decode(im, name, draft_size, max_decode_bytes) > _BIG_DECODE
+            if big:
+                _BIG_DECODE_SLOTS.acquire()
             im.load()
-            im = ImageOps.exif_transpose(im)
-            if im.size != drafted:  # rotated by 90/270 degrees: report the original size the same way
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # the EXIF orientation swaps width and height
+            if big and im.mode in _REDUCIBLE and "transparency" not in im.info:
+                im = _reduced(im)
+            ImageOps.exif_transpose(im, in_place=True)  # not a copy of a big picture
+            if turned:  # report the original size the way the picture is seen
                 w, h = h, w
-            out = to_rgb(im)
+            out = _reduced(to_rgb(im)) if big else to_rgb(im)
+            im = None
             out.info["original_size"] = (w, h)
             return out
     except ImageLoadError:
@@ -151,6 +250,11 @@ def _decode(fp, name: str, max_pixels: int, draft_size: int | None) -> Image.Ima
         raise ImageLoadError(name, f"cannot decode image ({msg})") from None
     except MemoryError:
         raise ImageLoadError(name, "out of memory while decoding") from None
+    finally:
+        if big:
+            im = None  # the decoded pixels (the caller holds only the RGB copy)
+            _BIG_DECODE_SLOTS.release()
+            release_memory()
 
 
 def _os_reason(exc: OSError) -> str:
@@ -228,6 +332,31 @@ def load_image_and_hash(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_P
     data = read_regular_file(path, max_bytes)
     return (open_image_bytes(data, name=name, max_pixels=max_pixels, draft_size=draft_size),
             hashlib.sha256(data).hexdigest())
+
+
+def load_image_hashed(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+                      draft_size: int | None = None) -> tuple[Image.Image, str]:
+    """An image file's RGB image and the sha256 of exactly the bytes decoded (for indexing: a file rewritten
+    between hashing and decoding shows as another hash, never as the old hash with the new picture)."""
+    name = describe_path(path)
+    missing = heif_missing_reason(name)
+    if missing:
+        raise ImageLoadError(name, missing)
+    with _open_regular(path, name) as fh:
+        try:
+            if os.fstat(fh.fileno()).st_size <= MAX_QUERY_BYTES:  # nearly every file: read once, hash and decode
+                data = fh.read(MAX_QUERY_BYTES + 1)
+                if len(data) <= MAX_QUERY_BYTES:
+                    return _decode(io.BytesIO(data), name, max_pixels, draft_size), hashlib.sha256(data).hexdigest()
+                fh.seek(0)
+            im = _decode(fh, name, max_pixels, draft_size)  # a huge file: decoded, then hashed from the same handle
+            fh.seek(0)
+            h = hashlib.sha256()
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+            return im, h.hexdigest()
+        except OSError as exc:
+            raise ImageLoadError(name, _os_reason(exc)) from None
 
 
 def image_from_array(arr: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

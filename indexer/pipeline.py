@@ -7,6 +7,7 @@ killed run resumes where it stopped.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -19,12 +20,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, sha256_file
+from .loading import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageLoadError, load_image, load_image_hashed, sha256_file
 from .scan import ScanEntry, ScanProblem, is_below, merge_roots, scan
 from .signature import lowfreq_signature
 from .store import MetadataStore, NewImage
 
 __all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "fill_signatures", "ImageFileDataset", "embed_files", "warn_stderr"]
+
+
+SKIP_SETTINGS_KEY = "skip_settings"  # store meta: the limits skipped files were last tried under
 
 
 class IndexWriter(Protocol):
@@ -61,6 +65,7 @@ class IndexReport:
     linked: int = 0           # new paths whose content was already indexed (rename, move, duplicate)
     removed: int = 0          # files gone from disk, forgotten
     skipped: int = 0          # files that could not be indexed (see problems)
+    missing_roots: list[str] = field(default_factory=list)  # indexed folders no longer on disk (their files forgotten)
     seconds: float = 0.0
     embed_seconds: float = 0.0
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -72,7 +77,9 @@ class IndexReport:
     def summary(self) -> str:
         return (f"indexed {self.indexed}, unchanged {self.unchanged}, linked {self.linked}, "
                 f"removed {self.removed}, skipped {self.skipped} in {self.seconds:.1f}s"
-                + (f" ({self.images_per_s:.1f} img/s)" if self.indexed else ""))
+                + (f" ({self.images_per_s:.1f} img/s)" if self.indexed else "")
+                + (f"; folder{'s' if len(self.missing_roots) > 1 else ''} not found: {', '.join(self.missing_roots)}"
+                   if self.missing_roots else ""))
 
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
@@ -124,19 +131,20 @@ class ImageFileDataset(Dataset):
     def __getitem__(self, i: int):
         path = self.paths[i]
         try:
-            im = load_image(path, max_pixels=self.max_pixels, draft_size=self.draft_size)
+            im, sha = load_image_hashed(path, max_pixels=self.max_pixels, draft_size=self.draft_size)
             w, h = im.info.get("original_size", im.size)
-            return i, self.transform(im), int(w), int(h), lowfreq_signature(im), None
+            return i, self.transform(im), int(w), int(h), lowfreq_signature(im), None, sha
         except ImageLoadError as exc:
-            return i, None, 0, 0, None, exc.reason
+            return i, None, 0, 0, None, exc.reason, None
         except Exception as exc:  # a transform failing on a pathological image must not stop the run
-            return i, None, 0, 0, None, f"cannot process image ({type(exc).__name__}: {exc})"
+            return i, None, 0, 0, None, f"cannot process image ({type(exc).__name__}: {exc})", None
 
 
 def _collate(items):
     ok = [it for it in items if it[1] is not None]
     tensor = torch.stack([it[1] for it in ok]) if ok else None
-    return tensor, [(it[0], it[2], it[3], it[4]) for it in ok], [(it[0], it[5]) for it in items if it[1] is None]
+    return (tensor, [(it[0], it[2], it[3], it[4], it[6]) for it in ok],
+            [(it[0], it[5]) for it in items if it[1] is None])
 
 
 def _quiet_lost_parent(exc_type, exc, tb, _default=sys.excepthook) -> None:
@@ -164,10 +172,11 @@ def _worker_init(_: int) -> None:
 def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: "bool | ProgressCallback" = True,
                 desc: str = "embedding"):
-    """Yield (vectors, [(i, w, h, low-frequency signature)], [(i, reason)]) per batch for ``paths`` (``i``
-    indexes ``paths``)."""
+    """Yield (vectors, [(i, w, h, low-frequency signature, sha256 of the bytes decoded)], [(i, reason)]) per batch
+    for ``paths`` (``i`` indexes ``paths``)."""
     ds = ImageFileDataset(paths, embedder.transform_uint8, max_pixels=max_pixels,
                           draft_size=embedder.preprocess.input_size)
+    workers = min(workers, -(-len(ds) // max(1, batch_size)))  # a worker per batch at most: none idle
     loader = DataLoader(
         ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
         worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
@@ -227,28 +236,42 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                 batch_size: int = 64, workers: int | None = None, chunk_size: int = 512,
                 progress: "bool | ProgressCallback" = True, remove_missing: bool = True, save_every_s: float = 60.0,
                 warn: Callable[[str, str], None] | None = warn_stderr, executor: str = "local",
-                ray_address: str | None = None) -> IndexReport:
+                ray_address: str | None = None, retry_skipped: bool = False) -> IndexReport:
     """Bring ``store`` (and ``writer``'s index) up to date with the files below ``roots``.
+
+    A file skipped before is tried again when it changed, when the settings that refused it changed (the pixel or
+    decode limit), when it was unreadable and can be read now (a ``chmod``), or with ``retry_skipped``.
 
     ``executor="ray"`` decodes and embeds new content on Ray (indexer.distributed); everything else, the
     chunked commits included, stays here.
     """
     t0 = time.perf_counter()
     warn = warn or (lambda p, r: None)
-    workers = _default_workers() if workers is None else max(0, int(workers))
+    # decoding processes: never more than the cores (--workers 1000 once started 1000 processes for one image)
+    workers = _default_workers() if workers is None else max(0, min(int(workers), os.cpu_count() or 1))
     report = IndexReport()
     root_list = merge_roots(roots)  # a file or folder inside another root is scanned once, with it
+    # an indexed folder that is gone (deleted, moved, unmounted) is reported and its files are treated as gone; the
+    # others are synced. A path never indexed that does not exist is an error (scan raises FileNotFoundError).
+    recorded = set(store.roots())
+    report.missing_roots = [r for r in root_list if r in recorded and not os.path.exists(r)]
+    for r in report.missing_roots:
+        warn(r, "indexed folder not found (deleted, moved or not mounted); its files are "
+                + ("forgotten" if remove_missing else "kept"))
 
     # 1. scan
     entries: list[ScanEntry] = []
     problems: list[ScanProblem] = []
-    for item in progress_bar(scan(root_list), desc="scanning", unit="file", progress=progress, leave=False):
+    present = [r for r in root_list if r not in report.missing_roots]
+    for item in progress_bar(scan(present), desc="scanning", unit="file", progress=progress, leave=False):
         (entries if isinstance(item, ScanEntry) else problems).append(item)
     store.add_roots(root_list)
 
     # 2. diff against what the store knows
     known = store.file_states(under=root_list)
     known_skipped = store.skipped_states()
+    settings = json.dumps({"max_pixels": spec.max_pixels, "max_decode_bytes": DEFAULT_MAX_DECODE_BYTES})
+    retry_skipped = retry_skipped or store.get_meta(SKIP_SETTINGS_KEY) != settings
     todo: list[ScanEntry] = []
     for e in entries:
         state = known.get(e.path)
@@ -256,7 +279,8 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
             report.unchanged += 1
             continue
         sk = known_skipped.get(e.path)
-        if sk is not None and sk[0] == e.size and sk[1] == e.mtime_ns:
+        if (sk is not None and sk[0] == e.size and sk[1] == e.mtime_ns and not retry_skipped
+                and not (sk.reason == "permission denied" and os.access(e.path, os.R_OK))):
             report.skipped += 1  # still the same bad file: not retried, already reported
             continue
         todo.append(e)
@@ -298,6 +322,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
 
     # 5. embed new content in chunks; each chunk commits rows+vectors, then goes into FAISS
     decode_skips: list[tuple[str, str]] = []
+    changed_during: list[tuple[str, str]] = []
     if new_groups:
         t_embed = time.perf_counter()
         first_paths = [es[0].path for _, es in new_groups]
@@ -328,8 +353,15 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                 last_save = time.perf_counter()
 
         for vecs, meta, failed in batches:
-            for row, (i, w, h, sig) in enumerate(meta):
+            for row, (i, w, h, sig, *decoded) in enumerate(meta):
                 sha, es = new_groups[i]
+                if decoded and decoded[0] is not None and decoded[0] != sha:
+                    # rewritten between hashing and decoding: neither hash nor vector is kept (no row, no skip), so
+                    # the next run sees the new file and indexes what it then holds
+                    for e in es:
+                        changed_during.append((e.path, "changed while it was being indexed; the next run indexes it"))
+                        warn(*changed_during[-1])
+                    continue
                 pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino)
                                                                       for e in es], lowfreq=sig))
             for i, reason in failed:
@@ -365,7 +397,9 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     fill_signatures(store, max_pixels=spec.max_pixels, progress=progress)
 
     writer.flush()
-    report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips
+    if store.get_meta(SKIP_SETTINGS_KEY) != settings:
+        store.set_meta(**{SKIP_SETTINGS_KEY: settings})  # skipped files were tried under these settings
+    report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips + changed_during
     report.skipped += len(report.problems)
     report.seconds = time.perf_counter() - t0
     return report

@@ -6,7 +6,9 @@ rebuilt from it; vectors and rows are committed in the same transaction.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -27,8 +29,9 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine import Engine as SAEngine
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from lookalike.errors import LookalikeError
@@ -37,7 +40,7 @@ from .scan import is_below
 from .signature import SIGNATURE_BYTES, pack_signature, unpack_signatures
 
 __all__ = ["Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage",
-           "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "count_rows"]
+           "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "count_rows", "sqlite_url", "sqlite_uri"]
 
 
 class StoreError(LookalikeError, RuntimeError):
@@ -156,44 +159,63 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def sqlite_url(path: str | os.PathLike) -> str:
-    """SQLAlchemy URL for a SQLite file."""
-    return f"sqlite:///{os.path.abspath(os.fspath(path))}"
+def sqlite_url(path: str | os.PathLike) -> URL:
+    """SQLAlchemy URL for a SQLite file; any character in its path (``?``, ``#``, ``%xx``, spaces) names that file."""
+    return URL.create("sqlite", database=os.path.abspath(os.fspath(path)))
+
+
+def sqlite_uri(path: str | os.PathLike, **params: str) -> str:
+    """A SQLite ``file:`` URI naming exactly ``path`` (``?``, ``#``, ``%`` escaped), with query ``params``."""
+    quoted = urllib.parse.quote(os.path.abspath(os.fspath(path)), safe="/")
+    return f"file:{quoted}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
 
 
 class MetadataStore:
     """Typed access to the metadata database; every write is one transaction."""
 
-    def __init__(self, url: str, dim: int | None = None, read_only: bool = False) -> None:
-        self.url = url
+    def __init__(self, url: str | URL, dim: int | None = None, read_only: bool = False, repair: bool = False) -> None:
+        """Open (a new database: create) the store at ``url``. A database that lost tables is refused (StoreError)
+        and never altered; ``repair`` (``lookalike rebuild``) recreates the ones that only list skipped files and
+        roots."""
+        try:
+            sa_url = make_url(url)
+        except (ArgumentError, TypeError, ValueError):
+            raise StoreError(f"{url!r}: not a database URL (e.g. sqlite:///path or postgresql://host/db)") from None
+        sqlite = sa_url.get_backend_name() == "sqlite"
+        # messages name the database file (SQLite) or the URL without its password
+        self.url = (sa_url.database or "") if sqlite else sa_url.render_as_string(hide_password=True)
+        self.is_sqlite = sqlite
         self.dim = dim
         self.read_only = read_only
         try:
-            if url.startswith("sqlite") and read_only:
+            if sqlite and read_only:
                 # a read-only folder (mount, share): nobody can write it. Without a write-ahead log it is read
                 # as an immutable file; with one (a writer was killed before it checkpointed) the committed
                 # rows are partly in the log, so it is read through the log, never past it.
-                path = url.split(":///", 1)[1]
+                path = sa_url.database or ""
                 wal = f"{path}-wal"
                 in_log = os.path.exists(wal) and os.path.getsize(wal) > 0
-                self.engine: SAEngine = create_engine(f"sqlite:///file:{path}?mode=ro{'' if in_log else '&immutable=1'}&uri=true")
+                uri = sqlite_uri(path, mode="ro", **({} if in_log else {"immutable": "1"}))
+                self.engine: SAEngine = create_engine(
+                    "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
                 self._check_readable(path, in_log)
-            elif url.startswith("sqlite"):
-                self.engine = create_engine(url, connect_args={"timeout": 30})
+            elif sqlite:
+                self.engine = create_engine(sa_url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
-            if url.startswith("sqlite"):
+                self.engine = create_engine(sa_url, pool_pre_ping=True)
+            if sqlite:
                 # check before anything is written: a damaged database is reported, never modified
                 with self.engine.connect() as c:
                     ok = c.execute(text("PRAGMA quick_check")).scalar()
                 if ok != "ok":
                     detail = " ".join(str(ok).replace("*** in database main ***", "").split())[:200]
                     raise StoreError(f"{url}: database is corrupted ({detail}); it was left untouched")
+            self._check_tables(repair)
             for attempt in range(6):  # another process (a reader opening a new index) may be creating it too
                 try:
-                    if not read_only:
-                        Base.metadata.create_all(self.engine)
+                    if not read_only and self._fresh():
+                        Base.metadata.create_all(self.engine)  # only a new database: an old one is never altered
                     with self.session() as s:
                         row = s.get(MetaRow, "schema_version")
                         if row is None and not read_only:
@@ -215,6 +237,48 @@ class MetadataStore:
                 raise StoreError(f"{url}: database is corrupted ({reason}); it was left untouched") from None
             raise StoreError(f"{url}: cannot open metadata database ({reason})") from None
 
+    def _tables(self) -> set[str]:
+        from sqlalchemy import inspect
+
+        return set(inspect(self.engine).get_table_names())
+
+    def _fresh(self) -> bool:
+        """No lookalike table yet: a new database, created here."""
+        return not (self._tables() & set(Base.metadata.tables))
+
+    def _check_tables(self, repair: bool) -> None:
+        """A database with some of its tables gone is damaged: say which and what can be done, alter nothing."""
+        have = self._tables()
+        ours = set(Base.metadata.tables)
+        if not have & ours:
+            return  # new (or, read-only, unfinished: reported by _check_readable)
+        missing = sorted(ours - have)
+        if not missing:
+            return
+        rebuildable = {"skipped", "roots"}  # they only list skipped files and the indexed folders
+        if repair and set(missing) <= rebuildable and not self.read_only:
+            Base.metadata.create_all(self.engine, tables=[Base.metadata.tables[t] for t in missing])
+            return
+        lost = ", ".join(missing)
+        if set(missing) <= rebuildable:
+            fix = ("run 'lookalike rebuild' to recreate it (it only lists " +
+                   ("skipped files" if missing == ["skipped"] else "the indexed folders and skipped files") +
+                   "; the next 'lookalike index' fills it again)")
+        else:
+            fix = ("'lookalike rebuild' cannot restore it: the vectors and hashes of the images live in that table "
+                   "(vectors.faiss has no hashes or paths); keep a copy of the index folder and index the folders "
+                   "again into a new --db folder")
+            if "roots" in have:
+                try:
+                    with self.engine.connect() as c:
+                        roots = [r[0] for r in c.execute(text("SELECT path FROM roots ORDER BY path"))]
+                    if roots:
+                        fix += f" (its indexed folders: {', '.join(roots[:5])}{' ...' if len(roots) > 5 else ''})"
+                except DatabaseError:
+                    pass
+        raise StoreError(f"{self.url}: the metadata database is damaged: it has lost its table{'s' if len(missing) > 1 else ''} "
+                         f"{lost}; it was left untouched; {fix}")
+
     def _check_readable(self, path: str, in_log: bool) -> None:
         """A read-only database must show every committed row, or say in one line why it cannot."""
         hint = ("it was not closed cleanly (a write-ahead log is left); open the index once where it can be "
@@ -226,7 +290,7 @@ class MetadataStore:
             reason = " ".join(str(getattr(exc, "orig", exc)).split())[:160]
             raise StoreError(f"{path}: cannot read the metadata database read-only ({reason}); "
                              + (hint if in_log else "check that the file is readable")) from None
-        if not {"images", "files", "meta"} <= tables:
+        if not tables & set(Base.metadata.tables):  # some tables but not all: damaged (_check_tables says so)
             raise StoreError(f"{path}: the metadata database has no tables yet; "
                              + (hint if in_log else "the index was never completed: index a folder into it first"))
 
@@ -244,7 +308,7 @@ class MetadataStore:
         """Schema 1 -> 2: the files table gains ctime_ns and ino (NULL: those files are hashed once more).
         2 -> 3: the images table gains lowfreq (NULL: the next index run computes it)."""
         columns = ([("files", "ctime_ns", "BIGINT"), ("files", "ino", "BIGINT")] if found == "1" else []) \
-            + [("images", "lowfreq", "BLOB" if self.url.startswith("sqlite") else "BYTEA")]
+            + [("images", "lowfreq", "BLOB" if self.is_sqlite else "BYTEA")]
         with self.engine.begin() as c:
             for table, col, kind in columns:
                 try:
@@ -317,9 +381,41 @@ class MetadataStore:
                         yield self._unpack(rows)
 
     def _unpack(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        want = self.dim * 4 if self.dim else len(rows[0][1])
+        bad = [int(r[0]) for r in rows if r[1] is None or len(r[1]) != want or want % 4]
+        if bad:
+            raise self._damaged(bad)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
         return ids, vecs
+
+    def _damaged(self, ids: list[int]) -> StoreError:
+        """One line naming a damaged stored vector's image and the fix."""
+        info = self.lookup(ids[:1]).get(ids[0])
+        where = f" ({info.paths[0]})" if info is not None and info.paths else ""
+        more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+        return StoreError(f"{self.url}: the stored vector of image {ids[0]}{where}{more} is damaged (not "
+                          f"{self.dim or '?'} float32 values); run 'lookalike rebuild' to embed it again")
+
+    def damaged_vectors(self) -> list[int]:
+        """Ids of images whose stored vector is not ``dim`` float32 values (a damaged blob)."""
+        if not self.dim:
+            return []
+        with self.session() as s:
+            rows = s.execute(select(ImageRow.id).where((ImageRow.vector.is_(None))
+                                                       | (func.length(ImageRow.vector) != self.dim * 4))).scalars()
+            return sorted(int(i) for i in rows)
+
+    def set_vectors(self, pairs: Sequence[tuple[int, np.ndarray]]) -> None:
+        """Replace the stored vectors of existing images, in one transaction."""
+        if not pairs:
+            return
+        with self.session() as s, s.begin():
+            for iid, vec in pairs:
+                vec = np.ascontiguousarray(vec, dtype=np.float32)
+                if self.dim is not None and vec.shape != (self.dim,):
+                    raise StoreError(f"vector of shape {vec.shape} does not fit a store of dimension {self.dim}")
+                s.execute(update(ImageRow).where(ImageRow.id == int(iid)).values(vector=vec.tobytes()))
 
     @property
     def has_signatures(self) -> bool:
@@ -410,6 +506,17 @@ class MetadataStore:
             key = row.reason.split(" (")[0]
             out[key] = out.get(key, 0) + 1
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def get_meta(self, key: str) -> str | None:
+        """A value of the ``meta`` table (None when absent)."""
+        with self.session() as s:
+            return s.execute(select(MetaRow.value).where(MetaRow.key == key)).scalar()
+
+    def set_meta(self, **values: str) -> None:
+        """Set ``meta`` values in one transaction."""
+        with self.session() as s, s.begin():
+            for key, value in values.items():
+                s.merge(MetaRow(key=key, value=value))
 
     def roots(self) -> list[str]:
         with self.session() as s:
@@ -507,12 +614,10 @@ class MetadataStore:
 
 def count_rows(db_path: str | os.PathLike, table: str = "images") -> int:
     """Rows committed in a SQLite metadata file, read without locking a writer out (0 if unreadable)."""
-    import sqlite3
-
     if table not in ("images", "files", "skipped"):
         raise ValueError(f"unknown table {table}")
     try:
-        con = sqlite3.connect(f"file:{os.fspath(db_path)}?mode=ro", uri=True, timeout=1)
+        con = sqlite3.connect(sqlite_uri(db_path, mode="ro"), uri=True, timeout=1)
         try:
             return int(con.execute(f"select count(*) from {table}").fetchone()[0])
         finally:

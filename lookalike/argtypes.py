@@ -99,6 +99,8 @@ def size_bytes(text: str) -> int:
         v = float(t[:-1] if t[-1:] in "KMGT" else t) * mult
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a size such as 2G or 512M, got '{text}'") from None
+    if v != v or v in (float("inf"), float("-inf")) or v >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected a finite size such as 2G or 512M, got '{text}'")
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return int(v)

@@ -45,7 +45,8 @@ def cmd_index(args) -> int:
         engine.set_options(max_memory=args.max_memory, on_disk=True if args.on_disk else None)
         report = engine.add(args.dirs, batch_size=args.batch_size, workers=args.workers,
                             progress=not args.quiet, remove_missing=not args.keep_missing,
-                            chunk_size=args.chunk_size, executor=args.engine, ray_address=args.address)
+                            chunk_size=args.chunk_size, executor=args.engine, ray_address=args.address,
+                            retry_skipped=args.retry_skipped)
     except EngineError as exc:
         return fail(str(exc))
     finally:
@@ -58,7 +59,7 @@ def cmd_search(args) -> int:
     from .retrieval.engine import EngineError
 
     if not os.path.exists(args.query):
-        return fail(f"{args.query}: query image not found")
+        return fail(f"{_printable(args.query)}: query image not found")
     engine = _open(args, runtime=args.runtime)
     try:
         res = engine.search(args.query, k=args.k, min_score=args.min_score, exclude_self=args.exclude_self,
@@ -109,8 +110,12 @@ def cmd_status(args) -> int:
         t = st.search
         knobs = ", ".join(f"{name} {t[key]}" for key, name in (("ef_search", "efSearch"), ("nprobe", "nprobe"),
                                                                 ("refine_factor", "re-rank factor")) if t.get(key))
-        print(f"search     {knobs or 'defaults'}: recall@10 {t['recall_at_k']:.3f} on {t['queries']} sampled vectors "
-              f"(target {t['target']}{'' if t['reached'] else ', not reached'}; tuned at {t['vectors']} vectors)")
+        if t.get("recall_at_k") is not None:
+            print(f"search     {knobs or 'defaults'}: recall@10 {t['recall_at_k']:.3f} on {t.get('queries')} sampled "
+                  f"vectors (target {t.get('target')}{'' if t.get('reached') else ', not reached'}; tuned at "
+                  f"{t.get('vectors')} vectors)")
+        else:
+            print(f"search     {knobs or 'defaults'}")
     print(f"files      {st.files} ({st.duplicates} duplicate paths)")
     print(f"skipped    {st.skipped}")
     for reason, n in st.skipped_by_reason.items():
@@ -155,7 +160,7 @@ def cmd_rebuild(args) -> int:
     from .retrieval.engine import EngineError
 
     # a damaged FAISS file is moved aside by rebuild, under the lock; a new type replaces a broken saved one
-    engine = _open(args, load_index=False, index_type=args.index_type)
+    engine = _open(args, load_index=False, index_type=args.index_type, repair=True)
     try:
         engine.set_options(max_memory=args.max_memory, on_disk=args.on_disk)
         done = engine.rebuild(args.index_type)
@@ -202,6 +207,9 @@ def cmd_export(args) -> int:
                                progress=not args.quiet)
     except DataError as exc:
         return fail(str(exc))
+    except OSError as exc:  # a folder it cannot create or write (a file in the way, read-only, disk full)
+        where = exc.filename or args.out
+        return fail(f"{_printable(str(where))}: cannot write the exported images ({exc.strerror or exc})")
     print(f"wrote {len(paths)} images to {args.out}")
     return 0
 
@@ -220,6 +228,9 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--db-url", default=None, help="SQLAlchemy URL for the metadata (default SQLite in the index folder)")
     p.add_argument("--max-pixels", type=positive_int, default=None, help="skip images larger than this (default 200M)")
     p.add_argument("--keep-missing", action="store_true", help="keep files that disappeared from disk")
+    p.add_argument("--retry-skipped", action="store_true",
+                   help="try every skipped file again (changed files, files readable again and all of them after a "
+                        "new --max-pixels are retried anyway)")
     p.add_argument("--chunk-size", type=positive_int, default=512, help="images per committed chunk (default 512)")
     p.add_argument("--max-memory", type=size_bytes, default=None, metavar="SIZE",
                    help="RAM budget for the vector index (e.g. 2G); --index-type auto picks a type that fits")

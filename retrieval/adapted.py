@@ -6,7 +6,8 @@ Three files change when an index is adapted, so the switch is ordered to be safe
 1. the new head is written (atomically) under a new name; nothing refers to it yet;
 2. ONE database transaction replaces every stored vector and records the head's file name in the store's ``meta``
    table (key :data:`META_KEY`): the store, the source of truth, never mixes vectors of two heads;
-3. ``lookalike.json`` names the head (``model`` = ``checkpoint:<path>``, ``extra["adapted"]``) and the FAISS index
+3. ``lookalike.json`` names the head (``model`` = ``checkpoint:<file>``, relative to the index folder, so a copied
+   index names its own; ``extra["adapted"]``) and the FAISS index
    is rebuilt from the store.
 
 A kill between 2 and 3 leaves a store ahead of its config: :func:`recover`, run by every ``Engine.open``, sees the
@@ -27,7 +28,7 @@ from lookalike.indexer.store import ImageRow, MetadataStore, MetaRow
 from .folder import EngineError, IndexConfig, IndexFolder
 
 __all__ = ["META_KEY", "HEAD_PREFIX", "ADAPT_DIR", "AdaptError", "model_name", "accepts_model", "adapted_info",
-           "stored_head", "replace_vectors", "switch_config", "recover"]
+           "stored_head", "replace_vectors", "switch_config", "recover", "shown_model"]
 
 META_KEY = "adapted_head"        # store meta row: file name of the head that made the stored vectors
 HEAD_PREFIX = "adapted-head-"    # adapted heads: <index folder>/adapted-head-<digest>.pt
@@ -53,10 +54,17 @@ def model_name(config: IndexConfig, root: str | Path) -> str:
     return f"checkpoint:{Path(root) / info['file']}"
 
 
+def shown_model(config: IndexConfig) -> str:
+    """The model as status shows it: an adapted head by its file name inside the index folder (an index written
+    before that was stored relative still names the folder it was adapted in)."""
+    info = adapted_info(config)
+    return f"checkpoint:{info['file']}" if info is not None else config.model
+
+
 def accepts_model(config: IndexConfig, model: str) -> bool:
     """Whether a ``--model`` given for an existing index names it: its model, or the base an adapted head came from."""
     info = adapted_info(config)
-    return model == config.model or (info is not None and model == info.get("base"))
+    return model in (config.model, shown_model(config)) or (info is not None and model == info.get("base"))
 
 
 def stored_head(store: MetadataStore) -> str | None:
@@ -90,7 +98,7 @@ def switch_config(config: IndexConfig, folder: IndexFolder, info: dict) -> None:
     """Point the (in-memory) config at the adapted head described by ``info`` (file, base, ...). Its vectors were
     computed in fp32 (from cached torch features), so the index is fp32 from then on, whatever it was before."""
     config.extra["adapted"] = dict(info)
-    config.model = f"checkpoint:{folder.root / info['file']}"
+    config.model = f"checkpoint:{info['file']}"  # relative to the index folder (model_name finds it there)
     config.precision = "fp32"
 
 

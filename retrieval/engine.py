@@ -73,6 +73,8 @@ class RebuildReport:
     factory: str
     vectors: int
     damaged: str | None = None
+    reembedded: int = 0           # images whose damaged stored vector was embedded again from their file
+    removed: list[str] | None = None  # paths of images with a damaged vector and no file left holding them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,41 +110,26 @@ class Engine:
     def open(cls, path: str | os.PathLike, model: str | None = None, index_type: str | None = None,
              db_url: str | None = None, create: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
              load_index: bool = True, mmap: bool | None = None, runtime: str = "auto",
-             precision: str | None = None) -> "Engine":
+             precision: str | None = None, repair: bool = False) -> "Engine":
         """Open (or create) the index folder ``path``; refuses a model other than the one it was built with.
 
         ``runtime`` ("auto", "openvino", "onnxruntime", "torch") runs the model; the index records the model and
         its ``precision`` ("fp32", "bf16", "int8"; a new index's default fp32), not the runtime, so any runtime
         searches any index.
         ``index_type`` other than the folder's is built by the next write (``add`` or ``rebuild``), never
-        by opening. ``load_index=False`` skips reading the FAISS file (for ``rebuild`` of a damaged one).
+        by opening. ``load_index=False`` skips reading the FAISS file (for ``rebuild`` of a damaged one);
+        ``repair`` (``rebuild``) recreates the database tables that can be recreated empty (skipped files, roots).
+        Opening never creates or alters a table of an existing index; a new one is created under the writer lock.
         """
         folder = IndexFolder(path)
         root = folder.root
+        asked_precision = precision
         if precision is not None and precision not in PRECISIONS:
             raise EngineError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
-        if folder.exists():
-            config = folder.read_config()
-            if model and not adapted.accepts_model(config, model):
-                raise EngineError(f"{root}: this index was built with model '{config.model}', not '{model}'; "
-                                  f"use another --db folder for a different model")
-            if precision and precision != config.precision:
-                raise EngineError(f"{root}: this index was built at precision {config.precision}, not {precision}; "
-                                  f"use another --db folder for a different precision")
-            if db_url and db_url != config.db_url and not (config.db_url is None and db_url.startswith("sqlite")):
-                raise EngineError(f"{root}: this index uses database {config.db_url or 'metadata.db'}, not {db_url}")
-            if index_type:
-                _check_index_type(index_type, config.dim)
-            else:
-                try:
-                    _check_index_type(config.index_type, config.dim)
-                except EngineError as exc:
-                    raise EngineError(f"{folder.config_path}: saved setting: {exc}; run 'lookalike rebuild --db {root} "
-                                      f"--index-type auto' to replace it") from None
-        elif not create:
+        if not folder.exists() and not create:
             raise EngineError(f"{root}: not a lookalike index (no {folder.config_path.name}); build one with "
                               f"'lookalike index DIR --db {root}'")
-        else:
+        if not folder.exists():
             try:
                 precision = precision or default_precision(model or DEFAULT_EMBEDDER, runtime)
                 described = load_embedder(model or DEFAULT_EMBEDDER, runtime, precision).describe()
@@ -150,14 +137,38 @@ class Engine:
                 raise EngineError(str(exc)) from None
             _check_index_type(index_type, int(described["dim"]))
             folder.create()  # only once the model and the index type are known to work
-            config = IndexConfig.new(described, None, db_url, precision)  # a requested type: saved once built
-            folder.write_config(config)
+            with folder.writer_lock():  # two first runs at once: one creates, the other then opens what it made
+                if not folder.exists():
+                    if not db_url or db_url.startswith("sqlite"):  # the tables first, the config (which marks an
+                        try:                                                # index) last
+                            MetadataStore(sqlite_url(folder.db_path), dim=int(described["dim"])).close()
+                        except StoreError as exc:
+                            raise EngineError(str(exc)) from None
+                    # a requested index type is saved once built
+                    folder.write_config(IndexConfig.new(described, None, db_url, precision))
+        config = folder.read_config()
+        if model and not adapted.accepts_model(config, model):
+            raise EngineError(f"{root}: this index was built with model '{config.model}', not '{model}'; "
+                              f"use another --db folder for a different model")
+        if asked_precision and asked_precision != config.precision:
+            raise EngineError(f"{root}: this index was built at precision {config.precision}, not {precision}; "
+                              f"use another --db folder for a different precision")
+        if db_url and db_url != config.db_url and not (config.db_url is None and db_url.startswith("sqlite")):
+            raise EngineError(f"{root}: this index uses database {config.db_url or 'metadata.db'}, not {db_url}")
+        if index_type:
+            _check_index_type(index_type, config.dim)
+        else:
+            try:
+                _check_index_type(config.index_type, config.dim)
+            except EngineError as exc:
+                raise EngineError(f"{folder.config_path}: saved setting: {exc}; run 'lookalike rebuild --db {root} "
+                                  f"--index-type auto' to replace it") from None
         if not config.db_url and config.index_written and (not folder.db_path.exists() or folder.db_path.stat().st_size == 0):
             raise EngineError(f"{folder.db_path}: metadata database is {'missing' if not folder.db_path.exists() else 'empty'} "
                               f"but this index held vectors; restore it from a backup (nothing was written)")
         try:
             store = MetadataStore(config.db_url or sqlite_url(folder.db_path), dim=config.dim,
-                                  read_only=not folder.writable() and not config.db_url)
+                                  read_only=not folder.writable() and not config.db_url, repair=repair)
         except StoreError as exc:
             raise EngineError(str(exc)) from None
         try:
@@ -257,13 +268,15 @@ class Engine:
     def add(self, paths: Iterable[str | os.PathLike], *, batch_size: int = 64, workers: int | None = None,
             progress: "bool | Callable[[str, int, int | None], None]" = True, remove_missing: bool = True,
             chunk_size: int = 512, warn: "Callable[[str, str], None] | Literal['stderr'] | None" = "stderr",
-            executor: str = "local", ray_address: str | None = None) -> "IndexReport":
+            executor: str = "local", ray_address: str | None = None, retry_skipped: bool = False) -> "IndexReport":
         """Index image files and folders (incrementally); returns an :class:`IndexReport`.
 
         ``progress``: tqdm bars (True), none (False), or a callback ``(phase, done, total)``.
         ``warn``: what to do with each skipped file ``(path, reason)``: a one-line message on stderr
         ("stderr"), nothing (None), or a callback.
-        ``executor="ray"`` embeds on Ray (a local instance, or the cluster at ``ray_address``)."""
+        ``executor="ray"`` embeds on Ray (a local instance, or the cluster at ``ray_address``).
+        ``retry_skipped``: try every file skipped before again (otherwise only changed ones, unreadable ones that can
+        be read now, and all of them when the pixel limit changed)."""
         from lookalike.indexer.distributed import RayUnavailable
         from lookalike.indexer.pipeline import EmbedSpec, index_paths, warn_stderr
 
@@ -278,7 +291,7 @@ class Engine:
                 return index_paths(self.store, self.maintainer, spec, paths, batch_size=batch_size, workers=workers,
                                    progress=progress, remove_missing=remove_missing, chunk_size=chunk_size,
                                    warn=warn_stderr if warn == "stderr" else warn, executor=executor,
-                                   ray_address=ray_address)
+                                   ray_address=ray_address, retry_skipped=retry_skipped)
             except (RayUnavailable, FileNotFoundError, StoreError, VectorIndexError) as exc:
                 raise EngineError(str(exc)) from None
             except SQLAlchemyError as exc:
@@ -307,11 +320,51 @@ class Engine:
         A damaged FAISS file is kept beside as ``vectors.faiss.damaged`` and replaced."""
         _check_index_type(index_type, self.dim)
         with self.folder.writer_lock():
+            try:
+                reembedded, removed = self._reembed_damaged_vectors()
+            except SQLAlchemyError as exc:
+                raise self._storage_error(exc) from None
             damaged = self.maintainer.move_damaged_aside()
             if index_type:
                 self.config.index_type = index_type
             factory = self.maintainer.rebuild()
-        return RebuildReport(factory=factory, vectors=len(self.index) if self.index is not None else 0, damaged=damaged)
+        return RebuildReport(factory=factory, vectors=len(self.index) if self.index is not None else 0, damaged=damaged,
+                             reembedded=reembedded, removed=removed or None)
+
+    def _reembed_damaged_vectors(self) -> tuple[int, list[str]]:
+        """Embed again every image whose stored vector is damaged, from a file still holding its content (same
+        sha256); images with no such file are forgotten (the next index run adds what their files now hold).
+        Returns (images re-embedded, paths forgotten)."""
+        bad = self.store.damaged_vectors()
+        if not bad:
+            return 0, []
+        from lookalike.indexer.pipeline import embed_files
+
+        infos = self.store.lookup(bad)
+        todo = {iid: list(info.paths) for iid, info in infos.items()}
+        fixed: dict[int, np.ndarray] = {}
+        embedder = self.embedder
+        while todo:  # the first path of each image, then the next for those whose file changed or failed
+            tries = [(iid, paths.pop(0)) for iid, paths in todo.items() if paths]
+            if not tries:
+                break
+            for vecs, meta, _ in embed_files(embedder, [p for _, p in tries], workers=0, progress=False,
+                                             max_pixels=self.max_pixels):
+                for row, (i, *_, sha) in enumerate(meta):
+                    iid = tries[i][0]
+                    if sha == infos[iid].sha256:
+                        fixed[iid] = vecs[row]
+            todo = {iid: paths for iid, paths in todo.items() if iid not in fixed and paths}
+        self.store.set_vectors(sorted(fixed.items()))
+        lost = [p for iid in bad if iid not in fixed and iid in infos for p in infos[iid].paths]
+        lost_ids = [iid for iid in bad if iid not in fixed]
+        if lost:
+            self.store.remove_paths(lost)
+        self.store.remove_orphans()  # a damaged image no file pointed at any more
+        for iid in lost_ids:
+            note(f"{self.store.url}: the stored vector of image {iid} was damaged and no file holds its content any "
+                 f"more; it was removed")
+        return len(fixed), lost
 
     # ------------------------------------------------------------------ reading
     def load_query(self, query: Any) -> tuple[Image.Image, str | None]:
@@ -375,7 +428,7 @@ class Engine:
         return IndexStatus(
             path=str(self.root), images=c["images"], files=c["files"],
             vectors=len(index) if index is not None else 0, duplicates=c["duplicates"],
-            skipped=c["skipped"], skipped_by_reason=self.store.skipped_by_reason(), model=self.config.model,
+            skipped=c["skipped"], skipped_by_reason=self.store.skipped_by_reason(), model=adapted.shown_model(self.config),
             precision=self.config.precision,            index_type=self.config.index_type, factory=index.factory if index is not None else None,
             dim=self.dim, size_on_disk=self.folder.size_on_disk(), roots=self.store.roots(), search=self.config.search,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class IndexConfig:
     lookalike_version: str = ""
     created_at: str = ""
     extra: dict = field(default_factory=dict)  # keys written by other versions, kept as they are
+    repaired = False  # (not saved) invalid settings were replaced by defaults when read
 
     @classmethod
     def new(cls, described: dict, index_type: str | None, db_url: str | None, precision: str = "fp32") -> "IndexConfig":
@@ -76,7 +78,7 @@ class IndexConfig:
             raise EngineError(f"{source}: index format {fmt} is newer than this lookalike reads ({FORMAT_VERSION}); "
                               f"upgrade lookalike to use this index")
         for key, kind in (("model", str), ("dim", int)):
-            if not isinstance(d.get(key), kind) or (key == "dim" and d[key] <= 0):
+            if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool) or (key == "dim" and d[key] <= 0):
                 raise EngineError(f"{source}: '{key}' is missing or invalid; the index configuration is damaged "
                                   f"(rebuild the index in a new --db folder)")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
@@ -84,15 +86,72 @@ class IndexConfig:
         extra = {k: v for k, v in d.items() if k not in names}
         if known.get("precision", "fp32") not in ("fp32", "bf16", "int8"):
             raise EngineError(f"{source}: unknown 'precision' {known['precision']!r}; the index configuration is damaged")
+        url = known.get("db_url")
+        if url is not None and (not isinstance(url, str) or "://" not in url
+                                or (url.startswith("sqlite") and url.split("://", 1)[1].strip("/") in ("", ":memory:"))):
+            raise EngineError(f"{source}: 'db_url' is not a database URL ({known['db_url']!r}); the index "
+                              f"configuration is damaged")
         if not isinstance(known.get("index_type", "auto"), str):
             raise EngineError(f"{source}: 'index_type' is not a string; run 'lookalike rebuild --index-type TYPE'")
-        return cls(**known, extra=extra)
+        bad = _bad_settings(known)
+        if bad:  # settings with a safe default: fall back to it with a note, never fail every open
+            from .runtime import note
+
+            note(f"{source}: invalid setting{'s' if len(bad) > 1 else ''} "
+                 + "; ".join(f"'{k}': {known[k]!r}" for k in bad)[:300]
+                 + " ignored (defaults used; the next index run or rebuild writes valid ones)")
+            fields = {f.name: f for f in dataclasses.fields(cls)}
+            for k in bad:
+                f = fields[k]
+                known[k] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        out = cls(**known, extra=extra)
+        out.repaired = bool(bad)  # the next write saves the defaults in place of the invalid values
+        return out
 
     def to_dict(self) -> dict:
         """The JSON object written to ``lookalike.json``."""
         d = dataclasses.asdict(self)
         extra = d.pop("extra")
         return {**extra, **d}
+
+
+def _count(v: Any, low: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _tuned_ok(t: Any) -> bool:
+    """Tuned search knobs as retrieval/tune.py writes them (None: never tuned)."""
+    if t is None:
+        return True
+    if not isinstance(t, dict) or not isinstance(t.get("factory"), str):
+        return False
+    return (all(t.get(k) is None or _count(t[k]) for k in ("ef_search", "nprobe", "refine_factor"))
+            and all(t.get(k) is None or _number(t[k]) for k in ("recall_at_k", "target"))
+            and all(t.get(k) is None or _count(t[k], 0) for k in ("queries", "vectors"))
+            and isinstance(t.get("reached", False), bool))
+
+
+# lookalike.json settings that fall back to their default when invalid (the rest are refused: see from_dict)
+_SETTING_CHECKS = {
+    "search": _tuned_ok,
+    "max_memory": lambda v: v is None or _count(v),
+    "on_disk": lambda v: isinstance(v, bool),
+    "recall_target": lambda v: v is None or (_number(v) and 0 < v <= 1),
+    "hnsw_missed_target": lambda v: isinstance(v, bool),
+    "factory": lambda v: v is None or isinstance(v, str),
+    "preprocess": lambda v: isinstance(v, dict),
+    "lookalike_version": lambda v: isinstance(v, str),
+    "created_at": lambda v: isinstance(v, str),
+}
+
+
+def _bad_settings(known: dict) -> list[str]:
+    """The keys of ``known`` whose values the checks above refuse."""
+    return [k for k, ok in _SETTING_CHECKS.items() if k in known and not ok(known[k])]
 
 
 class WriterLock:
@@ -141,7 +200,7 @@ class IndexFolder:
     def __init__(self, path: str | os.PathLike) -> None:
         if not os.fspath(path):
             raise EngineError("the index folder path is empty; give --db a folder name")
-        self.root = Path(path).expanduser().absolute()
+        self.root = Path(os.path.abspath(Path(path).expanduser()))  # '..' resolved, symlinks kept
 
     @property
     def config_path(self) -> Path:
@@ -198,5 +257,13 @@ class IndexFolder:
         return WriterLock(self.root)
 
     def size_on_disk(self) -> int:
-        """Bytes of the files in the folder."""
-        return sum(f.stat().st_size for f in self.root.iterdir() if f.is_file())
+        """Bytes of the files in the folder (a temp file a writer renames meanwhile is left out, not an error)."""
+        total = 0
+        for f in self.root.iterdir():
+            try:
+                st = f.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+        return total

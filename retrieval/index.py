@@ -113,8 +113,50 @@ class SearchParams:
     nprobe: int = 32
 
 
+def _read_failure(path: str, exc: BaseException) -> str:
+    """What is wrong with an index file FAISS could not read, in words (not its C++ assertion)."""
+    text = str(exc)
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = -1
+    if size == 0:
+        return "the file is empty"
+    m = re.search(r"read error in .*?: (\d+) != (\d+)", text)
+    if m:
+        return f"the file is cut short: it ends {int(m.group(2)) - int(m.group(1)):,} bytes before the index does"
+    if "not recognized" in text:
+        return "not a FAISS index (unknown header)"
+    if "out of range" in text or "failed" in text:
+        return "its contents are not a valid FAISS index (overwritten or corrupted)"
+    if isinstance(exc, MemoryError) or "bad_alloc" in text:
+        return "its header claims more memory than there is (corrupted)"
+    return " ".join(text.split())[:120]
+
+
+_GENERATION_TAG = b"\nlookalike-generation:"
+
+
+def _read_generation(path: str) -> str | None:
+    """The generation token written after the index by :meth:`VectorIndex.save` (None: an untagged file)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 128))
+            tail = fh.read()
+    except OSError:
+        return None
+    at = tail.rfind(_GENERATION_TAG)
+    if at < 0 or not tail.endswith(b"\n"):
+        return None
+    token = tail[at + len(_GENERATION_TAG):-1]
+    return token.decode("ascii") if token.isalnum() else None
+
+
 class VectorIndex:
     """An id-mapped FAISS index plus the ids it must hide (removed but not removable)."""
+
+    generation: str | None = None  # the tag of the file it was read from or last saved to
 
     def __init__(self, index: faiss.Index, factory: str, hidden: set[int] | None = None) -> None:
         self.index = index
@@ -163,7 +205,7 @@ class VectorIndex:
         try:
             idx = faiss.read_index(path, faiss.IO_FLAG_MMAP if mmap else 0)
         except Exception as exc:
-            raise VectorIndexError(f"{path}: FAISS index file is damaged ({str(exc).splitlines()[0][:160]})") from None
+            raise VectorIndexError(f"{path}: FAISS index file is damaged ({_read_failure(path, exc)})") from None
         if not isinstance(idx, faiss.IndexIDMap2):
             try:
                 idx = faiss.downcast_index(idx)
@@ -173,12 +215,18 @@ class VectorIndex:
                 raise VectorIndexError(f"{path}: not a lookalike index (expected an IndexIDMap2)")
         out = cls(idx, factory or "unknown")
         out.mmapped = bool(mmap)
+        out.generation = _read_generation(path)
         return out
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the index atomically (temp file in the same folder, fsync, rename)."""
+    def save(self, path: str | os.PathLike, generation: str | None = None) -> None:
+        """Write the index atomically (temp file in the same folder, fsync, rename), tagged with ``generation``
+        (a short ASCII token the metadata database records too; FAISS ignores bytes after the index)."""
         with atomic_path(path, suffix=".faiss.tmp") as tmp:
             faiss.write_index(self.index, tmp)
+            if generation:
+                with open(tmp, "ab") as fh:
+                    fh.write(_GENERATION_TAG + generation.encode("ascii") + b"\n")
+        self.generation = generation
 
     # ------------------------------------------------------------------ contents
     @property

@@ -7,9 +7,11 @@ The store is the truth; the FAISS file is a cache that can always be rebuilt fro
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Sequence
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 
 from lookalike.indexer.store import MetadataStore
 
@@ -22,6 +24,10 @@ __all__ = ["IndexMaintainer", "TUNE_MIN_VECTORS", "REFINE_FACTOR", "write_failur
 TUNE_MIN_VECTORS = 1000  # below this an approximate index is as good as exact at the default knobs
 REFINE_FACTOR = 10  # PQ indexes: shortlist k*10, re-rank with the stored vectors (benchmarks/ann.py: recall 0.65 -> 0.95)
 TRAIN_SAMPLE = 200_000  # most stored vectors an IVF/PQ index is trained on
+# the store's meta rows naming the FAISS file written with it: each save tags the file with a new token, recorded as
+# "next" before the file is written and as the generation after, so a kill in between still matches; a file restored
+# from a backup or copied from another index (the same ids: SQLite reuses them) carries another token
+GENERATION_KEY, NEXT_GENERATION_KEY = "faiss_generation", "faiss_generation_next"
 
 
 def write_failure_reason(exc: BaseException) -> str:
@@ -48,6 +54,8 @@ class IndexMaintainer:
         self.dirty = False         # the in-memory index differs from the FAISS file
         self.config_dirty = False  # the in-memory config differs from lookalike.json
         self.retype = False        # the user asked for another index type: the next flush builds it
+        self.file_vectors = 0      # vectors in the FAISS file when it was read (an empty index never replaces them
+                                   # while the database still lists files: see save)
 
     @property
     def dim(self) -> int:
@@ -59,6 +67,7 @@ class IndexMaintainer:
         path = self.folder.index_path
         rebuild_hint = f"run 'lookalike rebuild --db {self.folder.root}' to restore it from the stored vectors"
         if path.exists():
+            known = self.generations()
             try:
                 use_mmap = self.mmap and "IVF" in str(self.config.factory or "")
                 self.index = VectorIndex.load(path, factory=self.config.factory, mmap=use_mmap)
@@ -66,10 +75,29 @@ class IndexMaintainer:
                 raise EngineError(f"{exc}; {rebuild_hint}") from None
             if self.index.dim != self.dim:
                 raise EngineError(f"{path}: index dimension {self.index.dim} != {self.dim}; {rebuild_hint}")
+            self.file_vectors = len(self.index)
+            known |= self.generations()  # a writer may have saved while the file was read
+            if known and self.index.generation not in known:
+                from .runtime import note
+
+                note(f"{path}: this FAISS file was not written with this index's database (restored from a backup "
+                     f"or copied from another index); it is rebuilt from the stored vectors"
+                     + ("" if self.folder.writable() else " in memory (the folder is read-only)"))
+                self.index, self.file_vectors = None, 0
+                self.sync()
+                self.dirty = True
+                return
             self.apply_tuned()
         elif self.config.index_written:
             raise EngineError(f"{path}: FAISS index file is missing; {rebuild_hint}")
         self.sync()
+
+    def generations(self) -> set[str]:
+        """The FAISS file tokens the store accepts (empty: written before tokens were recorded)."""
+        try:
+            return {g for g in (self.store.get_meta(GENERATION_KEY), self.store.get_meta(NEXT_GENERATION_KEY)) if g}
+        except SQLAlchemyError:
+            return set()
 
     def sync(self) -> None:
         """Add the stored vectors the index lacks and drop the ids the store no longer has."""
@@ -249,17 +277,30 @@ class IndexMaintainer:
             return
         if self.dirty or not self.folder.index_path.exists():
             self.save(keep_note="; the previous index file is kept and the database holds every committed vector")
-        if self.config_dirty:  # after the index file: the config never names knobs for an index not on disk
-            self.write_config()
+        if self.config_dirty or self.config.repaired:  # after the index file: the config never names knobs for an
+            self.write_config()                         # index not on disk
 
     def save(self, keep_note: str = "") -> None:
         """Write the FAISS file atomically and record it in the config."""
         path = self.folder.index_path
+        if len(self.index) == 0 and self.file_vectors > 0:
+            files = self.store.counts()["files"]
+            if files:  # the rows do not say the images are gone: a damaged database, never a reason to drop vectors
+                raise EngineError(f"{self.store.url}: the database lists {files} files but no images; {path} "
+                                  f"({self.file_vectors} vectors) was kept; the database is damaged: restore it "
+                                  f"from a backup or index the folders again into a new --db folder")
+        token = uuid.uuid4().hex
         try:
-            self.index.save(path)
+            self.store.set_meta(**{NEXT_GENERATION_KEY: token})
+            self.index.save(path, generation=token)
+            self.store.set_meta(**{GENERATION_KEY: token})
+        except SQLAlchemyError as exc:
+            reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
+            raise EngineError(f"{self.store.url}: cannot write metadata ({reason}){keep_note}") from None
         except (OSError, RuntimeError) as exc:
             raise EngineError(f"{path}: cannot write index ({write_failure_reason(exc)}){keep_note}") from None
         self.dirty = False
+        self.file_vectors = len(self.index)
         if not self.config.index_written or self.config.factory != self.index.factory:
             self.config.index_written = True
             self.config.factory = self.index.factory
@@ -267,7 +308,7 @@ class IndexMaintainer:
 
     def write_config(self) -> None:
         self.folder.write_config(self.config)
-        self.config_dirty = False
+        self.config_dirty = self.config.repaired = False
 
     def rebuild(self) -> str:
         """Build the index from the stored vectors as the config asks and save it; returns the factory."""

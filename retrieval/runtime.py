@@ -47,11 +47,52 @@ class RuntimeUnavailable(LookalikeError, RuntimeError):
     """A runtime or precision that cannot run here; the message is one line."""
 
 
+_USABLE_CACHE: dict[str, Path] = {}  # the configured cache folder -> the folder used (a temporary one if unusable)
+
+
+def _cache_problem(path: Path) -> str | None:
+    """Why ``path`` cannot hold the model cache (None: it can)."""
+    if path.exists() and not path.is_dir():
+        return "a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not path.is_dir():
+        return "not a folder"
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        return "not writable"
+    return None
+
+
 def cache_dir() -> Path:
-    """Where compiled models live: ``$LOOKALIKE_CACHE``, else the user's cache folder."""
+    """Where compiled models live: ``$LOOKALIKE_CACHE``, else ``$XDG_CACHE_HOME/lookalike`` or
+    ``~/.cache/lookalike``. One that cannot be used (a file, not creatable, read-only) is replaced, with one note,
+    by a temporary folder removed at exit: models are then exported and compiled again by each process."""
     if os.environ.get("LOOKALIKE_CACHE"):
-        return Path(os.environ["LOOKALIKE_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lookalike"
+        wanted = Path(os.environ["LOOKALIKE_CACHE"]).expanduser()
+    else:
+        wanted = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "lookalike"
+    key = str(wanted)
+    with _CACHE_LOCK:
+        if key not in _USABLE_CACHE:
+            problem = _cache_problem(wanted)
+            if problem is None:
+                _USABLE_CACHE[key] = wanted
+            else:
+                import atexit
+                import shutil
+                import tempfile
+
+                tmp = Path(tempfile.mkdtemp(prefix="lookalike-cache-"))
+                atexit.register(shutil.rmtree, tmp, True)
+                note(f"{wanted}: model cache folder unusable ({problem}); compiling models for this run only "
+                     f"(set LOOKALIKE_CACHE to a writable folder to keep them)")
+                _USABLE_CACHE[key] = tmp
+        return _USABLE_CACHE[key]
+
+
+_CACHE_LOCK = threading.Lock()
 
 
 def note(msg: str) -> None:

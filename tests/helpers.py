@@ -175,3 +175,61 @@ def ui_server(db, *args: str):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         log.close()
+
+
+# ---------------------------------------------------------------------------- image bombs (issue 23)
+def png_bomb(width: int, height: int, bit_depth: int = 1, color_type: int = 0) -> bytes:
+    """A PNG of ``width`` x ``height`` black pixels, written without ever holding them: a few hundred KB at most
+    (14000x14000 at 1 bit is 24 KB). ``color_type``: 0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA."""
+    import struct
+    import zlib
+
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+    row = b"\0" + bytes((width * channels * bit_depth + 7) // 8)
+    comp = zlib.compressobj(9)
+    body = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0))
+            + (chunk(b"PLTE", b"\0\0\0") if color_type == 3 else b"") + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def webp_bomb(width: int, height: int) -> bytes:
+    """A 38-byte lossless WebP of ``width`` x ``height`` pixels of one colour (a 16x16 one with its size changed:
+    one-colour pixels take no bits, so it decodes at any size up to 16383x16383)."""
+    import struct
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 40)).save(buf, "WEBP", lossless=True)
+    data = buf.getvalue()
+    at = data.index(b"VP8L") + 9
+    head = struct.unpack("<I", data[at:at + 4])[0]
+    return data[:at] + struct.pack("<I", (head & ~((1 << 28) - 1)) | (width - 1) | ((height - 1) << 14)) + data[at + 4:]
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """Make ``folder`` read-only for this process: a read-only bind mount as root, chmod otherwise."""
+    if os.geteuid() == 0:
+        view = folder.parent / (folder.name + "-ro")
+        view.mkdir()
+        r = subprocess.run(["mount", "--bind", str(folder), str(view)], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot bind-mount as root here: {r.stderr.strip()}")
+        try:
+            if subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode:
+                pytest.skip("cannot remount read-only here")
+            yield view
+        finally:
+            subprocess.run(["umount", str(view)], check=True)
+    else:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.iterdir()]}
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+        try:
+            yield folder
+        finally:
+            for p, m in modes.items():
+                p.chmod(m)

@@ -72,7 +72,7 @@ def test_adapt_changes_vectors_and_search_uses_the_adapted_head(index, base_inde
     assert not np.allclose(np.stack(list(old.values())), np.stack(list(new.values())), atol=1e-3)
     cfg = json.loads((index / "lookalike.json").read_text())
     head = index / cfg["adapted"]["file"]
-    assert head.is_file() and cfg["model"] == f"checkpoint:{head}" and cfg["dim"] == 64
+    assert head.is_file() and cfg["model"] == f"checkpoint:{head.name}" and cfg["dim"] == 64  # relative: copyable
     assert cfg["adapted"]["base"] == f"checkpoint:{base_index / 'head.pt'}"
     with Engine.open(index, runtime="torch") as eng:
         consistent(eng)
@@ -91,6 +91,7 @@ def test_adapt_changes_vectors_and_search_uses_the_adapted_head(index, base_inde
     moved = Path(shutil.move(index, index.with_name("moved")))
     with Engine.open(moved, runtime="torch") as eng:
         assert eng.model_name == f"checkpoint:{moved / head.name}"
+        assert eng.status().model == f"checkpoint:{head.name}"  # its own head, not the folder it was adapted in
         hits = eng.search(query, k=5)
         assert Path(hits[0].path) == query and hits[0].score > 0.999
 
@@ -105,7 +106,7 @@ def test_a_kill_between_the_store_and_the_config_is_finished_on_open(index, base
     (index / "vectors.faiss").write_bytes(faiss_before)
     query = base_index / "images" / "s07.png"
     with Engine.open(index, runtime="torch") as eng:
-        assert eng.config.model.startswith(f"checkpoint:{index}")
+        assert eng.config.model.startswith("checkpoint:adapted-head-")
         consistent(eng)
         hits = eng.search(query, k=3)
         assert Path(hits[0].path) == query and hits[0].score > 0.999
@@ -154,7 +155,7 @@ def test_adapt_resumes_after_sigkill(index, base_index):
         query = base_index / "images" / "s03.png"
         hits = eng.search(query, k=3)
         assert Path(hits[0].path) == query and hits[0].score > 0.999
-        assert eng.config.model == f"checkpoint:{index / report['head']}"
+        assert eng.config.model == f"checkpoint:{report['head']}"
 
 
 def test_adapt_refuses_an_index_of_another_model(tmp_path, base_index, capsys):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lookalike.indexer.store import count_rows
-from helpers import consistent
+from helpers import consistent, read_only
 
 from lookalike import Engine
 from lookalike.cli import main as cli
@@ -175,32 +175,6 @@ def test_damaged_database_is_reported_and_left_untouched(small_index, capsys, da
     assert not wal.exists() or wal.stat().st_size == 0, "something was written to the damaged database's journal"
     if before is None:
         assert not db.exists(), "a missing database was silently re-created"
-
-
-@contextlib.contextmanager
-def read_only(folder: Path):
-    """Make ``folder`` read-only for this process: a read-only bind mount as root, chmod otherwise."""
-    if os.geteuid() == 0:
-        view = folder.parent / (folder.name + "-ro")
-        view.mkdir()
-        r = subprocess.run(["mount", "--bind", str(folder), str(view)], capture_output=True, text=True)
-        if r.returncode:
-            pytest.skip(f"cannot bind-mount as root here: {r.stderr.strip()}")
-        try:
-            if subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode:
-                pytest.skip("cannot remount read-only here")
-            yield view
-        finally:
-            subprocess.run(["umount", str(view)], check=True)
-    else:
-        modes = {p: p.stat().st_mode for p in [folder, *folder.iterdir()]}
-        for p in modes:
-            p.chmod(modes[p] & ~0o222)
-        try:
-            yield folder
-        finally:
-            for p, m in modes.items():
-                p.chmod(m)
 
 
 def test_read_only_index_folder(small_index, collection, capsys):

@@ -391,3 +391,150 @@ def test_an_unexpected_fault_is_a_json_500_without_traceback(writable):
         con.close()
         r = c.post("/search", **upload(images / "coins.png", k=2))
         assert r.status_code == 500 and r.json() == {"detail": "internal error (OperationalError); see the server log"}
+
+
+# ---------------------------------------------------------------------------------- hostile requests (issue 23)
+def test_huge_image_ids_are_a_4xx_not_an_overflow(client):
+    for url in ("/images/99999999999999999999", "/images/99999999999999999999/thumbnail", "/images/-1",
+                f"/images/{2**63}"):
+        r = client.get(url)
+        assert r.status_code == 422 and "image_id" in r.json()["detail"], (url, r.text)
+    r = client.get(f"/images/{2**63 - 1}")
+    assert r.status_code == 404 and "not in the index" in r.json()["detail"]
+
+
+def test_a_wrong_json_field_is_named_and_the_schema_lists_every_field_sent(client, index):
+    r = client.post("/search", json={"path": 123})
+    assert r.status_code == 422 and r.json()["detail"].startswith("path: "), r.text
+    hit = client.post("/search", json={"path": str(index[0] / "coffee.png"), "k": 1}).json()[0]
+    spec = client.get("/openapi.json").json()
+    assert set(hit) == set(spec["components"]["schemas"]["Hit"]["properties"])  # `paths` included
+
+
+def test_image_bomb_uploads_are_refused_and_the_service_goes_on(client, index):
+    from helpers import png_bomb, webp_bomb
+
+    for name, data in (("b.png", png_bomb(14000, 14000)), ("b.webp", webp_bomb(14000, 14000))):
+        r = client.post("/search", files={"image": (name, data, "application/octet-stream")})
+        assert r.status_code == 400 and "too large to decode: 14000x14000" in r.json()["detail"], r.text
+    assert client.post("/search", **upload(index[0] / "coffee.png", k=1)).json()[0]["path"] == str(index[0] / "coffee.png")
+
+
+def _start_server(db: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "serve", "--db", str(db), "--port", str(port), *extra],
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not answer /health within 120 s"
+        time.sleep(0.25)
+
+
+def _closed_by_server(socks: list[socket.socket], within: float) -> int:
+    """How many of ``socks`` the server closed within ``within`` seconds (polled, never slept past)."""
+    import select
+
+    open_ = set(socks)
+    deadline = time.monotonic() + within
+    while open_ and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(open_), [], [], 0.5)
+        for s in ready:
+            try:
+                data = s.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                open_.discard(s)
+    return len(socks) - len(open_)
+
+
+def test_slow_clients_are_timed_out_and_aborted_uploads_log_one_line(index):
+    proc, base = _start_server(index[1], "--header-timeout", "1", "--body-timeout", "2")
+    host, port = "127.0.0.1", int(base.rsplit(":", 1)[1])
+    socks: list[socket.socket] = []
+    try:
+        for i in range(30):  # slowloris: a request line and half a header, then nothing
+            s = socket.create_connection((host, port), timeout=10)
+            s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            socks.append(s)
+        body = socket.create_connection((host, port), timeout=10)  # a whole head, then a body that never ends
+        body.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; "
+                     b"filename=\"q.png\"\r\n\r\n\x89PNG")
+        socks.append(body)
+        assert _closed_by_server(socks, within=60) == len(socks)
+        for i in range(20):  # aborted uploads: the client goes away mid-body
+            s = socket.create_connection((host, port), timeout=10)
+            s.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                      b"Content-Length: 50000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; "
+                      b"filename=\"q.png\"\r\n\r\n" + b"x" * 1000)
+            s.close()
+        hit = httpx.post(f"{base}/search", timeout=60, **upload(index[0] / "coffee.png", k=1)).json()[0]
+        assert hit["path"] == str(index[0] / "coffee.png")  # the service goes on
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        log = proc.communicate(timeout=30)[0]
+    assert "Traceback" not in log, log
+    assert len(log.strip().splitlines()) <= 1 + 20 + 2, log  # the start line, at most one line per aborted upload
+
+
+def test_after_a_failed_update_the_committed_images_are_searched(writable, monkeypatch):
+    import errno
+
+    from lookalike.retrieval.index import VectorIndex
+
+    images, db = writable
+    new = photo_crops(images / "new", 12, seed=7)
+    real_save = VectorIndex.save
+
+    def disk_full(self, path, generation=None):  # the FAISS file cannot be written: the rows are committed already
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with TestClient(create_app(db, allow_write=True)) as c:
+        monkeypatch.setattr(VectorIndex, "save", disk_full)
+        assert c.post("/index").status_code == 202
+        job = c.app.state.job.wait(120)
+        monkeypatch.setattr(VectorIndex, "save", real_save)
+        assert job.state == "failed" and "No space left on device" in job.error
+        st = c.get("/status").json()
+        assert st["images"] == 22 and st["vectors"] == 22, st  # reopened: the committed rows are searched
+        assert c.post("/search", **upload(new[0], k=1)).json()[0]["path"] == str(new[0])
+
+
+def test_a_deleted_root_is_reported_and_the_others_are_synced(writable, tmp_path):
+    images, db = writable
+    other = Path(shutil.copytree(images, tmp_path / "other"))
+    with Engine.open(db) as eng:
+        eng.add([other], progress=False, workers=0, warn=None)
+    shutil.rmtree(other)
+    extra = photo_crops(images / "new", 3, seed=9)
+    with TestClient(create_app(db, allow_write=True)) as c:
+        assert c.post("/index").status_code == 202
+        job = c.app.state.job.wait(120)
+        assert job.state == "done", job.error
+        assert f"folder not found: {other}" in job.summary and "indexed 3," in job.summary
+        hits = c.post("/search", json={"path": str(images / "coffee.png"), "k": 30}).json()
+        assert hits and not any(p.startswith(str(other)) for h in hits for p in h["paths"])
+        assert c.post("/search", **upload(extra[0], k=1)).json()[0]["path"] == str(extra[0])
+
+
+def test_a_deleted_index_folder_is_a_503_not_a_500_or_stale_answers(writable, tmp_path):
+    images, db = writable
+    with TestClient(create_app(db), raise_server_exceptions=False) as c:
+        assert c.get("/status").status_code == 200
+        shutil.move(db, tmp_path / "elsewhere")
+        for r in (c.get("/status"), c.post("/search", json={"path": str(images / "coins.png"), "k": 1}),
+                  c.post("/search", **upload(images / "coins.png", k=1))):
+            assert r.status_code == 503 and "index folder is gone" in r.json()["detail"], r.text
+        shutil.move(tmp_path / "elsewhere", db)  # back: served again
+        assert c.get("/status").status_code == 200

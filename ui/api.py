@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import logging
 import mimetypes
 import os
 from dataclasses import MISSING
@@ -21,6 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from lookalike.retrieval.denoise import METHODS as DENOISE_METHODS
 from lookalike.retrieval.denoise import DenoiseError
@@ -28,12 +30,13 @@ from lookalike.indexer.loading import ImageLoadError
 from lookalike.retrieval.engine import EngineError, IndexStatus, SearchResult
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
-from .service import IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, \
-    thumbnail_jpeg
+from .service import IndexGone, IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, \
+    indexed_file, thumbnail_jpeg
 
 __all__ = ["create_app", "MAX_K"]
 
 MAX_K = 1000
+MAX_ID = 2**63 - 1  # image ids are 64-bit: a larger number is a 422, never an overflow
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the small form fields, on top of the image cap
 DENOISE = Literal[(*DENOISE_METHODS, "none")]
 
@@ -70,7 +73,7 @@ def _model_of(cls, name: str, exclude: tuple[str, ...] = (), **extra) -> type[Ba
     return create_model(name, **fields, **extra)
 
 
-Hit = _model_of(SearchResult, "Hit", exclude=("paths",))  # what `search --json` prints, plus the id
+Hit = _model_of(SearchResult, "Hit")  # what `search --json` prints: the id and every path of the image included
 
 
 class DenoiseInfo(BaseModel):
@@ -115,10 +118,15 @@ def _search_body_schema() -> dict:
                                           "multipart/form-data": {"schema": form}}}
 
 
-def _one_line(errors: list[dict]) -> str:
+def _one_line(errors: list[dict], sourced: bool = False) -> str:
+    """Validation errors as one line, each led by its field; ``sourced``: FastAPI's locations, whose first part
+    says where the value came from (body, query, path), not which field it is."""
     parts = []
     for e in errors:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
+        loc = list(e.get("loc", ()))
+        if sourced and loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:]
+        loc = ".".join(str(x) for x in loc)
         parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
     return "; ".join(parts).replace("Value error, ", "")
 
@@ -188,11 +196,22 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": _one_line(exc.errors())}, 422)
+        return JSONResponse({"detail": _one_line(exc.errors(), sourced=True)}, 422)
 
     @app.exception_handler(_BodyTooLarge)
     async def _too_big(request: Request, exc: _BodyTooLarge):
         return JSONResponse({"detail": _too_large_text(max_bytes + FORM_OVERHEAD)}, 413)
+
+    @app.exception_handler(IndexGone)
+    async def _gone_index(request: Request, exc: IndexGone):
+        return JSONResponse({"detail": str(exc)}, 503)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect):  # an aborted upload: one log line, no traceback
+        client = request.client.host if request.client else "a client"
+        logging.getLogger("uvicorn.error").warning("%s %s: %s disconnected before the request was read",
+                                                   request.method, request.url.path, client)
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception):  # the server logs the traceback
@@ -265,13 +284,13 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
 
     @app.get("/images/{image_id}", dependencies=guarded, response_class=FileResponse, responses=_errors(401, 403, 404),
              summary="The original file of an indexed image (only from inside the indexed folders)")
-    def image(image_id: int = Path(ge=0)):
+    def image(image_id: int = Path(ge=0, le=MAX_ID)):
         path = served_file(image_id)
         return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
     @app.get("/images/{image_id}/thumbnail", dependencies=guarded, responses={200: {"content": {"image/jpeg": {}}},
              **_errors(401, 403, 404, 422)}, response_class=Response, summary="A JPEG thumbnail of an indexed image")
-    def thumbnail(image_id: int = Path(ge=0), size: int = Query(256, ge=16, le=1024, description="longer side, px")):
+    def thumbnail(image_id: int = Path(ge=0, le=MAX_ID), size: int = Query(256, ge=16, le=1024, description="longer side, px")):
         path = served_file(image_id)
         try:
             return Response(thumbnail_jpeg(path, size), media_type="image/jpeg")

@@ -136,7 +136,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"lookalike serve: http://{shown}:{args.port}/ (API docs at /docs; "
           f"{'read-write' if args.allow_write else 'read-only'}, {'token required' if token else 'no token'}; "
           f"Ctrl+C to stop)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    from .serving import run
+
+    run(app, args.host, args.port, header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+        max_connections=args.max_connections)
     return 0
 
 
@@ -175,5 +178,12 @@ def add_commands(subparsers, train_subparsers=None, bench_subparsers=None) -> No
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch and FAISS threads per query (default 1: concurrent queries each get a core; more "
                         "threads per query are much slower on a busy CPU)")
+    p.add_argument("--header-timeout", type=positive_float, default=10.0, metavar="S",
+                   help="close a connection whose request head is not in within S seconds (default 10)")
+    p.add_argument("--body-timeout", type=positive_float, default=60.0, metavar="S",
+                   help="close a request whose body is not in within S seconds (default 60); idle kept-alive "
+                        "connections close after 5 s")
+    p.add_argument("--max-connections", type=positive_int, default=64, metavar="N",
+                   help="answer 503 to new requests while N connections are open (default 64)")
     add_runtime_options(p, precision=False)
     p.set_defaults(func=cmd_serve)

@@ -9,6 +9,7 @@ one, whose store answers for ids removed since with no row (the engine then drop
 """
 from __future__ import annotations
 
+import gc
 import io
 import os
 import threading
@@ -20,11 +21,14 @@ from typing import Callable
 
 from PIL import Image
 
+from lookalike.indexer.loading import release_memory
+
 from .safety import UnsafePathError, check_readable
 
 __all__ = [
     "IndexJob",
     "JobBusy",
+    "IndexGone",
     "NotIndexed",
     "QueryError",
     "WarmEngine",
@@ -50,6 +54,10 @@ class NotIndexed(QueryError):
 
 class JobBusy(RuntimeError):
     """An index update is already running."""
+
+
+class IndexGone(RuntimeError):
+    """The served index folder was deleted or moved away; the message is one line."""
 
 
 def index_stamp(db: str | os.PathLike, names: tuple[str, ...] = ("lookalike.json", "vectors.faiss", "metadata.db")) -> tuple:
@@ -103,15 +111,20 @@ class WarmEngine:
     def get(self):
         """The current engine. When the index files changed on disk, a fresh engine is opened in the background
         (one at a time) and replaces this one when it is ready: no request waits for a reopen."""
+        if not (self.path / "lookalike.json").is_file():  # never answer from an index that is no longer there
+            raise IndexGone(f"{self.path}: the index folder is gone (deleted or moved); restore it, or restart the "
+                            f"service on another --db")
         if index_stamp(self.path, RELOAD_FILES) != self._stamp and time.monotonic() >= self._retry_at \
                 and self._lock.acquire(blocking=False):
             threading.Thread(target=self._reload_and_release, name="lookalike-reopen", daemon=True).start()
         return self.engine
 
-    def reload(self) -> None:
-        """Reopen now if the index files changed (after this process wrote the index)."""
+    def reload(self, force: bool = False) -> None:
+        """Reopen now if the index files changed (after this process wrote the index), or always with ``force``
+        (after a failed write: rows were committed that the FAISS file on disk may not hold; the reopened engine
+        adds them from the database)."""
         with self._lock:
-            if index_stamp(self.path, RELOAD_FILES) != self._stamp:
+            if force or index_stamp(self.path, RELOAD_FILES) != self._stamp:
                 self._reload()
 
     def _reload_and_release(self) -> None:
@@ -132,6 +145,9 @@ class WarmEngine:
             return
         old, self.engine, self._stamp, self.reload_error = self.engine, fresh, stamp, None
         old.close()  # requests still on it get fresh connections from its store; nothing they hold is freed
+        del old
+        gc.collect()  # the old engine's index and caches (held in reference cycles) go now, not at some later
+        release_memory()  # collection, and the freed memory goes back to the system
 
 
 @dataclass
@@ -200,6 +216,8 @@ class IndexJob:
             st_.error, st_.state = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", "failed"
         finally:
             st_.finished_at = time.time()
+        if st_.state == "failed":  # what was committed before the failure is searched too (or /status says why not)
+            self.warm.reload(force=True)
 
 
 def image_file(engine, image_id: int) -> Path:
