@@ -433,6 +433,13 @@ class MetadataStore:
         rows = [r for r in rows if len(r[1]) == SIGNATURE_BYTES]  # a damaged value counts as missing
         return np.asarray([r[0] for r in rows], np.int64), unpack_signatures([r[1] for r in rows])
 
+    def image_sides(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted ids, long side in px) of every stored image."""
+        with self.session() as s:
+            rows = s.execute(select(ImageRow.id, ImageRow.width, ImageRow.height).order_by(ImageRow.id)).all()
+        return (np.asarray([r[0] for r in rows], np.int64),
+                np.asarray([max(r[1] or 0, r[2] or 0) for r in rows], np.float64))
+
     def max_image_id(self) -> int:
         """The highest image id (0 when empty); it grows with every image added."""
         with self.session() as s:

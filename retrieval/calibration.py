@@ -6,8 +6,8 @@ For a (query, candidate) pair it combines both channels, the neural cosine and t
 set of unrelated images (the SSCD paper's score normalisation: small grey digits sit at cosine 0.9 from each other,
 so 0.9 means nothing for them), and the pair's smaller long side (thumbnails lean on the low-frequency channel).
 Each cosine is also taken relative to how close the query sits to the indexed collection itself (the mean of its
-:data:`DENS_K` best cosines in that channel, the background closeness standing in where the collection has fewer
-close images): a copy stands out from its neighbours, a digit among digits does not.
+:data:`DENS_K` best cosines in that channel after the :data:`DENS_SKIP` best, which may be its copies; the
+background closeness standing in where the collection has fewer close images): a copy stands out from its neighbours, a digit among digits does not.
 A logistic regression over :data:`FEATURES` turns them into a probability; :attr:`CopyScorer.threshold` is the
 default "copy" line. A model's scorer ships as ``weights/copy-calibration-<model>.npz`` (coefficients, the
 background set's vectors and signatures, the threshold), fitted by ``lookalike bench copies --suite augly --fit``
@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["FEATURES", "CopyScorer", "QueryContext", "pair_features", "density", "scorer_path", "load_scorer",
-           "BG_TOP", "DENS_K", "copy_label"]
+           "BG_TOP", "DENS_K", "DENS_SKIP", "DENS_TOP", "copy_label"]
 
 FEATURES = ("cos", "low", "cos_rel", "low_rel", "side", "low_x_side", "cos_x_side", "cos_x_low", "cos_dens",
             "low_dens", "cos_dens_x_side", "low_dens_x_side", "best_channel")
 BG_TOP = 3  # the background closeness of an image: mean cosine of its BG_TOP nearest background images
-DENS_K = 8  # the collection closeness of an image: mean cosine of its DENS_K nearest indexed images, per channel
+DENS_K = 8  # the collection closeness of an image: mean cosine of its DENS_K nearest indexed images, per channel,
+DENS_SKIP = 3  # ... after its DENS_SKIP nearest (which may be copies of it: a photo kept four times)
+DENS_TOP = DENS_SKIP + DENS_K
 SIDE_REF = 256.0  # px; the side feature is log2(side / SIDE_REF), clipped to [-3, 2]
 
 
@@ -65,10 +67,10 @@ def pair_features(cos: np.ndarray, low: np.ndarray, bg_cos: np.ndarray | float, 
 
 
 def density(values: np.ndarray, floor: float) -> float:
-    """Mean of the DENS_K largest of ``values`` and DENS_K copies of ``floor`` (the background closeness in that
-    channel): a small collection is as close as the background set says."""
-    v = np.concatenate([np.asarray(values, np.float64).ravel(), np.full(DENS_K, float(floor))])
-    return float(np.partition(v, len(v) - DENS_K)[-DENS_K:].mean())
+    """Mean of the DENS_SKIP+1-th to DENS_TOP-th largest of ``values`` and DENS_TOP copies of ``floor`` (the
+    background closeness in that channel): a small collection is as close as the background set says."""
+    v = np.concatenate([np.asarray(values, np.float64).ravel(), np.full(DENS_TOP, float(floor))])
+    return float(np.sort(v)[::-1][DENS_SKIP:DENS_TOP].mean())
 
 
 def _top_mean(sims: np.ndarray, k: int) -> np.ndarray:
@@ -96,6 +98,9 @@ class CopyScorer:
         """(bg_cos, bg_low) for rows of unit vectors and their signatures (float64 each, one per row)."""
         v = np.asarray(vectors, np.float32).reshape(-1, self.bg_vectors.shape[1])
         s = np.asarray(signatures, np.float32).reshape(-1, self.bg_signatures.shape[1])
+        if len(v) <= 8:  # one query: einsum, not BLAS, whose spinning threads slow the next inference 2x
+            return (_top_mean(np.einsum("qd,bd->qb", v, self.bg_vectors), BG_TOP),
+                    _top_mean(np.einsum("qd,bd->qb", s, self.bg_signatures), BG_TOP))
         return _top_mean(v @ self.bg_vectors.T, BG_TOP), _top_mean(s @ self.bg_signatures.T, BG_TOP)
 
     def context(self, vector: np.ndarray, signature: np.ndarray, side: float, cand_cos: np.ndarray | None = None,
@@ -108,7 +113,7 @@ class CopyScorer:
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """The calibrated log-odds of being a copy, one per feature row."""
-        return ((np.asarray(features, np.float64) - self.mean) / self.std) @ self.coef + self.intercept
+        return np.einsum("nf,f->n", (np.asarray(features, np.float64) - self.mean) / self.std, self.coef) + self.intercept
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         """The copy probability, one per feature row."""

@@ -188,22 +188,22 @@ def _pairs(vecs: np.ndarray, floor: float, nlist: int | None, nprobe: int) -> tu
 
 def _knn_pairs(x: np.ndarray, has: np.ndarray, k: int, floor: float = -1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's ``k`` nearest rows by inner product, at least ``floor`` (rows in ``has`` only; exact, blocked),
-    and each row's DENS_K best inner products (-inf where fewer), for its collection closeness."""
-    from .calibration import DENS_K
+    and each row's DENS_TOP best inner products (-inf where fewer), for its collection closeness."""
+    from .calibration import DENS_TOP
 
     rows = np.flatnonzero(has)
-    dens = np.full((len(x), DENS_K), -np.inf)
+    dens = np.full((len(x), DENS_TOP), -np.inf)
     if len(rows) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), dens
     s = x[rows]
-    k = min(max(k, DENS_K), len(rows) - 1)
+    k = min(max(k, DENS_TOP), len(rows) - 1)
     out_a, out_b = [], []
     for st in range(0, len(rows), BLOCK):
         sim = s[st:st + BLOCK] @ s.T
         sim[np.arange(len(sim)), np.arange(st, st + len(sim))] = -9.0
         top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
         vals = np.take_along_axis(sim, top, axis=1)
-        best = -np.sort(-vals, axis=1)[:, :DENS_K]
+        best = -np.sort(-vals, axis=1)[:, :DENS_TOP]
         dens[rows[st:st + len(sim)], :best.shape[1]] = best
         ok = vals >= floor
         out_a.append(np.repeat(rows[st:st + len(sim)], k)[ok.ravel()])
@@ -231,9 +231,9 @@ def _rows_of(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _pair_density(vecs: np.ndarray, sigs: np.ndarray, has: np.ndarray, a: np.ndarray,
                   b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's DENS_K best inner products among the candidate pairs found in k-means cells (above EXACT_MAX;
+    """Each row's DENS_TOP best inner products among the candidate pairs found in k-means cells (above EXACT_MAX;
     -inf where fewer were found), per channel."""
-    from .calibration import DENS_K
+    from .calibration import DENS_TOP
 
     n = len(vecs)
     out = []
@@ -246,8 +246,8 @@ def _pair_density(vecs: np.ndarray, sigs: np.ndarray, has: np.ndarray, a: np.nda
         rows, vals = rows[order], vals[order]
         start = np.searchsorted(rows, np.arange(n))
         rank = np.arange(len(rows)) - start[rows] if len(rows) else np.zeros(0, np.int64)
-        keep = rank < DENS_K
-        top = np.full((n, DENS_K), -np.inf)
+        keep = rank < DENS_TOP
+        top = np.full((n, DENS_TOP), -np.inf)
         top[rows[keep], rank[keep]] = vals[keep]
         out.append(top)
     return out[0], out[1]
@@ -259,12 +259,13 @@ def _copy_scores(scorer, vecs: np.ndarray, sigs: np.ndarray, has: np.ndarray, si
     collection closeness)."""
     from .calibration import pair_features
 
-    from .calibration import DENS_K
+    from .calibration import DENS_SKIP, DENS_TOP
 
     bgc, bgl = scorer.background(vecs, sigs)
-    # each row's closeness: the mean of its DENS_K best among its neighbours' cosines and the background floor
-    dc, dl = (np.sort(np.concatenate([top, np.repeat(bg[:, None], DENS_K, 1)], 1), axis=1)[:, -DENS_K:].mean(1)
-              for top, bg in zip(dens, (bgc, bgl)))
+    # each row's closeness, as calibration.density: its neighbours' best cosines and the background floor, ranks
+    # DENS_SKIP+1 .. DENS_TOP
+    dc, dl = (-np.sort(-np.concatenate([top, np.repeat(bg[:, None], DENS_TOP, 1)], 1), axis=1)[:, DENS_SKIP:DENS_TOP]
+              .mean(1) for top, bg in zip(dens, (bgc, bgl)))
     cos = np.einsum("ij,ij->i", vecs[a], vecs[b])
     low = np.where(has[a] & has[b], np.einsum("ij,ij->i", sigs[a], sigs[b]), 0.0)
     side = np.minimum(sides[a], sides[b])

@@ -123,7 +123,7 @@ def view_image(img: Image.Image, view: str) -> Image.Image:
 # a fused search re-scores the union of this many neural and this many low-frequency candidates (at least 4k)
 FUSE_CANDIDATES = 200
 # a calibrated search scores the union of this many candidates from each channel (at least k)
-COPY_CANDIDATES = 32
+COPY_CANDIDATES = 16
 
 
 @dataclass
@@ -134,7 +134,6 @@ class Candidates:
     cos: np.ndarray
     low: np.ndarray
     sides: np.ndarray
-    info: dict
 
 
 class Searcher:
@@ -149,6 +148,7 @@ class Searcher:
         self.max_pixels = max_pixels
         self.draft_size = draft_size or (lambda: None)
         self._sig_cache: tuple[tuple, float, np.ndarray, np.ndarray] | None = None
+        self._side_cache: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))  # with _sig_cache
         self.model = model  # the index's model name, for its copy scorer
         self._scorer: CopyScorer | None | bool = False
 
@@ -246,21 +246,24 @@ class Searcher:
         pairs = self._neural_pairs(vector, m, exclude_id)
         cos = {i: s for s, i in pairs}
         sig_ids, sig_mat = self._signatures()
-        low_all = sig_mat @ np.asarray(signature, np.float32) if len(sig_ids) else np.zeros(0, np.float32)
+        # einsum, not BLAS: a BLAS product per query leaves its threads spinning, and the next inference and FAISS
+        # search take twice as long on 2 cores
+        low_all = (np.einsum("nd,d->n", sig_mat, np.asarray(signature, np.float32)) if len(sig_ids)
+                   else np.zeros(0, np.float32))
         if len(low_all):
             top = np.argpartition(-low_all, min(m, len(low_all)) - 1)[:m] if len(low_all) > m else np.arange(len(low_all))
             extra = [int(sig_ids[j]) for j in top if int(sig_ids[j]) not in cos and int(sig_ids[j]) != exclude_id]
             for part_ids, vecs in self.store.iter_vectors(sorted(extra)) if extra else ():
-                cos.update(zip(part_ids.tolist(), (vecs @ vector).tolist()))
+                cos.update(zip(part_ids.tolist(), np.einsum("nd,d->n", vecs, vector).tolist()))
+        side_ids, side_px = self._side_cache
         ids = np.fromiter(cos, np.int64, len(cos))
-        meta = self.store.lookup(ids.tolist())
-        ids = np.asarray([i for i in ids.tolist() if i in meta and meta[i].paths], np.int64)
+        r = np.minimum(np.searchsorted(side_ids, ids), max(len(side_ids) - 1, 0))
+        known = (side_ids[r] == ids) if len(side_ids) else np.zeros(len(ids), bool)  # added since: not yet cached
+        sides = np.where(known, side_px[r] if len(side_px) else 0.0, 0.0)
         j = np.minimum(np.searchsorted(sig_ids, ids), max(len(sig_ids) - 1, 0))
         has = (sig_ids[j] == ids) if len(sig_ids) else np.zeros(len(ids), bool)
         low = np.where(has, low_all[j] if len(low_all) else 0.0, 0.0).astype(np.float32)
-        sides = np.asarray([max(meta[i].width, meta[i].height) for i in ids.tolist()], np.float64)
-        return Candidates(ids=ids, cos=np.asarray([cos[i] for i in ids.tolist()], np.float32), low=low, sides=sides,
-                          info={i: meta[i] for i in ids.tolist()})
+        return Candidates(ids=ids, cos=np.asarray([cos[i] for i in ids.tolist()], np.float32), low=low, sides=sides)
 
     def _calibrated(self, q: np.ndarray, img: Image.Image, scorer: CopyScorer, n: int,
                     self_id: int | None) -> list[SearchResult]:
@@ -275,12 +278,11 @@ class Searcher:
         p = scorer.score(c.cos, c.low, scorer.context(q, sig, side, c.cos, c.low), c.sides)
         copy = p >= scorer.threshold
         order = sorted(range(len(c.ids)), key=lambda i: -p[i])[:n]
-        out = []
-        for i in order:
-            info = c.info[int(c.ids[i])]
-            out.append(SearchResult(rank=len(out) + 1, score=float(c.cos[i]), path=info.paths[0], sha256=info.sha256,
-                                    width=info.width, height=info.height, id=int(c.ids[i]), paths=info.paths,
-                                    copy_score=float(p[i]), match="copy" if copy[i] else "similar"))
+        out = self._results([(float(c.cos[i]), int(c.ids[i])) for i in order])  # paths of the n best only
+        at = {int(c.ids[i]): i for i in order}
+        for r in out:
+            r.copy_score = float(p[at[r.id]])
+            r.match = "copy" if copy[at[r.id]] else "similar"
         return out
 
     def _label(self, results: list[SearchResult], q: np.ndarray, img: Image.Image, scorer: CopyScorer) -> None:
@@ -349,6 +351,7 @@ class Searcher:
         if self._sig_cache is None or self._sig_cache[0] != key or now - self._sig_cache[1] > 300:
             ids, mat = self.store.signatures()
             self._sig_cache = (key, now, ids, mat)
+            self._side_cache = self.store.image_sides()
         return self._sig_cache[2], self._sig_cache[3]
 
     def fused_neighbours(self, vector: np.ndarray, signature: np.ndarray, weight: float, k: int,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.retrieval.calibration import DENS_K, CopyScorer, density, pair_features
+from lookalike.retrieval.calibration import DENS_TOP, CopyScorer, density, pair_features
 
 from .common import MethodScore, build_gallery, micro_ap, open_index, run_peer
 
@@ -156,7 +156,7 @@ def gallery_negatives(engine, scorer_bg: CopyScorer, limit: int = 10) -> np.ndar
         cos = vecs @ vecs[a]
         low = s @ s[a]
         cos[a] = low[a] = -9
-        near_c, near_l = np.argpartition(-cos, DENS_K)[:DENS_K], np.argpartition(-low, DENS_K)[:DENS_K]
+        near_c, near_l = np.argpartition(-cos, DENS_TOP)[:DENS_TOP], np.argpartition(-low, DENS_TOP)[:DENS_TOP]
         cand = np.union1d(np.argpartition(-cos, limit)[:limit], np.argpartition(-low, limit)[:limit])
         rows.append(pair_features(cos[cand], low[cand], bgc[a], bgl[a], np.minimum(sides[cand], sides[a]),
                                   density(cos[near_c], bgc[a]), density(low[near_l], bgl[a])))
