@@ -408,11 +408,12 @@ class Engine:
         return self.store.lookup([int(image_id)]).get(int(image_id))
 
     def duplicates(self, threshold: float | None = None) -> "DuplicateReport":
-        """Groups of near-duplicate images (cosine >= ``threshold``, default chosen on a benchmark), each with
-        every path and the one suggested to keep; see :mod:`lookalike.retrieval.duplicates`."""
-        from .duplicates import DEFAULT_THRESHOLD, find_duplicates
+        """Groups of near-duplicate images, each with every path and the one suggested to keep: copies by the
+        model's calibrated copy score at ``threshold`` (default: the scorer's "copy" line; cosine similarity,
+        default 0.86, for a model without one); see :mod:`lookalike.retrieval.duplicates`."""
+        from .duplicates import find_duplicates
 
-        return find_duplicates(self, DEFAULT_THRESHOLD if threshold is None else threshold)
+        return find_duplicates(self, threshold)
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All stored (ids, vectors)."""

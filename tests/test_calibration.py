@@ -175,3 +175,23 @@ def test_index_of_a_model_without_scorer_still_searches(photos, tmp_path):
         res = eng.search(next(Path(photos).glob("*.png")), k=3)
         assert res.threshold is None and res[0].copy_score is None and res[0].match == "similar"
         assert res[0].score > 0.999 and res.views == "none"
+
+
+def test_augly_suite_fits_leave_one_kind_out_and_saves_a_loadable_scorer(tmp_path, one_torch_thread):
+    from lookalike.bench.calibrated import run_suite
+    from lookalike.data.augly_edits import augly_available
+    from lookalike.data.photosets import generated_scene
+
+    if not augly_available():
+        pytest.skip("AugLy is not installed (the bench extra)")
+    rng = np.random.default_rng(0)
+    photos = [(f"scene-{i}", generated_scene(rng, (200, 150))) for i in range(8)]
+    others = [(f"other-{i}", generated_scene(rng, (160, 120))) for i in range(6)]
+    res = run_suite(photos, others, tmp_path, DEFAULT_EMBEDDER, "test", ["blur", "hflip", "jpeg"], fit=True,
+                    save=tmp_path / "s.npz", peer=False, progress=False)
+    held = res["methods"]["calibrated (leave-one-kind-out)"]
+    assert set(held["per_group"]) == {"blur", "hflip", "jpeg"} and res["n_queries"] == 24
+    assert 0 < held["n"] < 24 and held["n"] + held["n_unmatched"] == 24  # matched and unmatched queries
+    assert 0.0 <= held["top1"] <= 1.0 and 0.0 <= held["muap"] <= 1.0
+    s = CopyScorer.load(tmp_path / "s.npz")
+    assert s.threshold == res["scorer"]["threshold"] or abs(s.threshold - res["scorer"]["threshold"]) < 1e-4

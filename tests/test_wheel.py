@@ -69,6 +69,8 @@ def test_wheel_ships_every_model_file_and_the_samples(wheel):
         assert name in info, f"model file {f} is not in the wheel"
         assert info[name].file_size == (MODELS_DIR / f).stat().st_size
     assert "lookalike/retrieval/weights/README.md" in info
+    for p in MODELS_DIR.glob("copy-calibration-*.npz"):  # the calibrated copy scores
+        assert f"lookalike/retrieval/weights/{p.name}" in info, f"copy score {p.name} is not in the wheel"
     for f in ("mnist-5k.npz", "cifar10-sample.npz", "README.md"):
         name = f"lookalike/data/sample-files/{f}"
         assert name in info, f"sample file {f} is not in the wheel"

@@ -141,8 +141,6 @@ def collect(engine, scorer_bg: CopyScorer, queries: list[tuple[str, str, int, in
 def gallery_negatives(engine, scorer_bg: CopyScorer, limit: int = 10) -> np.ndarray:
     """Feature rows of each indexed image against its nearest other indexed images (no two are copies): the pairs
     a duplicate search compares."""
-    from lookalike.indexer.signature import unpack_signatures  # noqa: F401  (signatures come from the store)
-
     ids, vecs = engine.vectors()
     sig_ids, sigs = engine.store.signatures()
     pos = {int(i): r for r, i in enumerate(sig_ids.tolist())}
@@ -152,15 +150,16 @@ def gallery_negatives(engine, scorer_bg: CopyScorer, limit: int = 10) -> np.ndar
     s = sigs[s_rows]
     bgc, bgl = scorer_bg.background(vecs, s)
     rows = []
-    for a in range(len(ids)):
+    near, limit = min(DENS_TOP, len(ids) - 1), min(limit, len(ids) - 1)
+    for a in range(len(ids) if near > 0 else 0):
         cos = vecs @ vecs[a]
         low = s @ s[a]
         cos[a] = low[a] = -9
-        near_c, near_l = np.argpartition(-cos, DENS_TOP)[:DENS_TOP], np.argpartition(-low, DENS_TOP)[:DENS_TOP]
+        near_c, near_l = np.argpartition(-cos, near)[:near], np.argpartition(-low, near)[:near]
         cand = np.union1d(np.argpartition(-cos, limit)[:limit], np.argpartition(-low, limit)[:limit])
         rows.append(pair_features(cos[cand], low[cand], bgc[a], bgl[a], np.minimum(sides[cand], sides[a]),
                                   density(cos[near_c], bgc[a]), density(low[near_l], bgl[a])))
-    return np.concatenate(rows)
+    return np.concatenate(rows) if rows else np.zeros((0, len(pair_features(np.zeros(1), np.zeros(1), 0, 0, 1)[0])))
 
 
 ORDER = "score"  # "score": every candidate by its copy score (as search ranks); "tiers": copies by copy score, then
@@ -193,38 +192,7 @@ def _ranked(scorer: CopyScorer, rec: QueryRecord, use_views: bool = False) -> tu
 def evaluate(scorer: CopyScorer, records: list[QueryRecord], k: int = 10, use_views: bool = False) -> dict:
     """Figures of ``records`` under ``scorer``: per kind and overall top-1/top-5 (matched queries), µAP (all),
     precision / recall of "copy" at the threshold, share of queries that ran the views."""
-    kinds = [r.kind for r in records]
-    out: dict = {}
-    ranks, pair_s, pair_pos, top_p, top_ok, ran = [], [], [], [], [], []
-    for r in records:
-        order, ps, v = _ranked(scorer, r, use_views)
-        order, ps = order[:k], ps[:k]
-        ranks.append(order.index(r.target) + 1 if r.target in order else 0)
-        pair_s.extend(ps)
-        pair_pos.extend(i == r.target for i in order)
-        top_p.append(ps[0] if ps else 0.0)
-        top_ok.append(bool(order) and order[0] == r.target)
-        ran.append(v)
-    ranks_a, matched = np.asarray(ranks), np.asarray([r.target >= 0 for r in records])
-    top_p_a, top_ok_a = np.asarray(top_p), np.asarray(top_ok)
-    said = top_p_a >= scorer.threshold
-
-    def block(m: np.ndarray) -> dict:
-        mm = m & matched
-        rk = ranks_a[mm]
-        n_said = int((said & m).sum())
-        return {"top1": round(float(np.mean(rk == 1)), 4) if len(rk) else 0.0,
-                "top5": round(float(np.mean((rk >= 1) & (rk <= 5))), 4) if len(rk) else 0.0,
-                "n": int(mm.sum()), "n_unmatched": int((m & ~matched).sum()),
-                "precision": round(float((said & top_ok_a & m).sum() / n_said), 4) if n_said else 1.0,
-                "recall": round(float((said & top_ok_a & m).sum() / max(int(mm.sum()), 1)), 4)}
-
-    out = block(np.ones(len(records), bool))
-    out["muap"] = round(micro_ap(np.asarray(pair_s), np.asarray(pair_pos), int(matched.sum())), 4)
-    out["views_share"] = round(float(np.mean(ran)), 4)
-    out["threshold"] = round(scorer.threshold, 4)
-    out["per_group"] = {kd: block(np.asarray([x == kd for x in kinds])) for kd in dict.fromkeys(kinds)}
-    return out
+    return _evaluate_mixed([(r, scorer) for r in records], k, use_views) | {"threshold": round(scorer.threshold, 4)}
 
 
 def _train_rows(records: list[QueryRecord], mask: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -270,15 +238,7 @@ def loko(records: list[QueryRecord], neg: np.ndarray, bg: CopyScorer, model: str
 
 def _evaluate_mixed(held: list[tuple[QueryRecord, CopyScorer]], k: int, use_views: bool) -> dict:
     """:func:`evaluate` where each record has its own scorer (µAP over the held-out scores together)."""
-
-    class _Mixed:
-        pass
-
     records = [r for r, _ in held]
-    by_scorer: dict[int, list[int]] = {}
-    for i, (_, s) in enumerate(held):
-        by_scorer.setdefault(id(s), []).append(i)
-    # probabilities per record are computed by the record's scorer; evaluate() needs one scorer, so precompute
     pre = []
     for r, s in held:
         order, ps, ran = _ranked(s, r, use_views)
@@ -314,7 +274,6 @@ def peer_by_kind(gallery, queries: list[tuple[str, str, int, int, Path]], k: int
     res, status = run_peer([str(p) for p in gallery.paths], [str(q[4]) for q in queries], k, log=log)
     if res is None:
         return {}, status
-    id_of = {str(p): i for i, p in enumerate(gallery.paths)}
     out = {}
     for method, r in res.items():
         ms = MethodScore()
@@ -334,7 +293,6 @@ def peer_by_kind(gallery, queries: list[tuple[str, str, int, int, Path]], k: int
             "top1": round(float(np.mean(rk[matched] == 1)), 4),
             "muap": round(micro_ap(np.asarray(ms.pair_scores), np.asarray(ms.pair_positive), int(matched.sum())), 4),
             "per_group": per}
-    del id_of
     return out, status
 
 
@@ -342,6 +300,13 @@ def make_queries(photos, indexed: set[str], gallery, engine, kinds: list[str], q
                  progress: bool = True, log=None) -> list[tuple[str, str, int, int, Path]]:
     """Every photo x kind as a JPEG q95 file in ``qdir`` (made once): (kind, photo, fold, target id, path)."""
     from lookalike.data.augly_edits import augly_edit
+    from lookalike.data.edits import apply_edit
+
+    def edit(im, kind: str, seed: int):
+        if kind.startswith("edit-"):  # lookalike's own edits (data/edits.py): edit-NAME-STRENGTH
+            _, name, strength = kind.split("-", 2)
+            return apply_edit(im, name, strength, seed=seed)
+        return augly_edit(im, kind, seed=seed)
 
     qdir.mkdir(parents=True, exist_ok=True)
     target_ids = {}
@@ -353,7 +318,7 @@ def make_queries(photos, indexed: set[str], gallery, engine, kinds: list[str], q
         for ki, kind in enumerate(kinds):
             p = qdir / f"{name}__{kind}.jpg"
             if not p.is_file():
-                q = augly_edit(im, kind, seed=seed * 1_000_003 + pi * 1000 + ki)
+                q = edit(im, kind, seed * 1_000_003 + pi * 1000 + ki)
                 tmp = p.with_suffix(".tmp.jpg")
                 q.save(tmp, quality=95)
                 tmp.replace(p)
@@ -390,13 +355,17 @@ def run_suite(photos, distractors, work: Path, model: str, label: str, kinds: li
         else:
             bg = shipped
         t0 = time.perf_counter()
-        cache = work / f"augly-records-{label}-seed{seed}-{len(kinds)}k-{model_slug(model, precision)}.npz"
-        if fit and cache.is_file():  # the same queries and index: their candidates are reused
-            records = load_records(cache)
-        else:
-            records = collect(engine, bg, queries, progress, log)
+        records = []
+        for kind in kinds:  # cached per kind on dev: the same queries and index give the same candidates
+            todo = [q for q in queries if q[0] == kind]
+            cache = work / f"augly-records-{label}-seed{seed}-{kind}-{model_slug(model, precision)}.npz"
+            if fit and cache.is_file():
+                records += load_records(cache)
+                continue
+            part = collect(engine, bg, todo, progress, log)
             if fit:
-                save_records(records, cache)
+                save_records(part, cache)
+            records += part
         print(f"bench: features of {len(records)} queries in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
         result: dict = {"bench": "copies-augly", "photo_set": label, "model": model, "n_photos": len(photos),
                         "n_indexed": len(indexed), "n_gallery": len(gallery.paths), "n_queries": len(queries),

@@ -190,7 +190,7 @@ def open_index(folder: str | os.PathLike, gallery: Gallery, model: str, progress
     return engine
 
 
-def engine_search(engine, gallery: Gallery, image: Image.Image, k: int, views: str = "auto",
+def engine_search(engine, gallery: Gallery, image: Image.Image, k: int, views: str = "none",
                   denoise: str | None = None, lowfreq: str = "auto") -> tuple[list[str], list[float], float]:
     """Search one in-memory query as `lookalike search` does: (gallery names, scores, ms). ``views`` adds query-time
     views (Engine.search's ``views``: best score per image)."""

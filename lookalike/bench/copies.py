@@ -167,6 +167,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="augly: fit the copy score leave-one-kind-out and report held-out figures (dev photos only)")
     p.add_argument("--save", default=None, help="augly --fit: write the scorer fitted on every kind here")
     p.add_argument("--kinds", default=None, help="augly: comma-separated AugLy kinds (default all)")
+    p.add_argument("--with-edits", action="store_true",
+                   help="augly: also lookalike's own 12 edits at both strengths as kinds (edit-NAME-STRENGTH)")
     p.add_argument("--json", default=None, help="result JSON (default benchmarks/results/copies-SET[-MODEL].json)")
     p.add_argument("--grid", default=None, help="picture grid PNG (default docs/copies-grid-SET.png; 'none' to skip)")
 
@@ -252,6 +254,8 @@ def _main_augly(args: argparse.Namespace, model: str) -> int:
         return 2
     kinds = [k.strip() for k in (args.kinds or ",".join(AUGLY_KINDS)).split(",") if k.strip()]
     bad = [k for k in kinds if k not in AUGLY_KINDS]
+    if args.with_edits:
+        kinds += [f"edit-{e}-{s}" for e in EDITS for s in ("mild", "strong")]
     if bad:
         print(f"lookalike: --kinds {','.join(bad)}: unknown (choose {', '.join(AUGLY_KINDS)})", file=sys.stderr)
         return 2
