@@ -192,17 +192,16 @@ def open_index(folder: str | os.PathLike, gallery: Gallery, model: str, progress
 
 def engine_search(engine, gallery: Gallery, image: Image.Image, k: int, views: str = "none",
                   denoise: str | None = None, lowfreq: str = "auto") -> tuple[list[str], list[float], float]:
-    """Search one in-memory query as `lookalike search` does: (gallery names, scores, ms). ``views`` adds query-time
+    """Search one in-memory query as `lookalike search` does: (gallery names in its order, scores, ms); the score
+    is the copy score where the model has one (search ranks by it), else the cosine. ``views`` adds query-time
     views (Engine.search's ``views``: best score per image)."""
     t0 = time.perf_counter()
     res = engine.search(image, k=k, denoise=denoise, lowfreq=lowfreq, views=views)
     ms = (time.perf_counter() - t0) * 1000.0
-    best: dict[str, float] = {}
-    for r in res:
-        n = gallery.name_of(r.path)
-        best[n] = max(best.get(n, -1.0), r.score)
-    ranked = sorted(best.items(), key=lambda kv: -kv[1])[:k]
-    return [n for n, _ in ranked], [s for _, s in ranked], ms
+    ranked: dict[str, float] = {}
+    for r in res:  # search's own order; an image listed twice (two paths) keeps its first place
+        ranked.setdefault(gallery.name_of(r.path), r.copy_score if r.copy_score is not None else r.score)
+    return list(ranked)[:k], list(ranked.values())[:k], ms
 
 
 def peer_scores(peer: dict, gallery: Gallery, targets: list[str]) -> dict[str, MethodScore]:
