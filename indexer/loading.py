@@ -305,15 +305,21 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int = MAX_QUERY_BYTES)
     return data
 
 
+def _readable_name(path: str | os.PathLike) -> str:
+    """The path as messages show it; ImageLoadError when its format cannot be read here (HEIF without the extra)."""
+    name = describe_path(path)
+    missing = heif_missing_reason(name)
+    if missing:
+        raise ImageLoadError(name, missing)
+    return name
+
+
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
     """Open ``path`` as an RGB PIL image or raise :class:`ImageLoadError` with a one-line reason.
 
     ``draft_size`` lets JPEG decoding skip detail smaller than needed (much faster for big photos).
     """
-    name = describe_path(path)
-    missing = heif_missing_reason(name)
-    if missing:
-        raise ImageLoadError(name, missing)
+    name = _readable_name(path)
     with _open_regular(path, name) as fh:
         try:
             return _decode(fh, name, max_pixels, draft_size)
@@ -325,10 +331,7 @@ def load_image_and_hash(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_P
                         max_bytes: int = MAX_QUERY_BYTES, draft_size: int | None = None) -> tuple[Image.Image, str]:
     """Read a file once: its RGB image and the sha256 of its bytes (for queries, which may be indexed).
     ``draft_size`` decodes a JPEG at the smallest DCT scale still at least that large, as indexing does."""
-    name = describe_path(path)
-    missing = heif_missing_reason(name)
-    if missing:
-        raise ImageLoadError(name, missing)
+    name = _readable_name(path)
     data = read_regular_file(path, max_bytes)
     return (open_image_bytes(data, name=name, max_pixels=max_pixels, draft_size=draft_size),
             hashlib.sha256(data).hexdigest())
@@ -338,10 +341,7 @@ def load_image_hashed(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIX
                       draft_size: int | None = None) -> tuple[Image.Image, str]:
     """An image file's RGB image and the sha256 of exactly the bytes decoded (for indexing: a file rewritten
     between hashing and decoding shows as another hash, never as the old hash with the new picture)."""
-    name = describe_path(path)
-    missing = heif_missing_reason(name)
-    if missing:
-        raise ImageLoadError(name, missing)
+    name = _readable_name(path)
     with _open_regular(path, name) as fh:
         try:
             if os.fstat(fh.fileno()).st_size <= MAX_QUERY_BYTES:  # nearly every file: read once, hash and decode

@@ -17,7 +17,7 @@ from PIL import Image
 from lookalike.fsutil import atomic_write_text
 
 __all__ = ["BUSY", "Gallery", "build_gallery", "micro_ap", "MethodScore", "imagededup_python", "run_peer",
-           "write_result", "cache_root", "model_slug", "open_index", "engine_search", "peer_scores",
+           "write_result", "cache_root", "model_slug", "open_index", "engine_search", "peer_scores", "photos_or_fail",
            "low_detail", "gallery_matrix", "Levers", "run_levers"]
 
 BUSY = "busy machine: 2 CPU cores shared with other jobs"
@@ -240,6 +240,19 @@ def add_shared_arguments(p) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default=None,
                    help="inference precision of the gallery index (default: what a new index gets here)")
     p.add_argument("-q", "--quiet", action="store_true")
+
+
+def photos_or_fail(args) -> list | None:
+    """The ``--photos`` set, capped by ``--max-side`` and ``--max-photos``; None (after a one-line message) when
+    none is installed."""
+    from lookalike.data.photosets import photo_set
+
+    photos = photo_set(args.photos, args.max_side)[: args.max_photos]
+    if not photos:
+        print(f"lookalike: --photos {args.photos}: no photos found (dev needs mate-backgrounds and ukui-wallpapers, "
+              "dev-wide also gcompris-qt-data and jigzo-data)", file=sys.stderr)
+        return None
+    return photos
 
 
 def peer_on_queries(qdir: Path, named: list[tuple[str, Callable[[], Image.Image]]], gallery: Gallery,

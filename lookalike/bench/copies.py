@@ -21,7 +21,7 @@ from lookalike.retrieval.models import DEFAULT_EMBEDDER
 from lookalike.retrieval.runtime import default_precision
 
 from .common import (BUSY, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug,
-                     open_index, peer_on_queries, run_levers, write_result)
+                     open_index, peer_on_queries, photos_or_fail, run_levers, write_result)
 
 __all__ = ["run_copies", "format_table", "copy_queries", "add_arguments", "main"]
 
@@ -181,7 +181,7 @@ def main(args: argparse.Namespace) -> int:
     """Run from parsed arguments: print the table, write JSON and the picture grid."""
     import torch
 
-    from lookalike.data.photosets import distractors, photo_set
+    from lookalike.data.photosets import distractors
 
     from .grid import copies_grid
 
@@ -203,10 +203,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
         return 2
-    photos = photo_set(args.photos, args.max_side)[: args.max_photos]
-    if not photos:
-        print(f"lookalike: --photos {args.photos}: no photos found (dev needs mate-backgrounds and ukui-wallpapers)",
-              file=sys.stderr)
+    photos = photos_or_fail(args)
+    if photos is None:
         return 2
     from lookalike.errors import LookalikeError
 
@@ -242,7 +240,7 @@ def main(args: argparse.Namespace) -> int:
 def _main_augly(args: argparse.Namespace, model: str) -> int:
     """``--suite augly``: the AugLy copy suite with the calibrated copy score."""
     from lookalike.data.augly_edits import AUGLY_KINDS, augly_available
-    from lookalike.data.photosets import distractors, photo_set
+    from lookalike.data.photosets import distractors
 
     from .calibrated import format_suite, run_suite
 
@@ -259,9 +257,8 @@ def _main_augly(args: argparse.Namespace, model: str) -> int:
     if bad:
         print(f"lookalike: --kinds {','.join(bad)}: unknown (choose {', '.join(AUGLY_KINDS)})", file=sys.stderr)
         return 2
-    photos = photo_set(args.photos, args.max_side)[: args.max_photos]
-    if not photos:
-        print(f"lookalike: --photos {args.photos}: no photos found", file=sys.stderr)
+    photos = photos_or_fail(args)
+    if photos is None:
         return 2
     result = run_suite(photos, distractors(args.distractors, max_side=args.max_side),
                        Path(args.work or cache_root() / "work"), model, args.photos, kinds, args.fit,

@@ -20,7 +20,7 @@ from lookalike.retrieval.models import DEFAULT_EMBEDDER
 from lookalike.retrieval.runtime import default_precision
 
 from .common import (BUSY, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug, open_index,
-                     peer_on_queries, run_levers, write_result)
+                     peer_on_queries, photos_or_fail, run_levers, write_result)
 
 __all__ = ["run_noisy", "format_table", "add_arguments", "main"]
 
@@ -111,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from lookalike import EngineError
-    from lookalike.data.photosets import distractors, photo_set
+    from lookalike.data.photosets import distractors
 
     from .grid import noisy_grid
 
@@ -129,9 +129,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
         return 2
-    photos = photo_set(args.photos, args.max_side)[: args.max_photos]
-    if not photos:
-        print(f"lookalike: --photos {args.photos}: no photos found", file=sys.stderr)
+    photos = photos_or_fail(args)
+    if photos is None:
         return 2
     try:
         result = run_noisy(photos, distractors(args.distractors, max_side=args.max_side),
