@@ -162,8 +162,8 @@ def gallery_negatives(engine, scorer_bg: CopyScorer, limit: int = 10) -> np.ndar
     return np.concatenate(rows) if rows else np.zeros((0, len(pair_features(np.zeros(1), np.zeros(1), 0, 0, 1)[0])))
 
 
-ORDER = "score"  # "score": every candidate by its copy score (as search ranks); "tiers": copies by copy score, then
-# the rest by cosine (measured: leave-one-kind-out top-1 0.932 against 0.952 by score, docs/benchmarks.md)
+ORDER = "score"  # "score": as search ranks (retrieval.searcher.RANK_BY_COPY); "tiers": copies (at the threshold) by
+# copy score, then the rest by cosine (measured: leave-one-kind-out top-1 0.932 against 0.952, docs/benchmarks.md)
 
 
 def _ranked(scorer: CopyScorer, rec: QueryRecord, use_views: bool = False) -> tuple[list[int], list[float], bool]:
@@ -181,8 +181,11 @@ def _ranked(scorer: CopyScorer, rec: QueryRecord, use_views: bool = False) -> tu
     if ran:
         for j in range(1, len(rec.ids)):
             merge(j)
-    if ORDER == "score":
-        order = sorted(best, key=lambda i: -best[i][0])
+    if ORDER == "score":  # as search ranks: plausible copies by copy score, then the rest by cosine
+        from lookalike.retrieval.searcher import RANK_BY_COPY
+
+        order = sorted(best, key=lambda i: (best[i][0] < RANK_BY_COPY,
+                                            -best[i][0] if best[i][0] >= RANK_BY_COPY else -best[i][1]))
     else:
         order = sorted(best, key=lambda i: (best[i][0] < scorer.threshold,
                                             -best[i][0] if best[i][0] >= scorer.threshold else -best[i][1]))
