@@ -39,7 +39,7 @@ from lookalike.errors import LookalikeError
 from .scan import is_below
 from .signature import SIGNATURE_BYTES, pack_signature, unpack_signatures
 
-__all__ = ["Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage",
+__all__ = ["rows_of", "Base", "ImageRow", "FileRow", "SkippedRow", "RootRow", "MetaRow", "MetadataStore", "StoreError", "NewImage",
            "FileState", "SkippedState", "ImageInfo", "SCHEMA_VERSION", "count_rows", "sqlite_url", "sqlite_uri"]
 
 
@@ -617,6 +617,16 @@ class MetadataStore:
         with self.session() as s, s.begin():
             for i in range(0, len(paths), 500):
                 s.execute(delete(SkippedRow).where(SkippedRow.path.in_(paths[i : i + 500])))
+
+
+def rows_of(sorted_ids: np.ndarray, wanted: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the sorted id array ``sorted_ids`` (as the store returns them) holding each ``wanted`` id, and
+    whether it is there; a missing id's row is some valid row (or 0 when ``sorted_ids`` is empty): mask with it."""
+    wanted = np.asarray(wanted, np.int64)
+    if not len(sorted_ids):
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    rows = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
+    return rows, sorted_ids[rows] == wanted
 
 
 def count_rows(db_path: str | os.PathLike, table: str = "images") -> int:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FEATURES", "CopyScorer", "QueryContext", "pair_features", "density", "scorer_path", "load_scorer",
-           "BG_TOP", "DENS_K", "DENS_SKIP", "DENS_TOP", "copy_label"]
+__all__ = ["FEATURES", "CopyScorer", "QueryContext", "pair_features", "density", "density_rows", "scorer_path",
+           "load_scorer", "BG_TOP", "DENS_K", "DENS_SKIP", "DENS_TOP", "copy_label"]
 
 FEATURES = ("cos", "low", "cos_rel", "low_rel", "side", "low_x_side", "cos_x_side", "cos_x_low", "cos_dens",
             "low_dens", "cos_dens_x_side", "low_dens_x_side", "best_channel")
@@ -66,11 +66,18 @@ def pair_features(cos: np.ndarray, low: np.ndarray, bg_cos: np.ndarray | float, 
                      np.maximum(cos, low)], axis=1)
 
 
+def density_rows(top: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Per row of ``top`` (an image's best cosines in one channel, -inf padded): the mean of the DENS_SKIP+1-th to
+    DENS_TOP-th largest of them and DENS_TOP copies of the row's ``floor`` (its background closeness in that
+    channel), so a small collection is as close as the background set says."""
+    top = np.asarray(top, np.float64)
+    both = np.concatenate([top, np.repeat(np.asarray(floor, np.float64)[:, None], DENS_TOP, 1)], axis=1)
+    return -np.sort(-both, axis=1)[:, DENS_SKIP:DENS_TOP].mean(axis=1)
+
+
 def density(values: np.ndarray, floor: float) -> float:
-    """Mean of the DENS_SKIP+1-th to DENS_TOP-th largest of ``values`` and DENS_TOP copies of ``floor`` (the
-    background closeness in that channel): a small collection is as close as the background set says."""
-    v = np.concatenate([np.asarray(values, np.float64).ravel(), np.full(DENS_TOP, float(floor))])
-    return float(np.sort(v)[::-1][DENS_SKIP:DENS_TOP].mean())
+    """:func:`density_rows` of one image's cosines."""
+    return float(density_rows(np.asarray(values, np.float64).reshape(1, -1), np.asarray([floor]))[0])
 
 
 def _top_mean(sims: np.ndarray, k: int) -> np.ndarray:

@@ -20,6 +20,9 @@ from typing import Iterator
 
 import numpy as np
 
+from lookalike.indexer.signature import SIGNATURE_DIM
+from lookalike.indexer.store import rows_of
+
 __all__ = ["DEFAULT_THRESHOLD", "DuplicateFile", "DuplicateGroup", "DuplicateReport", "find_duplicates",
            "duplicate_components"]
 
@@ -216,17 +219,9 @@ def _stored_vectors(engine) -> tuple[np.ndarray, np.ndarray]:
     ids = engine.store.image_ids()
     vecs = np.zeros((len(ids), engine.dim), np.float32)  # a row deleted meanwhile stays zero: never linked
     for part_ids, part in engine.store.iter_vectors():
-        rows, ok = _rows_of(ids, part_ids)
+        rows, ok = rows_of(ids, part_ids)
         vecs[rows[ok]] = part[ok]
     return ids, vecs
-
-
-def _rows_of(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the sorted ``ids`` holding the ``wanted`` ids, and which of ``wanted`` are present."""
-    pos = np.searchsorted(ids, wanted)
-    ok = pos < len(ids)
-    ok[ok] = ids[pos[ok]] == wanted[ok]
-    return pos, ok
 
 
 def _pair_density(vecs: np.ndarray, sigs: np.ndarray, has: np.ndarray, a: np.ndarray,
@@ -257,15 +252,10 @@ def _copy_scores(scorer, vecs: np.ndarray, sigs: np.ndarray, has: np.ndarray, si
                  dens: tuple[np.ndarray, np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The copy score of each pair (a, b): the lower of a-as-query and b-as-query (each side's background and
     collection closeness)."""
-    from .calibration import pair_features
-
-    from .calibration import DENS_SKIP, DENS_TOP
+    from .calibration import density_rows, pair_features
 
     bgc, bgl = scorer.background(vecs, sigs)
-    # each row's closeness, as calibration.density: its neighbours' best cosines and the background floor, ranks
-    # DENS_SKIP+1 .. DENS_TOP
-    dc, dl = (-np.sort(-np.concatenate([top, np.repeat(bg[:, None], DENS_TOP, 1)], 1), axis=1)[:, DENS_SKIP:DENS_TOP]
-              .mean(1) for top, bg in zip(dens, (bgc, bgl)))
+    dc, dl = density_rows(dens[0], bgc), density_rows(dens[1], bgl)
     cos = np.einsum("ij,ij->i", vecs[a], vecs[b])
     low = np.where(has[a] & has[b], np.einsum("ij,ij->i", sigs[a], sigs[b]), 0.0)
     side = np.minimum(sides[a], sides[b])
@@ -301,8 +291,8 @@ def find_duplicates(engine, threshold: float | None = None, nlist: int | None = 
         meta.update(engine.store.lookup(ids[s:s + 500].tolist()))
     if scorer is not None:
         sig_ids, sig_mat = engine.store.signatures()
-        rows_s, ok_s = _rows_of(ids, sig_ids)
-        sigs = np.zeros((len(ids), sig_mat.shape[1] if sig_mat.ndim == 2 else 63), np.float32)
+        rows_s, ok_s = rows_of(ids, sig_ids)
+        sigs = np.zeros((len(ids), SIGNATURE_DIM), np.float32)
         sigs[rows_s[ok_s]] = sig_mat[ok_s]
         has = np.zeros(len(ids), bool)
         has[rows_s[ok_s]] = True
@@ -324,12 +314,12 @@ def find_duplicates(engine, threshold: float | None = None, nlist: int | None = 
         method += ", copy score"
     else:
         a, b, method = _pairs(vecs, threshold, nlist, nprobe)
-        edges = {(int(min(x, y)), int(max(x, y))): 0.0 for x, y in zip(a.tolist(), b.tolist())}
+        edges = {(int(min(x, y)), int(max(x, y))): None for x, y in zip(a.tolist(), b.tolist())}
     paths_of: dict[int, list[tuple[str, int, int]]] = {}
     for path, st in states.items():
         if st.image_id in meta:
             paths_of.setdefault(st.image_id, []).append((path, st.size, st.mtime_ns))
-    groups = [g for g in (_group(members, ids, vecs, meta, paths_of, edges)
+    groups = [g for g in (_group(members, ids, vecs, meta, paths_of, edges, scorer is not None)
                           for members in _stars(ids, meta, paths_of, edges)) if g is not None]
     groups.sort(key=lambda g: (-len(g.files), -g.reclaimable, g.keep))
     for k, g in enumerate(groups, 1):
@@ -369,15 +359,15 @@ def _stars(ids: np.ndarray, meta: dict, paths_of: dict, edges: dict) -> list[lis
 
 
 def _group(rows: list[int], ids: np.ndarray, vecs: np.ndarray, meta: dict, paths_of: dict,
-           edges: dict) -> DuplicateGroup | None:
+           edges: dict, scored: bool) -> DuplicateGroup | None:
     """A group from its rows (the keeper's first): every path, the suggested keeper, each file's similarity and
-    copy score to the keeper's image."""
+    (``scored``: copy-score grouping) copy score to the keeper's image."""
     keep_row = rows[0]
     files = []
     for r in rows:
         iid = int(ids[r])
         info = meta[iid]
-        score = 1.0 if r == keep_row else edges.get((min(r, keep_row), max(r, keep_row)))
+        score = (1.0 if r == keep_row else edges.get((min(r, keep_row), max(r, keep_row)))) if scored else None
         for p, size, mtime_ns in sorted(paths_of.get(iid, [])):
             files.append((r, DuplicateFile(path=p, image_id=iid, sha256=info.sha256, width=int(info.width),
                                            height=int(info.height), size=int(size), mtime=mtime_ns / 1e9,
@@ -390,7 +380,5 @@ def _group(rows: list[int], ids: np.ndarray, vecs: np.ndarray, meta: dict, paths
     for r, f in files:
         f.similarity = 1.0 if r == keep_row else float(np.clip(vecs[r] @ vecs[keep_row], -1.0, 1.0))
         f.exact = f.sha256 == best.sha256
-        if f.copy_score is not None and f.copy_score == 0.0 and r != keep_row:
-            f.copy_score = None  # a cosine-linked group has no copy scores
     out = sorted((f for _, f in files), key=lambda f: (not f.keep, -f.similarity, f.path))
     return DuplicateGroup(id=0, keep=best.path, files=out)

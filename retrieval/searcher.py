@@ -15,7 +15,7 @@ from PIL import Image
 from lookalike.indexer.loading import (DEFAULT_MAX_PIXELS, MAX_QUERY_BYTES, ImageLoadError, describe_path,
                                        image_from_array, load_image_and_hash, open_image_bytes, to_rgb)
 from lookalike.indexer.signature import lowfreq_signature
-from lookalike.indexer.store import MetadataStore
+from lookalike.indexer.store import MetadataStore, rows_of
 
 from .folder import EngineError
 from .calibration import CopyScorer, copy_label, load_scorer
@@ -209,10 +209,8 @@ class Searcher:
             scored = self._calibrated(q, searched, scorer, n, self_id)
             if views == "auto":  # turned views only for a query that found no copy
                 views = "rot" if den is None and not any(r.match == "copy" for r in scored) else "none"
-            if QUERY_VIEWS[views]:
-                turned = [view_image(searched, v) for v in QUERY_VIEWS[views]]
-                for im, v in zip(turned, self.embed(turned)):
-                    scored = _merge_best(scored, self._calibrated(v, im, scorer, n, self_id))
+            for im, v in zip(*self._views(searched, views)):
+                scored = _merge_best(scored, self._calibrated(v, im, scorer, n, self_id))
             results = scored
         else:
             views = "none" if views == "auto" else views
@@ -266,12 +264,8 @@ class Searcher:
                 cos.update(zip(part_ids.tolist(), np.einsum("nd,d->n", vecs, vector).tolist()))
         side_ids, side_px = self._side_cache
         ids = np.fromiter(cos, np.int64, len(cos))
-        r = np.minimum(np.searchsorted(side_ids, ids), max(len(side_ids) - 1, 0))
-        known = (side_ids[r] == ids) if len(side_ids) else np.zeros(len(ids), bool)  # added since: not yet cached
-        sides = np.where(known, side_px[r] if len(side_px) else 0.0, 0.0)
-        j = np.minimum(np.searchsorted(sig_ids, ids), max(len(sig_ids) - 1, 0))
-        has = (sig_ids[j] == ids) if len(sig_ids) else np.zeros(len(ids), bool)
-        low = np.where(has, low_all[j] if len(low_all) else 0.0, 0.0).astype(np.float32)
+        sides = _gather(side_ids, side_px, ids)  # 0 for an image added since the cache was read
+        low = _gather(sig_ids, low_all, ids).astype(np.float32)
         return Candidates(ids=ids, cos=np.asarray([cos[i] for i in ids.tolist()], np.float32), low=low, sides=sides)
 
     def _calibrated(self, q: np.ndarray, img: Image.Image, scorer: CopyScorer, n: int,
@@ -300,15 +294,12 @@ class Searcher:
         sig = lowfreq_signature(img)
         sig_ids, sig_mat = self._signatures()
         ids = np.asarray([r.id for r in results], np.int64)
-        j = np.minimum(np.searchsorted(sig_ids, ids), max(len(sig_ids) - 1, 0))
-        has = (sig_ids[j] == ids) if len(sig_ids) else np.zeros(len(ids), bool)
-        low = np.where(has, (sig_mat[j] @ sig) if len(sig_ids) else 0.0, 0.0)
-        cos = np.zeros(len(ids), np.float64)
+        rows, has = rows_of(sig_ids, ids)
+        low = np.where(has, np.einsum("nd,d->n", sig_mat[rows], sig) if len(sig_ids) else 0.0, 0.0)
+        by_id: dict[int, float] = {}
         for part_ids, vecs in self.store.iter_vectors(ids.tolist()):
-            pos = {int(i): row for row, i in enumerate(part_ids.tolist())}
-            for r_i, iid in enumerate(ids.tolist()):
-                if iid in pos:
-                    cos[r_i] = float(vecs[pos[iid]] @ q)
+            by_id.update(zip(part_ids.tolist(), np.einsum("nd,d->n", vecs, q).tolist()))
+        cos = np.asarray([by_id.get(i, 0.0) for i in ids.tolist()], np.float64)
         side = max(img.info.get("original_size", img.size))
         p = scorer.score(cos, low, scorer.context(q, sig, side, cos, low), [max(r.width, r.height) for r in results])
         for r, pi in zip(results, p.tolist()):
@@ -384,8 +375,7 @@ class Searcher:
         scored: list[tuple[float, int]] = []
         for part_ids, vecs in self.store.iter_vectors(sorted(cand)):
             fused = vecs @ vector
-            j = np.minimum(np.searchsorted(sig_ids, part_ids), max(len(sig_ids) - 1, 0))
-            has = (sig_ids[j] == part_ids) if len(sig_ids) else np.zeros(len(part_ids), bool)
+            j, has = rows_of(sig_ids, part_ids)
             fused[has] = (fused[has] + weight * low[j[has]]) / (1.0 + weight)
             scored.extend(zip(fused.tolist(), part_ids.tolist()))
         scored.sort(key=lambda p: -p[0])
@@ -410,6 +400,12 @@ class Searcher:
             exact.extend(zip((vecs @ vector).tolist(), ids.tolist()))
         exact.sort(key=lambda p: -p[0])
         return [(float(sc), int(i)) for sc, i in exact[:k]]
+
+
+def _gather(sorted_ids: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing: float = 0.0) -> np.ndarray:
+    """``values`` (one per sorted id) at each ``wanted`` id; ``missing`` where the id has none."""
+    rows, present = rows_of(sorted_ids, wanted)
+    return np.where(present, values[rows] if len(values) else missing, missing)
 
 
 def _merge_best(a: list[SearchResult], b: list[SearchResult], by: str = "copy") -> list[SearchResult]:

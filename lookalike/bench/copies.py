@@ -252,11 +252,11 @@ def _main_augly(args: argparse.Namespace, model: str) -> int:
         return 2
     kinds = [k.strip() for k in (args.kinds or ",".join(AUGLY_KINDS)).split(",") if k.strip()]
     bad = [k for k in kinds if k not in AUGLY_KINDS]
-    if args.with_edits:
-        kinds += [f"edit-{e}-{s}" for e in EDITS for s in ("mild", "strong")]
     if bad:
         print(f"lookalike: --kinds {','.join(bad)}: unknown (choose {', '.join(AUGLY_KINDS)})", file=sys.stderr)
         return 2
+    if args.with_edits:
+        kinds += [f"edit-{e}-{s}" for e in EDITS for s in ("mild", "strong")]
     photos = photos_or_fail(args)
     if photos is None:
         return 2
