@@ -39,3 +39,44 @@ def test_copy_head_trains_saves_and_loads(tiny, tmp_path):
     v = loaded.embed_images(tiny.images[:2])
     assert v.shape == (2, 32) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert np.allclose(v, model.embed_images(tiny.images[:2]), atol=1e-5)
+
+
+def test_koleo_is_lower_for_a_spread_batch_than_a_collapsed_one():
+    import torch
+
+    from lookalike.training.trainer import koleo_loss
+
+    g = torch.Generator().manual_seed(0)
+    spread = torch.randn(64, 16, generator=g)
+    collapsed = torch.ones(64, 16) + 0.01 * torch.randn(64, 16, generator=g)
+    assert float(koleo_loss(spread)) < float(koleo_loss(collapsed)) - 1.0
+    # duplicates of one row are at distance 0: finite, and the largest penalty
+    assert torch.isfinite(koleo_loss(torch.ones(4, 8)))
+
+
+def test_every_edit_kind_applies_and_the_kinds_split_into_groups():
+    from lookalike.training.copy_head import apply_kind, edit_kinds
+
+    kinds = edit_kinds()
+    assert len(kinds) == len(set(kinds)) == 59 and "screenshot" in kinds and "edit-crop-strong" in kinds
+    im = load_photo("coffee").convert("RGB").resize((160, 120))
+    for kind in ("vflip", "edit-mirror-strong", "combo3-geo"):
+        out = apply_kind(im, kind, seed=3)
+        assert out.mode == "RGB" and not np.array_equal(np.asarray(out.resize(im.size)), np.asarray(im))
+
+
+def test_fit_copy_head_with_koleo_separates_images(tiny):
+    from lookalike.training.copy_head import fit_copy_head
+
+    a = view_features(["efficientnet_lite0"], 64, tiny, 3, seed=2, progress=False, augment="edits")
+    from lookalike.training.feature_cache import clean_features
+
+    clean = clean_features(["efficientnet_lite0"], 64, tiny, progress=False)
+    head = fit_copy_head(clean, a, epochs=30, koleo=1.0, hidden=64, out_dim=16, batch_size=6, temperature=0.1)
+    import torch
+
+    with torch.inference_mode():
+        z = torch.nn.functional.normalize(head.hidden(torch.from_numpy(a[:, 0])), dim=1)
+        g = torch.nn.functional.normalize(head.hidden(torch.from_numpy(clean)), dim=1)
+    # each edited view's nearest clean image is its own
+    assert (z @ g.T).argmax(1).tolist() == list(range(len(tiny)))

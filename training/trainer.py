@@ -182,12 +182,23 @@ def train_siamese(cfg: SiameseConfig, train: ImageSet, test: ImageSet | None = N
     return model, TrainResult(history, after, before, wall, {"config": asdict(cfg), "margin": margin})
 
 
+def koleo_loss(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """KoLeo entropy regulariser (Sablayrolles et al. 2019, used by SSCD): minus the mean log distance of each
+    unit-normalised row to its nearest other row; it spreads a batch over the sphere."""
+    z = torch.nn.functional.normalize(z.float(), dim=1)
+    d = torch.cdist(z, z)
+    d = d + torch.eye(len(z), dtype=d.dtype, device=d.device) * 4.0  # never its own neighbour (max distance is 2)
+    return -torch.log(d.min(dim=1).values + eps).mean()
+
+
 def fit_head_on_views(head: torch.nn.Module, views: torch.Tensor, targets: torch.Tensor, temperature: float,
                       epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
-                      clean: torch.Tensor | None = None, clean_p: float = 0.0, desc: str | None = None) -> list[float]:
+                      clean: torch.Tensor | None = None, clean_p: float = 0.0, desc: str | None = None,
+                      koleo: float = 0.0) -> list[float]:
     """Fit ``head`` (left in eval mode) with SupCon / NT-Xent on cached features ``views`` (N, V, D): each step
     takes two distinct views of a batch of images; with ``clean`` (N, D), the first is the clean image with
-    probability ``clean_p``. Returns the mean loss per epoch."""
+    probability ``clean_p``; ``koleo`` > 0 adds that weight of the KoLeo entropy regulariser (SSCD) on each
+    view's batch. Returns the mean loss per epoch."""
     loss_fn = SupConLoss(temperature)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     n, nv = views.shape[:2]
@@ -209,8 +220,10 @@ def fit_head_on_views(head: torch.nn.Module, views: torch.Tensor, targets: torch
             first = views[idx, v1]
             if clean is not None and clean_p > 0:
                 first = torch.where((torch.rand(len(idx), generator=gen) < clean_p)[:, None], clean[idx], first)
-            z = torch.cat([head(first), head(views[idx, v2])])  # two passes: BatchNorm sees one view each
-            loss = _loss_step(loss_fn, None, z, torch.cat([targets[idx], targets[idx]]))
+            z1, z2 = head(first), head(views[idx, v2])  # two passes: BatchNorm sees one view each
+            loss = _loss_step(loss_fn, None, torch.cat([z1, z2]), torch.cat([targets[idx], targets[idx]]))
+            if koleo > 0:
+                loss = loss + koleo * 0.5 * (koleo_loss(z1) + koleo_loss(z2))
             _optimise(opt, sched, loss)
             total += float(loss.detach())
         history.append(total / steps_per_epoch)
