@@ -27,7 +27,7 @@ def _open(args, create: bool = False, **kw):
     try:
         return Engine.open(args.db, create=create, **kw)
     except EngineError as exc:
-        raise SystemExit(fail(str(exc)))
+        raise SystemExit(fail(str(exc))) from None
 
 
 # ---------------------------------------------------------------------------------- handlers
