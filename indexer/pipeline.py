@@ -13,12 +13,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
+
+from lookalike.protocols import EmbedderLike
 
 from .loading import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageLoadError, load_image, load_image_hashed, sha256_file
 from .scan import ScanEntry, ScanProblem, is_below, merge_roots, scan
@@ -52,8 +54,8 @@ class EmbedSpec:
     model: str
     dim: int
     max_pixels: int
-    load: Callable[[], Any]
-    factory: Callable[[str], Any]
+    load: Callable[[], EmbedderLike]
+    factory: Callable[[str], EmbedderLike]
 
 
 @dataclass
@@ -169,7 +171,7 @@ def _worker_init(_: int) -> None:
         pass
 
 
-def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
+def embed_files(embedder: EmbedderLike, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: "bool | ProgressCallback" = True,
                 desc: str = "embedding"):
     """Yield (vectors, [(i, w, h, low-frequency signature, sha256 of the bytes decoded)], [(i, reason)]) per batch

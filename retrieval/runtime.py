@@ -30,6 +30,7 @@ from PIL import Image
 from lookalike.argtypes import PRECISIONS, RUNTIMES
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_path, atomic_write_text
+from lookalike.protocols import EmbedderLike
 from lookalike.indexer.loading import sha256_file
 
 from .models import card_path, cards, get_card
@@ -347,7 +348,7 @@ def compiled_embedder(name: str, runtime: str, precision: str) -> CompiledEmbedd
         return emb
 
 
-def cuda_embedder(name: str) -> Any:
+def cuda_embedder(name: str) -> EmbedderLike | None:
     """The torch embedder ``name`` on a CUDA GPU, or None where there is none (checked without importing torch
     when no NVIDIA driver is loaded)."""
     if not os.path.exists("/proc/driver/nvidia/version"):
@@ -383,7 +384,7 @@ def default_precision(name: str, runtime: str = "auto") -> str:
 
 
 def load_embedder(name: str, runtime: str = "auto", precision: str = "fp32",
-                  note: Callable[[str], None] = note) -> Any:
+                  note: Callable[[str], None] = note) -> EmbedderLike:
     """The embedder ``name`` on ``runtime``: a :class:`CompiledEmbedder`, or the torch embedder for "torch".
 
     "auto" takes OpenVINO when it works here, else torch with a one-line ``note``; RuntimeUnavailable when the

@@ -91,6 +91,7 @@ def test_copy_benchmark_finds_originals_on_a_tiny_real_set(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_copy_levers_score_rotations_and_thumbnails_like_the_original(tmp_path):
     """The quarter-turn gallery views meet a 90-degree copy, --multi-scale a 120 px thumbnail and the crop views a
     top-left quarter, at about the score of the original itself (plain search: 0.73-0.94 here); every lever answers

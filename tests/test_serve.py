@@ -337,6 +337,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_real_uvicorn_process(writable):
     images, db = writable
     port = free_port()
@@ -456,6 +457,7 @@ def _closed_by_server(socks: list[socket.socket], within: float) -> int:
     return len(socks) - len(open_)
 
 
+@pytest.mark.slow
 def test_slow_clients_are_timed_out_and_aborted_uploads_log_one_line(index):
     proc, base = _start_server(index[1], "--header-timeout", "1", "--body-timeout", "2")
     host, port = "127.0.0.1", int(base.rsplit(":", 1)[1])

@@ -65,6 +65,7 @@ def test_tune_picks_the_smallest_hnsw_ef_that_reaches_the_target(mnist_vectors):
         assert measure_recall(vi, ex) < 0.97
 
 
+@pytest.mark.slow
 def test_tune_ivf_nprobe_and_pq_shortlist(mnist_vectors):
     ex = _exact(mnist_vectors)
     ivf = _index("IVF64,Flat", mnist_vectors)
