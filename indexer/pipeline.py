@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from lookalike.log import logger
 from lookalike.protocols import EmbedderLike
 
 from .loading import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageLoadError, load_image, load_image_hashed, sha256_file
@@ -30,6 +31,7 @@ from .store import MetadataStore, NewImage
 __all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "fill_signatures", "ImageFileDataset", "embed_files", "warn_stderr"]
 
 
+_log = logger(__name__)
 SKIP_SETTINGS_KEY = "skip_settings"  # store meta: the limits skipped files were last tried under
 
 
@@ -199,8 +201,9 @@ def _default_workers() -> int:
 
 
 def warn_stderr(path: str, reason: str) -> None:
-    """Report a skipped file as one line on stderr (above any progress bar)."""
-    tqdm.write(f"lookalike: skipped {path}: {reason}", file=sys.stderr)
+    """Report a skipped file as one warning on the lookalike log (one line on stderr, above any progress bar, unless
+    the application routes it; lookalike/log.py)."""
+    _log.warning("skipped %s: %s", path, reason)
 
 
 def fill_signatures(store: MetadataStore, max_pixels: int = DEFAULT_MAX_PIXELS,

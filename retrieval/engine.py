@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from lookalike.argtypes import PRECISIONS
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS
 from lookalike.indexer.store import ImageInfo, MetadataStore, StoreError, sqlite_url
+from lookalike.log import logger
 from lookalike.protocols import EmbedderLike
 
 from . import adapted
@@ -33,13 +34,15 @@ from .index import VectorIndexError, needs_training
 from .maintainer import IndexMaintainer
 from .models import DEFAULT_EMBEDDER, EmbedderError
 from .options import SearchOptions
-from .runtime import RuntimeUnavailable, default_precision, load_embedder, note
+from .runtime import RuntimeUnavailable, default_precision, load_embedder
 from .searcher import SearchResult, SearchResults, Searcher, load_query
 
 if TYPE_CHECKING:  # torch modules, imported only where they are used
     from lookalike.indexer.pipeline import IndexReport
 
     from .duplicates import DuplicateReport
+
+_log = logger(__name__)
 
 __all__ = ["Engine", "EngineError", "SearchOptions", "SearchResult", "SearchResults", "IndexStatus", "RebuildReport"]
 
@@ -223,7 +226,7 @@ class Engine:
                     # a bf16 index where bf16 cannot run (another CPU, --runtime torch): fp32 vectors are within
                     # cosine about 0.998 of bf16 ones, so search goes on with them
                     emb = load_embedder(self.model_name, self.runtime, "fp32")
-                    note(f"{exc}; this index is bf16: using fp32 vectors (cosine about 0.998 to bf16 ones)")
+                    _log.warning(f"{exc}; this index is bf16: using fp32 vectors (cosine about 0.998 to bf16 ones)")
             except (EmbedderError, RuntimeUnavailable) as exc:
                 raise EngineError(str(exc)) from None
             if emb.dim != self.dim:
@@ -364,7 +367,7 @@ class Engine:
             self.store.remove_paths(lost)
         self.store.remove_orphans()  # a damaged image no file pointed at any more
         for iid in lost_ids:
-            note(f"{self.store.url}: the stored vector of image {iid} was damaged and no file holds its content any "
+            _log.warning(f"{self.store.url}: the stored vector of image {iid} was damaged and no file holds its content any "
                  f"more; it was removed")
         return len(fixed), lost
 

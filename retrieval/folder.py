@@ -19,9 +19,12 @@ from typing import Any
 
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_write_text
+from lookalike.log import logger
 
 __all__ = ["EngineError", "IndexConfig", "IndexFolder", "WriterLock", "CONFIG_NAME", "DB_NAME", "INDEX_NAME",
            "FORMAT_VERSION"]
+
+_log = logger(__name__)
 
 CONFIG_NAME = "lookalike.json"
 DB_NAME = "metadata.db"
@@ -95,9 +98,7 @@ class IndexConfig:
             raise EngineError(f"{source}: 'index_type' is not a string; run 'lookalike rebuild --index-type TYPE'")
         bad = _bad_settings(known)
         if bad:  # settings with a safe default: fall back to it with a note, never fail every open
-            from .runtime import note
-
-            note(f"{source}: invalid setting{'s' if len(bad) > 1 else ''} "
+            _log.warning(f"{source}: invalid setting{'s' if len(bad) > 1 else ''} "
                  + "; ".join(f"'{k}': {known[k]!r}" for k in bad)[:300]
                  + " ignored (defaults used; the next index run or rebuild writes valid ones)")
             fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import sys
 import threading
 import warnings
 from pathlib import Path
@@ -30,6 +29,7 @@ from PIL import Image
 from lookalike.argtypes import PRECISIONS, RUNTIMES
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_path, atomic_write_text
+from lookalike.log import logger
 from lookalike.protocols import EmbedderLike
 from lookalike.indexer.loading import sha256_file
 
@@ -39,6 +39,7 @@ from .preprocess import PreprocessConfig
 __all__ = ["RuntimeUnavailable", "CompiledEmbedder", "load_embedder", "cuda_embedder", "cache_dir", "weights_fingerprint",
            "RUNTIMES", "PRECISIONS"]
 
+_log = logger(__name__)
 EXPORT_FORMAT = 1  # bump when the exported graph changes meaning
 _LOCK = threading.Lock()
 _LOADED: dict[tuple[str, str, str, str], "CompiledEmbedder"] = {}
@@ -97,8 +98,8 @@ _CACHE_LOCK = threading.Lock()
 
 
 def note(msg: str) -> None:
-    """A one-line note on stderr (a fallback taken, a cache rebuilt)."""
-    print(f"lookalike: {msg}", file=sys.stderr)
+    """A one-line warning on the lookalike log (a fallback taken, a cache rebuilt; lookalike/log.py)."""
+    _log.warning(msg)
 
 
 def _version(dist: str) -> str:

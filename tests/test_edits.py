@@ -74,6 +74,7 @@ def test_micro_ap_ranks_all_pairs_together():
     assert micro_ap(scores, np.zeros(4, bool), 2) == 0.0
 
 
+@pytest.mark.slow
 def test_copy_benchmark_finds_originals_on_a_tiny_real_set(tmp_path):
     from lookalike.bench.copies import format_table, run_copies
 

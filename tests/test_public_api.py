@@ -75,3 +75,18 @@ def test_every_embedder_is_embedder_like(pixels_index):
         assert isinstance(emb, lookalike.EmbedderLike), type(emb).__name__
         assert emb.dim == eng.dim and emb.describe()["dim"] == eng.dim
     assert not isinstance(object(), lookalike.EmbedderLike)
+
+
+@pytest.mark.parametrize("setup, expected", [
+    ("", "lookalike: cache rebuilt 100%\n"),  # nothing configured: the one line the library printed before
+    ("logging.basicConfig(format='app %(name)s %(levelname)s %(message)s')\n",
+     "app lookalike.retrieval.runtime WARNING cache rebuilt 100%\n"),  # routed by the application, once
+    ("logging.getLogger('lookalike').setLevel(logging.ERROR)\n", ""),  # silenced
+    ("logging.basicConfig()\nfrom lookalike.log import install_stderr_handler\ninstall_stderr_handler()\n"
+     "logging.getLogger().handlers.clear()\n", "lookalike: cache rebuilt 100%\n"),  # the command line's handler
+])
+def test_library_messages_go_through_logging(setup, expected):
+    code = f"import logging\n{setup}from lookalike.retrieval.runtime import note\nnote('cache rebuilt 100%')\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    assert done.stderr == expected

@@ -61,6 +61,7 @@ def test_numpy_preprocessing_matches_torchvision(cfg, images):
         assert np.abs(ours - ref).max() <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_runtime_gives_torch_vectors(name, cache, images):
     ref = load_embedder(name, "torch").embed_images(images)
