@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
-from lookalike.argtypes import PRECISIONS
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS
 from lookalike.indexer.store import ImageInfo, MetadataStore, StoreError, sqlite_url
 from lookalike.log import logger
 from lookalike.protocols import EmbedderLike
+from lookalike.settings import PRECISIONS
 
 from . import adapted
 from .folder import EngineError, IndexConfig, IndexFolder

@@ -20,6 +20,7 @@ from typing import Any
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_write_text
 from lookalike.log import logger
+from lookalike.settings import PRECISIONS
 
 __all__ = ["EngineError", "IndexConfig", "IndexFolder", "WriterLock", "CONFIG_NAME", "DB_NAME", "INDEX_NAME",
            "FORMAT_VERSION"]
@@ -87,7 +88,7 @@ class IndexConfig:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in d.items() if k in names}
         extra = {k: v for k, v in d.items() if k not in names}
-        if known.get("precision", "fp32") not in ("fp32", "bf16", "int8"):
+        if known.get("precision", "fp32") not in PRECISIONS:
             raise EngineError(f"{source}: unknown 'precision' {known['precision']!r}; the index configuration is damaged")
         url = known.get("db_url")
         if url is not None and (not isinstance(url, str) or "://" not in url

@@ -26,11 +26,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from lookalike.argtypes import PRECISIONS, RUNTIMES
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_path, atomic_write_text
 from lookalike.log import logger
 from lookalike.protocols import EmbedderLike
+from lookalike.settings import PRECISIONS, RUNTIMES, cache_root
 from lookalike.indexer.loading import sha256_file
 
 from .models import card_path, cards, get_card
@@ -71,10 +71,7 @@ def cache_dir() -> Path:
     """Where compiled models live: ``$LOOKALIKE_CACHE``, else ``$XDG_CACHE_HOME/lookalike`` or
     ``~/.cache/lookalike``. One that cannot be used (a file, not creatable, read-only) is replaced, with one note,
     by a temporary folder removed at exit: models are then exported and compiled again by each process."""
-    if os.environ.get("LOOKALIKE_CACHE"):
-        wanted = Path(os.environ["LOOKALIKE_CACHE"]).expanduser()
-    else:
-        wanted = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "lookalike"
+    wanted = cache_root()
     key = str(wanted)
     with _CACHE_LOCK:
         if key not in _USABLE_CACHE:
