@@ -367,8 +367,8 @@ class Engine:
             self.store.remove_paths(lost)
         self.store.remove_orphans()  # a damaged image no file pointed at any more
         for iid in lost_ids:
-            _log.warning(f"{self.store.url}: the stored vector of image {iid} was damaged and no file holds its content any "
-                 f"more; it was removed")
+            _log.warning(f"{self.store.url}: the stored vector of image {iid} was damaged and no file holds its "
+                         f"content any more; it was removed")
         return len(fixed), lost
 
     # ------------------------------------------------------------------ reading

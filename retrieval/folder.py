@@ -100,8 +100,8 @@ class IndexConfig:
         bad = _bad_settings(known)
         if bad:  # settings with a safe default: fall back to it with a note, never fail every open
             _log.warning(f"{source}: invalid setting{'s' if len(bad) > 1 else ''} "
-                 + "; ".join(f"'{k}': {known[k]!r}" for k in bad)[:300]
-                 + " ignored (defaults used; the next index run or rebuild writes valid ones)")
+                         + "; ".join(f"'{k}': {known[k]!r}" for k in bad)[:300]
+                         + " ignored (defaults used; the next index run or rebuild writes valid ones)")
             fields = {f.name: f for f in dataclasses.fields(cls)}
             for k in bad:
                 f = fields[k]

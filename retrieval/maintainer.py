@@ -81,9 +81,9 @@ class IndexMaintainer:
             self.file_vectors = len(self.index)
             known |= self.generations()  # a writer may have saved while the file was read
             if known and self.index.generation not in known:
-                _log.warning(f"{path}: this FAISS file was not written with this index's database (restored from a backup "
-                     f"or copied from another index); it is rebuilt from the stored vectors"
-                     + ("" if self.folder.writable() else " in memory (the folder is read-only)"))
+                _log.warning(f"{path}: this FAISS file was not written with this index's database (restored from a "
+                             f"backup or copied from another index); it is rebuilt from the stored vectors"
+                             + ("" if self.folder.writable() else " in memory (the folder is read-only)"))
                 self.index, self.file_vectors = None, 0
                 self.sync()
                 self.dirty = True
