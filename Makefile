@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast wheel-check clean
+.PHONY: venv demo test test-fast lint wheel-check clean
 
 venv: $(STAMP)
 
@@ -18,11 +18,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m lookalike.demo --images demo-images --db demo-index --out demo-results.png
 
+# what CI runs: every test, the 25 slowest listed at the end
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
+# the tests without the heavy tiers (`slow`: wheel, PostgreSQL, kill/resume, servers, training, DDPM; `browser`)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"
+
+# ruff on the whole tree, mypy on the public modules (.ci/typecheck)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	bash .ci/typecheck $(PY)
 
 # the wheel as a user gets it: built, installed into a fresh venv, run offline from an empty folder (.ci/wheel-check)
 wheel-check: $(STAMP)

@@ -238,7 +238,7 @@ def build(spec: str, cache: Path, dim: int, n: int, threads: int) -> tuple[faiss
         index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
             index.train(_train_sample(cache, dim, n))
-    for s, x in chunks(cache / "all.f32", n, dim):
+    for _, x in chunks(cache / "all.f32", n, dim):
         index.add(x)
     return index, time.perf_counter() - t0 + extra
 

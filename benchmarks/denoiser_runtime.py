@@ -46,7 +46,7 @@ def main() -> int:
         t = torch.full((shape[0],), 500, dtype=torch.long)
         with torch.inference_mode():
             ref = unet(x, t).numpy()
-            torch_ms = _median_ms(lambda: unet(x, t))
+            torch_ms = _median_ms(lambda unet=unet, x=x, t=t: unet(x, t))
         buf = io.BytesIO()
         torch.onnx.export(unet, (x, t), buf, dynamo=False, input_names=["x", "t"], output_names=["eps"],
                           opset_version=18)
@@ -64,7 +64,7 @@ def main() -> int:
                 feed = {"x": x.numpy(), "t": t.numpy()}
                 out = req.infer(feed)[0]
                 diffs.append(f"{np.abs(out - ref).max():.2g}")
-                cells.append(f"{_median_ms(lambda: req.infer(feed)):.2f}")
+                cells.append(f"{_median_ms(lambda req=req, feed=feed: req.infer(feed)):.2f}")
         print(f"| {name} | {'x'.join(map(str, shape[1:]))} | {torch_ms:.2f} | {cells[0]} | {cells[1]} | "
               f"{' / '.join(diffs)} |")
     return 0

@@ -3,7 +3,9 @@ the page's projection (openTSNE) against the scikit-learn call it replaced. Need
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/explore_tsne.py
 """
-import time, numpy as np
+import time
+
+import numpy as np
 from pathlib import Path
 from lookalike.retrieval.engine import Engine
 from lookalike.ui.explore_page import tsne_2d, pca_2d
@@ -15,7 +17,12 @@ for s in ("dev", "eval"):
         parts.append(e.vectors()[1])
 v = np.concatenate(parts)[:1000]
 for _ in range(2):
-    t = time.perf_counter(); tsne_2d(v); a = time.perf_counter() - t
-    init = pca_2d(v); init = init / (init[:, 0].std() + 1e-12) * 1e-4
-    t = time.perf_counter(); TSNE(n_components=2, perplexity=30.0, init=init, random_state=0, max_iter=750).fit_transform(v); b = time.perf_counter() - t
+    t = time.perf_counter()
+    tsne_2d(v)
+    a = time.perf_counter() - t
+    init = pca_2d(v)
+    init = init / (init[:, 0].std() + 1e-12) * 1e-4
+    t = time.perf_counter()
+    TSNE(n_components=2, perplexity=30.0, init=init, random_state=0, max_iter=750).fit_transform(v)
+    b = time.perf_counter() - t
     print(f"1000 points: openTSNE {a:.1f} s, scikit-learn (before) {b:.1f} s")

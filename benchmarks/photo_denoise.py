@@ -110,8 +110,8 @@ def _grid(photos: list[tuple[str, Image.Image]], level: float, settings: list[st
             model.meta["inference"] = {**inference, "work_side": None if side == "full" else int(side)}
             cells.append(denoise_image(y, method="ddim", sigma="auto", model="ddpm-photo", steps=int(steps)).image)
         cells.append(im)
-        l, t = (im.width - crop) // 2, (im.height - crop) // 2
-        rows.append([c.convert("RGB").crop((l, t, l + crop, t + crop)) for c in cells])
+        left, top = (im.width - crop) // 2, (im.height - crop) // 2
+        rows.append([c.convert("RGB").crop((left, top, left + crop, top + crop)) for c in cells])
     model.meta["inference"] = inference
     pad = 4
     canvas = Image.new("RGB", (len(rows[0]) * (crop + pad), len(rows) * (crop + pad)), "white")
@@ -143,7 +143,7 @@ def _timing(photos: list[tuple[str, Image.Image]]) -> dict:
            "estimate_sigma_auto_ms": ms(lambda: estimate_sigma(y))}
     for side, steps in ((256, 1), (256, 2), (256, 5), (512, 1), (512, 5), (None, 1)):
         model.meta["inference"] = {**inference, "work_side": side}
-        out[f"denoise_{side or 'full'}_{steps}_ms"] = ms(lambda: denoise_image(y, method="ddim", sigma=1.0, steps=steps),
+        out[f"denoise_{side or 'full'}_{steps}_ms"] = ms(lambda steps=steps: denoise_image(y, method="ddim", sigma=1.0, steps=steps),
                                                          3 if side else 1)
     model.meta["inference"] = inference
     out["default_sigma_auto_ms"] = ms(lambda: denoise_image(y, method="ddim"))

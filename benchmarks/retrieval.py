@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         y = np.arange(len(labels))
         h = 0.8 / max(1, len(datasets))
         for i, d in enumerate(datasets):
-            vals = [results[l].get(d, {}).get("map_at_r", np.nan) for l in labels]
+            vals = [results[lab].get(d, {}).get("map_at_r", np.nan) for lab in labels]
             ax.barh(y + i * h, vals, height=h, label=f"{DISPLAY[d]} (test vs train)")
             for yy, v in zip(y + i * h, vals):
                 if not np.isnan(v):

@@ -363,7 +363,9 @@ def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, mo
         rss_end = _rss(srv.proc.pid)
         status = httpx.get(f"{srv.base}/status", timeout=60).json()
     every = np.asarray([v for vs in lat.values() for v in vs] or [np.nan])
-    pct = lambda a: {"p50_ms": round(float(np.percentile(a, 50)), 1), "p99_ms": round(float(np.percentile(a, 99)), 1)}
+    def pct(a) -> dict:
+        return {"p50_ms": round(float(np.percentile(a, 50)), 1), "p99_ms": round(float(np.percentile(a, 99)), 1)}
+
     return {"clients": clients, "requests": int(sum(len(v) for v in lat.values())) + len(errors), "answered": int(every.size),
             "errors": len(errors), "error_examples": errors[:5], "seconds": round(wall, 1),
             "throughput_rps": round(every.size / wall, 1), **pct(every),

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import LookalikeError
+from lookalike.settings import data_dir
 
 __all__ = ["ArraySplit", "data_root", "load_sample", "load_torchvision", "load_dataset", "CLASS_NAMES", "DataError"]
 
@@ -37,9 +38,9 @@ class ArraySplit:
 
 def data_root() -> Path:
     """Folder holding the sample .npz files: $LOOKALIKE_DATA, else the copies shipped in this package."""
-    env = os.environ.get("LOOKALIKE_DATA")
-    if env:
-        return Path(env).expanduser()
+    configured = data_dir()
+    if configured is not None:
+        return configured
     return Path(str(resources.files(__package__).joinpath("sample-files")))  # wheels install unzipped
 
 

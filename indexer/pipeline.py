@@ -13,12 +13,15 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
+
+from lookalike.log import logger
+from lookalike.protocols import EmbedderLike
 
 from .loading import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageLoadError, load_image, load_image_hashed, sha256_file
 from .scan import ScanEntry, ScanProblem, is_below, merge_roots, scan
@@ -28,6 +31,7 @@ from .store import MetadataStore, NewImage
 __all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "fill_signatures", "ImageFileDataset", "embed_files", "warn_stderr"]
 
 
+_log = logger(__name__)
 SKIP_SETTINGS_KEY = "skip_settings"  # store meta: the limits skipped files were last tried under
 
 
@@ -52,8 +56,8 @@ class EmbedSpec:
     model: str
     dim: int
     max_pixels: int
-    load: Callable[[], Any]
-    factory: Callable[[str], Any]
+    load: Callable[[], EmbedderLike]
+    factory: Callable[[str], EmbedderLike]
 
 
 @dataclass
@@ -169,7 +173,7 @@ def _worker_init(_: int) -> None:
         pass
 
 
-def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
+def embed_files(embedder: EmbedderLike, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: "bool | ProgressCallback" = True,
                 desc: str = "embedding"):
     """Yield (vectors, [(i, w, h, low-frequency signature, sha256 of the bytes decoded)], [(i, reason)]) per batch
@@ -197,8 +201,9 @@ def _default_workers() -> int:
 
 
 def warn_stderr(path: str, reason: str) -> None:
-    """Report a skipped file as one line on stderr (above any progress bar)."""
-    tqdm.write(f"lookalike: skipped {path}: {reason}", file=sys.stderr)
+    """Report a skipped file as one warning on the lookalike log (one line on stderr, above any progress bar, unless
+    the application routes it; lookalike/log.py)."""
+    _log.warning("skipped %s: %s", path, reason)
 
 
 def fill_signatures(store: MetadataStore, max_pixels: int = DEFAULT_MAX_PIXELS,

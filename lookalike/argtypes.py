@@ -5,12 +5,10 @@ import argparse
 import sys
 from typing import Callable
 
+from .settings import PRECISIONS, RUNTIMES  # the inference runtimes and precisions, as the CLI's choices
+
 __all__ = ["RUNTIMES", "PRECISIONS", "add_runtime_options", "fail", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "fraction", "similarity", "score", "sigma", "lowfreq", "size_bytes", "port"]
 
-
-# inference runtimes and precisions (lookalike.retrieval.runtime runs them)
-RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
-PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def add_runtime_options(parser: argparse.ArgumentParser, precision: bool = True) -> None:

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for bad input, 130 when interrupted)."""
     from .argtypes import fail
     from .errors import LookalikeError
+    from .log import install_stderr_handler
+
+    install_stderr_handler()  # the library's warnings: one line each on stderr
 
     parser = build_parser()
     try:

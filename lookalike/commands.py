@@ -27,7 +27,7 @@ def _open(args, create: bool = False, **kw):
     try:
         return Engine.open(args.db, create=create, **kw)
     except EngineError as exc:
-        raise SystemExit(fail(str(exc)))
+        raise SystemExit(fail(str(exc))) from None
 
 
 # ---------------------------------------------------------------------------------- handlers
@@ -57,15 +57,16 @@ def cmd_index(args) -> int:
 
 def cmd_search(args) -> int:
     from .retrieval.engine import EngineError
+    from .retrieval.options import SearchOptions
 
     if not os.path.exists(args.query):
         return fail(f"{_printable(args.query)}: query image not found")
     engine = _open(args, runtime=args.runtime)
     try:
-        res = engine.search(args.query, k=args.k, min_score=args.min_score, exclude_self=args.exclude_self,
-                            denoise=args.denoise, sigma=args.sigma, n_samples=args.samples,
-                            denoise_model=args.denoise_model, lowfreq=args.lowfreq, views=args.views,
-                            copies_only=args.copies_only)
+        opts = SearchOptions(k=args.k, min_score=args.min_score, exclude_self=args.exclude_self, denoise=args.denoise,
+                             sigma=args.sigma, n_samples=args.samples, denoise_model=args.denoise_model,
+                             lowfreq=args.lowfreq, views=args.views, copies_only=args.copies_only)
+        res = engine.search(args.query, options=opts)
     except EngineError as exc:
         return fail(str(exc))
     finally:

@@ -31,6 +31,7 @@ __all__ = [
     "get_embedder",
     "list_embedders",
     "EmbedderError",
+    "DEFAULT_EMBEDDER",
     "load_efficientnet_lite",
 ]
 

@@ -22,16 +22,19 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
-from lookalike.argtypes import PRECISIONS
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS
 from lookalike.indexer.store import ImageInfo, MetadataStore, StoreError, sqlite_url
+from lookalike.log import logger
+from lookalike.protocols import EmbedderLike
+from lookalike.settings import PRECISIONS
 
 from . import adapted
 from .folder import EngineError, IndexConfig, IndexFolder
 from .index import VectorIndexError, needs_training
 from .maintainer import IndexMaintainer
 from .models import DEFAULT_EMBEDDER, EmbedderError
-from .runtime import RuntimeUnavailable, default_precision, load_embedder, note
+from .options import SearchOptions
+from .runtime import RuntimeUnavailable, default_precision, load_embedder
 from .searcher import SearchResult, SearchResults, Searcher, load_query
 
 if TYPE_CHECKING:  # torch modules, imported only where they are used
@@ -39,7 +42,9 @@ if TYPE_CHECKING:  # torch modules, imported only where they are used
 
     from .duplicates import DuplicateReport
 
-__all__ = ["Engine", "EngineError", "SearchResult", "SearchResults", "IndexStatus", "RebuildReport"]
+_log = logger(__name__)
+
+__all__ = ["Engine", "EngineError", "SearchOptions", "SearchResult", "SearchResults", "IndexStatus", "RebuildReport"]
 
 
 @dataclass
@@ -103,7 +108,7 @@ class Engine:
         self.searcher = Searcher(store, self.maintainer, self.embed, max_pixels=max_pixels,
                                  draft_size=lambda: self.embedder.preprocess.input_size,
                                  model=lambda: self.model_name)
-        self._embedder: Any = None
+        self._embedder: EmbedderLike | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -209,7 +214,7 @@ class Engine:
         return self.maintainer.index
 
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> EmbedderLike:
         """The embedder this index was built with, on this engine's runtime (loaded on first use)."""
         if self._embedder is None:
             try:
@@ -221,7 +226,7 @@ class Engine:
                     # a bf16 index where bf16 cannot run (another CPU, --runtime torch): fp32 vectors are within
                     # cosine about 0.998 of bf16 ones, so search goes on with them
                     emb = load_embedder(self.model_name, self.runtime, "fp32")
-                    note(f"{exc}; this index is bf16: using fp32 vectors (cosine about 0.998 to bf16 ones)")
+                    _log.warning(f"{exc}; this index is bf16: using fp32 vectors (cosine about 0.998 to bf16 ones)")
             except (EmbedderError, RuntimeUnavailable) as exc:
                 raise EngineError(str(exc)) from None
             if emb.dim != self.dim:
@@ -229,7 +234,7 @@ class Engine:
             self._embedder = emb
         return self._embedder
 
-    def _indexing_embedder(self) -> Any:
+    def _indexing_embedder(self) -> EmbedderLike:
         """The embedder for indexing: a CUDA GPU when there is one (runtime auto or torch), else ``embedder``."""
         if self.runtime in ("auto", "torch") and self.config.precision == "fp32":
             from .runtime import cuda_embedder
@@ -362,8 +367,8 @@ class Engine:
             self.store.remove_paths(lost)
         self.store.remove_orphans()  # a damaged image no file pointed at any more
         for iid in lost_ids:
-            note(f"{self.store.url}: the stored vector of image {iid} was damaged and no file holds its content any "
-                 f"more; it was removed")
+            _log.warning(f"{self.store.url}: the stored vector of image {iid} was damaged and no file holds its "
+                         f"content any more; it was removed")
         return len(fixed), lost
 
     # ------------------------------------------------------------------ reading
@@ -375,11 +380,14 @@ class Engine:
         """Embed RGB images with this index's model."""
         return self.embedder.embed_images(list(images))
 
-    def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
-               denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
-               denoise_model: str | None = None, lowfreq: "str | float" = "auto", views: str = "none",
-               copies_only: bool = False) -> SearchResults:
+    def search(self, query: Any, k: int | None = None, min_score: float | None = None, exclude_self: bool | None = None,
+               denoise: str | None = None, sigma: float | str | None = None, n_samples: int | None = None,
+               denoise_model: str | None = None, lowfreq: str | float | None = None, views: str | None = None,
+               copies_only: bool | None = None, *, options: SearchOptions | None = None) -> SearchResults:
         """The ``k`` indexed images most like ``query`` (a path, bytes, array or PIL image).
+
+        ``options`` (:class:`SearchOptions`) holds every knob below; a keyword given here (not None) overrides its
+        field, and without ``options`` the keywords alone apply over SearchOptions' defaults (``k`` 10).
 
         ``denoise`` ("auto", "ddpm", "ddim", "classical") cleans a noisy query first; with ``n_samples`` > 1
         the search uses the mean embedding of the samples and reports their neighbours' consistency.
@@ -395,9 +403,10 @@ class Engine:
         plain query finds no copy and was not denoised (for mirrored and turned copies; most queries without a copy
         pay 4 more embeddings); "none" (the default) never.
         """
-        return self.searcher.search(query, k=k, min_score=min_score, exclude_self=exclude_self, denoise=denoise,
-                                    sigma=sigma, n_samples=n_samples, denoise_model=denoise_model, lowfreq=lowfreq,
-                                    views=views, copies_only=copies_only)
+        opts = (options or SearchOptions()).updated(
+            k=k, min_score=min_score, exclude_self=exclude_self, denoise=denoise, sigma=sigma, n_samples=n_samples,
+            denoise_model=denoise_model, lowfreq=lowfreq, views=views, copies_only=copies_only)
+        return self.searcher.search(query, opts)
 
     def search_vector(self, vector: Any, k: int = 10, min_score: float | None = None) -> SearchResults:
         """The ``k`` indexed images nearest an embedding vector of this index's dimension (normalised here)."""

@@ -19,9 +19,13 @@ from typing import Any
 
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_write_text
+from lookalike.log import logger
+from lookalike.settings import PRECISIONS
 
 __all__ = ["EngineError", "IndexConfig", "IndexFolder", "WriterLock", "CONFIG_NAME", "DB_NAME", "INDEX_NAME",
            "FORMAT_VERSION"]
+
+_log = logger(__name__)
 
 CONFIG_NAME = "lookalike.json"
 DB_NAME = "metadata.db"
@@ -84,7 +88,7 @@ class IndexConfig:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in d.items() if k in names}
         extra = {k: v for k, v in d.items() if k not in names}
-        if known.get("precision", "fp32") not in ("fp32", "bf16", "int8"):
+        if known.get("precision", "fp32") not in PRECISIONS:
             raise EngineError(f"{source}: unknown 'precision' {known['precision']!r}; the index configuration is damaged")
         url = known.get("db_url")
         if url is not None and (not isinstance(url, str) or "://" not in url
@@ -95,11 +99,9 @@ class IndexConfig:
             raise EngineError(f"{source}: 'index_type' is not a string; run 'lookalike rebuild --index-type TYPE'")
         bad = _bad_settings(known)
         if bad:  # settings with a safe default: fall back to it with a note, never fail every open
-            from .runtime import note
-
-            note(f"{source}: invalid setting{'s' if len(bad) > 1 else ''} "
-                 + "; ".join(f"'{k}': {known[k]!r}" for k in bad)[:300]
-                 + " ignored (defaults used; the next index run or rebuild writes valid ones)")
+            _log.warning(f"{source}: invalid setting{'s' if len(bad) > 1 else ''} "
+                         + "; ".join(f"'{k}': {known[k]!r}" for k in bad)[:300]
+                         + " ignored (defaults used; the next index run or rebuild writes valid ones)")
             fields = {f.name: f for f in dataclasses.fields(cls)}
             for k in bad:
                 f = fields[k]

@@ -14,12 +14,15 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from lookalike.indexer.store import MetadataStore
+from lookalike.log import logger
 
 from .folder import EngineError, IndexConfig, IndexFolder
 from .index import VectorIndex, VectorIndexError, choose_index_type, min_training_vectors, needs_training
 from .tune import RECALL_TARGET, TUNE_QUERIES, ExactTopK, TuneResult, tune
 
 __all__ = ["IndexMaintainer", "TUNE_MIN_VECTORS", "REFINE_FACTOR", "write_failure_reason"]
+
+_log = logger(__name__)
 
 TUNE_MIN_VECTORS = 1000  # below this an approximate index is as good as exact at the default knobs
 REFINE_FACTOR = 10  # PQ indexes: shortlist k*10, re-rank with the stored vectors (benchmarks/ann.py: recall 0.65 -> 0.95)
@@ -78,11 +81,9 @@ class IndexMaintainer:
             self.file_vectors = len(self.index)
             known |= self.generations()  # a writer may have saved while the file was read
             if known and self.index.generation not in known:
-                from .runtime import note
-
-                note(f"{path}: this FAISS file was not written with this index's database (restored from a backup "
-                     f"or copied from another index); it is rebuilt from the stored vectors"
-                     + ("" if self.folder.writable() else " in memory (the folder is read-only)"))
+                _log.warning(f"{path}: this FAISS file was not written with this index's database (restored from a "
+                             f"backup or copied from another index); it is rebuilt from the stored vectors"
+                             + ("" if self.folder.writable() else " in memory (the folder is read-only)"))
                 self.index, self.file_vectors = None, 0
                 self.sync()
                 self.dirty = True

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import sys
 import threading
 import warnings
 from pathlib import Path
@@ -27,9 +26,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from lookalike.argtypes import PRECISIONS, RUNTIMES
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_path, atomic_write_text
+from lookalike.log import logger
+from lookalike.protocols import EmbedderLike
+from lookalike.settings import PRECISIONS, RUNTIMES, cache_root
 from lookalike.indexer.loading import sha256_file
 
 from .models import card_path, cards, get_card
@@ -38,6 +39,7 @@ from .preprocess import PreprocessConfig
 __all__ = ["RuntimeUnavailable", "CompiledEmbedder", "load_embedder", "cuda_embedder", "cache_dir", "weights_fingerprint",
            "RUNTIMES", "PRECISIONS"]
 
+_log = logger(__name__)
 EXPORT_FORMAT = 1  # bump when the exported graph changes meaning
 _LOCK = threading.Lock()
 _LOADED: dict[tuple[str, str, str, str], "CompiledEmbedder"] = {}
@@ -69,10 +71,7 @@ def cache_dir() -> Path:
     """Where compiled models live: ``$LOOKALIKE_CACHE``, else ``$XDG_CACHE_HOME/lookalike`` or
     ``~/.cache/lookalike``. One that cannot be used (a file, not creatable, read-only) is replaced, with one note,
     by a temporary folder removed at exit: models are then exported and compiled again by each process."""
-    if os.environ.get("LOOKALIKE_CACHE"):
-        wanted = Path(os.environ["LOOKALIKE_CACHE"]).expanduser()
-    else:
-        wanted = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "lookalike"
+    wanted = cache_root()
     key = str(wanted)
     with _CACHE_LOCK:
         if key not in _USABLE_CACHE:
@@ -96,8 +95,8 @@ _CACHE_LOCK = threading.Lock()
 
 
 def note(msg: str) -> None:
-    """A one-line note on stderr (a fallback taken, a cache rebuilt)."""
-    print(f"lookalike: {msg}", file=sys.stderr)
+    """A one-line warning on the lookalike log (a fallback taken, a cache rebuilt; lookalike/log.py)."""
+    _log.warning(msg)
 
 
 def _version(dist: str) -> str:
@@ -347,7 +346,7 @@ def compiled_embedder(name: str, runtime: str, precision: str) -> CompiledEmbedd
         return emb
 
 
-def cuda_embedder(name: str) -> Any:
+def cuda_embedder(name: str) -> EmbedderLike | None:
     """The torch embedder ``name`` on a CUDA GPU, or None where there is none (checked without importing torch
     when no NVIDIA driver is loaded)."""
     if not os.path.exists("/proc/driver/nvidia/version"):
@@ -383,7 +382,7 @@ def default_precision(name: str, runtime: str = "auto") -> str:
 
 
 def load_embedder(name: str, runtime: str = "auto", precision: str = "fp32",
-                  note: Callable[[str], None] = note) -> Any:
+                  note: Callable[[str], None] = note) -> EmbedderLike:
     """The embedder ``name`` on ``runtime``: a :class:`CompiledEmbedder`, or the torch embedder for "torch".
 
     "auto" takes OpenVINO when it works here, else torch with a one-line ``note``; RuntimeUnavailable when the

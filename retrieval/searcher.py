@@ -7,7 +7,7 @@ import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, overload
 
 import numpy as np
 from PIL import Image
@@ -21,6 +21,10 @@ from .folder import EngineError
 from .calibration import CopyScorer, copy_label, load_scorer
 from .fusion import parse_lowfreq
 from .maintainer import IndexMaintainer
+from .options import SearchOptions
+
+if TYPE_CHECKING:  # the denoisers load torch: imported where a query is denoised
+    from .denoise import DenoiseResult
 
 __all__ = ["Searcher", "SearchResult", "SearchResults", "Candidates", "load_query", "QUERY_VIEWS", "view_image",
            "COPY_CANDIDATES"]
@@ -51,19 +55,25 @@ class SearchResults:
 
     results: list[SearchResult]
     query: str | None = None
-    denoise: Any = None          # lookalike.retrieval.denoise.DenoiseResult when --denoise was used
+    denoise: DenoiseResult | None = None  # how the query was denoised, when it was
     consistency: float | None = None  # agreement of the denoised samples' neighbours (0..1)
     lowfreq_weight: float = 0.0  # > 0: scores are (cosine + w * low-frequency cosine) / (1 + w)
     views: str = "none"          # the query views searched ("none", "mirror" or "rot"; "auto" resolves to one)
     threshold: float | None = None  # the copy score's "copy" line (None: the model has no calibrated score)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[SearchResult]:
         return iter(self.results)
 
     def __len__(self) -> int:
         return len(self.results)
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: int) -> SearchResult: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[SearchResult]: ...
+
+    def __getitem__(self, i: int | slice) -> SearchResult | list[SearchResult]:
         return self.results[i]
 
     def to_json(self) -> list[dict] | dict:
@@ -161,20 +171,20 @@ class Searcher:
         self.model = model  # the index's model name, for its copy scorer
         self._scorer: CopyScorer | None | bool = False
 
-    def search(self, query: Any, k: int = 10, min_score: float | None = None, exclude_self: bool = False,
-               denoise: str | None = None, sigma: float | str = "auto", n_samples: int = 1,
-               denoise_model: str | None = None, lowfreq: "str | float" = "auto",
-               views: str = "none", copies_only: bool = False) -> SearchResults:
-        """The ``k`` indexed images most like ``query`` (see :meth:`lookalike.Engine.search`)."""
+    def search(self, query: Any, options: SearchOptions | None = None) -> SearchResults:
+        """The ``options.k`` indexed images most like ``query`` (see :meth:`lookalike.Engine.search`)."""
+        opts = options or SearchOptions()
+        k, min_score, exclude_self, views, copies_only = opts.k, opts.min_score, opts.exclude_self, opts.views, opts.copies_only
+        method = opts.denoise or "none"
         if k <= 0:
             raise EngineError(f"k must be positive, got {k}")
         if views not in QUERY_VIEWS:
             raise EngineError(f"views must be one of {', '.join(QUERY_VIEWS)}, got {views!r}")
         try:
-            lowfreq = parse_lowfreq(lowfreq)
+            lowfreq = parse_lowfreq(opts.lowfreq)
         except (TypeError, ValueError) as exc:
             raise EngineError(str(exc)) from None
-        denoising = bool(denoise and denoise != "none")  # the noise must reach the denoiser undiluted
+        denoising = method != "none"  # the noise must reach the denoiser undiluted
         img, sha = load_query(query, self.max_pixels, draft_size=None if denoising else self.draft_size())
         den = None
         consistency = None
@@ -182,8 +192,8 @@ class Searcher:
         if denoising:
             from .denoise import consistency_score, denoise_image
 
-            den = denoise_image(img, method=denoise, sigma=sigma, model=denoise_model, n_samples=n_samples,
-                                photo_rule=True)
+            den = denoise_image(img, method=method, sigma=opts.sigma, model=opts.denoise_model,
+                                n_samples=opts.n_samples, photo_rule=True)
             samples = den.samples or [den.image]
             vecs = self.embed(samples)
             if len(samples) > 1:
@@ -301,7 +311,8 @@ class Searcher:
             by_id.update(zip(part_ids.tolist(), np.einsum("nd,d->n", vecs, q).tolist()))
         cos = np.asarray([by_id.get(i, 0.0) for i in ids.tolist()], np.float64)
         side = max(img.info.get("original_size", img.size))
-        p = scorer.score(cos, low, scorer.context(q, sig, side, cos, low), [max(r.width, r.height) for r in results])
+        p = scorer.score(cos, low, scorer.context(q, sig, side, cos, low),
+                         np.asarray([max(r.width, r.height) for r in results], np.float64))
         for r, pi in zip(results, p.tolist()):
             r.copy_score = pi
             r.match = copy_label(pi, scorer.threshold)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import weakref
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,27 @@ def model_cache():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LOOKALIKE_CACHE", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "lookalike-models"))
         yield
+
+
+@pytest.fixture(autouse=True)
+def close_engines(monkeypatch):
+    """Every Engine a test opens is closed when the test ends, passed or failed (its database connections with it),
+    so a failing test leaves no store open behind it. Engines of module-scoped fixtures are theirs to close."""
+    from lookalike.retrieval.engine import Engine
+
+    opened: list[weakref.ref] = []
+    init = Engine.__init__
+
+    def tracked(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        opened.append(weakref.ref(self))
+
+    monkeypatch.setattr(Engine, "__init__", tracked)
+    yield
+    for ref in opened:
+        engine = ref()
+        if engine is not None:
+            engine.close()
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ from lookalike.cli import main
 from lookalike.data.photosets import generated_scene
 from lookalike.training.adapt import AdaptConfig, adapt_index
 
+pytestmark = pytest.mark.slow  # fine-tunes heads, kills and resumes
+
 N_IMAGES = 24
 SMALL = AdaptConfig(images=16, views=2, epochs=3, chunk=4)
 

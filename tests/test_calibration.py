@@ -177,6 +177,7 @@ def test_index_of_a_model_without_scorer_still_searches(photos, tmp_path):
         assert res[0].score > 0.999 and res.views == "none"
 
 
+@pytest.mark.slow
 def test_augly_suite_fits_leave_one_kind_out_and_saves_a_loadable_scorer(tmp_path, one_torch_thread):
     from lookalike.bench.calibrated import run_suite
     from lookalike.data.augly_edits import augly_available

@@ -12,6 +12,8 @@ from lookalike.training.datasets import ImageSet
 from lookalike.training.feature_cache import view_features
 from lookalike.training.trainer import HeadConfig, train_head
 
+pytestmark = pytest.mark.slow  # trains a head
+
 
 @pytest.fixture(scope="module")
 def tiny() -> ImageSet:

@@ -101,6 +101,7 @@ def test_checkpoint_roundtrip_and_foreign_file(tmp_path):
         load_diffusion(tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_short_training_run_lowers_loss_and_writes_grid(tmp_path):
     _sample("mnist", "train")
     from lookalike.training.ddpm.train import TrainConfig, train_ddpm

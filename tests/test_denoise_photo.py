@@ -53,6 +53,7 @@ def test_photo_model_loads_through_the_one_checkpoint_loader():
     assert path.stat().st_size < 4_000_000
 
 
+@pytest.mark.slow
 def test_photo_denoising_raises_psnr_and_keeps_the_size():
     _need()
     clean = _dev_crop()

@@ -74,6 +74,7 @@ def test_micro_ap_ranks_all_pairs_together():
     assert micro_ap(scores, np.zeros(4, bool), 2) == 0.0
 
 
+@pytest.mark.slow
 def test_copy_benchmark_finds_originals_on_a_tiny_real_set(tmp_path):
     from lookalike.bench.copies import format_table, run_copies
 
@@ -91,6 +92,7 @@ def test_copy_benchmark_finds_originals_on_a_tiny_real_set(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_copy_levers_score_rotations_and_thumbnails_like_the_original(tmp_path):
     """The quarter-turn gallery views meet a 90-degree copy, --multi-scale a 120 px thumbnail and the crop views a
     top-left quarter, at about the score of the original itself (plain search: 0.73-0.94 here); every lever answers

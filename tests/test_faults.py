@@ -26,6 +26,8 @@ from lookalike import Engine
 from lookalike.cli import main as cli
 from lookalike.data.photos import photo_crops
 
+pytestmark = pytest.mark.slow  # kills and resumes indexing processes
+
 MODEL = "pixels"  # fast, deterministic: the same file always gets bit-identical vectors
 
 

@@ -204,6 +204,7 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+@pytest.mark.slow
 def test_sigterm_stops_decoding_workers_and_keeps_committed_work(tmp_path):
     from lookalike.data.photos import photo_crops
 
@@ -412,6 +413,7 @@ def test_an_index_run_never_saves_an_empty_index_over_vectors_the_rows_still_nam
     assert _sha_of(index / "vectors.faiss") == before
 
 
+@pytest.mark.slow
 def test_two_first_runs_creating_one_index_with_different_models_leave_it_whole(tmp_path, photos):
     idx = tmp_path / "idx"
     procs = [subprocess.Popen(CLI + ["index", str(photos), "--db", str(idx), "--model", m, "-q", "--workers", "0"],
@@ -469,6 +471,7 @@ def test_a_faiss_file_restored_from_a_backup_or_another_index_is_not_trusted(tmp
     assert "restored from a backup" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["a file", "below a file", "XDG file", "read-only"])
 def test_an_unusable_model_cache_falls_back_with_one_note(tmp_path, index, photos, where):
     import contextlib
@@ -516,6 +519,7 @@ def test_an_unwritable_export_folder_is_one_line(tmp_path):
     assert r.returncode == 2 and str(blocker) in _one_line_error(r.stderr), r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, value", [
     ("search", "fast"),
     ("search", {"ef_search": "abc", "nprobe": None, "refine_factor": None, "recall_at_k": 0.9, "reached": True,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike import Engine
+from lookalike import Engine, EngineError
 from lookalike.data.edits import apply_noise
 from lookalike.data.photos import load_photo
 from lookalike.data.photosets import generated_scene
@@ -150,7 +150,7 @@ def test_query_views_find_a_turned_copy_with_its_own_score(engine, gallery):
     assert [r.rank for r in res] == [1, 2, 3, 4, 5] and len({r.id for r in res}) == 5
     by_id = {r.id: r.score for r in res}
     assert all(by_id.get(r.id, 2.0) >= r.score - 1e-6 for r in plain)  # never below the plain score
-    with pytest.raises(Exception, match="views must be one of"):
+    with pytest.raises(EngineError, match="views must be one of"):
         engine.search(turned, views="sideways")
 
 

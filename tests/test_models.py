@@ -44,6 +44,7 @@ def test_lookups():
     assert set(shipped_models()) == {"ddpm-mnist", "ddpm-cifar10", "ddpm-photo"}
 
 
+@pytest.mark.slow
 def test_alias_and_checkpoint_load_without_training_package():
     code = ("import sys; from lookalike.retrieval.embedders import get_embedder; from lookalike.retrieval.models import "
             "card_path, get_card; e = get_embedder('siamese-mnist'); assert e.name == 'siamese-mnist', e.name; "

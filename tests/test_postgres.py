@@ -17,6 +17,8 @@ from lookalike import Engine
 from lookalike.cli import main as cli
 from helpers import free_port
 
+pytestmark = pytest.mark.slow  # starts a PostgreSQL cluster
+
 psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'lookalike[postgres]')")
 
 

@@ -61,6 +61,7 @@ def test_numpy_preprocessing_matches_torchvision(cfg, images):
         assert np.abs(ours - ref).max() <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_runtime_gives_torch_vectors(name, cache, images):
     ref = load_embedder(name, "torch").embed_images(images)
@@ -88,6 +89,7 @@ def test_index_built_with_one_runtime_searched_with_another(cache, photos):
         Engine.open(db, create=False, precision="bf16")
 
 
+@pytest.mark.slow
 def test_cache_is_reused_and_damaged_files_are_rebuilt(cache, images):
     name = "siamese-mnist"
     load_embedder(name, "openvino")
@@ -115,6 +117,7 @@ def test_cache_is_reused_and_damaged_files_are_rebuilt(cache, images):
         f"lookalike: {entry / 'model.onnx'}: damaged cache file; exporting the model again"]
 
 
+@pytest.mark.slow
 def test_query_path_does_not_import_torch(cache, photos):
     db = photos.parent / "idx"
     with Engine.open(db, model="efficientnet_lite0@96", runtime="openvino") as eng:
@@ -135,6 +138,7 @@ def test_query_path_does_not_import_torch(cache, photos):
     assert done.stdout.strip() == "[]", done.stderr
 
 
+@pytest.mark.slow
 def test_openvino_missing_gives_one_line_error_and_auto_falls_back(cache, photos):
     db = photos.parent / "idx"
     with Engine.open(db, model="pixels", runtime="torch") as eng:
@@ -169,6 +173,7 @@ def test_without_a_gpu_indexing_stays_on_the_cpu(cache, photos):
         assert type(eng.embedder).__name__ == "CompiledEmbedder"
 
 
+@pytest.mark.slow
 def test_new_indexes_take_bf16_only_for_models_that_keep_their_accuracy(cache, photos):
     from lookalike.retrieval.runtime import bf16_available, default_precision
 

@@ -15,6 +15,8 @@ from lookalike.data.samples import load_sample
 from lookalike.retrieval.denoise.noise import add_noise_image
 from helpers import needs_samples
 
+pytestmark = pytest.mark.slow  # DDPM-denoised searches through the command line
+
 
 def _noisy(arr: np.ndarray, sigma: float, seed: int = 0) -> Image.Image:
     """y = x + sigma * n with pixels in [-1, 1], back to 8 bits."""

@@ -337,6 +337,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_real_uvicorn_process(writable):
     images, db = writable
     port = free_port()
@@ -456,12 +457,13 @@ def _closed_by_server(socks: list[socket.socket], within: float) -> int:
     return len(socks) - len(open_)
 
 
+@pytest.mark.slow
 def test_slow_clients_are_timed_out_and_aborted_uploads_log_one_line(index):
     proc, base = _start_server(index[1], "--header-timeout", "1", "--body-timeout", "2")
     host, port = "127.0.0.1", int(base.rsplit(":", 1)[1])
     socks: list[socket.socket] = []
     try:
-        for i in range(30):  # slowloris: a request line and half a header, then nothing
+        for _ in range(30):  # slowloris: a request line and half a header, then nothing
             s = socket.create_connection((host, port), timeout=10)
             s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             socks.append(s)
@@ -471,7 +473,7 @@ def test_slow_clients_are_timed_out_and_aborted_uploads_log_one_line(index):
                      b"filename=\"q.png\"\r\n\r\n\x89PNG")
         socks.append(body)
         assert _closed_by_server(socks, within=60) == len(socks)
-        for i in range(20):  # aborted uploads: the client goes away mid-body
+        for _ in range(20):  # aborted uploads: the client goes away mid-body
             s = socket.create_connection((host, port), timeout=10)
             s.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                       b"Content-Length: 50000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; "

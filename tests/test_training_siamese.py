@@ -59,10 +59,10 @@ def test_pk_sampler_shapes():
         assert len(counts) == 4 and np.all(counts == 5)
 
 
+@pytest.mark.slow
 @needs_mnist
 @pytest.mark.parametrize("loss,mining", [("triplet", "batch-hard"), ("contrastive", "batch-hard")])
-def test_short_run_learns(loss, mining):
-    torch.set_num_threads(1)
+def test_short_run_learns(loss, mining, one_torch_thread):
     train = class_subset(load_images("mnist-sample", "train"), 100)
     test = class_subset(load_images("mnist-sample", "test"), 30)
     cfg = SiameseConfig(loss=loss, mining=mining, epochs=4, p=10, k=10, batch_size=64, lr=3e-3, seed=0)

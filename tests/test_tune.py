@@ -65,6 +65,7 @@ def test_tune_picks_the_smallest_hnsw_ef_that_reaches_the_target(mnist_vectors):
         assert measure_recall(vi, ex) < 0.97
 
 
+@pytest.mark.slow
 def test_tune_ivf_nprobe_and_pq_shortlist(mnist_vectors):
     ex = _exact(mnist_vectors)
     ivf = _index("IVF64,Flat", mnist_vectors)
@@ -81,6 +82,7 @@ def test_tune_ivf_nprobe_and_pq_shortlist(mnist_vectors):
     assert measure_recall(pq, ex, shortlist=10 * r.refine_factor) >= 0.95
 
 
+@pytest.mark.slow
 def test_unreachable_target_keeps_the_best_knobs(mnist_vectors):
     ex = _exact(mnist_vectors[:2000], n_queries=100)
     vi = _index("IVF32,PQ4", mnist_vectors[:2000])

@@ -11,6 +11,8 @@ from lookalike.data.photos import load_photo
 from lookalike.retrieval.models import DEFAULT_EMBEDDER
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # runs every Streamlit page
+
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 # ---------------------------------------------------------------------------- Search

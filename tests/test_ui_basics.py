@@ -9,6 +9,8 @@ from lookalike.data.photos import load_photo
 from PIL import Image
 from helpers import no_exception, page, png_bytes
 
+pytestmark = pytest.mark.slow  # runs the Streamlit search page
+
 
 def result_names(at) -> list[str]:
     return [m.value.split("`")[1] for m in at.markdown if m.value.startswith("**#")]

@@ -14,7 +14,8 @@ def _data(n=3000, d=32, seed=0):
     return np.arange(100, 100 + n, dtype=np.int64), x
 
 
-@pytest.mark.parametrize("factory", ["Flat", "HNSW32", "IVF64,Flat", "IVF64,PQ8"])
+@pytest.mark.parametrize("factory", ["Flat", "HNSW32", "IVF64,Flat",
+                                     pytest.param("IVF64,PQ8", marks=pytest.mark.slow)])  # PQ training: ~20 s
 def test_search_finds_each_vector_itself(factory):
     ids, x = _data()
     idx = VectorIndex.create(x.shape[1], factory, train_vectors=x if needs_training(factory, 32) else None)

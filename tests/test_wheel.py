@@ -17,6 +17,8 @@ import pytest
 from lookalike.data.samples import data_root
 from lookalike.retrieval.models import MODELS_DIR, cards
 
+pytestmark = pytest.mark.slow  # builds the wheel and installs it into a fresh venv
+
 ROOT = Path(__file__).resolve().parent.parent
 _NOT_SOURCE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
                                      "demo-*", "tmp", ".whl", ".gl")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -140,8 +139,8 @@ def _base_head(engine, base: str) -> HeadEmbedder:
     from lookalike.retrieval.embedders import get_embedder
     from lookalike.retrieval.models import EmbedderError
 
-    reason = f"adapt fine-tunes a projection head over a frozen backbone (e.g. ntxent-copies); index with " \
-             f"--model ntxent-copies in a new --db folder to use it"
+    reason = "adapt fine-tunes a projection head over a frozen backbone (e.g. ntxent-copies); index with " \
+             "--model ntxent-copies in a new --db folder to use it"
     try:
         emb = get_embedder(base, cache=False)
     except EmbedderError as exc:

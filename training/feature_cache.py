@@ -5,7 +5,6 @@ The backbones are frozen, so a projection head can be trained on these arrays in
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from lookalike.fsutil import atomic_path
+from lookalike.settings import cache_root
 from lookalike.retrieval.nets import FrozenBackbones
 
 from .augment import EditAugment, simclr_augment
@@ -25,9 +25,8 @@ _BACKBONES: dict[tuple, FrozenBackbones] = {}
 
 
 def cache_dir() -> Path:
-    """``$LOOKALIKE_CACHE/features`` or ``~/.cache/lookalike/features``."""
-    root = os.environ.get("LOOKALIKE_CACHE") or Path.home() / ".cache" / "lookalike"
-    return Path(root) / "features"
+    """``features/`` under the cache root (:func:`lookalike.settings.cache_root`, which compiled models share)."""
+    return cache_root() / "features"
 
 
 def _backbones(names: list[str], input_size: int | None) -> FrozenBackbones:

@@ -13,7 +13,7 @@ import logging
 import mimetypes
 import os
 from dataclasses import MISSING
-from typing import Literal, get_type_hints
+from typing import Any, Literal, Mapping, Sequence, get_type_hints
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -38,7 +38,7 @@ __all__ = ["create_app", "MAX_K"]
 MAX_K = 1000
 MAX_ID = 2**63 - 1  # image ids are 64-bit: a larger number is a 422, never an overflow
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the small form fields, on top of the image cap
-DENOISE = Literal[(*DENOISE_METHODS, "none")]
+DENOISE = Literal[(*DENOISE_METHODS, "none")]  # type: ignore[valid-type]  # built from the methods at import time
 
 
 # ---------------------------------------------------------------------------------- schemas
@@ -68,11 +68,12 @@ class SearchBody(SearchOptions):
 def _model_of(cls, name: str, exclude: tuple[str, ...] = (), **extra) -> type[BaseModel]:
     """A response schema with the fields of the dataclass ``cls`` (less ``exclude``) plus ``extra`` ones."""
     hints = get_type_hints(cls)
-    fields = {f.name: (hints[f.name], ... if f.default is MISSING else f.default)
+    fields: dict[str, Any] = {f.name: (hints[f.name], ... if f.default is MISSING else f.default)
               for f in dataclasses.fields(cls) if f.name not in exclude}
     return create_model(name, **fields, **extra)
 
 
+# (the response models below are built at import time: type checkers see them as BaseModel classes, not as types)
 Hit = _model_of(SearchResult, "Hit")  # what `search --json` prints: the id and every path of the image included
 
 
@@ -86,7 +87,7 @@ class DenoiseInfo(BaseModel):
 
 
 class DenoisedSearch(BaseModel):
-    results: list[Hit]
+    results: list[Hit]  # type: ignore[valid-type]
     denoise: DenoiseInfo
 
 
@@ -118,7 +119,7 @@ def _search_body_schema() -> dict:
                                           "multipart/form-data": {"schema": form}}}
 
 
-def _one_line(errors: list[dict], sourced: bool = False) -> str:
+def _one_line(errors: Sequence[Mapping[str, Any]], sourced: bool = False) -> str:
     """Validation errors as one line, each led by its field; ``sourced``: FastAPI's locations, whose first part
     says where the value came from (body, query, path), not which field it is."""
     parts = []
@@ -126,8 +127,8 @@ def _one_line(errors: list[dict], sourced: bool = False) -> str:
         loc = list(e.get("loc", ()))
         if sourced and loc and loc[0] in ("body", "query", "path", "header", "cookie"):
             loc = loc[1:]
-        loc = ".".join(str(x) for x in loc)
-        parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+        where = ".".join(str(x) for x in loc)
+        parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
     return "; ".join(parts).replace("Value error, ", "")
 
 
@@ -187,8 +188,10 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
     app.add_middleware(_BodyLimit, limit=max_bytes + FORM_OVERHEAD)
     bearer = HTTPBearer(auto_error=False, description="the service's token (--token or LOOKALIKE_TOKEN)")
 
+    secret = (token or "").encode()  # checked only when there is a token (guarded below)
+
     def check_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
+        if creds is None or not hmac.compare_digest(creds.credentials.encode(), secret):
             raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -241,7 +244,7 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
         except (EngineError, DenoiseError) as exc:
             raise HTTPException(400, str(exc)) from None
 
-    @app.post("/search", response_model=list[Hit] | DenoisedSearch, dependencies=guarded,
+    @app.post("/search", response_model=list[Hit] | DenoisedSearch, dependencies=guarded,  # type: ignore[valid-type]
               openapi_extra={"requestBody": _search_body_schema()}, responses=_errors(400, 401, 403, 404, 413, 415, 422),
               summary="Find indexed images like an uploaded image, an indexed file, or an embedding vector")
     async def search(request: Request):
@@ -249,6 +252,8 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
         JSON body ``{"path": ...}`` / ``{"vector": [...]}`` with the same options. The answer is what
         ``lookalike search --json`` prints, each hit with its image ``id``."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        query: bytes | str | list[float] | None
+        opts: SearchOptions
         try:
             if ctype == "multipart/form-data":
                 form = await request.form(max_files=1, max_fields=8)

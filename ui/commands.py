@@ -119,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from lookalike.retrieval.engine import EngineError
 
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (the server; imported here to fail early with the extra to install)
 
         from .api import create_app
     except ModuleNotFoundError as exc:

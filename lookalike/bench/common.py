@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.fsutil import atomic_write_text
+from lookalike.settings import PRECISIONS, bench_cache_root
 
 __all__ = ["BUSY", "Gallery", "build_gallery", "micro_ap", "MethodScore", "imagededup_python", "run_peer",
            "write_result", "cache_root", "model_slug", "open_index", "engine_search", "peer_scores", "photos_or_fail",
@@ -25,7 +26,7 @@ BUSY = "busy machine: 2 CPU cores shared with other jobs"
 
 def cache_root() -> Path:
     """``$LOOKALIKE_BENCH_CACHE`` or ``~/.cache/lookalike-bench``."""
-    return Path(os.environ.get("LOOKALIKE_BENCH_CACHE") or Path.home() / ".cache" / "lookalike-bench")
+    return bench_cache_root()
 
 
 @dataclass
@@ -237,7 +238,7 @@ def add_shared_arguments(p) -> None:
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--work", default=None, help="gallery and index folder, reused by reruns (default: cache)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default=None,
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="inference precision of the gallery index (default: what a new index gets here)")
     p.add_argument("-q", "--quiet", action="store_true")
 

@@ -20,10 +20,14 @@ from typing import Any, Callable
 
 import torch
 
-from ..runtime import cache_dir, compile_cached, note
+from lookalike.log import logger
+
+from ..runtime import cache_dir, compile_cached
 from .diffusion import Diffusion
 
 __all__ = ["compiled_eps"]
+
+_log = logger(__name__)
 
 _FORMAT = "unet-1"
 
@@ -58,7 +62,7 @@ def compiled_eps(diffusion: Diffusion, path: Path) -> Callable[[torch.Tensor, to
             compiled = compile_cached(core, blob, {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"},
                                       lambda: build(Path(d) / "unet.onnx"))
     except Exception as exc:  # an operator the exporter or the plugin lacks: stay on torch
-        note(f"{path}: denoiser not compiled ({type(exc).__name__}); it runs on torch")
+        _log.warning(f"{path}: denoiser not compiled ({type(exc).__name__}); it runs on torch")
         return None
     request = compiled.create_infer_request()
     lock = threading.Lock()

@@ -99,17 +99,17 @@ class Diffusion(nn.Module):
         tops, lefts = _starts(H, th, overlap), _starts(W, tw, overlap)
         if len(tops) == 1 and len(lefts) == 1:
             return self.denoise(y, sigma, method, steps, eta, generator)
-        boxes = [(t, l) for t in tops for l in lefts]
+        boxes = [(t, x0) for t in tops for x0 in lefts]
         out = torch.zeros(1, c, H, W)
         wsum = torch.zeros(1, 1, H, W)
         for i in range(0, len(boxes), 16):  # bounded memory: 16 tiles at a time
             chunk = boxes[i : i + 16]
-            den = self.denoise(torch.cat([y[:, :, t : t + th, l : l + tw] for t, l in chunk]), sigma, method, steps,
+            den = self.denoise(torch.cat([y[:, :, t : t + th, x0 : x0 + tw] for t, x0 in chunk]), sigma, method, steps,
                                eta, generator)
-            for (t, l), d in zip(chunk, den):
-                wgt = (_ramp(th, overlap, t == 0, t + th == H)[:, None] * _ramp(tw, overlap, l == 0, l + tw == W)[None])
-                out[..., t : t + th, l : l + tw] += d * wgt
-                wsum[..., t : t + th, l : l + tw] += wgt
+            for (t, x0), d in zip(chunk, den):
+                wgt = (_ramp(th, overlap, t == 0, t + th == H)[:, None] * _ramp(tw, overlap, x0 == 0, x0 + tw == W)[None])
+                out[..., t : t + th, x0 : x0 + tw] += d * wgt
+                wsum[..., t : t + th, x0 : x0 + tw] += wgt
         return out / wsum.clamp_min(1e-8)
 
     def _reverse(self, x: torch.Tensor, ts: torch.Tensor, method: str, eta: float,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from lookalike.retrieval.denoise.diffusion import Diffusion, build_diffusion, save_diffusion
 
@@ -45,8 +44,8 @@ def _batch(sources: list[torch.Tensor], n: int, patch: int, gray_frac: float) ->
     for i in range(n):
         src = sources[int(torch.randint(len(sources), ()))]
         _, h, w = src.shape
-        t, l = int(torch.randint(h - patch + 1, ())), int(torch.randint(w - patch + 1, ()))
-        x = src[:, t : t + patch, l : l + patch]
+        top, left = int(torch.randint(h - patch + 1, ())), int(torch.randint(w - patch + 1, ()))
+        x = src[:, top : top + patch, left : left + patch]
         if torch.rand(()) < 0.5:
             x = x.flip(-1)
         if gray[i]:
