@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+from faiss.contrib.factory_tools import get_code_size
 
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_path
@@ -23,28 +24,25 @@ class VectorIndexError(LookalikeError, RuntimeError):
 
 
 def estimate_bytes(factory: str, n_vectors: int, dim: int) -> int:
-    """RAM an index of this type takes for ``n_vectors`` (ids included), from the sizes measured in
-    benchmarks/ann.py (docs/benchmarks.md): Flat 4d+8, HNSW32 4d+~270, IVF-Flat 4d+16, IVF-PQm m+16 per
-    vector, plus centroids and codebooks."""
-    m = re.match(r"^(?:OPQ(\d+)(?:_(\d+))?,)?IVF(\d+),(Flat|PQ(\d+)|SQ8)", factory)
-    if factory == "Flat":
+    """RAM an index of this type takes for ``n_vectors`` (ids included): faiss's code size per vector
+    (``faiss.contrib.factory_tools.get_code_size``) plus the id overheads measured in benchmarks/ann.py
+    (docs/benchmarks.md: 8 B in the id map, 24 B more for an HNSW graph, 16 B in IVF lists), plus
+    centroids, rotations and codebooks. A type faiss cannot size is counted as Flat."""
+    try:
+        code = get_code_size(dim, factory)
+    except RuntimeError:
         return n_vectors * (4 * dim + 8)
-    h = re.match(r"^HNSW(\d+)", factory)
-    if h:
-        return n_vectors * (4 * dim + 8 * int(h.group(1)) + 24)
-    if m:
-        nlist = int(m.group(3))
-        d = int(m.group(2) or dim)
-        fixed = nlist * 4 * d + (4 * dim * d if m.group(1) else 0)
-        if m.group(4) == "Flat":
-            per = 4 * dim + 16
-        elif m.group(4) == "SQ8":
-            per = dim + 16
-        else:
-            per = int(m.group(5)) + 16
-            fixed += 256 * d * 4
-        return fixed + n_vectors * per
-    return n_vectors * (4 * dim + 8)
+    if factory.startswith("HNSW"):
+        return n_vectors * (code + 24)
+    ivf = re.match(r"^(?:OPQ\d+(?:_(\d+))?,)?IVF(\d+)", factory)
+    if not ivf:
+        return n_vectors * (code + 8)
+    d = int(ivf.group(1) or dim)  # the dimension after an OPQ rotation
+    fixed = int(ivf.group(2)) * 4 * d + (4 * dim * d if factory.startswith("OPQ") else 0)
+    pq = re.search(r",PQ\d+(?:x(\d+))?", factory)
+    if pq:
+        fixed += 2 ** int(pq.group(1) or 8) * d * 4  # the codebooks: 2^bits centroids per sub-quantizer
+    return fixed + n_vectors * (code + 16)
 
 
 def choose_index_type(n_vectors: int, dim: int, max_memory_bytes: int | None = None, allow_hnsw: bool = True) -> str:

@@ -31,6 +31,29 @@ def test_auto_choice_fits_the_memory_budget(n, dim, budget):
         assert all(estimate_bytes(f, n, dim) > budget for f in order[: order.index(t)])
 
 
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF16,Flat", "IVF16,SQ8", "IVF16,SQ4", "IVF16,PQ8"])
+def test_estimate_matches_the_real_index_size(factory):
+    """The estimate is the size of a real index holding the vectors (its serialized bytes), SQ4 included."""
+    import faiss
+
+    from lookalike.retrieval.index import VectorIndex
+
+    n, dim = 3000, 64
+    x = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    vi = VectorIndex.create(dim, factory, x)
+    assert vi.factory == factory
+    vi.index.add_with_ids(x, np.arange(n, dtype=np.int64))
+    real = len(faiss.serialize_index(vi.index))
+    assert abs(estimate_bytes(factory, n, dim) - real) < 0.03 * real
+
+
+def test_sq4_is_sized_at_its_code_size_not_as_flat():
+    per = (estimate_bytes("IVF1024,SQ4", 2_000_000, 256) - estimate_bytes("IVF1024,SQ4", 1_000_000, 256)) / 1_000_000
+    assert per == 256 // 2 + 16  # 4 bits a dimension, plus the ids
+    assert estimate_bytes("IVF1024,SQ4", 1_000_000, 256) < estimate_bytes("IVF1024,SQ8", 1_000_000, 256)
+
+
 def test_budget_moves_the_choice_from_graph_to_compressed():
     assert choose_index_type(1_000_000, 256) == "HNSW32"
     assert choose_index_type(1_000_000, 256, 2 * 2**30) == "HNSW32"

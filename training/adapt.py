@@ -29,9 +29,9 @@ from lookalike.retrieval.adapted import (ADAPT_DIR, HEAD_PREFIX, AdaptError, ada
                                          switch_config)
 from lookalike.retrieval.nets import HeadEmbedder, save_embedder
 
-from .losses import SupConLoss
+from .trainer import fit_head_on_views
 
-__all__ = ["AdaptConfig", "AdaptReport", "adapt_index", "FeatureCache"]
+__all__ = ["AdaptConfig", "AdaptReport", "adapt_index", "AdaptFeatureChunks"]
 
 
 @dataclass
@@ -98,7 +98,7 @@ class _Backbone:
         return self.emb.backbone(batch.contiguous(memory_format=torch.channels_last)).numpy().astype(np.float32)
 
 
-class FeatureCache:
+class AdaptFeatureChunks:
     """Chunks of backbone features in a folder: ``<kind>-<n>.npz`` holding ids, sha256s and features."""
 
     def __init__(self, folder: Path) -> None:
@@ -173,7 +173,7 @@ def _unreadable(bad: list[tuple[str, str]], root) -> AdaptError:
                       f"their folders (it forgets missing files), then 'lookalike adapt --db {root}' again")
 
 
-def _clean_features(engine, bb: _Backbone, cache: FeatureCache, ids: list[int], shas: dict[int, str],
+def _clean_features(engine, bb: _Backbone, cache: AdaptFeatureChunks, ids: list[int], shas: dict[int, str],
                     cfg: AdaptConfig, progress) -> tuple[dict[int, np.ndarray], int]:
     have = cache.load("clean", shas)
     reused = len(have)
@@ -216,7 +216,7 @@ def _clean_features(engine, bb: _Backbone, cache: FeatureCache, ids: list[int], 
     return have, reused
 
 
-def _view_features(engine, bb: _Backbone, cache: FeatureCache, sample: list[int], shas: dict[int, str],
+def _view_features(engine, bb: _Backbone, cache: AdaptFeatureChunks, sample: list[int], shas: dict[int, str],
                    cfg: AdaptConfig, progress) -> tuple[dict[int, np.ndarray], int]:
     from lookalike.data.edits import random_edit
 
@@ -257,38 +257,12 @@ def _view_features(engine, bb: _Backbone, cache: FeatureCache, sample: list[int]
 
 
 def _finetune(head: torch.nn.Module, pool: torch.Tensor, cfg: AdaptConfig, progress) -> list[float]:
-    """NT-Xent on (M, P, D) features: two of the P views of each image are a positive pair."""
+    """NT-Xent on (M, P, D) features (``training.trainer.fit_head_on_views``): two of the P views of each image
+    are a positive pair."""
     torch.manual_seed(cfg.seed)
-    m, p = pool.shape[0], pool.shape[1]
-    loss_fn = SupConLoss(cfg.temperature)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    bs = max(2, min(cfg.batch_size, m))
-    steps = max(1, m // bs)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[float] = []
-    head.train()
-    bar = progress_bar(range(cfg.epochs), desc="adapt: training the head", unit="epoch", progress=progress)
-    for _ in bar:
-        perm = torch.randperm(m, generator=gen)
-        total = 0.0
-        for s in range(steps):
-            idx = perm[s * bs : (s + 1) * bs]
-            v1 = torch.randint(0, p, (len(idx),), generator=gen)
-            v2 = (v1 + torch.randint(1, p, (len(idx),), generator=gen)) % p
-            z = torch.cat([head(pool[idx, v1]), head(pool[idx, v2])])  # two passes: BatchNorm sees one view each
-            labels = torch.arange(len(idx))
-            loss = loss_fn(z, torch.cat([labels, labels]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach())
-        history.append(total / steps)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
-    head.eval()
-    return history
+    return fit_head_on_views(head, pool, torch.arange(pool.shape[0]), cfg.temperature, cfg.epochs,
+                             max(2, cfg.batch_size), cfg.lr, cfg.weight_decay, cfg.seed,
+                             desc="adapt: training the head", progress=progress)
 
 
 @torch.inference_mode()
@@ -322,7 +296,7 @@ def adapt_index(db: str | Path, cfg: AdaptConfig = AdaptConfig(), progress=True,
                 raise AdaptError(f"{engine.root}: adapt needs at least 2 indexed images, the index holds {len(ids)}")
             shas = {i: v.sha256 for i, v in engine.store.lookup(ids).items()}
             before = dict(zip(*[np.concatenate(a) for a in zip(*engine.store.iter_vectors())]))  # id -> vector
-            cache = FeatureCache(engine.root / ADAPT_DIR / _cache_key(emb))
+            cache = AdaptFeatureChunks(engine.root / ADAPT_DIR / _cache_key(emb))
             bb = _Backbone(emb)
             clean, clean_reused = _clean_features(engine, bb, cache, ids, shas, cfg, progress)
             rng = np.random.default_rng(cfg.seed)

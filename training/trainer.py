@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from lookalike.data.samples import DataError
+from lookalike.indexer.pipeline import progress_bar
 from lookalike.retrieval.metrics import RetrievalMetrics, retrieval_metrics
 from lookalike.retrieval.nets import HeadEmbedder, SiameseNet, default_preprocess
 
@@ -194,11 +195,13 @@ def koleo_loss(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 def fit_head_on_views(head: torch.nn.Module, views: torch.Tensor, targets: torch.Tensor, temperature: float,
                       epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
                       clean: torch.Tensor | None = None, clean_p: float = 0.0, desc: str | None = None,
-                      koleo: float = 0.0) -> list[float]:
+                      koleo: float = 0.0, progress: bool | Callable[[str, int, int | None], None] | None = None
+                      ) -> list[float]:
     """Fit ``head`` (left in eval mode) with SupCon / NT-Xent on cached features ``views`` (N, V, D): each step
     takes two distinct views of a batch of images; with ``clean`` (N, D), the first is the clean image with
     probability ``clean_p``; ``koleo`` > 0 adds that weight of the KoLeo entropy regulariser (SSCD) on each
-    view's batch. Returns the mean loss per epoch."""
+    view's batch. Progress: a tqdm bar named ``desc`` (none when ``desc`` is None), or with ``progress`` given,
+    the indexer's bar (True/False) or callback. Returns the mean loss per epoch."""
     loss_fn = SupConLoss(temperature)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     n, nv = views.shape[:2]
@@ -208,7 +211,10 @@ def fit_head_on_views(head: torch.nn.Module, views: torch.Tensor, targets: torch
     gen = torch.Generator().manual_seed(seed)
     history: list[float] = []
     head.train()
-    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=desc is None)
+    if progress is None:
+        bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=desc is None)
+    else:
+        bar = progress_bar(range(epochs), desc=desc or "training the head", unit="epoch", progress=progress)
     for _epoch in bar:
         perm = torch.randperm(n, generator=gen)
         total = 0.0
@@ -227,7 +233,8 @@ def fit_head_on_views(head: torch.nn.Module, views: torch.Tensor, targets: torch
             _optimise(opt, sched, loss)
             total += float(loss.detach())
         history.append(total / steps_per_epoch)
-        bar.set_postfix(loss=f"{history[-1]:.4f}")
+        if hasattr(bar, "set_postfix"):  # a callback bar has none
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
     head.eval()
     return history
 
