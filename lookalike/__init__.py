@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from lookalike.errors import LookalikeError  # the error base class: a module of one class
+from lookalike.errors import EngineError, LookalikeError  # the error classes: a module of two classes
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (which costs more than the rest)
 if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use (__getattr__ below)
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from lookalike.indexer.pipeline import IndexReport
     from lookalike.retrieval.duplicates import DuplicateReport
     from lookalike.retrieval.embedders import get_embedder, list_embedders
-    from lookalike.retrieval.engine import Engine, EngineError, IndexStatus, RebuildReport, SearchResult, SearchResults
+    from lookalike.retrieval.engine import Engine, IndexStatus, RebuildReport, SearchResult, SearchResults
     from lookalike.retrieval.runtime import load_embedder
 
 __version__ = "0.1.0"
@@ -31,7 +31,6 @@ _LAZY = {
     "SearchOptions": "lookalike.retrieval.options",
     "EmbedderLike": "lookalike.protocols",
     "Engine": "lookalike.retrieval.engine",
-    "EngineError": "lookalike.retrieval.engine",
     "SearchResult": "lookalike.retrieval.engine",
     "SearchResults": "lookalike.retrieval.engine",
     "IndexStatus": "lookalike.retrieval.engine",

@@ -261,8 +261,9 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--lowfreq", type=lowfreq, default="auto", metavar="auto|off|W",
                    help="the low-frequency channel: auto (weighed per query by the calibrated copy score; noisy photos "
                         "with --denoise fuse it), off (neural score alone), or fused with a fixed weight W")
-    p.add_argument("--views", choices=["auto", "none", "mirror", "rot"], default="none",
-                   help="also search the mirrored (mirror) or mirrored and turned (rot) query, best score per image; "
+    p.add_argument("--views", choices=["auto", "none", "mirror", "mirror-turns", "rot"], default="none",
+                   help="also search the mirrored (mirror) or mirrored and turned (mirror-turns; 'rot' is its old "
+                        "name) query, best score per image; "
                         "auto: the turned views only when the plain query finds no copy (for turned copies; costs "
                         "4 more embeddings for most queries without a copy); none (default)")
     p.add_argument("--copies-only", action="store_true",

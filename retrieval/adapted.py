@@ -22,10 +22,10 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from lookalike.errors import LookalikeError
+from lookalike.errors import EngineError, LookalikeError
 from lookalike.indexer.store import ImageRow, MetadataStore, MetaRow
 
-from .folder import EngineError, IndexConfig, IndexFolder
+from .folder import IndexConfig, IndexFolder
 
 __all__ = ["META_KEY", "HEAD_PREFIX", "ADAPT_DIR", "AdaptError", "model_name", "accepts_model", "adapted_info",
            "stored_head", "replace_vectors", "switch_config", "recover", "shown_model"]

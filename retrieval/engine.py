@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
+from lookalike.errors import EngineError
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS
 from lookalike.indexer.store import ImageInfo, MetadataStore, StoreError, sqlite_url
 from lookalike.log import logger
@@ -29,7 +30,7 @@ from lookalike.protocols import EmbedderLike
 from lookalike.settings import PRECISIONS
 
 from . import adapted
-from .folder import EngineError, IndexConfig, IndexFolder
+from .folder import IndexConfig, IndexFolder
 from .index import VectorIndexError, needs_training
 from .maintainer import IndexMaintainer
 from .models import DEFAULT_EMBEDDER, EmbedderError
@@ -398,8 +399,9 @@ class Engine:
         ``lowfreq``: "auto" lets the copy score weigh the low-frequency channel per query (and, with
         ``denoise="auto"``, noisy photos fuse it, retrieval.fusion); "off" ranks by the neural cosine alone; a
         number fuses it with that fixed weight.
-        ``views`` ("mirror", "rot": mirror and quarter turns) also searches flipped / turned copies of the query and
-        keeps each image's best score (costs one embedding per view); "auto" does the "rot" views only when the
+        ``views`` ("mirror"; "mirror-turns": the mirror and three quarter turns, formerly "rot", a name still
+        accepted) also searches flipped / turned copies of the query and keeps each image's best score (costs one
+        embedding per view); "auto" does the "mirror-turns" views only when the
         plain query finds no copy and was not denoised (for mirrored and turned copies; most queries without a copy
         pay 4 more embeddings); "none" (the default) never.
         """

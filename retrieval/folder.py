@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lookalike.errors import LookalikeError
+from lookalike.errors import EngineError  # defined in lookalike.errors; importable from here as before
 from lookalike.fsutil import atomic_write_text
 from lookalike.log import logger
 from lookalike.settings import PRECISIONS
@@ -32,10 +32,6 @@ DB_NAME = "metadata.db"
 INDEX_NAME = "vectors.faiss"
 LOCK_NAME = ".lock"
 FORMAT_VERSION = 1
-
-
-class EngineError(LookalikeError, RuntimeError):
-    """An index folder or query that cannot be used; the message is one line for the user."""
 
 
 @dataclass

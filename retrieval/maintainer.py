@@ -13,10 +13,11 @@ from typing import Sequence
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
+from lookalike.errors import EngineError
 from lookalike.indexer.store import MetadataStore
 from lookalike.log import logger
 
-from .folder import EngineError, IndexConfig, IndexFolder
+from .folder import IndexConfig, IndexFolder
 from .index import VectorIndex, VectorIndexError, choose_index_type, min_training_vectors, needs_training
 from .tune import RECALL_TARGET, TUNE_QUERIES, ExactTopK, TuneResult, tune
 

@@ -20,7 +20,7 @@ class SearchOptions:
     n_samples: int = 1                 # denoised samples averaged (> 1 also reports their consistency)
     denoise_model: str | None = None   # the DDPM to denoise with (None: the one for the query's domain)
     lowfreq: str | float = "auto"      # "auto", "off" or a fixed weight of the low-frequency channel
-    views: str = "none"                # "none", "mirror", "rot" or "auto": flipped / turned copies of the query too
+    views: str = "none"                # "none", "mirror", "mirror-turns" or "auto": flipped / turned copies too
     copies_only: bool = False          # only results the copy score calls a copy
 
     def updated(self, **changes: Any) -> SearchOptions:

@@ -15,9 +15,9 @@ from PIL import Image
 from lookalike.indexer.loading import (DEFAULT_MAX_PIXELS, MAX_QUERY_BYTES, ImageLoadError, describe_path,
                                        image_from_array, load_image_and_hash, open_image_bytes, to_rgb)
 from lookalike.indexer.signature import lowfreq_signature
+from lookalike.errors import EngineError
 from lookalike.indexer.store import MetadataStore, rows_of
 
-from .folder import EngineError
 from .calibration import CopyScorer, copy_label, load_scorer
 from .fusion import parse_lowfreq
 from .maintainer import IndexMaintainer
@@ -26,7 +26,7 @@ from .options import SearchOptions
 if TYPE_CHECKING:  # the denoisers load torch: imported where a query is denoised
     from .denoise import DenoiseResult
 
-__all__ = ["Searcher", "SearchResult", "SearchResults", "Candidates", "load_query", "QUERY_VIEWS", "view_image",
+__all__ = ["Searcher", "SearchResult", "SearchResults", "Candidates", "load_query", "QUERY_VIEWS", "VIEW_ALIASES", "view_image",
            "COPY_CANDIDATES"]
 
 
@@ -58,7 +58,7 @@ class SearchResults:
     denoise: DenoiseResult | None = None  # how the query was denoised, when it was
     consistency: float | None = None  # agreement of the denoised samples' neighbours (0..1)
     lowfreq_weight: float = 0.0  # > 0: scores are (cosine + w * low-frequency cosine) / (1 + w)
-    views: str = "none"          # the query views searched ("none", "mirror" or "rot"; "auto" resolves to one)
+    views: str = "none"          # the query views searched ("none", "mirror" or "mirror-turns"; "auto" resolves)
     threshold: float | None = None  # the copy score's "copy" line (None: the model has no calibrated score)
 
     def __iter__(self) -> Iterator[SearchResult]:
@@ -116,11 +116,12 @@ def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int 
 
 
 # query-time views: flipped / turned copies of the query searched too, each image keeping its best copy score;
-# "auto" searches the "rot" views only when the plain query finds no copy (no candidate at the scorer's threshold).
+# "auto" searches the "mirror-turns" views only when the plain query finds no copy (no candidate at the scorer's threshold).
 # Not the default: on the dev AugLy suite (leave-one-kind-out) "auto" lifts top-1 0.945 -> 0.951 but runs the
 # views for 59% of the queries (most queries without a copy), 4 more embeddings each (docs/benchmarks.md).
 _TURNS = ("mirror", "rot90", "rot180", "rot270")
-QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "rot": _TURNS, "auto": _TURNS}
+QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "mirror-turns": _TURNS, "auto": _TURNS}
+VIEW_ALIASES = {"rot": "mirror-turns"}  # the old name, still accepted
 
 
 def view_image(img: Image.Image, view: str) -> Image.Image:
@@ -143,6 +144,29 @@ RANK_BY_COPY = 0.2
 def _rank_key(copy_score: float, cos: float) -> tuple[bool, float]:
     """Sort key of a scored candidate: plausible copies first by copy score, then the rest by cosine."""
     return (copy_score < RANK_BY_COPY, -copy_score if copy_score >= RANK_BY_COPY else -cos)
+
+
+def _checked(opts: SearchOptions) -> tuple[str, str | float]:
+    """The options' query views (an old name resolved) and low-frequency setting; EngineError when one is bad."""
+    if opts.k <= 0:
+        raise EngineError(f"k must be positive, got {opts.k}")
+    views = VIEW_ALIASES.get(opts.views, opts.views)
+    if views not in QUERY_VIEWS:
+        raise EngineError(f"views must be one of {', '.join(QUERY_VIEWS)}, got {opts.views!r}")
+    try:
+        return views, parse_lowfreq(opts.lowfreq)
+    except (TypeError, ValueError) as exc:
+        raise EngineError(str(exc)) from None
+
+
+def _cut(results: list[SearchResult], opts: SearchOptions) -> list[SearchResult]:
+    """The ``k`` best, without those under ``min_score`` (and those no copy with ``copies_only``), ranked 1..."""
+    results = results[:opts.k]
+    if opts.min_score is not None:
+        results = [r for r in results if r.score >= opts.min_score]
+    if opts.copies_only:
+        results = [r for r in results if r.match == "copy"]
+    return [replace(r, rank=i + 1) for i, r in enumerate(results)]
 
 
 @dataclass
@@ -172,72 +196,75 @@ class Searcher:
         self._scorer: CopyScorer | None | bool = False
 
     def search(self, query: Any, options: SearchOptions | None = None) -> SearchResults:
-        """The ``options.k`` indexed images most like ``query`` (see :meth:`lookalike.Engine.search`)."""
+        """The ``options.k`` indexed images most like ``query`` (see :meth:`lookalike.Engine.search`).
+
+        Stages: options checked -> query read (and denoised) and embedded -> candidates ranked -> results cut."""
         opts = options or SearchOptions()
-        k, min_score, exclude_self, views, copies_only = opts.k, opts.min_score, opts.exclude_self, opts.views, opts.copies_only
+        views, lowfreq = _checked(opts)
         method = opts.denoise or "none"
-        if k <= 0:
-            raise EngineError(f"k must be positive, got {k}")
-        if views not in QUERY_VIEWS:
-            raise EngineError(f"views must be one of {', '.join(QUERY_VIEWS)}, got {views!r}")
-        try:
-            lowfreq = parse_lowfreq(opts.lowfreq)
-        except (TypeError, ValueError) as exc:
-            raise EngineError(str(exc)) from None
         denoising = method != "none"  # the noise must reach the denoiser undiluted
         img, sha = load_query(query, self.max_pixels, draft_size=None if denoising else self.draft_size())
-        den = None
-        consistency = None
-        weight = 0.0
-        if denoising:
-            from .denoise import consistency_score, denoise_image
-
-            den = denoise_image(img, method=method, sigma=opts.sigma, model=opts.denoise_model,
-                                n_samples=opts.n_samples, photo_rule=True)
-            samples = den.samples or [den.image]
-            vecs = self.embed(samples)
-            if len(samples) > 1:
-                per = [self.neighbours(v, k) for v in vecs]
-                consistency = consistency_score([[r.id for r in rs] for rs in per])
-                q = vecs.mean(axis=0)
-                q = q / max(float(np.linalg.norm(q)), 1e-12)
-            else:
-                q = vecs[0]
-            weight = den.lowfreq_weight
-        else:
-            q = self.embed([img])[0]
+        q, den, consistency, weight = self._embed_query(img, opts, method)
         if lowfreq == "off":
             weight = 0.0
         elif lowfreq != "auto":
             weight = float(lowfreq)
-        self_id = self.store.id_for_sha(sha) if (exclude_self and sha) else None
-        n = k + (1 if self_id is not None else 0)
+        self_id = self.store.id_for_sha(sha) if (opts.exclude_self and sha) else None
+        n = opts.k + (1 if self_id is not None else 0)
         scorer = self.scorer()
         searched = den.image if den is not None and den.method != "none" else img
         if scorer is not None and lowfreq == "auto" and weight == 0.0:
-            # the calibrated copy score ranks both channels together (retrieval/calibration.py)
-            scored = self._calibrated(q, searched, scorer, n, self_id)
-            if views == "auto":  # turned views only for a query that found no copy
-                views = "rot" if den is None and not any(r.match == "copy" for r in scored) else "none"
-            for im, v in zip(*self._views(searched, views)):
-                scored = _merge_best(scored, self._calibrated(v, im, scorer, n, self_id))
-            results = scored
+            results, views = self._rank_calibrated(q, searched, scorer, views, den is None, n, self_id)
         else:
-            views = "none" if views == "auto" else views
-            results = self._plain(q, searched, weight, n, self_id)
-            for im, v in zip(*self._views(searched, views)):
-                results = _merge_best(results, self._plain(v, im, weight, n, self_id), by="score")
-            if scorer is not None:
-                self._label(results, q, searched, scorer)
-        results = results[:k]
-        if min_score is not None:
-            results = [r for r in results if r.score >= min_score]
-        if copies_only:
-            results = [r for r in results if r.match == "copy"]
-        results = [replace(r, rank=i + 1) for i, r in enumerate(results)]
+            results, views = self._rank_plain(q, searched, scorer, views, weight, n, self_id)
         name = describe_path(query) if isinstance(query, (str, os.PathLike)) else None
-        return SearchResults(results=results, query=name, denoise=den, consistency=consistency, lowfreq_weight=weight,
-                             views=views, threshold=scorer.threshold if scorer is not None else None)
+        return SearchResults(results=_cut(results, opts), query=name, denoise=den, consistency=consistency,
+                             lowfreq_weight=weight, views=views, threshold=scorer.threshold if scorer is not None else None)
+
+    def _embed_query(self, img: Image.Image, opts: SearchOptions,
+                     method: str) -> tuple[np.ndarray, Any, float | None, float]:
+        """The query's vector, its denoising (None without), the denoised samples' consistency and the
+        low-frequency weight the denoiser asks for (0 without)."""
+        if method == "none":
+            return self.embed([img])[0], None, None, 0.0
+        from .denoise import consistency_score, denoise_image
+
+        den = denoise_image(img, method=method, sigma=opts.sigma, model=opts.denoise_model,
+                            n_samples=opts.n_samples, photo_rule=True)
+        samples = den.samples or [den.image]
+        vecs = self.embed(samples)
+        consistency = None
+        if len(samples) > 1:
+            per = [self.neighbours(v, opts.k) for v in vecs]
+            consistency = consistency_score([[r.id for r in rs] for rs in per])
+            q = vecs.mean(axis=0)
+            q = q / max(float(np.linalg.norm(q)), 1e-12)
+        else:
+            q = vecs[0]
+        return q, den, consistency, den.lowfreq_weight
+
+    def _rank_calibrated(self, q: np.ndarray, img: Image.Image, scorer: CopyScorer, views: str, plain_query: bool,
+                         n: int, self_id: int | None) -> tuple[list[SearchResult], str]:
+        """Both channels ranked by the calibrated copy score (retrieval/calibration.py), the query's views merged;
+        and the views searched ("auto" resolved)."""
+        scored = self._calibrated(q, img, scorer, n, self_id)
+        if views == "auto":  # turned views only for a (not denoised) query that found no copy
+            views = "mirror-turns" if plain_query and not any(r.match == "copy" for r in scored) else "none"
+        for im, v in zip(*self._views(img, views)):
+            scored = _merge_best(scored, self._calibrated(v, im, scorer, n, self_id))
+        return scored, views
+
+    def _rank_plain(self, q: np.ndarray, img: Image.Image, scorer: CopyScorer | None, views: str, weight: float,
+                    n: int, self_id: int | None) -> tuple[list[SearchResult], str]:
+        """Ranked by the neural cosine (or fused at a fixed ``weight``), the query's views merged, labelled by the
+        copy score where the model has one; and the views searched."""
+        views = "none" if views == "auto" else views
+        results = self._plain(q, img, weight, n, self_id)
+        for im, v in zip(*self._views(img, views)):
+            results = _merge_best(results, self._plain(v, im, weight, n, self_id), by="score")
+        if scorer is not None:
+            self._label(results, q, img, scorer)
+        return results, views
 
     def _views(self, img: Image.Image, views: str) -> tuple[list[Image.Image], np.ndarray]:
         turned = [view_image(img, v) for v in QUERY_VIEWS[views]]

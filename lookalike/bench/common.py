@@ -379,14 +379,14 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
     if not levers.names():
         return {}
     from lookalike.indexer.signature import lowfreq_signature
-    from lookalike.retrieval.searcher import QUERY_VIEWS, view_image as _view
+    from lookalike.retrieval.searcher import QUERY_VIEWS, VIEW_ALIASES, view_image as _view
 
     g = gallery_matrix(engine, gallery)
     sigs = np.stack([lowfreq_signature(Image.open(p)) for p in gallery.paths]) if levers.lowfreq else None
     gv = {v: _view_matrix(model, gallery, work, v, progress, engine.config.precision) for v in levers.views()}
     out = {n: MethodScore() for n in levers.names()}
     stems = [p.stem for p in gallery.paths]
-    qviews = QUERY_VIEWS["rot" if levers.query_views == "rot" else levers.query_views]
+    qviews = QUERY_VIEWS[VIEW_ALIASES.get(levers.query_views, levers.query_views)]
     for im, target in zip(queries, targets):
         t0 = time.perf_counter()
         v = engine.embed([im])[0]
@@ -423,7 +423,7 @@ def run_levers(engine, gallery: Gallery, work: Path, model: str, levers: Levers,
             t_each = (time.perf_counter() - t4) / len(qviews)  # the views are embedded as one batch
             for qv in levers._query_view_sets():
                 t5 = time.perf_counter()
-                sub = vv[: len(QUERY_VIEWS[qv])]
+                sub = vv[: len(QUERY_VIEWS[VIEW_ALIASES.get(qv, qv)])]
                 plain_v = np.maximum(neural, (g @ sub.T).max(axis=1))
                 ld_v = np.maximum(plain_v, np.maximum(both, (gv["lowdetail"] @ sub.T).max(axis=1))) \
                     if levers.low_detail else None
