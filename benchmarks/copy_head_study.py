@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from lookalike.retrieval.models import MODELS_DIR
-    from lookalike.retrieval.nets import load_embedder
+    from lookalike.retrieval.nets import load_checkpoint_embedder
     from lookalike.training.copy_head import edited_view_features, fit_copy_head, lite0_runner
 
     torch.set_num_threads(2)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         hit = (q @ g.T).argmax(1) == qt[matched]
         return {k: float(hit[qk[matched] == k].mean()) for k in kinds}
 
-    old = load_embedder(str(MODELS_DIR / "ntxent-copies-lite0.pt")).head.eval()
+    old = load_checkpoint_embedder(str(MODELS_DIR / "ntxent-copies-lite0.pt")).head.eval()
     rows = {"ntxent-copies": top1(old)}
     for w in a.koleo:
         held: dict[str, float] = {}

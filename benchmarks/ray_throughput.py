@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         make_images(imgs, args.n)
         base = [sys.executable, "-m", "lookalike", "index", str(imgs), "--model", args.model, "-q",
                 "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
-        modes = [("local (DataLoader, 1 process + workers)", []), (f"ray local instance, {args.workers} actors", ["--engine", "ray"])]
+        modes = [("local (DataLoader, 1 process + workers)", []), (f"ray local instance, {args.workers} actors", ["--executor", "ray"])]
         if args.cluster:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             if address is None:
                 raise SystemExit("ray start --head failed")
             threading.Thread(target=head.stdout.read, daemon=True).start()
-            modes.append((f"ray existing cluster by --address, {args.workers} actors", ["--engine", "ray", "--address", address]))
+            modes.append((f"ray existing cluster by --address, {args.workers} actors", ["--executor", "ray", "--address", address]))
         ref = None
         for name, extra in modes:
             idx = work / f"idx-{len(rows)}"

@@ -1,4 +1,4 @@
-"""Embedding distributed with Ray Data: ``lookalike index DIR --engine ray [--address ADDR]``.
+"""Embedding distributed with Ray Data: ``lookalike index DIR --executor ray [--address ADDR]``.
 
 Only step 5 of the pipeline (decode + embed new content) moves to Ray: a Ray Dataset of file paths goes through
 ``map_batches`` with an actor pool of embedders (each actor loads the model once); the driver receives
@@ -74,7 +74,7 @@ def _init_ray(address: str | None, workers: int):
     try:
         import ray
     except ImportError:
-        raise RayUnavailable("--engine ray needs Ray: pip install 'lookalike[distributed]'") from None
+        raise RayUnavailable("--executor ray needs Ray: pip install 'lookalike[distributed]'") from None
     started = False
     if not ray.is_initialized():
         kw = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")

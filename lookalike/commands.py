@@ -37,15 +37,15 @@ def cmd_index(args) -> int:
     for d in args.dirs:
         if not os.path.exists(d):
             return fail(f"{d}: no such file or folder")
-    if args.address and args.engine != "ray":
-        return fail("--address is for --engine ray")
+    if args.address and args.executor != "ray":
+        return fail("--address is for --executor ray")
     engine = _open(args, create=True, model=args.model, index_type=args.index_type, runtime=args.runtime,
                    precision=args.precision, db_url=args.db_url, **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
     try:
         engine.set_options(max_memory=args.max_memory, on_disk=True if args.on_disk else None)
         report = engine.add(args.dirs, batch_size=args.batch_size, workers=args.workers,
                             progress=not args.quiet, remove_missing=not args.keep_missing,
-                            chunk_size=args.chunk_size, executor=args.engine, ray_address=args.address,
+                            chunk_size=args.chunk_size, executor=args.executor, ray_address=args.address,
                             retry_skipped=args.retry_skipped)
     except EngineError as exc:
         return fail(str(exc))
@@ -235,11 +235,12 @@ def add_commands(sub, train_sub, bench_sub) -> None:
     p.add_argument("--chunk-size", type=positive_int, default=512, help="images per committed chunk (default 512)")
     p.add_argument("--max-memory", type=size_bytes, default=None, metavar="SIZE",
                    help="RAM budget for the vector index (e.g. 2G); --index-type auto picks a type that fits")
-    p.add_argument("--engine", choices=["local", "ray"], default="local",
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where images are decoded and embedded: this process (local) or Ray Data actors (ray; "
                         "pip install 'lookalike[distributed]'); --workers sets the number of actors")
+    p.add_argument("--engine", choices=["local", "ray"], dest="executor", help=argparse.SUPPRESS)  # its old name
     p.add_argument("--address", default=None, metavar="ADDR",
-                   help="with --engine ray: an existing Ray cluster (e.g. ray://head:10001 or auto); default: "
+                   help="with --executor ray: an existing Ray cluster (e.g. ray://head:10001 or auto); default: "
                         "start a local one")
     p.add_argument("--on-disk", action="store_true",
                    help="search IVF indexes with their lists memory-mapped from disk (for indexes larger than RAM)")

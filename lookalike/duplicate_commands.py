@@ -6,10 +6,7 @@ import json
 import sys
 
 from .argtypes import fail, similarity
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
+from .fsutil import human_bytes as _size  # the one byte formatter (powers of 1024)
 
 
 def cmd_duplicates(args) -> int:

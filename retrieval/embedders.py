@@ -292,9 +292,9 @@ def _build(name: str, **kwargs) -> Embedder:
     if not name:
         raise EmbedderError("empty embedder name")
     if name.startswith("checkpoint:"):
-        from .nets import load_embedder
+        from .nets import load_checkpoint_embedder
 
-        return load_embedder(name[len("checkpoint:") :])
+        return load_checkpoint_embedder(name[len("checkpoint:") :])
     if name in _REGISTRY:
         return _REGISTRY[name](**kwargs)
     base, sep, size = name.rpartition("@")
@@ -328,13 +328,13 @@ def _card_factory(card: ModelCard, name: str) -> Callable[..., Embedder]:
         return factory
 
     def factory() -> Embedder:
-        from .nets import load_embedder
+        from .nets import load_checkpoint_embedder
 
         path = card_path(card)
         if not path.is_file():
             raise EmbedderError(f"{name}: model file {path} is missing (see retrieval/weights/README.md for the command "
                                 f"that trains it)")
-        return load_embedder(path, name=name)
+        return load_checkpoint_embedder(path, name=name)
 
     return factory
 

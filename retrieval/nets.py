@@ -1,7 +1,7 @@
 """The trained embedders' networks and their checkpoints: the Siamese CNN and a projection head on frozen backbones.
 
 ``get_embedder("checkpoint:PATH")`` and the shipped names (``siamese-mnist``, ``ntxent-cifar10``, ...) load through
-:func:`load_embedder`; training writes them with :func:`save_embedder`.
+:func:`load_checkpoint_embedder`; training writes them with :func:`save_embedder`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .checkpoint import Checkpoint, CheckpointError, read_checkpoint, restore, s
 from .embedders import Embedder, EmbedderError, PreprocessConfig, get_embedder, resize_square
 
 __all__ = ["SiameseNet", "MNIST_PREPROCESS", "CIFAR_PREPROCESS", "default_preprocess", "ProjectionHead",
-           "FrozenBackbones", "HeadEmbedder", "save_embedder", "load_embedder"]
+           "FrozenBackbones", "HeadEmbedder", "save_embedder", "load_checkpoint_embedder"]
 
 MNIST_PREPROCESS = PreprocessConfig(input_size=28, mean=(0.1307,), std=(0.3081,), interpolation="bilinear",
                                     grayscale=True)
@@ -175,7 +175,7 @@ def save_embedder(path: str | os.PathLike, model: Embedder, metadata: dict | Non
     return save_checkpoint(path, Checkpoint(kind, model.config(), meta, state))
 
 
-def load_embedder(path: str | os.PathLike, name: str | None = None) -> Embedder:
+def load_checkpoint_embedder(path: str | os.PathLike, name: str | None = None) -> Embedder:
     """Rebuild the embedder saved in ``path``; EmbedderError with a one-line reason when it cannot."""
     try:
         ckpt = read_checkpoint(path, kinds=("siamese", "projection-head"))

@@ -19,7 +19,7 @@ from lookalike.retrieval.checkpoint import (
 from lookalike.retrieval.denoise.diffusion import build_diffusion, load_diffusion, save_diffusion
 from lookalike.retrieval.denoise.sigma import SigmaNet, load_sigma_net, save_sigma_net
 from lookalike.retrieval.embedders import EmbedderError
-from lookalike.retrieval.nets import MNIST_PREPROCESS, HeadEmbedder, SiameseNet, load_embedder, save_embedder
+from lookalike.retrieval.nets import MNIST_PREPROCESS, HeadEmbedder, SiameseNet, load_checkpoint_embedder, save_embedder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,7 +36,7 @@ def _saved(kind: str, path):
     if kind == "siamese":
         model = SiameseNet(dim=8, preprocess=MNIST_PREPROCESS, hidden=16, channels=(4, 8)).eval()
         save_embedder(path, model, {"command": "test"})
-        return model, load_embedder(path), lambda m: m(torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(1)))
+        return model, load_checkpoint_embedder(path), lambda m: m(torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(1)))
     if kind == "projection-head":
         model = HeadEmbedder(["efficientnet_lite0"], hidden=16, out_dim=4, in_dim=12, load_backbones=False).eval()
         save_checkpoint(path, Checkpoint(kind, model.config(), {"command": "test"}, model.head_state_dict()))
@@ -127,7 +127,7 @@ def test_newer_version_and_wrong_kind(tmp_path):
         load_sigma_net(path)
     assert _error(e) == f"{path}: a 'ddpm' checkpoint, not 'sigma-estimator'"
     with pytest.raises(EmbedderError, match="a 'ddpm' checkpoint, not 'siamese' or 'projection-head'"):
-        load_embedder(path)
+        load_checkpoint_embedder(path)
     obj = torch.load(path, weights_only=True)
     obj["version"] = VERSION + 1
     torch.save(obj, path)
@@ -162,7 +162,7 @@ def test_weights_that_do_not_fit(tmp_path):
     obj["config"] = json.dumps(cfg)
     torch.save(obj, path)
     with pytest.raises(EmbedderError) as e:
-        load_embedder(path)
+        load_checkpoint_embedder(path)
     assert _error(e).startswith(f"{path}: weights do not fit the 'siamese' architecture (Error(s) in loading state_dict "
                                 f"for SiameseNet: size mismatch for fc.3.weight")
     d = tmp_path / "d.pt"
@@ -201,4 +201,4 @@ def test_earlier_formats_are_read(tmp_path):
     torch.save({"format": "lookalike-embedder", "version": 1, "state_dict": model.state_dict(),
                 "metadata": json.dumps(meta)}, tmp_path / "s.pt")
     assert read_checkpoint(tmp_path / "s.pt").metadata == {"wall_s": 3}
-    assert isinstance(load_embedder(tmp_path / "s.pt"), SiameseNet)
+    assert isinstance(load_checkpoint_embedder(tmp_path / "s.pt"), SiameseNet)

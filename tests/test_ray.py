@@ -46,7 +46,7 @@ def test_ray_engine_matches_local(tmp_path, capsys):
     local, remote = tmp_path / "local", tmp_path / "ray"
     assert cli(["index", str(imgs), "--db", str(local), "--model", "pixels", "-q", "--workers", "0"]) == 0
     capsys.readouterr()
-    assert cli(["index", str(imgs), "--db", str(remote), "--model", "pixels", "-q", "--engine", "ray", "--workers", "2",
+    assert cli(["index", str(imgs), "--db", str(remote), "--model", "pixels", "-q", "--executor", "ray", "--workers", "2",
                 "--batch-size", "8", "--chunk-size", "16"]) == 0
     out = capsys.readouterr().out
     assert "indexed 40," in out and "skipped 1" in out, out
@@ -59,14 +59,14 @@ def test_ray_engine_matches_local(tmp_path, capsys):
     q = sorted(imgs.glob("*.jpg"))[4]
     assert e.search(q, k=1)[0].path == str(q)
     e.close()
-    # incremental run through Ray: nothing new, nothing embedded
+    # incremental run through Ray (by the option's old name, still accepted): nothing new, nothing embedded
     assert cli(["index", str(imgs), "--db", str(remote), "-q", "--engine", "ray", "--workers", "2"]) == 0
     assert "indexed 0, unchanged 40" in capsys.readouterr().out
 
 
 def test_address_without_ray_engine_is_refused(tmp_path, capsys):
     assert cli(["index", str(tmp_path), "--db", str(tmp_path / "i"), "--address", "auto"]) == 2
-    assert "--engine ray" in capsys.readouterr().err
+    assert "--executor ray" in capsys.readouterr().err
 
 
 def _sessions(sid: int) -> list[tuple[int, str]]:
@@ -154,14 +154,14 @@ def _committed(idx: Path) -> int:
 
 @pytest.mark.slow
 def test_existing_cluster_by_address_with_an_actor_killed_mid_run(cluster, tmp_path, capsys):
-    """`index --engine ray --address ADDR` on a `ray start --head` cluster; one embedding actor SIGKILLed after the
+    """`index --executor ray --address ADDR` on a `ray start --head` cluster; one embedding actor SIGKILLed after the
     first chunk is committed: the run finishes or fails with one line, the committed chunks stay, the next run
     embeds only the rest, and the index equals the single-process one. The cluster outlives the runs; the test
     then stops it."""
     n = 200
     imgs, ref, idx = tmp_path / "imgs", tmp_path / "ref", tmp_path / "idx"
     photo_crops(imgs, n, seed=9)
-    cmd = [sys.executable, "-m", "lookalike", "index", str(imgs), "--db", str(idx), "--model", "pixels", "-q", "--engine",
+    cmd = [sys.executable, "-m", "lookalike", "index", str(imgs), "--db", str(idx), "--model", "pixels", "-q", "--executor",
            "ray", "--address", cluster.address, "--workers", "2", "--batch-size", "4", "--chunk-size", "4"]
     run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -9,7 +9,7 @@ from PIL import Image
 from lookalike.cli import main
 from lookalike.retrieval.embedders import EmbedderError, get_embedder
 from lookalike.retrieval.checkpoint import read_checkpoint
-from lookalike.retrieval.nets import CIFAR_PREPROCESS, HeadEmbedder, SiameseNet, load_embedder, save_embedder
+from lookalike.retrieval.nets import CIFAR_PREPROCESS, HeadEmbedder, SiameseNet, load_checkpoint_embedder, save_embedder
 
 
 def _images(n=6, size=32, seed=0):
@@ -37,7 +37,7 @@ def test_head_round_trip(tmp_path):
     emb = HeadEmbedder(["efficientnet_lite0"], input_size=64, hidden=32, out_dim=8, output="hidden").eval()
     path = save_embedder(tmp_path / "h.pt", emb, {})
     assert path.stat().st_size < 1_000_000  # backbone weights are not copied
-    loaded = load_embedder(path)
+    loaded = load_checkpoint_embedder(path)
     assert isinstance(loaded, HeadEmbedder) and loaded.output == "hidden" and loaded.dim == 32
     ims = _images(4)
     np.testing.assert_array_equal(emb.embed_images(ims), loaded.embed_images(ims))
@@ -63,7 +63,7 @@ def test_bad_and_foreign_checkpoints(tmp_path):
     obj["config"] = json.dumps(config)
     torch.save(obj, tmp_path / "bad.pt")
     with pytest.raises(EmbedderError, match="do not fit"):
-        load_embedder(tmp_path / "bad.pt")
+        load_checkpoint_embedder(tmp_path / "bad.pt")
 
 
 def test_cli_bad_input_exit_code(tmp_path, capsys):
