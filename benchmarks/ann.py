@@ -1,6 +1,6 @@
 """ANN index benchmark at scale: build time, bytes/vector, peak RSS, recall@10 vs exact, single/batch latency.
 
-    nice -n 10 .venv/bin/python benchmarks/ann.py --n 1000000 --dim 256 --queries 10000 \
+    nice -n 10 .venv/bin/python -m benchmarks.ann --n 1000000 --dim 256 --queries 10000 \
         --out docs/ann-1m-256.json --plot docs/ann-1m-256.png
 
 Base vectors are clustered synthetic unit vectors (``--source synthetic``, benchmarks/synthetic.py, as in benchmarks/search.py) or
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from synthetic import clustered_chunks
+from benchmarks.synthetic import clustered_chunks
 
 from lookalike.retrieval.metrics import recall_at_k
 
@@ -437,7 +437,7 @@ def main(argv=None) -> int:
     print(json.dumps({"prepared": str(cache), **meta}), file=sys.stderr, flush=True)
     rows = []
     for spec in args.types:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", spec, "--cache", str(cache.parent)]
+        cmd = [sys.executable, "-m", "benchmarks.ann", "--child", spec, "--cache", str(cache.parent)]
         cmd[-1] = str(cache)
         for a in ("threads", "batch", "lat_queries", "lat_budget", "flat_queries"):
             cmd += [f"--{a.replace('_', '-')}", str(getattr(args, a))]

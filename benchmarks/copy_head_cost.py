@@ -1,5 +1,5 @@
 """Per-query cost of the edit-robust head vs efficientnet_lite0 (interleaved, one thread) and of the low-detail
-view's extra inner product. Run from the project root: OMP_NUM_THREADS=1 python benchmarks/copy_head_cost.py
+view's extra inner product. Run from the project root: OMP_NUM_THREADS=1 python -m benchmarks.copy_head_cost
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Per-query cost of the copy levers on the default runtime, interleaved on one thread: a plain query (one
 embedding, one product over the gallery), + the low-detail gallery view (one more product), + the mirror query
 view (one more embedding, batched with the query), + every quarter-turn query view (four more embeddings).
-Dev photos only. Run from the project root: OMP_NUM_THREADS=1 python benchmarks/copy_levers_cost.py
+Dev photos only. Run from the project root: OMP_NUM_THREADS=1 python -m benchmarks.copy_levers_cost
 """
 from __future__ import annotations
 

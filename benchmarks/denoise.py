@@ -1,8 +1,8 @@
 """Noisy-query benchmark: PSNR/SSIM, P@1/P@10, hallucination rate, sigma-estimator error and latency for
 noisy, classical (NL-means), DDPM and DDIM queries over sigma in {0.1 .. 1.0}; writes JSON, plots and a markdown table.
 
-    python benchmarks/denoise.py --dataset mnist --embedder siamese-mnist --queries 300
-    python benchmarks/denoise.py --dataset cifar10 --embedder siamese-cifar10 --queries 164
+    python -m benchmarks.denoise --dataset mnist --embedder siamese-mnist --queries 300
+    python -m benchmarks.denoise --dataset cifar10 --embedder siamese-cifar10 --queries 164
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-figures", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cmd = "python benchmarks/denoise.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = "python -m benchmarks.denoise " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print(cmd, flush=True)
     emb = args.embedder or default_embedder(args.dataset)
     t0 = time.time()

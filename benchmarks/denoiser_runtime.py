@@ -2,7 +2,7 @@
 OpenVINO fp32 / bf16, on the shapes the shipped DDPMs run (MNIST 28x28 grey, CIFAR-10 32x32, a 256x160 photo
 tile), with the largest difference of the predicted noise against torch.
 
-    python benchmarks/denoiser_runtime.py
+    python -m benchmarks.denoiser_runtime
 
 A measurement only: the denoisers run on torch (the runtime serves the embedders).
 """

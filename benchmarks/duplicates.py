@@ -11,14 +11,14 @@ pairs are the pairs within a found group (lookalike) or the listed duplicate pai
 
 lookalike's threshold and imagededup's Hamming distance are each chosen on dev (best F1); both are then
 reported on eval at that setting, and imagededup also at its default distance (10). imagededup runs from its
-own virtual environment (created on first use: ``pip install imagededup``, layered on this one's packages) in
+own virtual environment (``benchmarks.peers``: a pinned version, created on first use, layered on this one's packages) in
 a subprocess; its CNN method needs torchvision weights fetched at run time, so it is left out offline.
 
 Scale: ``--scale N`` stores N synthetic 1280-d vectors (clustered, with planted near-copies) in a real index
 folder, then times ``find_duplicates`` in a fresh process (peak RSS) and checks planted-pair recall.
 
-    .venv/bin/python benchmarks/duplicates.py                 # dev + eval, lookalike and imagededup
-    .venv/bin/python benchmarks/duplicates.py --scale 100000  # the scale run
+    .venv/bin/python -m benchmarks.duplicates                 # dev + eval, lookalike and imagededup
+    .venv/bin/python -m benchmarks.duplicates --scale 100000  # the scale run
 """
 from __future__ import annotations
 
@@ -34,8 +34,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-CACHE = Path(os.environ.get("LOOKALIKE_BENCH_CACHE", Path.home() / ".cache" / "lookalike-bench"))
-PEER_VENV = CACHE / "imagededup-venv"
+from benchmarks.peers import imagededup_python
+from lookalike.settings import bench_cache_root
+
+CACHE = bench_cache_root()
 EDITS = ["orig", "resize50", "jpeg50", "crop90", "colour"]
 SOURCE_SIDE = 1024  # sources are brought down to this longest side first (the "original" of each group)
 DISTRACTOR_PX = 256
@@ -192,26 +194,12 @@ print(json.dumps(out))
 """
 
 
-def peer_python() -> Path:
-    """The imagededup venv's interpreter, created on first use (layered on this interpreter's packages)."""
-    py = PEER_VENV / "bin" / "python"
-    if py.exists() and subprocess.run([py, "-c", "import imagededup"], capture_output=True).returncode == 0:
-        return py
-    subprocess.run([sys.executable, "-m", "venv", PEER_VENV], check=True)
-    site = subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip()
-    base = subprocess.check_output([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                   text=True).strip()
-    Path(site, "_base.pth").write_text(base + "\n")  # reuse torch, numpy, scipy... from this environment
-    subprocess.run([py, "-m", "pip", "install", "-q", "imagededup"], check=True)
-    return py
-
-
 def peer_sweep(root: Path) -> dict:
     """imagededup's pairs per method and Hamming distance (cached per folder)."""
     cache = root / "imagededup.json"
     if cache.is_file():
         return json.loads(cache.read_text())
-    py = peer_python()
+    py = imagededup_python()
     res = subprocess.run([py, "-c", PEER_SCRIPT, str(root / "images"), ",".join(PEER_METHODS),
                           ",".join(map(str, PEER_DISTANCES))], capture_output=True, text=True, check=True,
                          env=dict(os.environ, OMP_NUM_THREADS="1"))

@@ -1,7 +1,7 @@
 """Explore page t-SNE time for 1,000 real embeddings (efficientnet_lite0, the duplicate benchmark's images):
 the page's projection (openTSNE) against the scikit-learn call it replaced. Needs benchmarks/duplicates.py run first.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/explore_tsne.py
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.explore_tsne
 """
 import time
 

@@ -1,7 +1,7 @@
 """Bare model forward, images per second on ready tensors, per runtime and precision, side by side in one run.
 
-    python benchmarks/forward.py --model efficientnet_lite0 --sizes 224 128
-    python benchmarks/forward.py --model ntxent-copies --sizes 0
+    python -m benchmarks.forward --model efficientnet_lite0 --sizes 224 128
+    python -m benchmarks.forward --model ntxent-copies --sizes 0
 
 Each row is the median of ``--repeats`` interleaved passes of ``--n`` images in batches of ``--batch-size``.
 """
@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from indexing import bare_forward
+from benchmarks.indexing import bare_forward
 
 CONFIGS = [("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")]
 

@@ -4,7 +4,7 @@ method the rule picks (fused when sigma exceeds TAU on the [-1, 1] scale; both m
 ``lookalike bench copies|noisy``). The rule lives in retrieval/denoise/query.py. (The plain-search gates this
 script also replayed were replaced by the calibrated copy score, retrieval/calibration.py.)
 
-    OMP_NUM_THREADS=1 python benchmarks/gated_lowfreq.py --photos dev --tau 0.1,0.2,0.3 \\
+    OMP_NUM_THREADS=1 python -m benchmarks.gated_lowfreq --photos dev --tau 0.1,0.2,0.3 \\
         --copies benchmarks/results/copies-dev-levers.json --noisy benchmarks/results/noisy-dev.json \\
         --plain "+lowdetail" --fused "+lowdetail+lowfreq 1"
 """

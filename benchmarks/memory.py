@@ -1,6 +1,6 @@
 """Bounded memory while indexing: peak RSS (indexer + its decoding workers) against images committed, and images/s.
 
-    nice -n 10 .venv/bin/python benchmarks/memory.py --n 100000 --model pixels@16 --work /tmp/lookalike-mem
+    nice -n 10 .venv/bin/python -m benchmarks.memory --n 100000 --model pixels@16 --work /tmp/lookalike-mem
 
 Images are augmented crops of the scikit-image photos (random position, scale, flip, brightness), written as
 128x128 JPEGs (generated once into --work and reused). The indexer runs as ``lookalike index`` in a subprocess;

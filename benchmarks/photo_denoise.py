@@ -7,10 +7,10 @@ side, ``full`` = no reduction; DDIM steps from t*(sigma)), PSNR of the result ag
 retrieval scale (both resized to 224 px on the long side), the cosine between the efficientnet_lite0 embeddings of
 the result and of the clean photo (what search compares), and ms per megapixel (busy machine).
 
-    OMP_NUM_THREADS=1 python benchmarks/photo_denoise.py sigma --photos dev
-    OMP_NUM_THREADS=1 python benchmarks/photo_denoise.py denoise --photos dev --max-photos 8 --settings full:1,256:1,256:2
-    OMP_NUM_THREADS=1 python benchmarks/photo_denoise.py timing --photos dev
-    OMP_NUM_THREADS=1 python benchmarks/photo_denoise.py grid --photos dev --max-photos 4 --settings 256:1,full:1
+    OMP_NUM_THREADS=1 python -m benchmarks.photo_denoise sigma --photos dev
+    OMP_NUM_THREADS=1 python -m benchmarks.photo_denoise denoise --photos dev --max-photos 8 --settings full:1,256:1,256:2
+    OMP_NUM_THREADS=1 python -m benchmarks.photo_denoise timing --photos dev
+    OMP_NUM_THREADS=1 python -m benchmarks.photo_denoise grid --photos dev --max-photos 4 --settings 256:1,full:1
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Indexing throughput: the single-process path vs Ray Data actors (local instance; optionally an existing cluster).
 
-    .venv/bin/python benchmarks/ray_throughput.py --n 1000 --model efficientnet_lite0@128 --workers 2 --cluster
+    .venv/bin/python -m benchmarks.ray_throughput --n 1000 --model efficientnet_lite0@128 --workers 2 --cluster
 
 Each mode indexes the same generated JPEGs into a fresh index through the CLI (``lookalike index``), in a
 subprocess; reported: wall time (start-up included), the embedding phase's images/s (from the run summary),
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import socket
@@ -48,8 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cluster", action="store_true", help="also run against a 'ray start --head' cluster by address")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from memory import make_images
+    from benchmarks.memory import make_images
 
     work = Path(tempfile.mkdtemp(prefix="lookalike-ray-"))
     rows = []

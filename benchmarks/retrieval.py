@@ -3,7 +3,7 @@
 Test images are the queries, train images the gallery; figures come from ``lookalike.retrieval.metrics``.
 Run from the project root::
 
-    .venv/bin/python benchmarks/retrieval.py [--datasets mnist-sample,cifar10-sample] [--plot docs/retrieval-benchmark.png]
+    .venv/bin/python -m benchmarks.retrieval [--datasets mnist-sample,cifar10-sample] [--plot docs/retrieval-benchmark.png]
 
 Frozen-backbone rows reuse the on-disk feature cache of ``lookalike.training.feature_cache`` (the same
 features the embedder computes); every other row runs the registered embedder on the images.

@@ -1,6 +1,6 @@
 """Search latency (single query, p50/p95) and recall@10 against exact search, per index type and size.
 
-    python benchmarks/search.py --sizes 10000 100000 --dim 1280 --types Flat HNSW32 IVF1024,Flat
+    python -m benchmarks.search --sizes 10000 100000 --dim 1280 --types Flat HNSW32 IVF1024,Flat
 
 Vectors are clustered synthetic unit vectors (like image embeddings: many tight groups); queries are
 held-out points from the same clusters. Recall@10 is measured against exact inner-product search.
@@ -15,7 +15,7 @@ import time
 import faiss
 import numpy as np
 
-from synthetic import clustered_chunks
+from benchmarks.synthetic import clustered_chunks
 
 from lookalike.retrieval.index import VectorIndex, needs_training
 from lookalike.retrieval.metrics import recall_at_k

@@ -1,7 +1,7 @@
 """HTTP API latency and throughput: `lookalike serve` on 127.0.0.1 with 1 and 8 concurrent clients, on the demo index
 (default model) and on a 100k-image index (a cheap model), and with 8 clients while an index update runs.
 
-    nice -n 10 .venv/bin/python benchmarks/serve.py --work /tmp/lookalike-serve --out benchmarks/results/serve.json
+    nice -n 10 .venv/bin/python -m benchmarks.serve --work /tmp/lookalike-serve --out benchmarks/results/serve.json
 
 Each request is a multipart POST /search of the demo query (a 256x192 JPEG of a photo the index has never seen,
 k=10), timed end to end by the client (connection kept alive, one httpx client per thread). The server is a
@@ -11,7 +11,7 @@ starts the update and 8 clients search until it ends; every non-200 answer or tr
 Traffic is 127.0.0.1 only and bounded by --requests and --seconds per phase. Generated data is kept in --work
 and reused.
 
-    nice -n 10 .venv/bin/python benchmarks/serve.py --soak 20000 --soak-seconds 900 --out /tmp/soak.json
+    nice -n 10 .venv/bin/python -m benchmarks.serve --soak 20000 --soak-seconds 900 --out /tmp/soak.json
 
 ``--soak N`` (only this): N mixed requests from 16 clients (uploads, searches by path and by vector, thumbnails,
 originals, /status, /health, and bad requests that must get their 4xx) against an index of generated images while
@@ -56,7 +56,7 @@ def demo_index(work: Path) -> tuple[Path, Path]:
 
 def big_index(work: Path, n: int, model: str) -> Path:
     """An index of ``n`` generated small JPEGs (benchmarks/memory.py's crops) with ``model``."""
-    from memory import make_images
+    from benchmarks.memory import make_images
 
     images = work / f"imgs-{n}"
     make_images(images, n, size=32)
@@ -192,7 +192,7 @@ def phases(label: str, db: Path, query: bytes, args, rows: list[dict], meta: dic
 def update_phase(images: Path, db: Path, query: bytes, args, rows: list[dict]) -> None:
     """8 clients searching while POST /index adds ``args.update_images`` new images to the demo index."""
     import httpx
-    from memory import make_images
+    from benchmarks.memory import make_images
 
     extra = images / "serve-bench-update"
     make_images(extra, args.update_images, seed=123, size=128)
@@ -238,7 +238,7 @@ def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, mo
     import random
 
     import httpx
-    from memory import make_images
+    from benchmarks.memory import make_images
 
     images = work / "soak-images"
     shutil.rmtree(images / "added", ignore_errors=True)
@@ -392,7 +392,6 @@ def main(argv=None) -> int:
     ap.add_argument("--soak-model", default="pixels@16")
     ap.add_argument("--soak-no-update", action="store_true", help="the soak test without index updates")
     args = ap.parse_args(argv)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from lookalike.data.photos import unseen_query
 
     work = Path(args.work)

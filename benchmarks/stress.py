@@ -1,9 +1,9 @@
 """Fault and concurrency stress: random SIGKILLs + resume vs a clean run, a searcher process running throughout,
 and a catalogue of bad inputs (damaged/missing files, read-only folder, full disk, a second writer, bad images).
 
-    nice -n 10 .venv/bin/python benchmarks/stress.py --n 600 --kills 20 --out /tmp/stress.json
+    nice -n 10 .venv/bin/python -m benchmarks.stress --n 600 --kills 20 --out /tmp/stress.json
 
-    .venv/bin/python benchmarks/stress.py --bombs 8 --out /tmp/bombs.json   # image bombs only (issue 23)
+    .venv/bin/python -m benchmarks.stress --bombs 8 --out /tmp/bombs.json   # image bombs only (issue 23)
 
 ``--bombs N``: peak memory (RSS, and PSS: the sum over the process and its decoding workers counting shared pages
 once; sampled every 20 ms) of ``lookalike index``
@@ -493,8 +493,7 @@ class _PeakRSS:
 def make_bombs(folder: Path, n: int) -> list[Path]:
     """``n`` image bombs under the 200 MP pixel limit, a few KB each: refused ones (more than the decode budget) and
     ones that decode within it (a 16-bit PNG, a 100 MP RGB PNG, a 144 MP JPEG decoded at a reduced scale)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from helpers import png_bomb, webp_bomb  # noqa: E402
+    from tests.helpers import png_bomb, webp_bomb
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -641,7 +640,7 @@ def main(argv=None) -> int:
         print(json.dumps({"clean_run": timing}), file=sys.stderr, flush=True)
 
         stop, sout = work / "stop", work / "searcher.json"
-        sp = subprocess.Popen([PY, os.path.abspath(__file__), "--searcher", str(idx), str(stop), str(sout)])
+        sp = subprocess.Popen([PY, "-m", "benchmarks.stress", "--searcher", str(idx), str(stop), str(sout)])
         kl = kill_loop(imgs, idx, args.model, args.kills, timing, args.n, rng)
         print(json.dumps(kl), file=sys.stderr, flush=True)
         r = subprocess.run(index_cmd(imgs, idx, args.model), capture_output=True, text=True)

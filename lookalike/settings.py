@@ -17,6 +17,8 @@ ENV = {
                        "or ~/.cache/lookalike)",
     "LOOKALIKE_DATA": "folder holding the sample .npz files (default: the copies shipped in the package)",
     "LOOKALIKE_BENCH_CACHE": "working folder of `lookalike bench` (default ~/.cache/lookalike-bench)",
+    "LOOKALIKE_IMAGEDEDUP_PYTHON": "a Python that can import imagededup, the peer of `lookalike bench` (default: "
+                                   "this one, when imagededup is installed)",
     "LOOKALIKE_DB": "the index folder of `lookalike ui` (set by the command for the Streamlit app)",
     "LOOKALIKE_RUNTIME": "the runtime of `lookalike ui` (one of RUNTIMES)",
     "LOOKALIKE_UI_MODEL": "the model a new index of `lookalike ui` is built with",

@@ -1,6 +1,9 @@
 """Photo edits and noise models (data/edits.py), µAP, and the copy benchmark end to end on a tiny real set."""
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -97,7 +100,8 @@ def test_copy_levers_score_rotations_and_thumbnails_like_the_original(tmp_path):
     """The quarter-turn gallery views meet a 90-degree copy, --multi-scale a 120 px thumbnail and the crop views a
     top-left quarter, at about the score of the original itself (plain search: 0.73-0.94 here); every lever answers
     every query."""
-    from lookalike.bench.common import Levers, build_gallery, open_index, run_levers
+    from benchmarks.levers import Levers, run_levers
+    from lookalike.bench.common import build_gallery, open_index
     from lookalike.retrieval.models import DEFAULT_EMBEDDER
 
     photos = [(n, load_photo(n).convert("RGB")) for n in ("astronaut", "chelsea", "coffee")]
@@ -122,15 +126,36 @@ def test_copy_levers_score_rotations_and_thumbnails_like_the_original(tmp_path):
 
 
 def test_copy_benchmark_keeps_the_engine_and_the_lever_query_views_apart(tmp_path):
-    from lookalike.bench.common import Levers
+    from benchmarks.levers import Levers
     from lookalike.bench.copies import run_copies
 
     photos = [(n, load_photo(n).convert("RGB")) for n in ("astronaut", "coffee")]
     distractors = [(f"scene-{i}", generated_scene(np.random.default_rng(i))) for i in range(4)]
     res = run_copies(photos, distractors, tmp_path, ["pixels@16"], "test", edits=["mirror"], strengths=("mild",), k=5,
-                     views="mirror", peer=False, progress=False, levers=Levers(query_views="mirror"))
+                     views="mirror", peer=False, progress=False, extra=Levers(query_views="mirror"))
     assert set(res["methods"]) == {"pixels@16", "pixels@16 +views:mirror (Engine)", "pixels@16 +views:mirror",
                                    "pixels@16 lowfreq-off", "pixels@16 +views:mirror (Engine) lowfreq-off",
                                    "pixels@16 +views:none", "pixels@16 +views:none lowfreq-off"}  # default: auto
     engine, lever = res["methods"]["pixels@16 +views:mirror (Engine)"], res["methods"]["pixels@16 +views:mirror"]
     assert engine["top1"] == lever["top1"] == 1.0 and engine["n"] == lever["n"] == 2
+    assert res["machine"]["cpu_count"] == os.cpu_count() and len(res["machine"]["load_avg"]) == 3  # not a fixed text
+
+
+def test_the_shipped_bench_installs_no_peer(monkeypatch, tmp_path, capsys):
+    """`lookalike bench` uses imagededup only where it is installed or configured, and says so in one line."""
+    import importlib.util
+
+    from lookalike.bench import common
+
+    monkeypatch.setenv("LOOKALIKE_BENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("LOOKALIKE_IMAGEDEDUP_PYTHON", str(tmp_path / "no-such-python"))
+    res, status = common.run_peer([], [], 5)
+    assert res is None and "cannot import imagededup" in status
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    monkeypatch.delenv("LOOKALIKE_IMAGEDEDUP_PYTHON")
+    py, status = common.peer_python()
+    if importlib.util.find_spec("imagededup") is None:
+        assert py is None and "not installed" in status
+    else:
+        assert py == sys.executable
+    assert not any(tmp_path.iterdir())  # no venv made

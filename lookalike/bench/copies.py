@@ -6,7 +6,6 @@ and mean ms per query, for a lookalike model and imagededup's PHash / DHash on t
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import time
@@ -20,8 +19,8 @@ from lookalike.retrieval.models import DEFAULT_EMBEDDER
 
 from lookalike.retrieval.runtime import default_precision
 
-from .common import (BUSY, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug,
-                     open_index, peer_on_queries, photos_or_fail, run_levers, write_result)
+from .common import (ExtraMethods, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, machine,
+                     machine_line, model_slug, open_index, peer_on_queries, photos_or_fail, write_result)
 
 __all__ = ["run_copies", "format_table", "copy_queries", "add_arguments", "main"]
 
@@ -36,7 +35,7 @@ def copy_queries(photos: list[tuple[str, Image.Image]], edits: list[str], streng
 def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
                models: list[str], label: str, edits: list[str] | None = None,
                strengths: tuple[str, ...] = ("mild", "strong"), k: int = 10, views: str = "auto",
-               peer: bool = True, seed: int = 0, progress: bool = True, levers: Levers = Levers(),
+               peer: bool = True, seed: int = 0, progress: bool = True, extra: ExtraMethods | None = None,
                log=None, lowfreq_modes: tuple[str, ...] = ("auto", "off"), precision: str | None = None,
                adapt=None) -> dict:
     """Run the benchmark; returns the result dict (figures per method, per edit kind, per query top-1).
@@ -44,7 +43,8 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     Each model is searched as `lookalike search` does (``lowfreq="auto"``: thumbnails and heavily blurred copies
     fuse the low-frequency channel) and, as "MODEL lowfreq-off", with the neural score alone. ``adapt`` (a
     :class:`~lookalike.training.adapt.AdaptConfig`): also score each model's index after ``lookalike adapt`` (on a
-    copy of the gallery index, kept beside it so reruns reuse its cached features)."""
+    copy of the gallery index, kept beside it so reruns reuse its cached features). ``extra``: more methods scored on
+    the plain index (benchmarks/levers.py)."""
     edits = list(edits or EDITS)
     work = Path(work)
     gallery = build_gallery(work / f"gallery-{label}-{len(distractors)}", photos, distractors)
@@ -58,6 +58,7 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     groups = [q[1] for q in queries]
     scores: dict[str, MethodScore] = {}
     adapt_reports: dict[str, dict] = {}
+    extra_names = extra.names() if extra is not None else []
     runs = [(m, None) for m in models] + ([(m, "adapt") for m in models] if adapt is not None else [])
     for model, variant in runs:
         folder = work / f"index-{label}-{len(distractors)}-{model_slug(model, precision)}"
@@ -73,7 +74,7 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
             # views auto (the default: turned views for undecided queries) and none (the plain search)
             for vw in dict.fromkeys(("auto", "none", views)):
                 # the levers score the same query views from one batch; the Engine's pass keeps its own name
-                same = f"+views:{vw}" in levers.names()
+                same = f"+views:{vw}" in extra_names
                 for lowfreq in lowfreq_modes:
                     name = (base + ("" if vw == "auto" else f" +views:{vw}" + (" (Engine)" if same else ""))
                             + ("" if lowfreq == "auto" else " lowfreq-off"))
@@ -84,14 +85,14 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
                         ms.add(names, sc, target, t)
                     print(f"bench: {name} on {len(queries)} copies in {time.perf_counter() - t0:.0f} s",
                           file=log or sys.stderr)
-            if variant is not None:
-                continue  # levers: on the plain index only
+            if variant is not None or extra is None:
+                continue  # extra methods: on the plain index only
             t0 = time.perf_counter()
-            for lname, lever in run_levers(engine, gallery, work, model, levers, (edited(q) for q in queries), targets,
-                                           k, progress).items():
+            for lname, lever in extra.run(engine, gallery, work, model, (edited(q) for q in queries), targets,
+                                          k, progress).items():
                 scores[f"{model} {lname}"] = lever
-            if levers.names():
-                print(f"bench: {model} {', '.join(levers.names())} in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
+            if extra_names:
+                print(f"bench: {model} {', '.join(extra_names)} in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
         finally:
             engine.close()
     peer_status = "not run (--no-peer)"
@@ -103,9 +104,9 @@ def run_copies(photos: list[tuple[str, Image.Image]], distractors: list[tuple[st
     return {
         "bench": "copies", "photo_set": label, "n_photos": len(photos), "n_distractors": len(distractors),
         "n_gallery": len(gallery.paths), "n_queries": len(queries), "edits": edits, "strengths": list(strengths),
-        "k": k, "views": views, "levers": levers.names(), "adapt": adapt_reports, "seed": seed,
+        "k": k, "views": views, "levers": extra_names, "adapt": adapt_reports, "seed": seed,
         "precision": precision or default_precision(models[0]), "peer": peer_status,
-        "machine": f"{BUSY} ({platform.processor() or platform.machine()})",
+        "machine": machine(),
         "methods": {m: s.summary(groups) | {"per_strength": s.summary([f"{q[1]}/{q[2]}" for q in queries])["per_group"]}
                     for m, s in scores.items()},
         "gallery": str(gallery.folder),
@@ -135,7 +136,7 @@ def format_table(result: dict) -> str:
     kinds = list(next(iter(result["methods"].values()))["per_group"]) if methods else []
     head = f"{'edit':<12}" + "".join(f" {m[-30:]:>30}" for m in methods)
     lines = [f"copies: {result['photo_set']} photos ({result['n_photos']}), gallery {result['n_gallery']}, "
-             f"{result['n_queries']} queries; top-1 / top-5; {result['machine']}", head]
+             f"{result['n_queries']} queries; top-1 / top-5; {machine_line(result['machine'])}", head]
     for kind in kinds:
         cells = [result["methods"][m]["per_group"][kind] for m in methods]
         lines.append(f"{kind:<12}" + "".join(f" {c['top1']:>17.3f} / {c['top5']:<10.3f}" for c in cells))
@@ -148,11 +149,11 @@ def format_table(result: dict) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``lookalike bench copies`` and ``benchmarks/copies.py``."""
+    """Options of ``lookalike bench copies`` (``python -m benchmarks.levers copies`` adds the levers')."""
     add_shared_arguments(p)
     p.add_argument("--model", action="append", default=None, help=f"embedder (repeatable; default {DEFAULT_EMBEDDER})")
     p.add_argument("--edits", default=",".join(EDITS), help="comma-separated edit kinds")
-    p.add_argument("--views", choices=("auto", "none", "mirror", "rot"), default="auto",
+    p.add_argument("--views", choices=("auto", "none", "mirror", "mirror-turns", "rot"), default="auto",
                    help="query-time views (max score per image) measured besides auto (the default) and none")
     p.add_argument("--adapt", action="store_true",
                    help="also score each model after 'lookalike adapt' of the gallery index (projection heads only)")
@@ -177,8 +178,8 @@ def _slug(models: list[str]) -> str:
     return "" if models == ["efficientnet_lite0"] else "-" + "+".join(Path(m.split(":")[-1]).stem for m in models)
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run from parsed arguments: print the table, write JSON and the picture grid."""
+def main(args: argparse.Namespace, extra: ExtraMethods | None = None) -> int:
+    """Run from parsed arguments (and ``extra`` methods): print the table, write JSON and the picture grid."""
     import torch
 
     from lookalike.data.photosets import distractors
@@ -197,12 +198,6 @@ def main(args: argparse.Namespace) -> int:
     models = args.model or [DEFAULT_EMBEDDER]
     if args.suite == "augly":
         return _main_augly(args, models[0])
-    try:
-        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views,
-                        "none" if args.views == "auto" else args.views, args.multi_scale, crops=args.crop_views)
-    except ValueError:
-        print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
-        return 2
     photos = photos_or_fail(args)
     if photos is None:
         return 2
@@ -218,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
         result = run_copies(photos, distractors(args.distractors, max_side=args.max_side),
                             Path(args.work or cache_root() / "work"), models, args.photos, edits, k=args.k,
                             views=args.views, peer=not args.no_peer, seed=args.seed, progress=not args.quiet,
-                            levers=levers, adapt=adapt, precision=args.precision)
+                            extra=extra, adapt=adapt, precision=args.precision)
     except LookalikeError as exc:
         print(f"lookalike: {exc}", file=sys.stderr)
         return 2
@@ -228,7 +223,7 @@ def main(args: argparse.Namespace) -> int:
     root = Path.cwd()
     out = write_result(result, args.json or root / "benchmarks" / "results" /
                        f"copies-{args.photos}{_slug(models)}{'' if args.views in ('auto', 'none') else '-views-' + args.views}"
-                       f"{'-levers' if levers.names() else ''}{'-adapt' if adapt else ''}.json")
+                       f"{'-levers' if extra is not None and extra.names() else ''}{'-adapt' if adapt else ''}.json")
     print(f"json: {out}")
     if args.grid != "none":
         grid = Path(args.grid or root / "docs" / f"copies-grid-{args.photos}.png")
@@ -265,7 +260,7 @@ def _main_augly(args: argparse.Namespace, model: str) -> int:
                        Path(args.save) if args.save else None, k=args.k, seed=args.seed, peer=not args.no_peer,
                        progress=not args.quiet, precision=args.precision)
     result["command"] = "lookalike bench copies " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "copies"] else sys.argv[1:])
-    result["machine"] = f"{BUSY} ({platform.processor() or platform.machine()})"
+    result["machine"] = machine()
     print(format_suite(result))
     out = write_result(result, args.json or Path.cwd() / "benchmarks" / "results" /
                        f"copies-augly-{args.photos}{'-fit' if args.fit else ''}.json")

@@ -6,7 +6,6 @@ DCT signature, the content a perceptual hash keeps), and imagededup's PHash / DH
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import time
@@ -19,8 +18,8 @@ from lookalike.retrieval.models import DEFAULT_EMBEDDER
 
 from lookalike.retrieval.runtime import default_precision
 
-from .common import (BUSY, Levers, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, model_slug, open_index,
-                     peer_on_queries, photos_or_fail, run_levers, write_result)
+from .common import (ExtraMethods, MethodScore, add_shared_arguments, build_gallery, cache_root, engine_search, machine,
+                     machine_line, model_slug, open_index, peer_on_queries, photos_or_fail, write_result)
 
 __all__ = ["run_noisy", "format_table", "add_arguments", "main"]
 
@@ -29,9 +28,10 @@ DENOISE_MODES = ("auto", "ddim", "ddpm", "classical")
 
 def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str, Image.Image]], work: Path,
               model: str, label: str, levels: list[str] | None = None, modes: tuple[str, ...] = DENOISE_MODES,
-              levers: Levers = Levers(), k: int = 10, peer: bool = True, seed: int = 0,
+              extra: ExtraMethods | None = None, k: int = 10, peer: bool = True, seed: int = 0,
               progress: bool = True, log=None, precision: str | None = None) -> dict:
-    """Run the benchmark; returns the result dict (top-1 per level and ms per query, per method)."""
+    """Run the benchmark; returns the result dict (top-1 per level and ms per query, per method). ``extra``: more
+    methods scored on the same queries (benchmarks/levers.py)."""
     levels = list(levels or NOISES)
     work = Path(work)
     gallery = build_gallery(work / f"gallery-{label}-{len(distractors)}", photos, distractors)
@@ -61,8 +61,8 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
                 ms.add(names, sc, target, t)
             print(f"bench: {model} {name} on {len(queries)} noisy queries in {time.perf_counter() - t0:.0f} s", file=log or sys.stderr)
             scores[name] = ms
-        scores.update(run_levers(engine, gallery, work, model, levers, (noisy(q) for q in queries), targets, k,
-                                 progress))
+        if extra is not None:
+            scores.update(extra.run(engine, gallery, work, model, (noisy(q) for q in queries), targets, k, progress))
     finally:
         engine.close()
     peer_status = "not run (--no-peer)"
@@ -74,8 +74,8 @@ def run_noisy(photos: list[tuple[str, Image.Image]], distractors: list[tuple[str
     return {
         "bench": "noisy", "photo_set": label, "model": model, "n_photos": len(photos),
         "n_distractors": len(distractors), "n_gallery": len(gallery.paths), "n_queries": len(queries),
-        "levels": levels, "levers": levers.names(), "k": k, "precision": precision or default_precision(model), "seed": seed, "peer": peer_status,
-        "machine": f"{BUSY} ({platform.processor() or platform.machine()})", "gallery": str(gallery.folder),
+        "levels": levels, "levers": extra.names() if extra is not None else [], "k": k, "precision": precision or default_precision(model), "seed": seed, "peer": peer_status,
+        "machine": machine(), "gallery": str(gallery.folder),
         "methods": {m: s.summary(groups) for m, s in scores.items()},
         "queries": [{"photo": q[0], "level": q[1], "seed": q[2], "top1": {m: s.top1[i] for m, s in scores.items()}}
                     for i, q in enumerate(queries)],
@@ -87,7 +87,7 @@ def format_table(result: dict) -> str:
     methods = list(result["methods"])
     n = result["n_photos"]
     lines = [f"noisy: {result['photo_set']} photos ({n}), gallery {result['n_gallery']}; top-1 (found/{n}); "
-             f"{result['machine']}", f"{'level (' + result['model'][:12] + ')':<20}" + "".join(f" {m[-26:]:>26}" for m in methods)]
+             f"{machine_line(result['machine'])}", f"{'level (' + result['model'][:12] + ')':<20}" + "".join(f" {m[-26:]:>26}" for m in methods)]
     for lvl in result["levels"]:
         cells = [result["methods"][m]["per_group"][lvl]["top1"] for m in methods]
         lines.append(f"{lvl:<20}" + "".join(f" {c:>17.3f} ({round(c * n):>2}/{n})" for c in cells))
@@ -97,7 +97,7 @@ def format_table(result: dict) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``lookalike bench noisy`` and ``benchmarks/noisy_photos.py``."""
+    """Options of ``lookalike bench noisy`` (``python -m benchmarks.levers noisy`` adds the levers')."""
     add_shared_arguments(p)
     p.add_argument("--model", default=DEFAULT_EMBEDDER, help=f"embedder (default {DEFAULT_EMBEDDER})")
     p.add_argument("--levels", default=",".join(NOISES), help="comma-separated noise levels")
@@ -106,8 +106,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", default=None, help="picture grid PNG (default docs/noisy-grid-SET.png; 'none' to skip)")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run from parsed arguments: print the table, write JSON and the picture grid."""
+def main(args: argparse.Namespace, extra: ExtraMethods | None = None) -> int:
+    """Run from parsed arguments (and ``extra`` methods): print the table, write JSON and the picture grid."""
     import torch
 
     from lookalike import EngineError
@@ -123,18 +123,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"lookalike: {','.join(bad)}: unknown level or denoise mode (levels: {', '.join(NOISES)}; modes: "
               f"{', '.join(DENOISE_MODES)})", file=sys.stderr)
         return 2
-    try:
-        levers = Levers(tuple(float(w) for w in args.lowfreq.split(",") if w.strip()), args.low_detail, args.rot_views,
-                        multi_scale=args.multi_scale, crops=args.crop_views)
-    except ValueError:
-        print(f"lookalike: --lowfreq {args.lowfreq}: expected comma-separated numbers", file=sys.stderr)
-        return 2
     photos = photos_or_fail(args)
     if photos is None:
         return 2
     try:
         result = run_noisy(photos, distractors(args.distractors, max_side=args.max_side),
-                           Path(args.work or cache_root() / "work"), args.model, args.photos, levels, modes, levers,
+                           Path(args.work or cache_root() / "work"), args.model, args.photos, levels, modes, extra,
                            k=args.k, peer=not args.no_peer, seed=args.seed, progress=not args.quiet,
                            precision=args.precision)
     except EngineError as exc:
