@@ -95,6 +95,70 @@ def _check_index_type(index_type: str | None, dim: int) -> None:
             raise EngineError(f"{exc}; use auto, Flat, HNSW32 or IVF<lists>,Flat|PQ<m> (any FAISS factory string)") from None
 
 
+def _create_folder(folder: IndexFolder, model: str | None, index_type: str | None, db_url: str | None, runtime: str,
+                   precision: str | None) -> None:
+    """A new index folder: its tables, then its config (which marks an index), once the model and the index type
+    are known to work; two first runs at once: one creates, the other then opens what it made."""
+    try:
+        precision = precision or default_precision(model or DEFAULT_EMBEDDER, runtime)
+        described = load_embedder(model or DEFAULT_EMBEDDER, runtime, precision).describe()
+    except (EmbedderError, RuntimeUnavailable) as exc:
+        raise EngineError(str(exc)) from None
+    _check_index_type(index_type, int(described["dim"]))
+    folder.create()
+    with folder.writer_lock():
+        if folder.exists():
+            return
+        if not db_url or db_url.startswith("sqlite"):
+            try:
+                MetadataStore(sqlite_url(folder.db_path), dim=int(described["dim"])).close()
+            except StoreError as exc:
+                raise EngineError(str(exc)) from None
+        folder.write_config(IndexConfig.new(described, None, db_url, precision))  # a requested type: saved once built
+
+
+def _check_config(folder: IndexFolder, config: IndexConfig, model: str | None, index_type: str | None,
+                  db_url: str | None, precision: str | None) -> None:
+    """Refuse what the caller asks for that this index is not (model, precision, database, index type), a saved
+    index type FAISS cannot build, and a missing database under an index that held vectors."""
+    root = folder.root
+    if model and not adapted.accepts_model(config, model):
+        raise EngineError(f"{root}: this index was built with model '{config.model}', not '{model}'; "
+                          f"use another --db folder for a different model")
+    if precision and precision != config.precision:
+        raise EngineError(f"{root}: this index was built at precision {config.precision}, not {precision}; "
+                          f"use another --db folder for a different precision")
+    if db_url and db_url != config.db_url and not (config.db_url is None and db_url.startswith("sqlite")):
+        raise EngineError(f"{root}: this index uses database {config.db_url or 'metadata.db'}, not {db_url}")
+    if index_type:
+        _check_index_type(index_type, config.dim)
+    else:
+        try:
+            _check_index_type(config.index_type, config.dim)
+        except EngineError as exc:
+            raise EngineError(f"{folder.config_path}: saved setting: {exc}; run 'lookalike rebuild --db {root} "
+                              f"--index-type auto' to replace it") from None
+    if not config.db_url and config.index_written and (not folder.db_path.exists() or folder.db_path.stat().st_size == 0):
+        raise EngineError(f"{folder.db_path}: metadata database is {'missing' if not folder.db_path.exists() else 'empty'} "
+                          f"but this index held vectors; restore it from a backup (nothing was written)")
+
+
+def _open_store(folder: IndexFolder, config: IndexConfig, repair: bool) -> MetadataStore:
+    """The index's metadata store (read-only in a folder this process cannot write), after recovering from a
+    killed ``lookalike adapt`` (the store ahead of the config)."""
+    try:
+        store = MetadataStore(config.db_url or sqlite_url(folder.db_path), dim=config.dim,
+                              read_only=not folder.writable() and not config.db_url, repair=repair)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from None
+    try:
+        adapted.recover(folder, config, store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 class Engine:
     """An index folder: open it, add folders, remove files, search by image."""
 
@@ -126,73 +190,31 @@ class Engine:
         by opening. ``load_index=False`` skips reading the FAISS file (for ``rebuild`` of a damaged one);
         ``repair`` (``rebuild``) recreates the database tables that can be recreated empty (skipped files, roots).
         Opening never creates or alters a table of an existing index; a new one is created under the writer lock.
+        Stages: the folder created (a new index) -> its config checked against what is asked -> the store
+        opened (and a killed adapt recovered) -> the engine assembled and its FAISS index loaded.
         """
         folder = IndexFolder(path)
-        root = folder.root
-        asked_precision = precision
         if precision is not None and precision not in PRECISIONS:
             raise EngineError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
-        if not folder.exists() and not create:
-            raise EngineError(f"{root}: not a lookalike index (no {folder.config_path.name}); build one with "
-                              f"'lookalike index DIR --db {root}'")
         if not folder.exists():
-            try:
-                precision = precision or default_precision(model or DEFAULT_EMBEDDER, runtime)
-                described = load_embedder(model or DEFAULT_EMBEDDER, runtime, precision).describe()
-            except (EmbedderError, RuntimeUnavailable) as exc:
-                raise EngineError(str(exc)) from None
-            _check_index_type(index_type, int(described["dim"]))
-            folder.create()  # only once the model and the index type are known to work
-            with folder.writer_lock():  # two first runs at once: one creates, the other then opens what it made
-                if not folder.exists():
-                    if not db_url or db_url.startswith("sqlite"):  # the tables first, the config (which marks an
-                        try:                                                # index) last
-                            MetadataStore(sqlite_url(folder.db_path), dim=int(described["dim"])).close()
-                        except StoreError as exc:
-                            raise EngineError(str(exc)) from None
-                    # a requested index type is saved once built
-                    folder.write_config(IndexConfig.new(described, None, db_url, precision))
+            if not create:
+                raise EngineError(f"{folder.root}: not a lookalike index (no {folder.config_path.name}); build one "
+                                  f"with 'lookalike index DIR --db {folder.root}'")
+            _create_folder(folder, model, index_type, db_url, runtime, precision)
         config = folder.read_config()
-        if model and not adapted.accepts_model(config, model):
-            raise EngineError(f"{root}: this index was built with model '{config.model}', not '{model}'; "
-                              f"use another --db folder for a different model")
-        if asked_precision and asked_precision != config.precision:
-            raise EngineError(f"{root}: this index was built at precision {config.precision}, not {precision}; "
-                              f"use another --db folder for a different precision")
-        if db_url and db_url != config.db_url and not (config.db_url is None and db_url.startswith("sqlite")):
-            raise EngineError(f"{root}: this index uses database {config.db_url or 'metadata.db'}, not {db_url}")
-        if index_type:
-            _check_index_type(index_type, config.dim)
-        else:
-            try:
-                _check_index_type(config.index_type, config.dim)
-            except EngineError as exc:
-                raise EngineError(f"{folder.config_path}: saved setting: {exc}; run 'lookalike rebuild --db {root} "
-                                  f"--index-type auto' to replace it") from None
-        if not config.db_url and config.index_written and (not folder.db_path.exists() or folder.db_path.stat().st_size == 0):
-            raise EngineError(f"{folder.db_path}: metadata database is {'missing' if not folder.db_path.exists() else 'empty'} "
-                              f"but this index held vectors; restore it from a backup (nothing was written)")
+        _check_config(folder, config, model, index_type, db_url, precision)
+        store = _open_store(folder, config, repair)
         try:
-            store = MetadataStore(config.db_url or sqlite_url(folder.db_path), dim=config.dim,
-                                  read_only=not folder.writable() and not config.db_url, repair=repair)
-        except StoreError as exc:
-            raise EngineError(str(exc)) from None
-        try:
-            adapted.recover(folder, config, store)  # a killed `lookalike adapt`: the store is ahead of the config
+            engine = cls(folder, config, store, max_pixels=max_pixels,
+                         mmap=bool(config.on_disk) if mmap is None else bool(mmap), runtime=runtime)
+            if index_type and index_type != config.index_type:
+                config.index_type = index_type  # kept in memory; written with the index that has this type
+                engine.maintainer.retype = True
+            if load_index:
+                engine.maintainer.load()
         except BaseException:
             store.close()
             raise
-        engine = cls(folder, config, store, max_pixels=max_pixels,
-                     mmap=bool(config.on_disk) if mmap is None else bool(mmap), runtime=runtime)
-        if index_type and index_type != config.index_type:
-            config.index_type = index_type  # kept in memory; written with the index that has this type
-            engine.maintainer.retype = True
-        if load_index:
-            try:
-                engine.maintainer.load()
-            except BaseException:
-                store.close()
-                raise
         return engine
 
     def close(self) -> None:
