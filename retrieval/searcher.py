@@ -1,5 +1,13 @@
 """Answering a query: load it, (denoise it,) embed it, search FAISS, re-rank a compressed index's shortlist
 with the stored vectors, and turn ids into results with their paths.
+
+Constants (the figures behind them: docs/benchmarks.md, "The calibrated copy score" and "Undecided queries:
+turned views"):
+
+- ``QUERY_VIEWS``: the query views each ``views`` setting searches; "auto" only for a query that found no copy.
+- ``FUSE_CANDIDATES``: candidates per channel a fixed-weight fused search re-scores.
+- ``COPY_CANDIDATES``: candidates per channel a calibrated search scores.
+- ``RANK_BY_COPY``: the copy score from which a candidate is ranked by it, ahead of those ranked by cosine.
 """
 from __future__ import annotations
 
@@ -115,10 +123,7 @@ def load_query(query: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int 
         raise EngineError(f"{name}: {exc.reason}") from None
 
 
-# query-time views: flipped / turned copies of the query searched too, each image keeping its best copy score;
-# "auto" searches the "mirror-turns" views only when the plain query finds no copy (no candidate at the scorer's threshold).
-# Not the default: on the dev AugLy suite (leave-one-kind-out) "auto" lifts top-1 0.945 -> 0.951 but runs the
-# views for 59% of the queries (most queries without a copy), 4 more embeddings each (docs/benchmarks.md).
+# query views: flipped / turned copies of the query searched too, each image keeping its best score
 _TURNS = ("mirror", "rot90", "rot180", "rot270")
 QUERY_VIEWS = {"none": (), "mirror": ("mirror",), "mirror-turns": _TURNS, "auto": _TURNS}
 VIEW_ALIASES = {"rot": "mirror-turns"}  # the old name, still accepted
@@ -131,14 +136,9 @@ def view_image(img: Image.Image, view: str) -> Image.Image:
     return ImageOps.mirror(img) if view == "mirror" else img.rotate(int(view[3:]), expand=True)
 
 
-# a fused search re-scores the union of this many neural and this many low-frequency candidates (at least 4k)
-FUSE_CANDIDATES = 200
-# a calibrated search scores the union of this many candidates from each channel (at least k)
-COPY_CANDIDATES = 16
-# candidates with a copy score at least this are ranked by it, ahead of the rest, which keep the neural cosine's
-# order (what "looks like" means for pictures that are no copy). Dev AugLy suite, leave-one-kind-out (docs/
-# benchmarks.md 12): top-1 0.9503 ranking all by copy score, 0.9495 at 0.2, 0.9469 at 0.5, 0.9421 at 0.8
-RANK_BY_COPY = 0.2
+FUSE_CANDIDATES = 200  # per channel, at least 4k: the union a fixed-weight fused search re-scores
+COPY_CANDIDATES = 16   # per channel, at least k: the union a calibrated search scores
+RANK_BY_COPY = 0.2     # copy score from which candidates rank by it; the rest keep the neural cosine's order
 
 
 def _rank_key(copy_score: float, cos: float) -> tuple[bool, float]:

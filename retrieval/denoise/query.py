@@ -2,6 +2,18 @@
 
 ``denoise_image`` is what ``lookalike search --denoise`` and ``Engine.search(denoise=...)`` call. Noise levels are on
 the [-1, 1] pixel scale: a noisy image is y = x + sigma * n with x in [-1, 1] (sigma 0.5 there is 0.25 on [0, 1]).
+
+Constants, each chosen on the dev photos only (figures: docs/benchmarks.md, "a per-query rule for the
+low-frequency channel" for the first two, "A photo diffusion denoiser" for the rest):
+
+- ``AUTO_FUSE_SIGMA``: ``auto`` on a photo fuses the low-frequency channel above this estimated sigma, else
+  searches the query as it is (no denoising: non-local means did worse).
+- ``AUTO_LOWFREQ_WEIGHT``: the weight of that fusion.
+- ``PHOTO_INFERENCE``: how an any-size (photo) model runs unless its checkpoint says otherwise.
+- ``PHOTO_SIGMA_CALIBRATION``: (raw, true) pairs mapping the learned sigma estimate on photos.
+- ``PHOTO_CLIP_RMS``: (nominal sigma, noise RMS left after 8-bit clipping); the photo denoiser starts from the RMS.
+- ``PHOTO_SIGMA_MAX``: cap of the extrapolation above the last calibration pair.
+- ``DENOISE_THREADS``: torch threads of the small denoising nets (more are slower on a busy few-core CPU).
 """
 from __future__ import annotations
 
@@ -27,31 +39,20 @@ __all__ = ["DenoiseResult", "DenoiseError", "denoise_image", "estimate_sigma", "
            "classical_denoise", "shipped_models", "resolve_model", "METHODS"]
 
 METHODS = ("auto", "ddpm", "ddim", "classical")
-# ``auto`` on a photo (no shipped DDPM fits its size): above this estimated sigma ([-1, 1] scale) the search fuses
-# the low-frequency channel with weight AUTO_LOWFREQ_WEIGHT instead of denoising; below it the query is searched
-# as it is. Chosen on the dev photos only (docs/benchmarks.md section 11, "per-query rule"): on dev, tau 0.1-0.3
-# found 30/30 at every noise level and tau 0.2 left every edited copy unfused but 0; denoising photos with
-# non-local means was worse than no denoising there.
-AUTO_FUSE_SIGMA = 0.2
-AUTO_LOWFREQ_WEIGHT = 1.0
+AUTO_FUSE_SIGMA = 0.2       # [-1, 1] scale; a photo above it fuses the low-frequency channel (no shipped DDPM fits)
+AUTO_LOWFREQ_WEIGHT = 1.0   # the weight of that fusion
 _GRAY_TOL = 3.0  # mean |channel difference| (0-255) below which an RGB image counts as grayscale
 _LOCK = threading.Lock()
 _MODELS: dict[str, Diffusion | SigmaNet | None] = {}
-# how an any-size (photo) model runs unless its checkpoint's metadata "inference" says otherwise; chosen on the dev
-# photos (docs/benchmarks.md section 11, "A photo diffusion denoiser")
+# how an any-size (photo) model runs unless its checkpoint's metadata "inference" says otherwise
 PHOTO_INFERENCE = {"steps": 5, "work_side": 256, "tile": 256, "overlap": 32}
-# (raw, true) pairs of estimate_sigma(..., "photo"): the 3x3-crop median of the learned estimator averaged over the
-# 30 dev photos at Gaussian noise 0 / 0.1 / 0.25 / 0.5 / 0.75 / 1.0 on 0..1 (benchmarks/photo_denoise.py sigma)
+# (raw, true) pairs of estimate_sigma(..., "photo") on the dev photos (python -m benchmarks.photo_denoise sigma)
 PHOTO_SIGMA_CALIBRATION = ((0.014, 0.0), (0.189, 0.2), (0.443, 0.5), (0.973, 1.0), (1.402, 1.5), (1.545, 2.0))
-# (nominal sigma, RMS of the noise actually left in the 8-bit file) on the dev photos: clipping to [-1, 1] removes
-# part of the noise (0.69x at sigma 1.0, 0.46x at 2.0). The photo denoiser starts from the RMS, not the nominal
-# sigma: on 6 dev photos the embedding cosine to the clean photo at 0..1 sigma 0.75 / 1.0 went 0.42 -> 0.63 /
-# 0.42 -> 0.57 when sigma was halved (no denoising: 0.54 / 0.47).
+# (nominal sigma, RMS of the noise left in the 8-bit file after clipping to [-1, 1]) on the dev photos
 PHOTO_CLIP_RMS = ((0.0, 0.0), (0.1, 0.095), (0.2, 0.186), (0.5, 0.424), (1.0, 0.694), (1.5, 0.839), (2.0, 0.92),
                   (2.5, 0.97))
 PHOTO_SIGMA_MAX = 2.5  # cap of the extrapolation above the last pair (the raw estimate saturates near 1.6)
-# torch threads for the small denoising nets; on a busy few-core CPU more threads are many times slower
-DENOISE_THREADS = 1
+DENOISE_THREADS = 1  # torch threads of the small denoising nets
 
 
 class _threads:
