@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint wheel-check clean
+.PHONY: venv demo test test-fast lint docs wheel-check clean
 
 venv: $(STAMP)
 
@@ -31,9 +31,17 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	bash .ci/typecheck $(PY)
 
+# the API reference, built offline from the docstrings (pdoc, in the dev extra): open docs/api/index.html
+API_MODULES := lookalike lookalike.errors lookalike.settings lookalike.protocols lookalike.log lookalike.retrieval \
+               lookalike.indexer lookalike.ui.api
+docs: $(STAMP)
+	rm -rf docs/api
+	$(PY) -m pdoc --docformat restructuredtext --output-directory docs/api $(API_MODULES)
+	@echo "docs: docs/api/index.html"
+
 # the wheel as a user gets it: built, installed into a fresh venv, run offline from an empty folder (.ci/wheel-check)
 wheel-check: $(STAMP)
 	bash .ci/wheel-check $(PY)
 
 clean:
-	rm -rf demo-images demo-index demo-results.png .pytest_cache build dist
+	rm -rf demo-images demo-index demo-results.png .pytest_cache build dist docs/api
