@@ -11,7 +11,7 @@ from lookalike import (DuplicateReport, EmbedderLike, Engine, IndexReport, Index
 
 def use(engine: Engine) -> None:
     assert_type(Engine.open("idx", create=False), Engine)
-    results = engine.search("query.jpg", options=SearchOptions(k=3, views="rot"))
+    results = engine.search("query.jpg", options=SearchOptions(k=3, views="mirror-turns"))
     assert_type(results, SearchResults)
     assert_type(engine.search("query.jpg", k=5)[0], SearchResult)
     assert_type(results.to_json(), "list[dict] | dict")

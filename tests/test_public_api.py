@@ -32,10 +32,10 @@ def test_every_exported_name_resolves_and_import_stays_light():
 
 
 def test_search_options_are_frozen_and_refuse_unknown_names():
-    opts = SearchOptions(k=3, views="rot")
+    opts = SearchOptions(k=3, views="mirror-turns")
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.k = 4  # type: ignore[misc]
-    assert opts.updated(k=None, min_score=0.5) == SearchOptions(k=3, views="rot", min_score=0.5)
+    assert opts.updated(k=None, min_score=0.5) == SearchOptions(k=3, views="mirror-turns", min_score=0.5)
     assert opts.updated(k=None) is opts
     with pytest.raises(TypeError, match="unknown search option"):
         opts.updated(kk=3)
