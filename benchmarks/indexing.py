@@ -40,6 +40,50 @@ def make_photos(folder: Path, n: int, seed: int = 0) -> None:
         crop.save(folder / f"img{i:05d}.jpg", quality=88)
 
 
+PHONE_SIZE = (4032, 3024)
+
+
+def make_phone_photos(folder: Path, n: int, seed: int = 0) -> Path:
+    """n distinct phone-sized JPEGs (4032x3024, quality 90, a camera's grain) from the dev photos (Debian mate/ukui
+    wallpapers, scikit-learn's and matplotlib's samples; never the scikit-image eval photos); every third one is
+    stored turned on its side with an EXIF orientation (6 or 8) that turns it back, as phones write portraits.
+    Made once per ``n`` and seed in ``folder`` (kept between runs: making them takes a minute)."""
+    from PIL import Image
+
+    from lookalike.data.photosets import dev_photos
+
+    done = folder / f".complete-{n}-{seed}"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = [im for _, im in dev_photos(max_side=PHONE_SIZE[0])]
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        im = photos[i % len(photos)]
+        portrait = i % 3 == 2  # held upright: stored sideways, the EXIF orientation turns it back
+        W, H = PHONE_SIZE[::-1] if portrait else PHONE_SIZE
+        # a random window of the photo at the picture's aspect, brought to the phone's size
+        f = float(rng.uniform(0.6, 1.0))
+        ch = max(12, int(im.height * f))
+        cw = int(ch * W / H)
+        if cw > im.width:
+            cw, ch = im.width, int(im.width * H / W)
+        x, y = int(rng.integers(0, im.width - cw + 1)), int(rng.integers(0, im.height - ch + 1))
+        big = im.crop((x, y, x + cw, y + ch)).resize((W, H), Image.BICUBIC)
+        grain = rng.normal(0.0, 4.0, (H // 4, W // 4, 1)).astype(np.float32)  # sensor noise, 4 px grains
+        arr = np.asarray(big, np.float32) + np.repeat(np.repeat(grain, 4, 0), 4, 1)
+        big = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        exif = Image.Exif()
+        exif[0x0110] = "lookalike phone"  # Model
+        if portrait:
+            orient = 6 if i % 2 else 8  # 6: turn 90 clockwise to view, 8: 90 counter-clockwise
+            big = big.transpose(Image.Transpose.ROTATE_90 if orient == 6 else Image.Transpose.ROTATE_270)
+            exif[0x0112] = orient
+        big.save(folder / f"IMG_{i:04d}.jpg", quality=90, exif=exif.tobytes())
+    done.touch()
+    return folder
+
+
 def bare_forward(model_name: str, n: int, batch: int, runtime: str = "torch", precision: str = "fp32") -> float:
     """Images per second of the model alone on ready tensors."""
     from lookalike.retrieval.runtime import load_embedder
