@@ -264,7 +264,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
 
         with ThreadPoolExecutor(max_workers=max(2, workers)) as pool:
             for e, sha, err in progress_bar(pool.map(_hash, to_hash), total=len(to_hash), desc="hashing",
-                                            unit="file", progress=progress and bool(to_hash), leave=False):
+                                            unit="file", progress=progress, leave=False):
                 if sha is None:
                     new_skips.append((e.path, err, e.size, e.mtime_ns))
                     warn(e.path, err)

