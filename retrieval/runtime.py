@@ -293,7 +293,7 @@ def compile_cached(core: Any, blob: Path, config: dict, build: Callable[[], Any]
     return compiled
 
 
-def _import(runtime: str) -> Any:
+def import_runtime(runtime: str) -> Any:
     """The runtime's Python module; RuntimeUnavailable when it does not import here."""
     label = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[runtime]
     try:
@@ -346,7 +346,7 @@ def compiled_embedder(name: str, runtime: str, precision: str) -> CompiledEmbedd
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        module = _import(runtime)
+        module = import_runtime(runtime)
         entry = _Entry(name)
         meta = entry.meta()
         infer = (_openvino(module, entry, meta, precision) if runtime == "openvino"
@@ -376,7 +376,7 @@ def bf16_available() -> bool:
     """Whether OpenVINO imports here and offers bf16 on this CPU (AVX512-BF16 / AMX); checked once."""
     if not _BF16:
         try:
-            caps = _import("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+            caps = import_runtime("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
             _BF16.append("BF16" in caps)
         except Exception:  # no OpenVINO, or a plugin that cannot answer: fp32
             _BF16.append(False)

@@ -116,3 +116,30 @@ def test_index_search_duplicates_run_without_torch_and_torch_commands_name_the_e
         r = _core(tmp_path, onnx_dir, *args)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_denoise_auto_on_photos_runs_without_torch_as_with_it(onnx_dir, tmp_path, photo_dir):
+    gallery = tmp_path / "photos"
+    gallery.mkdir()
+    rng = np.random.default_rng(0)
+    for n in PHOTOS[:3]:
+        im = Image.open(photo_dir / f"{n}.png").convert("RGB")
+        im.save(gallery / f"{n}.jpg", quality=92)
+    clean = Image.open(photo_dir / f"{PHOTOS[0]}.png").convert("RGB")
+    noisy = np.clip(np.asarray(clean, np.float64) + rng.normal(0, 60, (clean.height, clean.width, 3)), 0, 255)
+    Image.fromarray(noisy.astype(np.uint8)).save(tmp_path / "noisy.png")
+    clean.save(tmp_path / "clean.png")
+    assert _core(tmp_path, onnx_dir, "index", str(gallery), "--db", str(tmp_path / "idx"), "--model", "siamese-mnist",
+                 "-q").returncode == 0
+    for query, method in (("noisy.png", "lowfreq"), ("clean.png", "none")):
+        args = ["search", str(tmp_path / query), "--db", str(tmp_path / "idx"), "--denoise", "auto", "-k", "3", "--json"]
+        r = _core(tmp_path, onnx_dir, *args)
+        assert r.returncode == 0, r.stderr
+        light = json.loads(r.stdout)["denoise"]
+        with_torch = subprocess.run([sys.executable, "-m", "lookalike", *args], capture_output=True, text=True,
+                                    env=dict(os.environ, LOOKALIKE_CACHE=str(tmp_path / "cache")), timeout=300)
+        full = json.loads(with_torch.stdout)["denoise"]
+        assert light["method"] == full["method"] == method and abs(light["sigma"] - full["sigma"]) < 1e-4, (light, full)
+    r = _core(tmp_path, onnx_dir, "search", str(tmp_path / "noisy.png"), "--db", str(tmp_path / "idx"), "--denoise",
+              "ddim")
+    assert r.returncode == 2 and r.stderr.strip().endswith("needs torch: pip install 'lookalike[train]'"), r.stderr
