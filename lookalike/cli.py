@@ -41,8 +41,9 @@ class _Parser(argparse.ArgumentParser):
                      f"{' '.join(message.split())} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every available sub-command."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full argument parser with every available sub-command (the ``bench`` ones only when ``argv`` is None or
+    names ``bench``: they import the benchmark code, which ``--help`` and every other command can do without)."""
     parser = _Parser(prog="lookalike", description="Local image similarity search.")
     parser.add_argument("--version", action="version", version=f"lookalike {__import__('lookalike').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=lambda a: (bench.print_help(), 2)[1])
     parser._lookalike_bench = bench_sub  # type: ignore[attr-defined]
     for name in COMMAND_MODULES:
+        if name == "lookalike.bench.commands" and argv is not None and "bench" not in argv:
+            continue
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from .argtypes import fail
     from .errors import LookalikeError
 
-    parser = build_parser()
+    parser = build_parser(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a bad argument already reported in one line

@@ -12,13 +12,12 @@ import json
 import sys
 import time
 
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING
 
-from lookalike.data.photosets import dev_photos, distractors, generated_scene
-from lookalike.data.samples import load_sample
+if TYPE_CHECKING:  # numpy, PIL and the photo sets load when a set is built, not with the CLI's parser
+    from PIL import Image
 
-from .datasets import ImageSet
+    from .datasets import ImageSet
 
 __all__ = ["copy_training_set", "copy_training_items", "add_commands"]
 
@@ -33,6 +32,12 @@ def copy_training_items(n_scenes: int = 150, cifar: int = 300, seed: int = 1,
                         max_side: int = 768) -> tuple[list[Image.Image], list[str], list[str]]:
     """(images, names, owners) of the copy-head training set; ``owners`` names the dev photo an image is a tile
     of ("" for the others), so that a study can leave some dev photos out."""
+    import numpy as np
+    from PIL import Image
+
+    from lookalike.data.photosets import dev_photos, distractors, generated_scene
+    from lookalike.data.samples import load_sample
+
     images: list[Image.Image] = []
     names: list[str] = []
     owners: list[str] = []
@@ -57,6 +62,8 @@ def copy_training_items(n_scenes: int = 150, cifar: int = 300, seed: int = 1,
 def copy_training_set(n_scenes: int = 150, cifar: int = 300, seed: int = 1, max_side: int = 768) -> ImageSet:
     """Unlabelled training images (no scikit-image photo): 3x3 tiles of the dev photos, generated scenes,
     upscaled CIFAR-10-sample train images and Debian desktop graphics."""
+    from .datasets import ImageSet
+
     images, names, _ = copy_training_items(n_scenes, cifar, seed, max_side)
     fp = hashlib.sha1(json.dumps([names, [im.size for im in images], max_side, seed]).encode()).hexdigest()[:16]
     return ImageSet(images, None, [], "copy-train", fingerprint=f"copy-train-{fp}")
