@@ -191,6 +191,18 @@ def cmd_adapt(args) -> int:
 
 
 def cmd_models(args) -> int:
+    from .retrieval.runtime import torch_available
+
+    if not torch_available():  # the core install: the shipped compiled models run; the others need torch
+        from .retrieval.export import SHIPPED_ONNX, shipped_onnx
+        from .retrieval.models import cards
+
+        for card in cards("backbone", "siamese", "projection-head"):
+            for name in (card.name, *card.aliases):
+                ready = card.name in SHIPPED_ONNX and shipped_onnx(name) is not None
+                print(f"{name:<32} {card.description}{' (default)' if name == DEFAULT_EMBEDDER else ''}"
+                      f"{'' if ready else ' [needs torch: pip install lookalike[train]]'}")
+        return 0
     from .retrieval.embedders import list_embedders
 
     for name, desc in list_embedders().items():

@@ -164,14 +164,28 @@ def _edges(vecs: np.ndarray, threshold: float, nlist: int, nprobe: int) -> Itera
 def duplicate_components(vecs: np.ndarray, threshold: float, nlist: int | None = None,
                          nprobe: int = NPROBE) -> tuple[np.ndarray, str]:
     """Component label per row of unit vectors ``vecs`` (rows linked at cosine >= threshold), and the method."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(vecs)
     a, b, method = _pairs(vecs, threshold, nlist, nprobe)
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    return labels, method
+    return connected_labels(len(vecs), a, b), method
+
+
+def connected_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Component label per node of the undirected graph on ``n`` nodes with edges (a[i], b[i]); components are
+    numbered in the order of their smallest node (as scipy's ``connected_components`` numbers them). Numpy only."""
+    labels = np.arange(n, dtype=np.int64)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    while len(a):
+        m = np.minimum(labels[a], labels[b])
+        before = labels.copy()
+        np.minimum.at(labels, a, m)
+        np.minimum.at(labels, b, m)
+        while True:  # pointer jumping: every node straight to its component's smallest node seen so far
+            nxt = labels[labels]
+            if np.array_equal(nxt, labels):
+                break
+            labels = nxt
+        if np.array_equal(labels, before):
+            break
+    return np.unique(labels, return_inverse=True)[1].astype(np.int32)
 
 
 def _pairs(vecs: np.ndarray, floor: float, nlist: int | None, nprobe: int) -> tuple[np.ndarray, np.ndarray, str]:

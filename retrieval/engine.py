@@ -34,6 +34,7 @@ from .index import VectorIndexError, needs_training
 from .maintainer import IndexMaintainer
 from .models import DEFAULT_EMBEDDER, EmbedderError
 from .options import SearchOptions
+from .preprocess import PreprocessConfig
 from .runtime import RuntimeUnavailable, default_precision, load_embedder
 from .searcher import SearchResult, SearchResults, Searcher, load_query
 
@@ -288,7 +289,9 @@ class Engine:
         paths = list(paths)
         spec = EmbedSpec(model=self.model_name, dim=self.dim, max_pixels=self.max_pixels,
                          load=self._indexing_embedder,
-                         factory=functools.partial(load_embedder, runtime=self.runtime, precision=self.config.precision))
+                         factory=functools.partial(load_embedder, runtime=self.runtime, precision=self.config.precision),
+                         preprocess=(PreprocessConfig.from_dict(self.config.preprocess)
+                                     if self.config.preprocess and self._embedder is None else None))
         with self.folder.writer_lock():
             self.maintainer.load_in_memory()
             self.maintainer.sync()  # another process may have written since we opened

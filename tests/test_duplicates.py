@@ -201,3 +201,20 @@ def test_duplicates_page_shows_groups_marks_and_exports(dup_tree, monkeypatch):
     at.slider(key="dup_threshold").set_value(1.0).run()
     assert len([m for m in at.markdown if m.value.startswith("**Group ")]) == 1
     assert sorted(p.name for p in (dup_tree / "pics").rglob("*.*")) == files_before  # nothing deleted
+
+
+def test_connected_labels_match_scipy_without_needing_it():
+    sparse = pytest.importorskip("scipy.sparse")
+    from scipy.sparse.csgraph import connected_components
+
+    from lookalike.retrieval.duplicates import connected_labels
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 300))
+        a, b = rng.integers(0, n, n), rng.integers(0, n, n)
+        _, ref = connected_components(sparse.coo_matrix((np.ones(n, np.int8), (a, b)), shape=(n, n)), directed=False)
+        assert np.array_equal(ref, connected_labels(n, a, b))
+    chain = np.arange(999)
+    assert (connected_labels(1000, chain[::-1], chain[::-1] + 1) == 0).all()
+    assert list(connected_labels(3, np.array([], int), np.array([], int))) == [0, 1, 2]

@@ -114,9 +114,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if reason := _cannot_listen(args.host, args.port):
         return fail(f"cannot listen on {args.host}:{args.port} ({reason})")
     import faiss
-    import torch
 
     from lookalike.retrieval.engine import EngineError
+    from lookalike.retrieval.runtime import torch_available
 
     try:
         import uvicorn  # noqa: F401  (the server; imported here to fail early with the extra to install)
@@ -125,7 +125,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         return fail(f"needs {exc.name}: pip install 'lookalike[serve]'")
 
-    torch.set_num_threads(args.threads)
+    if torch_available():  # the train extra: --runtime torch and the DDPM denoisers run in this process too
+        import torch
+
+        torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     try:
         app = create_app(args.db, allow_write=args.allow_write, token=token, max_upload_mb=args.max_upload_mb,
