@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_THRESHOLD", "DuplicateFile", "DuplicateGroup", "DuplicateRep
 
 # Best F1 on the DEV photos of benchmarks/duplicates.py with efficientnet_lite0 (pair precision and recall 1.000
 # there; 0.993 / 0.973 on the evaluation photos) and again with the default ntxent-copies (1.000 / 1.000 on dev;
-# 0.993 / 0.960 on eval); docs/benchmarks.md, "Near-duplicates".
+# 0.993 / 0.960 on eval); docs/history/benchmarks-2026-11.md section 8.
 DEFAULT_THRESHOLD = 0.86
 EXACT_MAX = 20_000  # every pair up to this many images (about 8 s for 20k x 1280-d on 2 busy cores)
 NPROBE = 8  # cells each vector is compared with above EXACT_MAX (pair recall 1.000 at 100k, benchmarks/duplicates.py)

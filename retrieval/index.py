@@ -24,7 +24,7 @@ class VectorIndexError(LookalikeError, RuntimeError):
 
 def estimate_bytes(factory: str, n_vectors: int, dim: int) -> int:
     """RAM an index of this type takes for ``n_vectors`` (ids included), from the sizes measured in
-    benchmarks/ann.py (docs/benchmarks.md): Flat 4d+8, HNSW32 4d+~270, IVF-Flat 4d+16, IVF-PQm m+16 per
+    benchmarks/ann.py (docs/benchmarks.md section 3): Flat 4d+8, HNSW32 4d+~270, IVF-Flat 4d+16, IVF-PQm m+16 per
     vector, plus centroids and codebooks."""
     m = re.match(r"^(?:OPQ(\d+)(?:_(\d+))?,)?IVF(\d+),(Flat|PQ(\d+)|SQ8)", factory)
     if factory == "Flat":
@@ -50,7 +50,7 @@ def estimate_bytes(factory: str, n_vectors: int, dim: int) -> int:
 def choose_index_type(n_vectors: int, dim: int, max_memory_bytes: int | None = None, allow_hnsw: bool = True) -> str:
     """Pick a factory string for ``n_vectors`` of ``dim`` within an optional RAM budget.
 
-    From the figures of benchmarks/ann.py (docs/benchmarks.md): exact search below 50k vectors;
+    From the figures of benchmarks/ann.py (docs/benchmarks.md section 3): exact search below 50k vectors;
     HNSW32 (fastest single query at recall >= 0.95 on real-shaped embeddings, 1M x 1280-d) while it fits
     the budget, unless ``allow_hnsw`` is False (the engine measured HNSW missing the recall target on this
     collection, as on the hard synthetic set at 1M); IVF-Flat when that fits; IVF-PQ (shortlists re-ranked

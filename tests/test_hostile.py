@@ -1,5 +1,5 @@
 """Hostile folders, queries and arguments (issue 14): each test reproduces an attack that once hung, crashed,
-printed a traceback or gave a stale answer. The table in docs/benchmarks.md names them."""
+printed a traceback or gave a stale answer. The table in docs/history/benchmarks-2026-11.md (section 5.1) names them."""
 from __future__ import annotations
 
 import json
