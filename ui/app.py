@@ -20,6 +20,15 @@ def _favicon():
 
 
 
+def _job_line(db: str) -> None:
+    """The server's running indexing job, on every page (it goes on whatever page is open)."""
+    from lookalike.ui.jobs import RUNNER
+
+    job = RUNNER.active(db)
+    if job is not None:
+        st.caption(f"**Indexing** (see the Index page): {index_page.job_line(job)}")
+
+
 def _sidebar() -> None:
     cfg = state.settings()
     with st.sidebar:
@@ -34,8 +43,10 @@ def _sidebar() -> None:
             st.error(str(exc))
             return
         if eng is None:
+            _job_line(cfg.db)
             st.caption(f"Index `{cfg.db}` (empty)")
             return
+        _job_line(cfg.db)
         n = len(eng.index) if eng.index is not None else 0
         st.caption(f"Index `{cfg.db}`  \n{n} images · model **{eng.config.model}**"
                    + ("  \nread-only" if cfg.read_only else ""))
