@@ -201,11 +201,21 @@ def _offline_docs(app: FastAPI) -> None:
     def swagger_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
+    redoc_js: list[bytes] = []
+
+    @app.get("/redoc.js", include_in_schema=False)
+    def redoc_script() -> Response:
+        """ReDoc's bundle with its one remote image (the "API docs by Redocly" logo) pointed at the local icon."""
+        if not redoc_js:
+            text = (static / "redoc.standalone.js").read_text(encoding="utf-8")
+            redoc_js.append(text.replace("https://cdn.redoc.ly/redoc/logo-mini.svg", icon).encode())
+        return Response(redoc_js[0], media_type="application/javascript", headers={"Cache-Control": "max-age=3600"})
+
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(openapi_url=root + app.openapi_url, title=f"{app.title} - ReDoc",
-                              redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js", redoc_favicon_url=root + icon,
+                              redoc_js_url=f"{root}/redoc.js", redoc_favicon_url=root + icon,
                               with_google_fonts=False)
 
 
