@@ -157,3 +157,28 @@ def test_a_group_is_never_emptied_and_bad_destinations_are_refused(library, tmp_
     err = capsys.readouterr().err
     assert "not an undo log" in err or "not JSON" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_duplicates_page_moves_after_confirming_and_undoes(library, tmp_path, monkeypatch):
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    pics, db = library
+    monkeypatch.setenv("LOOKALIKE_DB", str(db))
+    monkeypatch.setenv("LOOKALIKE_UI_ALLOW_WRITE", "1")
+    at = AppTest.from_string("from lookalike.ui import duplicates_page\nduplicates_page.render()\n",
+                             default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("exact copy" in m.value for m in at.markdown)  # the byte-identical rocket is flagged
+    at.text_input(key="dup_dest").input(str(tmp_path / "dupes")).run()
+    move = [b for b in at.button if b.key == "dup_apply"][0]
+    assert move.label == "Move 2 files" and move.disabled  # not before the confirmation
+    at.checkbox(key="dup_sure").check().run()
+    [b for b in at.button if b.key == "dup_apply"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Moved 2 files" in s.value for s in at.success)
+    assert not any(p.exists() for p in not_kept(pics))
+    assert (tmp_path / "dupes" / "pics" / "edits" / "chelsea-small.jpg").is_file()
+    assert not [m for m in at.markdown if m.value.startswith("**Group ")]  # no duplicates left in the index
+    [b for b in at.button if b.key == "dup_undo"][0].click().run()
+    assert any("Put back 2 files" in s.value for s in at.success)
+    assert all(p.is_file() for p in not_kept(pics))
+    assert len([m for m in at.markdown if m.value.startswith("**Group ")]) == 2
