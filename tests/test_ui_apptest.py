@@ -222,8 +222,18 @@ def test_index_page_indexes_only_inside_allowed_roots_and_removes_folders(image_
     assert int(before) > 0
     [b for b in at.button if b.label == "Remove"][0].click().run()
     no_exception(at)
+    assert {m.label: m.value for m in at.metric}["Images"] == before  # nothing yet: it asks first
+    assert any("Remove `" in w.value for w in at.warning)
+    at.button(key="index_remove_no").click().run()
+    assert not any("Remove `" in w.value for w in at.warning)
+    [b for b in at.button if b.label == "Remove"][0].click().run()
+    at.button(key="index_remove_yes").click().run()
+    no_exception(at)
     assert {m.label: m.value for m in at.metric}["Images"] == "0"
     assert (tree / "photos").is_dir() and any((tree / "photos").iterdir())  # nothing deleted on disk
+    at.button(key="index_remove_undo").click().run()  # undo: the folder is indexed again, as a job
+    finish_job(at, db)
+    assert {m.label: m.value for m in at.metric}["Images"] == before
 
 
 # ---------------------------------------------------------------------------- Explore

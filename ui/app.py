@@ -5,7 +5,7 @@ Five pages share one cached engine (see :mod:`lookalike.ui.state`): Search, Inde
 from __future__ import annotations
 
 import streamlit as st
-from lookalike.ui import compare_page, duplicates_page, explore_page, index_page, search_page, state
+from lookalike.ui import compare_page, duplicates_page, explore_page, index_page, keys, search_page, state
 
 
 def _favicon():
@@ -65,4 +65,5 @@ st.set_page_config(page_title="lookalike", page_icon=_favicon(), layout="wide")
 # the uploaders' own "N MB per file" is the server's 4x headroom (lookalike.ui.commands); the labels state the cap
 st.html("<style>[data-testid=stFileUploaderDropzoneInstructions] span { display: none; }</style>")
 _sidebar()
+keys.install()
 nav.run()

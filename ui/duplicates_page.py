@@ -17,7 +17,7 @@ import streamlit as st
 from lookalike.fsutil import human_bytes
 
 from . import state
-from .original import show_original
+from .original import open_viewer
 
 GROUPS_PER_PAGE = 10
 COLUMNS = 4
@@ -241,4 +241,4 @@ def _group(g, roots: list[str]) -> None:
                 k1, k2 = st.columns(2)
                 k1.checkbox("Keep", value=f.keep, key=keep_key(f.path))
                 if k2.button("Original", key="orig-" + keep_key(f.path)):
-                    show_original(f.path, roots)
+                    open_viewer([x.path for x in files], i, roots)

@@ -96,6 +96,7 @@ def render() -> None:
     if rep := st.session_state.get("index_report"):
         st.success(f"{', '.join(os.path.basename(f) or f for f in rep['folders'])}: {rep['summary']}")
     _job_panel(cfg.db)
+    _removal_notes(cfg.db)
     busy = RUNNER.active(cfg.db) is not None
 
     allowed = cfg.indexable_roots(eng)
@@ -145,20 +146,47 @@ def render() -> None:
     _status(eng, allow_remove=not cfg.read_only)
 
 
-def _remove_folder(eng, root: str) -> None:
-    """Forget a folder's files (never touches them on disk)."""
-    from lookalike.retrieval.engine import EngineError
+def _remove_folder(db: str, root: str) -> None:
+    """(Callback of the confirmation) forget a folder's files; files on disk are never touched."""
+    from lookalike.retrieval.engine import Engine, EngineError
 
+    st.session_state.pop("index_confirm_remove", None)
     try:
-        with state.engine_lock(str(eng.root)):
+        with Engine.open(db, create=False) as eng:
             n = eng.remove([root])
     except EngineError as exc:
         st.session_state["index_error"] = str(exc)
         return
-    state.forget_engine()
-    st.session_state["index_report"] = {"summary": f"removed {n} files from the index (nothing deleted on disk)",
-                                        "problems": [], "folders": [root]}
-    st.rerun()
+    st.session_state["index_removed"] = {"root": root, "files": n}
+    st.session_state.pop("index_report", None)
+
+
+def _undo_remove(db: str, root: str) -> None:
+    """(Callback) index the removed folder again, as a background job."""
+    st.session_state.pop("index_removed", None)
+    conf = state.settings()
+    try:
+        RUNNER.start(db, [root], runtime=conf.runtime, precision=conf.precision)
+    except JobBusy as exc:
+        st.session_state["index_error"] = str(exc).split(";")[0] + "."
+
+
+def _removal_notes(db: str) -> None:
+    """The confirmation a Remove asks for, and the Undo of the last removal."""
+    if root := st.session_state.get("index_confirm_remove"):
+        with st.container(border=True, key="index-confirm"):
+            st.warning(f"Remove `{root}` from the index? Its images are no longer searched; the files on disk are "
+                       "not touched, and Undo indexes the folder again.")
+            c1, c2 = st.columns(2)
+            c1.button("Remove from the index", key="index_remove_yes", type="primary", on_click=_remove_folder,
+                      args=(db, root), width="stretch")
+            c2.button("Keep it", key="index_remove_no", width="stretch",
+                      on_click=lambda: st.session_state.pop("index_confirm_remove", None))
+    if done := st.session_state.get("index_removed"):
+        with st.container(border=True, key="index-removed"):
+            st.success(f"`{done['root']}`: removed {done['files']} files from the index (nothing deleted on disk).")
+            st.button("Undo", key="index_remove_undo", on_click=_undo_remove, args=(db, done["root"]),
+                      help="Index the folder again (a background job)")
 
 
 def _status(eng, allow_remove: bool = False) -> None:
@@ -181,9 +209,10 @@ def _status(eng, allow_remove: bool = False) -> None:
             c = st.columns([6, 1]) if allow_remove else [st.container()]
             c[0].markdown(f"`{r}`" + (" · :orange[**unfinished**: its last indexing run did not end; update it to "
                                       "finish]" if r in unfinished else ""))
-            if allow_remove and c[1].button("Remove", key=f"remove_root_{i}",
-                                            help="Forget this folder's images (files on disk are not touched)"):
-                _remove_folder(eng, r)
+            if allow_remove:
+                c[1].button("Remove", key=f"remove_root_{i}", on_click=st.session_state.__setitem__,
+                            args=("index_confirm_remove", r),
+                            help="Forget this folder's images (asks first; files on disk are not touched)")
     st.subheader(f"Skipped files ({len(errors)})")
     if not errors:
         st.caption("None: every image file found was indexed.")

@@ -10,7 +10,7 @@ import streamlit as st
 from PIL import Image
 
 from . import state
-from .original import show_original
+from .original import open_viewer
 from .safety import UnsafePathError, UploadTooLarge, check_upload
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "jpe", "jfif", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
@@ -382,4 +382,4 @@ def _results_grid(res, roots: list[str]) -> None:
                               width="stretch", help="Search with this picture as the query")
                     if st.button("Open original", key=f"orig-{r.rank}", width="stretch",
                                  help="The file at its true size, with its path and a download button"):
-                        show_original(r.path, roots)
+                        open_viewer([x.path for x in res], i, roots)
