@@ -183,7 +183,17 @@ def _offline_docs(app: FastAPI) -> None:
     from fastapi.responses import HTMLResponse
     from fastapi.staticfiles import StaticFiles
 
-    static = files("fastapi_offline") / "static"
+    try:
+        static = files("fastapi_offline") / "static"
+    except ModuleNotFoundError:  # never a CDN instead: the pages say what is missing
+        def missing() -> HTMLResponse:
+            return HTMLResponse("<!DOCTYPE html><title>lookalike API</title><p>The API documentation pages need the "
+                                "<code>fastapi-offline</code> package (<code>pip install 'lookalike[serve]'</code>). "
+                                "The schema is at <a href='openapi.json'>/openapi.json</a>.</p>", 503)
+
+        for path in ("/docs", "/redoc"):
+            app.add_api_route(path, missing, include_in_schema=False)
+        return
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(static)), name="docs-assets")
     icon = f"{DOCS_ASSETS}/favicon.png"
 
