@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="ntxent-copies")
     ap.add_argument("--queries", type=int, default=15)
     ap.add_argument("--clicks", type=int, default=10)
+    ap.add_argument("--no-job", action="store_true", help="skip the indexing job (the index stays as built)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -175,44 +176,45 @@ def main(argv: list[str] | None = None) -> int:
             out["keep_click_s"] = {"median": statistics.median(clicks), "max": max(clicks), "n": len(clicks)}
             print(f"Keep click: median {statistics.median(clicks):.3f} s, max {max(clicks):.3f} s", flush=True)
             # --- an indexing job through page changes and a reload
-            new = args.work / "library" / f"job-{int(time.time())}"
-            t_gen = time.perf_counter()
-            crops(new, args.job_images, seed=int(time.time()) % 100000)
-            print(f"wrote {args.job_images} new images in {time.perf_counter() - t_gen:.0f} s", flush=True)
-            page.goto(url + "/index")
-            update = page.get_by_role("button", name="Update all indexed folders")
-            update.wait_for(timeout=600_000)
-            wait_idle(page)
-            t0 = time.perf_counter()
-            update.click()
-            page.locator(".st-key-index-job").get_by_text("Runs on the server").wait_for(timeout=600_000)
-            page.goto(url + "/search")
-            try:
-                page.locator("[data-testid=stSidebar]").get_by_text("Indexing").wait_for(timeout=30_000)
-                running_on_search = True
-            except Exception:  # noqa: BLE001 - it may already have ended
-                running_on_search = False
-            page.goto(url + "/explore")
-            page.wait_for_selector("[data-testid=stMain] h1", timeout=600_000)
-            page.reload()
-            page.wait_for_selector("[data-testid=stMain] h1", timeout=600_000)
-            page.goto(url + "/index")
-            still = page.locator(".st-key-index-job").get_by_text("Runs on the server")
-            try:
-                still.wait_for(timeout=30_000)
-                running_after = True
-            except Exception:  # noqa: BLE001 - it may already have ended
-                running_after = False
-            done = page.locator(".st-key-index-job [data-testid=stAlertContentSuccess]")
-            done.wait_for(timeout=3_600_000)
-            text = done.inner_text()
-            out["index_job"] = {"images": args.job_images, "seconds": time.perf_counter() - t0,
-                                "running_after_two_page_changes_and_reload": running_after,
-                                "sidebar_showed_it_on_search": bool(running_on_search),
-                                "finished": f"indexed {args.job_images}," in text, "summary": text}
-            print(f"indexing job: {args.job_images} images, {out['index_job']['seconds']:.0f} s, still running after "
-                  f"two page changes and a reload: {running_after}; finished: {out['index_job']['finished']} "
-                  f"({text.strip()[:160]})", flush=True)
+            if not args.no_job:
+                new = args.work / "library" / f"job-{int(time.time())}"
+                t_gen = time.perf_counter()
+                crops(new, args.job_images, seed=int(time.time()) % 100000)
+                print(f"wrote {args.job_images} new images in {time.perf_counter() - t_gen:.0f} s", flush=True)
+                page.goto(url + "/index")
+                update = page.get_by_role("button", name="Update all indexed folders")
+                update.wait_for(timeout=600_000)
+                wait_idle(page)
+                t0 = time.perf_counter()
+                update.click()
+                page.locator(".st-key-index-job").get_by_text("Runs on the server").wait_for(timeout=600_000)
+                page.goto(url + "/search")
+                try:
+                    page.locator("[data-testid=stSidebar]").get_by_text("Indexing").wait_for(timeout=30_000)
+                    running_on_search = True
+                except Exception:  # noqa: BLE001 - it may already have ended
+                    running_on_search = False
+                page.goto(url + "/explore")
+                page.wait_for_selector("[data-testid=stMain] h1", timeout=600_000)
+                page.reload()
+                page.wait_for_selector("[data-testid=stMain] h1", timeout=600_000)
+                page.goto(url + "/index")
+                still = page.locator(".st-key-index-job").get_by_text("Runs on the server")
+                try:
+                    still.wait_for(timeout=30_000)
+                    running_after = True
+                except Exception:  # noqa: BLE001 - it may already have ended
+                    running_after = False
+                done = page.locator(".st-key-index-job [data-testid=stAlertContentSuccess]")
+                done.wait_for(timeout=3_600_000)
+                text = done.inner_text()
+                out["index_job"] = {"images": args.job_images, "seconds": time.perf_counter() - t0,
+                                    "running_after_two_page_changes_and_reload": running_after,
+                                    "sidebar_showed_it_on_search": bool(running_on_search),
+                                    "finished": f"indexed {args.job_images}," in text, "summary": text}
+                print(f"indexing job: {args.job_images} images, {out['index_job']['seconds']:.0f} s, still running after "
+                      f"two page changes and a reload: {running_after}; finished: {out['index_job']['finished']} "
+                      f"({text.strip()[:160]})", flush=True)
             browser.close()
     finally:
         out["load_avg_end"] = os.getloadavg()[0]

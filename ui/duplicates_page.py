@@ -1,7 +1,7 @@
 """Duplicates page: groups of near-duplicate images side by side, marks of the ones to keep, the list to download,
 and (with ``--allow-write``) moving the files not kept to a folder or the system trash, with an undo.
 
-Each group is a fragment: a Keep click redraws that group only. Large groups show their first files and say how many
+Each Keep box is a fragment: a click reruns that box only. Large groups show their first files and say how many
 there are. The page never deletes a file; a move is confirmed first and logged (``lookalike.retrieval.dedupe``).
 """
 from __future__ import annotations
@@ -208,7 +208,11 @@ def render() -> None:
     pages = (len(report.groups) + GROUPS_PER_PAGE - 1) // GROUPS_PER_PAGE
     page = _page_nav(pages)
     for g in report.groups[(page - 1) * GROUPS_PER_PAGE: page * GROUPS_PER_PAGE]:
-        st.fragment(_group)(g, roots)  # a Keep click redraws this group only
+        _group(g, roots)
+
+
+def _keep_box(f) -> None:
+    st.checkbox("Keep", value=f.keep, key=keep_key(f.path))
 
 
 def _group(g, roots: list[str]) -> None:
@@ -239,6 +243,7 @@ def _group(g, roots: list[str]) -> None:
                                f"similarity {f.similarity:.3f}")
                             + f"  \n{state.folder_of(f.path, roots)}")
                 k1, k2 = st.columns(2)
-                k1.checkbox("Keep", value=f.keep, key=keep_key(f.path))
+                with k1:
+                    st.fragment(_keep_box)(f)  # a Keep click reruns this box only
                 if k2.button("Original", key="orig-" + keep_key(f.path)):
                     open_viewer([x.path for x in files], i, roots)

@@ -279,10 +279,20 @@ def _turn(step: int) -> None:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _noise_level(key: str, _image: Image.Image) -> float | None:
-    """The estimated noise σ of the image searched ([-1, 1] scale; once per image), None when it cannot be told."""
+    """The estimated noise σ of the image searched ([-1, 1] scale; once per image), None when it cannot be told.
+
+    A wavelet estimate of the centre 128 px (a few ms) screens first: below half the line the query is clean (at
+    σ 0.2 the wavelet estimate reads 0.18-0.20 on photos and small crops), and the learned estimate, which sets the
+    line and costs about 100 ms on a busy CPU, runs only for the others."""
     try:
         from lookalike.retrieval.denoise import estimate_sigma
 
+        w, h = _image.size
+        c = 128
+        centre = _image.crop((max(0, (w - c) // 2), max(0, (h - c) // 2), min(w, (w + c) // 2), min(h, (h + c) // 2)))
+        quick = float(estimate_sigma(centre, "wavelet"))
+        if quick < AUTO_SIGMA / 2:
+            return quick
         return float(estimate_sigma(_image, "auto"))
     except Exception:  # noqa: BLE001 - no estimate: the query is searched as it is
         return None
