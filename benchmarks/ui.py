@@ -119,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     log = open(args.work / "server.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port),
                                "--allow-write"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    out: dict = {"images": args.images, "model": args.model, "cpus": os.cpu_count(),
+    import sqlite3
+
+    con = sqlite3.connect(db / "metadata.db")
+    indexed = con.execute("select count(*) from images").fetchone()[0]
+    con.close()
+    out: dict = {"images": indexed, "model": args.model, "cpus": os.cpu_count(),
                  "load_avg_start": os.getloadavg()[0]}
     try:
         for _ in range(240):

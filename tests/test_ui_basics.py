@@ -196,3 +196,15 @@ def test_a_noisy_query_is_denoised_automatically_and_says_so(pixels_db, image_tr
     assert not any("looks noisy" in i.value for i in at.info)
     caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
     assert "Denoising is off" in " ".join(i.value for i in at.info)
+
+
+def test_a_wrong_file_is_explained_inline_and_cleared_by_a_good_one(pixels_db, image_tree, use_db):
+    use_db(pixels_db)
+    at = page("search_page").run()
+    at.file_uploader(key="q_upload").set_value(("notes.txt", b"shopping list: milk, eggs", "text/plain")).run()
+    no_exception(at)
+    assert at.error and "notes.txt" in at.error[0].value and "Cannot read" in at.error[0].value
+    good = (image_tree / "photos" / "coffee.png").read_bytes()
+    at.file_uploader(key="q_upload").set_value(("coffee.png", good, "image/png")).run()
+    no_exception(at)
+    assert not at.error and result_names(at)[0] == "coffee.png"

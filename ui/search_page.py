@@ -123,7 +123,9 @@ def render() -> None:
     with left:
         t_up, t_paste, t_cam, t_idx = st.tabs(["Upload", "Paste", "Camera", "Indexed image"])
         with t_up:
-            st.file_uploader(f"Query image (up to {cfg.max_upload_mb:g} MB)", type=UPLOAD_TYPES, key="q_upload",
+            # no type filter: a file of the wrong kind reaches the page's own check, whose reason is shown inline
+            # (a filtered one would only be a red chip with the reason in a tooltip)
+            st.file_uploader(f"Query image (up to {cfg.max_upload_mb:g} MB)", key="q_upload",
                              on_change=_on_upload)
         with t_paste:
             st.chat_input("Paste an image here (Ctrl+V), then press Enter", accept_file=True, file_type=UPLOAD_TYPES,
