@@ -219,7 +219,7 @@ def _group(g, roots: list[str]) -> None:
     with st.container(border=True, key=f"dup-group-{g.id}"):
         scores = [f.copy_score for f in g.files if not f.keep and f.copy_score is not None]
         head = f"copy score ≥ {min(scores):.2f}" if scores else f"similarity ≥ {g.min_similarity:.3f}"
-        exact = sum(1 for f in g.files if f.exact)
+        exact = sum(1 for f in g.files if f.exact and not f.keep)
         st.markdown(f"**Group {g.id}** · {len(g.files)} files · {head}"
                     + (f" · {exact} exact cop{'y' if exact == 1 else 'ies'} (identical bytes)" if exact else ""))
         files = g.files
