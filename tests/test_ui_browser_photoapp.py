@@ -128,3 +128,18 @@ def test_phone_shows_two_columns_and_pages_turn(browser, app):
     wait_idle(page)
     assert "page 2" in page.inner_text("body")
     page.close()
+
+
+def test_options_stay_open_after_a_change(browser, app):
+    page = open_search(browser, app[0], DESKTOP)
+    page.get_by_text("Options: 12 per page").first.click()
+    slider = page.get_by_role("slider", name="Results per page")
+    slider.wait_for(timeout=30_000)
+    slider.focus()
+    slider.press("ArrowRight")  # 13 per page: the expander's label changes with it
+    page.get_by_text("Options: 13 per page").first.wait_for(timeout=30_000)
+    wait_idle(page)
+    page.wait_for_timeout(300)
+    wait_idle(page)
+    assert slider.is_visible()  # the expander did not close
+    page.close()

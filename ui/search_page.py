@@ -150,7 +150,7 @@ def render() -> None:
     with right:
         ss = st.session_state
         with st.expander(f"Options: {ss.get('k', 12)} per page · {ss.get('q_folder') or 'All folders'} · "
-                         f"minimum score {ss.get('min_score', 0.0):.2f}"):
+                         f"minimum score {ss.get('min_score', 0.0):.2f}", key="search_options"):  # stays open
             k = st.slider("Results per page", 1, 48, 12, key="k")
             folders = _folders(db, state.index_stamp(db))
             folder = st.selectbox("Folder", ["All folders", *folders], key="q_folder",
