@@ -182,3 +182,23 @@ def test_duplicates_page_moves_after_confirming_and_undoes(library, tmp_path, mo
     assert any("Put back 2 files" in s.value for s in at.success)
     assert all(p.is_file() for p in not_kept(pics))
     assert len([m for m in at.markdown if m.value.startswith("**Group ")]) == 2
+
+
+def test_duplicates_page_moves_what_is_marked_at_the_click(library, tmp_path, monkeypatch):
+    """A Keep mark made after the page was drawn (its box reruns alone) is honoured by the Move button."""
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    from lookalike.ui.duplicates_page import keep_key
+
+    pics, db = library
+    monkeypatch.setenv("LOOKALIKE_DB", str(db))
+    monkeypatch.setenv("LOOKALIKE_UI_ALLOW_WRITE", "1")
+    at = AppTest.from_string("from lookalike.ui import duplicates_page\nduplicates_page.render()\n",
+                             default_timeout=120).run()
+    at.text_input(key="dup_dest").input(str(tmp_path / "dupes")).run()
+    at.checkbox(key="dup_sure").check().run()
+    small = str(pics / "edits" / "chelsea-small.jpg")
+    at.session_state[keep_key(small)] = True  # marked keep after the button was drawn
+    [b for b in at.button if b.key == "dup_apply"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Moved 1 file " in s.value for s in at.success)
+    assert (pics / "edits" / "chelsea-small.jpg").is_file() and not (pics / "edits" / "rocket-copy.png").exists()

@@ -115,22 +115,27 @@ def _actions(cfg, db: str, report, roots: list[str]) -> None:
                            + ("to the system trash" if action == "trash" else "to that folder"), key="dup_sure",
                            disabled=not ready)
         st.button(f"Move {len(plan.items)} files", key="dup_apply", type="primary", disabled=not (ready and sure),
-                  on_click=_apply, args=(db, plan))
+                  on_click=_apply, args=(db, report, plan.action, plan.dest, roots))
 
 
-def _apply(db: str, plan) -> None:
-    """(Button callback) carry out the plan with an undo log; the message and the log go to the session."""
-    from lookalike.retrieval.dedupe import ActionError, apply_plan
+def _apply(db: str, report, action: str, dest: str | None, roots: list[str]) -> None:
+    """(Button callback) carry out the plan with an undo log; the message and the log go to the session.
+
+    The plan is made again here from the Keep boxes as they are now: a Keep click reruns only its box, so the
+    plan drawn with the button may predate it."""
+    from lookalike.retrieval.dedupe import ActionError, apply_plan, plan_actions
     from lookalike.retrieval.engine import Engine, EngineError
 
     try:
+        plan = plan_actions(report, action, dest, roots=roots, keep=marks(report))
         with Engine.open(db, create=False) as eng:
             res = apply_plan(eng, plan)
     except (ActionError, EngineError, OSError) as exc:
         st.session_state["dup_error"] = str(exc)
         return
     where = "to the system trash" if plan.action == "trash" else f"to `{plan.dest}`"
-    msg = f"Moved {len(res.done)} files {where}; the index no longer lists them. Undo log: `{res.log}`."
+    n = len(res.done)
+    msg = f"Moved {n} file{'s' if n != 1 else ''} {where}; the index no longer lists them. Undo log: `{res.log}`."
     if res.skipped:
         msg += f" {len(res.skipped)} left in place: " + "; ".join(f"{os.path.basename(p)}: {r}" for p, r in res.skipped[:3])
     st.session_state["dup_done"] = {"message": msg, "log": res.log}
