@@ -12,6 +12,7 @@ from helpers import consistent
 from lookalike.data.photos import photo_crops
 
 from lookalike import Engine
+from lookalike.cli import main
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -41,7 +42,7 @@ def folders(photo_dir, tmp_path) -> tuple[Path, Path, Path]:
     return images, new, tmp_path / "index"
 
 
-def test_cancel_keeps_the_committed_chunks_and_marks_the_folder(folders):
+def test_cancel_keeps_the_committed_chunks_and_marks_the_folder(folders, capsys):
     images, new, db = folders
     seen: list[int] = []
 
@@ -57,6 +58,8 @@ def test_cancel_keeps_the_committed_chunks_and_marks_the_folder(folders):
         assert eng.unfinished_roots() == [str(images)] and eng.status().unfinished == [str(images)]
         consistent(eng)
     assert images_in(db) == 10 + 16  # the embedded batch was committed, nothing else
+    assert main(["status", "--db", str(db)]) == 0
+    assert f"root       {images}  (unfinished" in capsys.readouterr().out
     with Engine.open(db) as eng:  # the next run finishes the folder and clears the mark
         report = eng.add([images], progress=False, workers=0, warn=None)
         assert not report.cancelled and report.indexed == 150 - 16
