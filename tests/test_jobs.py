@@ -3,6 +3,7 @@ and the job API of ``lookalike serve`` (POST /index, GET /jobs/{id}, POST /jobs/
 from __future__ import annotations
 
 import shutil
+import time
 import sqlite3
 from pathlib import Path
 
@@ -160,3 +161,17 @@ def test_runner_one_job_per_index_and_progress(folders, tmp_path):
     j3 = RUNNER.start(tmp_path / "new-index", [str(tmp_path / "missing")])
     RUNNER.wait(j3.id, 300)
     assert j3.state == "failed" and "missing" in j3.error and "\n" not in j3.error
+
+
+def test_progress_reports_rate_and_time_left():
+    from lookalike.ui.jobs import JobRunner, JobState
+
+    job = JobState(state="running", id="x")
+    report = JobRunner._progress(job)
+    report("embedding", 0, 100)
+    assert job.phase == "embedding" and job.eta_s is None  # nothing to tell yet
+    time.sleep(0.6)
+    report("embedding", 50, 100)
+    assert job.rate > 0 and job.eta_s > 0 and job.eta_s == pytest.approx(50 / job.rate)
+    report("signatures", 0, 10)  # a new phase starts its own clock
+    assert job.rate is None and job.eta_s is None
