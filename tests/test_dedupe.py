@@ -98,6 +98,7 @@ def test_never_overwrites_and_skips_changed_files(library, tmp_path):
     assert (pics / "edits" / "chelsea-small.jpg").read_bytes() == b"changed since"
 
 
+@pytest.mark.slow
 def test_trash_and_undo(library, tmp_path):
     pytest.importorskip("send2trash")
     pics, db = library

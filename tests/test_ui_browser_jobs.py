@@ -46,8 +46,12 @@ def guard(page, allowed: str) -> list[str]:
     return outside
 
 
-def test_no_request_leaves_the_machine_on_any_page_or_the_api_docs(browser, job_index):
-    db, _ = job_index
+def test_no_request_leaves_the_machine_on_any_page_or_the_api_docs(browser, tmp_path, photo_dir):
+    from lookalike.retrieval.engine import Engine
+
+    db = tmp_path / "index"
+    with Engine.open(db, model="pixels") as eng:  # a model that loads at once: the pages, not the model, matter
+        eng.add([photo_dir], progress=False, workers=0, warn=None)
     with ui_server(db) as url:
         page = browser.new_page(viewport=DESKTOP)
         outside = guard(page, url)
