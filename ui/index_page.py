@@ -1,4 +1,6 @@
-"""Index page: build or update the index from a folder with a live progress bar; counts and skipped files."""
+"""Index page: build or update the index as a job of the server (progress, ETA, Cancel; it survives page changes,
+reloads and other tabs); counts, the indexed folders (unfinished ones marked), Remove with a confirmation and Undo,
+and the skipped files."""
 from __future__ import annotations
 
 import os
@@ -93,8 +95,6 @@ def render() -> None:
 
     if err := st.session_state.get("index_error"):
         st.error(err)
-    if rep := st.session_state.get("index_report"):
-        st.success(f"{', '.join(os.path.basename(f) or f for f in rep['folders'])}: {rep['summary']}")
     _job_panel(cfg.db)
     _removal_notes(cfg.db)
     busy = RUNNER.active(cfg.db) is not None
@@ -158,7 +158,6 @@ def _remove_folder(db: str, root: str) -> None:
         st.session_state["index_error"] = str(exc)
         return
     st.session_state["index_removed"] = {"root": root, "files": n}
-    st.session_state.pop("index_report", None)
 
 
 def _undo_remove(db: str, root: str) -> None:
