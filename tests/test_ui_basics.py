@@ -163,8 +163,15 @@ def test_scores_in_words_stay_when_the_query_is_hidden_and_the_tail_is_cut(copie
     hidden_self = cards(at)
     assert "chelsea.png" not in hidden_self
     assert hidden_self == {n: v for n, v in shown.items() if n != "chelsea.png"}
-    # the cut-off hid the noise tail; unticking it shows more, and the cut results all scored lower
     at.checkbox(key="exclude_self").uncheck().run()
+    # a folder filter leaves the words and scores of the results it keeps as they were
+    photos = f"{image_tree.name}/photos"
+    at.selectbox(key="q_folder").set_value(photos).run()
+    in_photos = cards(at)
+    assert in_photos and "chelsea-small.jpg" not in in_photos
+    assert all(shown[n].split(" · ", 1)[1] == v.split(" · ", 1)[1] for n, v in in_photos.items() if n in shown)
+    at.selectbox(key="q_folder").set_value("All folders").run()
+    # the cut-off hid the noise tail; unticking it shows more, and the cut results all scored lower
     at.checkbox(key="hide_noise").uncheck().run()
     everything = cards(at)
     assert set(shown) < set(everything)
