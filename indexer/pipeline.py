@@ -73,13 +73,14 @@ class IndexReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     problems: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False   # stopped on request: what was committed is kept, the rest waits for the next run
 
     @property
     def images_per_s(self) -> float:
         return self.indexed / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"indexed {self.indexed}, unchanged {self.unchanged}, linked {self.linked}, "
+        return (("cancelled: " if self.cancelled else "") + f"indexed {self.indexed}, unchanged {self.unchanged}, linked {self.linked}, "
                 f"removed {self.removed}, skipped {self.skipped} in {self.seconds:.1f}s"
                 + (f" ({self.images_per_s:.1f} img/s)" if self.indexed else "")
                 + (f"; folder{'s' if len(self.missing_roots) > 1 else ''} not found: {', '.join(self.missing_roots)}"
@@ -191,12 +192,22 @@ def fill_signatures(store: MetadataStore, max_pixels: int = DEFAULT_MAX_PIXELS,
     return done + len(pending)
 
 
+def _cancelled(report: IndexReport, t0: float) -> IndexReport:
+    report.cancelled = True
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
 def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, roots: Iterable[str | os.PathLike], *,
                 batch_size: int = 64, workers: int | None = None, chunk_size: int = 512,
                 progress: "bool | ProgressCallback" = True, remove_missing: bool = True, save_every_s: float = 60.0,
                 warn: Callable[[str, str], None] | None = warn_stderr, executor: str = "local",
-                ray_address: str | None = None, retry_skipped: bool = False) -> IndexReport:
+                ray_address: str | None = None, retry_skipped: bool = False,
+                stop: Callable[[], bool] | None = None) -> IndexReport:
     """Bring ``store`` (and ``writer``'s index) up to date with the files below ``roots``.
+
+    ``stop``: asked between steps and after every embedded batch; once it answers True the run commits what it
+    has embedded, flushes the index and returns with ``report.cancelled`` (nothing is removed in that run).
 
     A file skipped before is tried again when it changed, when the settings that refused it changed (the pixel or
     decode limit), when it was unreadable and can be read now (a ``chmod``), or with ``retry_skipped``.
@@ -206,6 +217,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     """
     t0 = time.perf_counter()
     warn = warn or (lambda p, r: None)
+    stopped = stop or (lambda: False)
     # decoding processes: never more than the cores (--workers 1000 once started 1000 processes for one image)
     workers = _default_workers() if workers is None else max(0, min(int(workers), os.cpu_count() or 1))
     report = IndexReport()
@@ -224,6 +236,8 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     present = [r for r in root_list if r not in report.missing_roots]
     for item in progress_bar(scan(present), desc="scanning", unit="file", progress=progress, leave=False):
         (entries if isinstance(item, ScanEntry) else problems).append(item)
+        if stopped():
+            return _cancelled(report, t0)
     store.add_roots(root_list)
 
     # 2. diff against what the store knows
@@ -270,11 +284,17 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
         with ThreadPoolExecutor(max_workers=max(2, workers)) as pool:
             for e, sha, err in progress_bar(pool.map(_hash, to_hash), total=len(to_hash), desc="hashing",
                                             unit="file", progress=progress, leave=False):
+                if stopped():
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    break
                 if sha is None:
                     new_skips.append((e.path, err, e.size, e.mtime_ns))
                     warn(e.path, err)
                 else:
                     by_sha.setdefault(sha, []).append(e)
+
+    if stopped():  # nothing of this run is committed yet but the roots: the next run starts over
+        return _cancelled(report, t0)
 
     # 4. link content already indexed (renames, moves, duplicates), record scan problems
     existing = store.ids_by_sha(by_sha)
@@ -362,8 +382,19 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                     warn(e.path, reason)
             if len(pending_images) + len(pending_skips) >= chunk_size:
                 flush()
+            if stopped():
+                report.cancelled = True
+                break
+        if hasattr(batches, "close"):
+            batches.close()  # a stopped run ends its decoding workers now
         flush()
         report.embed_seconds = time.perf_counter() - t_embed
+        if report.cancelled:
+            writer.flush()
+            report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips + changed_during
+            report.skipped += len(report.problems)
+            report.seconds = time.perf_counter() - t0
+            return report
 
     # 6. forget what is gone (and paths whose content changed and no longer point at their old image)
     if remove_missing:

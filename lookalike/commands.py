@@ -123,7 +123,8 @@ def cmd_status(args) -> int:
         print(f"  {n:>6}  {reason}")
     print(f"on disk    {human_bytes(st.size_on_disk)}")
     for r in st.roots:
-        print(f"root       {r}")
+        print(f"root       {r}" + ("  (unfinished: its last indexing run did not end; run 'lookalike index' on it)"
+                                   if r in (st.unfinished or []) else ""))
     return 0
 
 

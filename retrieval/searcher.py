@@ -60,6 +60,9 @@ class SearchResults:
     lowfreq_weight: float = 0.0  # > 0: scores are (cosine + w * low-frequency cosine) / (1 + w)
     views: str = "none"          # the query views searched ("none", "mirror" or "rot"; "auto" resolves to one)
     threshold: float | None = None  # the copy score's "copy" line (None: the model has no calibrated score)
+    background: float | None = None  # how close unrelated pictures come to the query: the mean cosine of its
+    # calibration.BG_TOP nearest images of the scorer's background set (None: no scorer); a result below it is
+    # no closer than an unrelated picture
 
     def __iter__(self) -> Iterator[SearchResult]:
         return iter(self.results)
@@ -236,8 +239,11 @@ class Searcher:
             results = [r for r in results if r.match == "copy"]
         results = [replace(r, rank=i + 1) for i, r in enumerate(results)]
         name = describe_path(query) if isinstance(query, (str, os.PathLike)) else None
+        background = (float(scorer.background(q[None, :], lowfreq_signature(searched)[None, :])[0][0])
+                      if scorer is not None else None)
         return SearchResults(results=results, query=name, denoise=den, consistency=consistency, lowfreq_weight=weight,
-                             views=views, threshold=scorer.threshold if scorer is not None else None)
+                             views=views, threshold=scorer.threshold if scorer is not None else None,
+                             background=background)
 
     def _views(self, img: Image.Image, views: str) -> tuple[list[Image.Image], np.ndarray]:
         turned = [view_image(img, v) for v in QUERY_VIEWS[views]]

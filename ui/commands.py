@@ -147,8 +147,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers, train_subparsers=None, bench_subparsers=None) -> None:
-    p = subparsers.add_parser("ui", help="open the web app (search, index, explore, compare)",
-                              description="Start the Streamlit web app for an index folder, on 127.0.0.1 by default.")
+    p = subparsers.add_parser("ui", help="open the web app (search, index, explore, compare, duplicates)",
+                              description="Start the Streamlit web app for an index folder, on 127.0.0.1 by default. "
+                                          "Pages: Search, Index (background indexing jobs), Explore, Compare and "
+                                          "Duplicates (groups to review; with --allow-write, moves with an undo).")
     p.add_argument("--db", required=True, help="index folder (created from the Index page if it does not exist)")
     p.add_argument("--port", type=port, default=8501, help="port (default 8501)")
     p.add_argument("--host", default="127.0.0.1",
