@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint docs wheel-check clean
+.PHONY: venv demo test test-fast lint docs wheel-check models clean
 
 venv: $(STAMP)
 
@@ -45,3 +45,8 @@ wheel-check: $(STAMP)
 
 clean:
 	rm -rf demo-images demo-index demo-results.png .pytest_cache build dist docs/api
+
+# the shipped embedders and noise estimator as ONNX (retrieval/weights/onnx/): what the core install runs without torch;
+# the wheel build does this itself (setup.py)
+models: $(STAMP)
+	$(PY) -m lookalike.retrieval.export

@@ -29,7 +29,7 @@ OUT = WORK / "copy-head-study"
 def _load(path: str) -> np.ndarray:
     from PIL import Image
 
-    from lookalike.training.copy_head import lite0_input
+    from lookalike.training.copy_views import lite0_input
 
     with Image.open(path) as im:
         return lite0_input(im)
@@ -37,7 +37,7 @@ def _load(path: str) -> np.ndarray:
 
 def bench_features(run, suite: str = "dev-wide") -> dict:
     """lite0 features of the AugLy bench's gallery and queries (made by ``lookalike bench copies``)."""
-    from lookalike.training.copy_head import run_inputs
+    from lookalike.training.copy_views import run_inputs
 
     path = OUT / f"bench-{suite}.npz"
     if path.is_file():
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lookalike.retrieval.models import MODELS_DIR
     from lookalike.retrieval.nets import load_checkpoint_embedder
-    from lookalike.training.copy_head import edited_view_features, fit_copy_head, lite0_runner
+    from lookalike.training.copy_views import edited_view_features, fit_copy_head, lite0_runner
 
     torch.set_num_threads(2)
     tr = edited_view_features(a.folds * a.per_fold, a.folds, a.seed)

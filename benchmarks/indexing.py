@@ -2,6 +2,14 @@
 today's torch path and an inference runtime (retrieval/runtime.py), in the same run; plus decoding alone.
 
     python benchmarks/indexing.py --n 512 --size 224 --runtime openvino
+    python benchmarks/indexing.py --phone 120      # phone photos: default runtime, torch, imagededup, decode floor
+
+``--phone N``: N phone-sized photos (4032x3024 JPEG q90, every third a portrait turned by EXIF; made once from the
+dev photos, see make_phone_photos) indexed with the default model by the default runtime and by ``--runtime
+torch`` (new index each run, compiled models cached), imagededup's PHash ``encode_images`` on the same folder (its
+own venv, lookalike/bench/common.py), and the single-core decode floor: indexing's own per-file work (read, sha256,
+JPEG DCT-scaled decode, EXIF turn, resize, signature: indexer/decoding.decode_file) in one process, and PIL's draft
+decode against simplejpeg's scaled decode (when installed) at this size.
 
 All figures come from the same run, same embedder, same image size, same batch size; the runtimes are
 measured in turn, ``--repeats`` times, and the medians are compared. The photos are 800x600 JPEGs.
@@ -40,6 +48,50 @@ def make_photos(folder: Path, n: int, seed: int = 0) -> None:
         crop.save(folder / f"img{i:05d}.jpg", quality=88)
 
 
+PHONE_SIZE = (4032, 3024)
+
+
+def make_phone_photos(folder: Path, n: int, seed: int = 0) -> Path:
+    """n distinct phone-sized JPEGs (4032x3024, quality 90, a camera's grain) from the dev photos (Debian mate/ukui
+    wallpapers, scikit-learn's and matplotlib's samples; never the scikit-image eval photos); every third one is
+    stored turned on its side with an EXIF orientation (6 or 8) that turns it back, as phones write portraits.
+    Made once per ``n`` and seed in ``folder`` (kept between runs: making them takes a minute)."""
+    from PIL import Image
+
+    from lookalike.data.photosets import dev_photos
+
+    done = folder / f".complete-{n}-{seed}"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = [im for _, im in dev_photos(max_side=PHONE_SIZE[0])]
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        im = photos[i % len(photos)]
+        portrait = i % 3 == 2  # held upright: stored sideways, the EXIF orientation turns it back
+        W, H = PHONE_SIZE[::-1] if portrait else PHONE_SIZE
+        # a random window of the photo at the picture's aspect, brought to the phone's size
+        f = float(rng.uniform(0.6, 1.0))
+        ch = max(12, int(im.height * f))
+        cw = int(ch * W / H)
+        if cw > im.width:
+            cw, ch = im.width, int(im.width * H / W)
+        x, y = int(rng.integers(0, im.width - cw + 1)), int(rng.integers(0, im.height - ch + 1))
+        big = im.crop((x, y, x + cw, y + ch)).resize((W, H), Image.BICUBIC)
+        grain = rng.normal(0.0, 4.0, (H // 4, W // 4, 1)).astype(np.float32)  # sensor noise, 4 px grains
+        arr = np.asarray(big, np.float32) + np.repeat(np.repeat(grain, 4, 0), 4, 1)
+        big = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        exif = Image.Exif()
+        exif[0x0110] = "lookalike phone"  # Model
+        if portrait:
+            orient = 6 if i % 2 else 8  # 6: turn 90 clockwise to view, 8: 90 counter-clockwise
+            big = big.transpose(Image.Transpose.ROTATE_90 if orient == 6 else Image.Transpose.ROTATE_270)
+            exif[0x0112] = orient
+        big.save(folder / f"IMG_{i:04d}.jpg", quality=90, exif=exif.tobytes())
+    done.touch()
+    return folder
+
+
 def bare_forward(model_name: str, n: int, batch: int, runtime: str = "torch", precision: str = "fp32") -> float:
     """Images per second of the model alone on ready tensors."""
     from lookalike.retrieval.runtime import load_embedder
@@ -56,16 +108,15 @@ def bare_forward(model_name: str, n: int, batch: int, runtime: str = "torch", pr
 
 def decode_only(model_name: str, folder: Path) -> float:
     """Images per second of the decoding workers' job (read, draft-decode, resize) on one core."""
-    from lookalike.indexer.pipeline import ImageFileDataset
+    from lookalike.indexer.decoding import decode_file
     from lookalike.retrieval.runtime import load_embedder
 
     emb = load_embedder(model_name, "torch")
     paths = sorted(str(p) for p in folder.iterdir())
-    ds = ImageFileDataset(paths, emb.transform_uint8, draft_size=emb.preprocess.input_size)
     t0 = time.perf_counter()
-    for i in range(len(ds)):
-        ds[i]
-    return len(ds) / (time.perf_counter() - t0)
+    for i, p in enumerate(paths):
+        decode_file(i, p, emb.preprocess)
+    return len(paths) / (time.perf_counter() - t0)
 
 
 def decode_variants(folder: Path, size: int) -> dict[str, float]:
@@ -119,8 +170,145 @@ def decode_variants(folder: Path, size: int) -> dict[str, float]:
     return out
 
 
+def phone_decoders(folder: Path, size: int, limit: int = 40) -> dict[str, float]:
+    """ms per photo on one core to decode a phone JPEG to at least ``size`` px: PIL's draft (DCT scaling, what
+    indexing does) and simplejpeg's scaled decode (libjpeg-turbo; when installed), with the pixels compared."""
+    import io
+
+    from PIL import Image
+
+    datas = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))[:limit]]
+
+    def pil(d):
+        im = Image.open(io.BytesIO(d))
+        im.draft("RGB", (size, size))
+        im.load()
+        return np.asarray(im)
+
+    variants = [("PIL draft", pil)]
+    try:
+        import simplejpeg
+
+        variants.append(("simplejpeg min side", lambda d: simplejpeg.decode_jpeg(
+            d, colorspace="RGB", min_height=size, min_width=size)))
+    except ImportError:
+        pass
+    out = {}
+    for label, fn in variants:
+        fn(datas[0])
+        t0 = time.perf_counter()
+        for d in datas:
+            fn(d)
+        out[label] = round((time.perf_counter() - t0) / len(datas) * 1000, 2)
+    if len(variants) > 1:
+        a, b = variants[0][1](datas[0]), variants[1][1](datas[0])
+        out["same pixels"] = bool(a.shape == b.shape and np.array_equal(a, b))
+    return out
+
+
+def phone_floor(folder: Path, preprocess) -> float:
+    """Images per second of indexing's per-file work (indexer/decoding.decode_file) in this one process."""
+    from lookalike.indexer.decoding import decode_file
+
+    paths = sorted(str(p) for p in folder.glob("*.jpg"))
+    t0 = time.perf_counter()
+    for i, p in enumerate(paths):
+        if decode_file(i, p, preprocess).pixels is None:
+            raise RuntimeError(f"{p}: did not decode")
+    return len(paths) / (time.perf_counter() - t0)
+
+
+PHASH_SCRIPT = """
+import sys, time
+from imagededup.methods import PHash
+t0 = time.perf_counter()
+enc = PHash(verbose=False).encode_images(image_dir=sys.argv[1])
+print(len(enc), time.perf_counter() - t0)
+"""
+
+
+def phash_rate(folder: Path) -> tuple[float | None, str]:
+    """imagededup's PHash ``encode_images`` (its default workers) on the folder: images per second, or None."""
+    import subprocess
+
+    from benchmarks.peers import peer_or_reason as imagededup_python  # the pinned imagededup venv (issue 26)
+
+    py, status = imagededup_python()
+    if py is None:
+        return None, status
+    res = subprocess.run([py, "-c", PHASH_SCRIPT, str(folder)], capture_output=True, text=True)
+    if res.returncode != 0:
+        return None, f"imagededup failed: {res.stderr.strip().splitlines()[-1:]}"
+    n, secs = res.stdout.split()[-2:]
+    return int(n) / float(secs), status
+
+
+def phone_main(args) -> int:
+    """The ``--phone N`` run (see the module docstring)."""
+    import os
+
+    from lookalike.retrieval.engine import Engine
+    from lookalike.retrieval.models import DEFAULT_EMBEDDER
+
+    folder = make_phone_photos(Path(args.phone_dir) / f"phone-{args.phone}", args.phone)
+    tmp = Path(tempfile.mkdtemp(prefix="lookalike-phone-"))
+    load = [os.getloadavg()]
+    rates: dict[str, list[float]] = {"default": [], "torch": []}
+    walls: dict[str, list[float]] = {"default": [], "torch": []}
+    try:
+        warm = tmp / "warm"
+        warm.mkdir()
+        for p in sorted(folder.glob("*.jpg"))[:2]:
+            (warm / p.name).write_bytes(p.read_bytes())
+        for runtime in ("auto", "torch"):  # compile / load the models once, outside the timing
+            with Engine.open(tmp / f"warm-{runtime}", runtime=runtime) as e:
+                e.add([warm], progress=False)
+                pre = e.embedder.preprocess
+        floor = phone_floor(folder, pre)
+        for rep in range(args.repeats):
+            for label, runtime in (("default", "auto"), ("torch", "torch")):
+                with Engine.open(tmp / f"idx-{label}-{rep}", runtime=runtime) as e:
+                    t0 = time.perf_counter()
+                    rep_ = e.add([folder], progress=False, workers=args.workers)
+                    walls[label].append(time.perf_counter() - t0)
+                    rates[label].append(rep_.indexed / walls[label][-1])
+                    precision = e.config.precision
+        phash, status = phash_rate(folder) if not args.no_peer else (None, "skipped")
+        decoders = phone_decoders(folder, pre.input_size)
+        load.append(os.getloadavg())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = {"photos": args.phone, "size": "4032x3024 JPEG q90, 1/3 EXIF-turned", "model": DEFAULT_EMBEDDER,
+           "default_precision": precision, "repeats": args.repeats,
+           "default_img_s": round(float(np.median(rates["default"])), 1), "default_runs": [round(r, 1) for r in rates["default"]],
+           "default_wall_s": round(float(np.median(walls["default"])), 2),
+           "torch_img_s": round(float(np.median(rates["torch"])), 1), "torch_runs": [round(r, 1) for r in rates["torch"]],
+           "imagededup_phash_img_s": None if phash is None else round(phash, 1), "imagededup": status,
+           "decode_floor_one_core_img_s": round(floor, 1), "decoders_ms_per_photo": decoders,
+           "loadavg_before": [round(x, 2) for x in load[0]], "loadavg_after": [round(x, 2) for x in load[-1]],
+           "cpus": os.cpu_count()}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{args.phone} phone photos ({out['size']}), model {DEFAULT_EMBEDDER} ({precision}), median of {args.repeats} "
+          f"runs; load average {out['loadavg_before']} before, {out['loadavg_after']} after, {out['cpus']} CPUs")
+    print("| | img/s (per run) |")
+    print("|---|---|")
+    print(f"| `lookalike index`, default runtime | {out['default_img_s']} ({', '.join(map(str, out['default_runs']))}) |")
+    print(f"| `lookalike index --runtime torch` | {out['torch_img_s']} ({', '.join(map(str, out['torch_runs']))}) |")
+    print(f"| imagededup PHash `encode_images` | {out['imagededup_phash_img_s']} ({status}) |")
+    print(f"| decode floor: read, hash, DCT-scaled decode, EXIF, resize, signature, one core | "
+          f"{out['decode_floor_one_core_img_s']} |")
+    print("decoders, ms per photo on one core: " + ", ".join(f"{k} {v}" for k, v in decoders.items()))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--phone", type=int, default=0, metavar="N", help="the phone-photo run on N photos (see above)")
+    ap.add_argument("--phone-dir", default=str(Path(tempfile.gettempdir()) / "lookalike-bench"),
+                    help="where the phone photos are made once and kept")
+    ap.add_argument("--no-peer", action="store_true", help="--phone: skip imagededup")
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--size", type=int, default=0, help="input size (default: the model's)")
@@ -131,6 +319,8 @@ def main(argv=None) -> int:
     ap.add_argument("--precisions", nargs="+", default=["fp32"], help="precisions of --runtime to measure (fp32 bf16)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.phone:
+        return phone_main(args)
 
     from lookalike.retrieval import embedders
     from lookalike.retrieval.engine import Engine

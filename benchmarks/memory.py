@@ -7,7 +7,7 @@ Images are augmented crops of the scikit-image photos (random position, scale, f
 its memory and that of its DataLoader workers is sampled every 0.5 s with the number of images committed: PSS
 summed over the processes (pages shared by the forked workers counted once), the main process's RSS, and the
 plain RSS sum (an upper bound that counts shared pages once per process).
-The FAISS index itself must grow with the collection (``bytes/vector x n``, see docs/benchmarks.md);
+The FAISS index itself must grow with the collection (``bytes/vector x n``, see docs/benchmarks.md section 3);
 what must not grow is everything else, so the table also shows RSS minus that index size.
 """
 from __future__ import annotations

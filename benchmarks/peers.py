@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lookalike.settings import bench_cache_root
 
-__all__ = ["IMAGEDEDUP", "imagededup_python", "use_imagededup"]
+__all__ = ["IMAGEDEDUP", "imagededup_python", "use_imagededup", "peer_or_reason"]
 
 IMAGEDEDUP = "imagededup==0.3.3.post2"  # the version every recorded peer figure was made with
 
@@ -45,6 +45,14 @@ def imagededup_python(log=None) -> Path:
         raise SystemExit(f"benchmarks: pip install {IMAGEDEDUP} failed: "
                          f"{' '.join((res.stderr or res.stdout).strip().splitlines()[-1:])}")
     return py
+
+
+def peer_or_reason(log=None) -> tuple[str | None, str]:
+    """``imagededup_python`` as (its path, "ready"), or (None, the reason in one line) when it cannot be made."""
+    try:
+        return str(imagededup_python(log)), "ready"
+    except SystemExit as exc:
+        return None, str(exc)
 
 
 def use_imagededup(log=None) -> Path:

@@ -4,6 +4,8 @@ indexed photos (each finds itself) and of photos that are not indexed, for each 
 default ``auto``; ``none`` never) in the same run.
 
     python benchmarks/startup.py --n 300 --runtimes openvino torch
+    python benchmarks/startup.py --lookalike /path/to/core-venv/bin/lookalike --runtimes auto --views auto
+        # the same figures for another install's command (the core install: no torch), on an index built here
 
 The index is built once (800x600 JPEG photos, efficientnet_lite0); each runtime then searches it.
 """
@@ -42,14 +44,17 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=30, help="warm searches for the p50")
     ap.add_argument("--views", nargs="+", default=["auto", "none"], choices=["auto", "none", "mirror", "rot"],
                     help="query views to time, each in the same run (auto: the default)")
+    ap.add_argument("--lookalike", default=None, metavar="EXE",
+                    help="time this lookalike command (another install, e.g. a core venv's) instead of this Python's")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     from lookalike.retrieval.engine import Engine
 
-    exe = [sys.executable, "-m", "lookalike"]
+    exe = [args.lookalike] if args.lookalike else [sys.executable, "-m", "lookalike"]
+    out_exe = " ".join(exe)
     tmp = Path(tempfile.mkdtemp(prefix="lookalike-startup-"))
-    out: dict = {"n": args.n, "model": args.model, "runs": args.runs}
+    out: dict = {"n": args.n, "model": args.model, "runs": args.runs, "command": out_exe}
     try:
         make_photos(tmp / "imgs", args.n)
         from lookalike.data.photosets import generated_scene
@@ -60,7 +65,7 @@ def main(argv=None) -> int:
         for i in range(args.queries):
             others.append(tmp / "other" / f"scene{i:03d}.jpg")
             generated_scene(rng, (800, 600)).save(others[-1], quality=90)
-        with Engine.open(tmp / "idx", model=args.model, runtime=args.runtimes[0]) as eng:
+        with Engine.open(tmp / "idx", model=args.model, runtime="auto" if args.lookalike else args.runtimes[0]) as eng:
             eng.add([tmp / "imgs"], progress=False)
         out["help_s"], out["help_runs"] = wall(exe + ["--help"], args.runs)
         query = str(tmp / "imgs" / "img00007.jpg")
@@ -89,7 +94,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"lookalike --help: {out['help_s']:.2f} s (median of {args.runs}: "
+    print(f"{out_exe} --help: {out['help_s']:.2f} s (median of {args.runs}: "
           f"{', '.join(f'{t:.2f}' for t in out['help_runs'])})")
     print(f"| runtime | views | cold `lookalike search`, {args.n}-photo index (median of {args.runs}) | "
           "warm p50, indexed query | turned | warm p50, unindexed query | turned |")

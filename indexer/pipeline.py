@@ -13,22 +13,21 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from lookalike.log import logger
 from lookalike.protocols import EmbedderLike
 
-from .loading import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageLoadError, load_image, load_image_hashed, sha256_file
+from .decoding import DecodeStream
+from .loading import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageLoadError, load_image, sha256_file
 from .scan import ScanEntry, ScanProblem, is_below, merge_roots, scan
 from .signature import lowfreq_signature
 from .store import MetadataStore, NewImage
 
-__all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "fill_signatures", "ImageFileDataset", "embed_files", "warn_stderr"]
+__all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "fill_signatures", "embed_files", "warn_stderr"]
 
 
 _log = logger(__name__)
@@ -58,6 +57,7 @@ class EmbedSpec:
     max_pixels: int
     load: Callable[[], EmbedderLike]
     factory: Callable[[str], EmbedderLike]
+    preprocess: Any = None  # the model's PreprocessConfig when known without loading it (decoding starts at once)
 
 
 @dataclass
@@ -73,13 +73,14 @@ class IndexReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     problems: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False   # stopped on request: what was committed is kept, the rest waits for the next run
 
     @property
     def images_per_s(self) -> float:
         return self.indexed / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"indexed {self.indexed}, unchanged {self.unchanged}, linked {self.linked}, "
+        return (("cancelled: " if self.cancelled else "") + f"indexed {self.indexed}, unchanged {self.unchanged}, linked {self.linked}, "
                 f"removed {self.removed}, skipped {self.skipped} in {self.seconds:.1f}s"
                 + (f" ({self.images_per_s:.1f} img/s)" if self.indexed else "")
                 + (f"; folder{'s' if len(self.missing_roots) > 1 else ''} not found: {', '.join(self.missing_roots)}"
@@ -119,80 +120,34 @@ def progress_bar(iterable=None, *, total: int | None = None, desc: str, unit: st
                 file=sys.stderr, leave=leave)
 
 
-class ImageFileDataset(Dataset):
-    """Decodes and preprocesses image files in DataLoader workers; failures come back as reasons."""
-
-    def __init__(self, paths: Sequence[str], transform: Callable, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 draft_size: int | None = None) -> None:
-        self.paths = list(paths)
-        self.transform = transform
-        self.max_pixels = max_pixels
-        self.draft_size = draft_size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        path = self.paths[i]
-        try:
-            im, sha = load_image_hashed(path, max_pixels=self.max_pixels, draft_size=self.draft_size)
-            w, h = im.info.get("original_size", im.size)
-            return i, self.transform(im), int(w), int(h), lowfreq_signature(im), None, sha
-        except ImageLoadError as exc:
-            return i, None, 0, 0, None, exc.reason, None
-        except Exception as exc:  # a transform failing on a pathological image must not stop the run
-            return i, None, 0, 0, None, f"cannot process image ({type(exc).__name__}: {exc})", None
-
-
-def _collate(items):
-    ok = [it for it in items if it[1] is not None]
-    tensor = torch.stack([it[1] for it in ok]) if ok else None
-    return (tensor, [(it[0], it[2], it[3], it[4], it[6]) for it in ok],
-            [(it[0], it[5]) for it in items if it[1] is None])
-
-
-def _quiet_lost_parent(exc_type, exc, tb, _default=sys.excepthook) -> None:
-    """A worker's fd-sharing thread fails when the parent stops reading (Ctrl+C, SIGTERM): not worth a traceback."""
-    if not issubclass(exc_type, (ConnectionError, EOFError)):
-        _default(exc_type, exc, tb)
-
-
-def _worker_init(_: int) -> None:
-    sys.excepthook = _quiet_lost_parent  # multiprocessing.resource_sharer reports through it
-    torch.set_num_threads(1)
-    try:  # Linux: a decoding worker ends with its parent, even one killed by SIGKILL
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    try:  # decoders fill the cores' idle moments; the model (the bottleneck) keeps priority
-        os.nice(10)
-    except OSError:
-        pass
-
-
-def embed_files(embedder: EmbedderLike, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
+def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: int = 2,
                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: "bool | ProgressCallback" = True,
-                desc: str = "embedding"):
+                desc: str = "embedding", preprocess=None):
     """Yield (vectors, [(i, w, h, low-frequency signature, sha256 of the bytes decoded)], [(i, reason)]) per batch
-    for ``paths`` (``i`` indexes ``paths``)."""
-    ds = ImageFileDataset(paths, embedder.transform_uint8, max_pixels=max_pixels,
-                          draft_size=embedder.preprocess.input_size)
-    workers = min(workers, -(-len(ds) // max(1, batch_size)))  # a worker per batch at most: none idle
-    loader = DataLoader(
-        ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
-        worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None,
-        persistent_workers=False,
-    )
-    bar = progress_bar(total=len(ds), desc=desc, unit="img", progress=progress)
+    for ``paths`` (``i`` indexes ``paths``).
+
+    Files are decoded by ``workers`` processes while this one runs the model on batches of what is decoded (at
+    least 16 pictures, up to ``batch_size``). ``embedder`` may be a function that loads it: with ``preprocess``
+    (its :class:`~lookalike.retrieval.preprocess.PreprocessConfig`) given, decoding starts while it loads."""
+    stream = DecodeStream(paths, preprocess if preprocess is not None else embedder.preprocess,
+                          workers=min(workers, len(paths)), max_pixels=max_pixels)
+    bar = progress_bar(total=len(stream), desc=desc, unit="img", progress=progress)
     try:
-        for tensor, meta, failed in loader:
-            vecs = embedder.embed_tensor(tensor) if tensor is not None else np.zeros((0, embedder.dim), np.float32)
-            bar.update(len(meta) + len(failed))
-            yield vecs, meta, failed
+        if not hasattr(embedder, "embed_tensor"):
+            embedder = embedder()
+            if embedder.preprocess != stream.preprocess:  # the index recorded another preprocessing: start again
+                stream.close()
+                stream = DecodeStream(paths, embedder.preprocess, workers=min(workers, len(paths)),
+                                      max_pixels=max_pixels)
+        for batch in stream.batches(batch_size):
+            ok = [d for d in batch if d.pixels is not None]
+            vecs = (embedder.embed_tensor(np.stack([d.pixels for d in ok])) if ok
+                    else np.zeros((0, embedder.dim), np.float32))
+            bar.update(len(batch))
+            yield (vecs, [(d.i, d.width, d.height, d.signature, d.sha256) for d in ok],
+                   [(d.i, d.reason) for d in batch if d.pixels is None])
     finally:
+        stream.close()
         bar.close()
 
 
@@ -237,12 +192,22 @@ def fill_signatures(store: MetadataStore, max_pixels: int = DEFAULT_MAX_PIXELS,
     return done + len(pending)
 
 
+def _cancelled(report: IndexReport, t0: float) -> IndexReport:
+    report.cancelled = True
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
 def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, roots: Iterable[str | os.PathLike], *,
                 batch_size: int = 64, workers: int | None = None, chunk_size: int = 512,
                 progress: "bool | ProgressCallback" = True, remove_missing: bool = True, save_every_s: float = 60.0,
                 warn: Callable[[str, str], None] | None = warn_stderr, executor: str = "local",
-                ray_address: str | None = None, retry_skipped: bool = False) -> IndexReport:
+                ray_address: str | None = None, retry_skipped: bool = False,
+                stop: Callable[[], bool] | None = None) -> IndexReport:
     """Bring ``store`` (and ``writer``'s index) up to date with the files below ``roots``.
+
+    ``stop``: asked between steps and after every embedded batch; once it answers True the run commits what it
+    has embedded, flushes the index and returns with ``report.cancelled`` (nothing is removed in that run).
 
     A file skipped before is tried again when it changed, when the settings that refused it changed (the pixel or
     decode limit), when it was unreadable and can be read now (a ``chmod``), or with ``retry_skipped``.
@@ -252,6 +217,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     """
     t0 = time.perf_counter()
     warn = warn or (lambda p, r: None)
+    stopped = stop or (lambda: False)
     # decoding processes: never more than the cores (--workers 1000 once started 1000 processes for one image)
     workers = _default_workers() if workers is None else max(0, min(int(workers), os.cpu_count() or 1))
     report = IndexReport()
@@ -270,6 +236,8 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     present = [r for r in root_list if r not in report.missing_roots]
     for item in progress_bar(scan(present), desc="scanning", unit="file", progress=progress, leave=False):
         (entries if isinstance(item, ScanEntry) else problems).append(item)
+        if stopped():
+            return _cancelled(report, t0)
     store.add_roots(root_list)
 
     # 2. diff against what the store knows
@@ -295,9 +263,18 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
         new_skips.append((p.path, p.reason, p.size, p.mtime_ns))
         warn(p.path, p.reason)
 
-    # 3. hash what changed (I/O bound: threads)
+    # 3. hash what changed (I/O bound: threads). A file whose size no indexed file and no other new file has cannot
+    # hold content indexed before (nor share it with another new file): it is hashed in the read that decodes it
     by_sha: dict[str, list[ScanEntry]] = {}
+    deferred: list[ScanEntry] = []
     if todo:
+        sizes = store.file_sizes()
+        counts: dict[int, int] = {}
+        for e in todo:
+            counts[e.size] = counts.get(e.size, 0) + 1
+        deferred = [e for e in todo if counts[e.size] == 1 and e.size not in sizes]
+        to_hash = [e for e in todo if not (counts[e.size] == 1 and e.size not in sizes)]
+
         def _hash(e: ScanEntry):
             try:
                 return e, sha256_file(e.path), None
@@ -305,13 +282,19 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                 return e, None, exc.reason
 
         with ThreadPoolExecutor(max_workers=max(2, workers)) as pool:
-            for e, sha, err in progress_bar(pool.map(_hash, todo), total=len(todo), desc="hashing", unit="file",
-                                            progress=progress, leave=False):
+            for e, sha, err in progress_bar(pool.map(_hash, to_hash), total=len(to_hash), desc="hashing",
+                                            unit="file", progress=progress, leave=False):
+                if stopped():
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    break
                 if sha is None:
                     new_skips.append((e.path, err, e.size, e.mtime_ns))
                     warn(e.path, err)
                 else:
                     by_sha.setdefault(sha, []).append(e)
+
+    if stopped():  # nothing of this run is committed yet but the roots: the next run starts over
+        return _cancelled(report, t0)
 
     # 4. link content already indexed (renames, moves, duplicates), record scan problems
     existing = store.ids_by_sha(by_sha)
@@ -321,7 +304,8 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     if links or new_skips:
         store.commit_chunk([], links, new_skips)
     report.linked = sum(1 for p, *_ in links if p not in known)
-    new_groups = [(sha, es) for sha, es in by_sha.items() if sha not in existing]
+    new_groups: list[tuple[str | None, list[ScanEntry]]] = [(sha, es) for sha, es in by_sha.items() if sha not in existing]
+    new_groups += [(None, [e]) for e in deferred]  # their hash comes with their decode
     if new_groups:
         writer.expect(store.counts()["images"] + len(new_groups))
 
@@ -338,8 +322,10 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                                       workers=max(1, workers), max_pixels=spec.max_pixels, address=ray_address,
                                       progress=progress is True)
         else:
-            batches = embed_files(spec.load(), first_paths, batch_size=batch_size, workers=workers,
-                                  max_pixels=spec.max_pixels, progress=progress)
+            # decoding starts while the model loads when the index records its preprocessing
+            batches = embed_files(spec.load if spec.preprocess is not None else spec.load(), first_paths,
+                                  batch_size=batch_size, workers=workers, max_pixels=spec.max_pixels,
+                                  progress=progress, preprocess=spec.preprocess)
         pending_images: list[NewImage] = []
         pending_skips: list[tuple[str, str, int, int]] = []
         last_save = time.perf_counter()
@@ -348,19 +334,37 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
             nonlocal pending_images, pending_skips, last_save
             if not pending_images and not pending_skips:
                 return
-            ids = store.commit_chunk(pending_images, [], pending_skips)
+            # content hashed while decoding may be indexed after all (an image left with no file by a run cut short):
+            # its files are linked to it, and the vector just made is dropped
+            late = store.ids_by_sha([im.sha256 for im in pending_images if im.sha256 in deferred_shas])
+            late_links = [(f[0], f[1], f[2], late[im.sha256], *f[3:]) for im in pending_images if im.sha256 in late
+                          for f in im.files]
+            pending_images = [im for im in pending_images if im.sha256 not in late]
+            ids = store.commit_chunk(pending_images, late_links, pending_skips)
             if pending_images:
                 writer.add(np.asarray(ids, np.int64), np.stack([im.vector for im in pending_images]))
             report.indexed += len(pending_images)
+            report.linked += sum(1 for link in late_links if link[0] not in known)
             pending_images, pending_skips = [], []
+            new_by_sha.clear()
             if time.perf_counter() - last_save > save_every_s:
                 writer.flush()
                 last_save = time.perf_counter()
 
+        deferred_shas: set[str] = set()
+        new_by_sha: dict[str, NewImage] = {}  # the images of this chunk, by content
         for vecs, meta, failed in batches:
             for row, (i, w, h, sig, *decoded) in enumerate(meta):
                 sha, es = new_groups[i]
-                if decoded and decoded[0] is not None and decoded[0] != sha:
+                if sha is None:  # hashed in the read that decoded it
+                    if not decoded or decoded[0] is None:
+                        raise RuntimeError("the decoder gave no hash for a file hashed while decoding")
+                    sha = decoded[0]
+                    deferred_shas.add(sha)
+                    if sha in new_by_sha:  # the same content as another new file (it changed size since the scan)
+                        new_by_sha[sha].files.extend((e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino) for e in es)
+                        continue
+                elif decoded and decoded[0] is not None and decoded[0] != sha:
                     # rewritten between hashing and decoding: neither hash nor vector is kept (no row, no skip), so
                     # the next run sees the new file and indexes what it then holds
                     for e in es:
@@ -369,6 +373,7 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                     continue
                 pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino)
                                                                       for e in es], lowfreq=sig))
+                new_by_sha[sha] = pending_images[-1]
             for i, reason in failed:
                 _, es = new_groups[i]
                 for e in es:
@@ -377,8 +382,19 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
                     warn(e.path, reason)
             if len(pending_images) + len(pending_skips) >= chunk_size:
                 flush()
+            if stopped():
+                report.cancelled = True
+                break
+        if hasattr(batches, "close"):
+            batches.close()  # a stopped run ends its decoding workers now
         flush()
         report.embed_seconds = time.perf_counter() - t_embed
+        if report.cancelled:
+            writer.flush()
+            report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips + changed_during
+            report.skipped += len(report.problems)
+            report.seconds = time.perf_counter() - t0
+            return report
 
     # 6. forget what is gone (and paths whose content changed and no longer point at their old image)
     if remove_missing:

@@ -338,6 +338,11 @@ class MetadataStore:
             out = {p: v for p, v in out.items() if any(is_below(p, u) for u in under)}
         return out
 
+    def file_sizes(self) -> set[int]:
+        """The sizes of every indexed file (content of another size cannot be indexed already)."""
+        with self.session() as s:
+            return set(s.execute(select(FileRow.size).distinct()).scalars().all())
+
     def skipped_states(self) -> dict[str, SkippedState]:
         """path -> :class:`SkippedState` for skipped files."""
         with self.session() as s:

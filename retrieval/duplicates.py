@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_THRESHOLD", "DuplicateFile", "DuplicateGroup", "DuplicateRep
 
 # Best F1 on the DEV photos of benchmarks/duplicates.py with efficientnet_lite0 (pair precision and recall 1.000
 # there; 0.993 / 0.973 on the evaluation photos) and again with the default ntxent-copies (1.000 / 1.000 on dev;
-# 0.993 / 0.960 on eval); docs/benchmarks.md, "Near-duplicates".
+# 0.993 / 0.960 on eval); docs/history/benchmarks-2026-11.md section 8.
 DEFAULT_THRESHOLD = 0.86
 EXACT_MAX = 20_000  # every pair up to this many images (about 8 s for 20k x 1280-d on 2 busy cores)
 NPROBE = 8  # cells each vector is compared with above EXACT_MAX (pair recall 1.000 at 100k, benchmarks/duplicates.py)
@@ -164,14 +164,28 @@ def _edges(vecs: np.ndarray, threshold: float, nlist: int, nprobe: int) -> Itera
 def duplicate_components(vecs: np.ndarray, threshold: float, nlist: int | None = None,
                          nprobe: int = NPROBE) -> tuple[np.ndarray, str]:
     """Component label per row of unit vectors ``vecs`` (rows linked at cosine >= threshold), and the method."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(vecs)
     a, b, method = _pairs(vecs, threshold, nlist, nprobe)
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    return labels, method
+    return connected_labels(len(vecs), a, b), method
+
+
+def connected_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Component label per node of the undirected graph on ``n`` nodes with edges (a[i], b[i]); components are
+    numbered in the order of their smallest node (as scipy's ``connected_components`` numbers them). Numpy only."""
+    labels = np.arange(n, dtype=np.int64)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    while len(a):
+        m = np.minimum(labels[a], labels[b])
+        before = labels.copy()
+        np.minimum.at(labels, a, m)
+        np.minimum.at(labels, b, m)
+        while True:  # pointer jumping: every node straight to its component's smallest node seen so far
+            nxt = labels[labels]
+            if np.array_equal(nxt, labels):
+                break
+            labels = nxt
+        if np.array_equal(labels, before):
+            break
+    return np.unique(labels, return_inverse=True)[1].astype(np.int32)
 
 
 def _pairs(vecs: np.ndarray, floor: float, nlist: int | None, nprobe: int) -> tuple[np.ndarray, np.ndarray, str]:

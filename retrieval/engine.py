@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lookalike.errors import EngineError
 from lookalike.indexer.loading import DEFAULT_MAX_PIXELS
+from lookalike.indexer.scan import is_below, merge_roots
 from lookalike.indexer.store import ImageInfo, MetadataStore, StoreError, sqlite_url
 from lookalike.log import logger
 from lookalike.protocols import EmbedderLike
@@ -35,6 +37,7 @@ from .index import VectorIndexError, needs_training
 from .maintainer import IndexMaintainer
 from .models import DEFAULT_EMBEDDER, EmbedderError
 from .options import SearchOptions
+from .preprocess import PreprocessConfig
 from .runtime import RuntimeUnavailable, default_precision, load_embedder
 from .searcher import SearchResult, SearchResults, Searcher, load_query
 
@@ -44,6 +47,8 @@ if TYPE_CHECKING:  # torch modules, imported only where they are used
     from .duplicates import DuplicateReport
 
 _log = logger(__name__)
+
+UNFINISHED_KEY = "unfinished_roots"  # store meta: folders whose last indexing run did not end (a JSON list)
 
 __all__ = ["Engine", "EngineError", "SearchOptions", "SearchResult", "SearchResults", "IndexStatus", "RebuildReport"]
 
@@ -67,6 +72,7 @@ class IndexStatus:
     size_on_disk: int
     roots: list[str]
     search: dict | None = None  # knobs tuned on the collection and the recall they reached (retrieval/tune.py)
+    unfinished: list[str] | None = None  # folders whose last indexing run did not finish (cancelled, failed, killed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -296,7 +302,8 @@ class Engine:
     def add(self, paths: Iterable[str | os.PathLike], *, batch_size: int = 64, workers: int | None = None,
             progress: "bool | Callable[[str, int, int | None], None]" = True, remove_missing: bool = True,
             chunk_size: int = 512, warn: "Callable[[str, str], None] | Literal['stderr'] | None" = "stderr",
-            executor: str = "local", ray_address: str | None = None, retry_skipped: bool = False) -> "IndexReport":
+            executor: str = "local", ray_address: str | None = None, retry_skipped: bool = False,
+            stop: "Callable[[], bool] | None" = None) -> "IndexReport":
         """Index image files and folders (incrementally); returns an :class:`IndexReport`.
 
         ``progress``: tqdm bars (True), none (False), or a callback ``(phase, done, total)``.
@@ -304,28 +311,50 @@ class Engine:
         ("stderr"), nothing (None), or a callback.
         ``executor="ray"`` embeds on Ray (a local instance, or the cluster at ``ray_address``).
         ``retry_skipped``: try every file skipped before again (otherwise only changed ones, unreadable ones that can
-        be read now, and all of them when the pixel limit changed)."""
+        be read now, and all of them when the pixel limit changed). ``stop``: asked after every batch; when it answers
+        True the run keeps what it committed and returns (``report.cancelled``). The folders of a run are recorded
+        as unfinished until a run over them ends (:meth:`unfinished_roots`), so a cancelled, failed or killed run
+        is visible."""
         from lookalike.indexer.distributed import RayUnavailable
         from lookalike.indexer.pipeline import EmbedSpec, index_paths, warn_stderr
 
         paths = list(paths)
         spec = EmbedSpec(model=self.model_name, dim=self.dim, max_pixels=self.max_pixels,
                          load=self._indexing_embedder,
-                         factory=functools.partial(load_embedder, runtime=self.runtime, precision=self.config.precision))
+                         factory=functools.partial(load_embedder, runtime=self.runtime, precision=self.config.precision),
+                         preprocess=(PreprocessConfig.from_dict(self.config.preprocess)
+                                     if self.config.preprocess and self._embedder is None else None))
         with self.folder.writer_lock():
             self.maintainer.load_in_memory()
             self.maintainer.sync()  # another process may have written since we opened
             try:
-                return index_paths(self.store, self.maintainer, spec, paths, batch_size=batch_size, workers=workers,
-                                   progress=progress, remove_missing=remove_missing, chunk_size=chunk_size,
-                                   warn=warn_stderr if warn == "stderr" else warn, executor=executor,
-                                   ray_address=ray_address, retry_skipped=retry_skipped)
+                targets = merge_roots(paths)
+                self._mark_unfinished(add=targets)
+                report = index_paths(self.store, self.maintainer, spec, paths, batch_size=batch_size, workers=workers,
+                                     progress=progress, remove_missing=remove_missing, chunk_size=chunk_size,
+                                     warn=warn_stderr if warn == "stderr" else warn, executor=executor,
+                                     ray_address=ray_address, retry_skipped=retry_skipped, stop=stop)
+                if not report.cancelled:
+                    self._mark_unfinished(drop=targets)
+                return report
             except (RayUnavailable, FileNotFoundError, StoreError, VectorIndexError) as exc:
                 raise EngineError(str(exc)) from None
             except SQLAlchemyError as exc:
                 raise self._storage_error(exc) from None
             except OSError as exc:
                 raise EngineError(f"{self.root}: cannot write ({exc.strerror or exc}); what was committed before is kept") from None
+
+    def unfinished_roots(self) -> list[str]:
+        """Folders whose last indexing run did not finish (cancelled, failed or killed); a finished run clears them."""
+        try:
+            return list(json.loads(self.store.get_meta(UNFINISHED_KEY) or "[]"))
+        except ValueError:
+            return []
+
+    def _mark_unfinished(self, add: Sequence[str] = (), drop: Sequence[str] = ()) -> None:
+        now = [r for r in self.unfinished_roots() if r not in drop and not any(is_below(r, d) for d in drop)]
+        now += [r for r in add if r not in now]
+        self.store.set_meta(**{UNFINISHED_KEY: json.dumps(now)})
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
         """Forget files (or everything below folders); returns how many files were removed."""
@@ -337,6 +366,7 @@ class Engine:
                 known = self.store.file_states(under=targets)
                 self.maintainer.remove(self.store.remove_paths(list(known)))
                 self.store.remove_roots(targets)
+                self._mark_unfinished(drop=targets)
                 self.maintainer.flush()
             except SQLAlchemyError as exc:
                 raise self._storage_error(exc) from None
@@ -465,6 +495,7 @@ class Engine:
             skipped=c["skipped"], skipped_by_reason=self.store.skipped_by_reason(), model=adapted.shown_model(self.config),
             precision=self.config.precision,            index_type=self.config.index_type, factory=index.factory if index is not None else None,
             dim=self.dim, size_on_disk=self.folder.size_on_disk(), roots=self.store.roots(), search=self.config.search,
+            unfinished=self.unfinished_roots(),
         )
 
     def errors(self) -> list[tuple[str, str]]:

@@ -3,8 +3,7 @@
 Plain search needs no fusion rule: the calibrated copy score (retrieval/calibration.py) weighs both channels for
 every query. A fixed weight is used when asked for (``lowfreq=W``) and by ``--denoise auto`` on a noisy photo
 (estimated sigma > 0.2 on the [-1, 1] scale, weight 1; ``retrieval.denoise.query``). ``lowfreq="off"`` ranks by
-the neural score alone. Figures: docs/benchmarks.md, "a per-query rule for the low-frequency channel" and
-"The calibrated copy score".
+the neural score alone. Figures: docs/benchmarks.md sections 6.2 (noisy photos) and 7 (the calibrated copy score).
 """
 from __future__ import annotations
 

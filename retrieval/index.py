@@ -26,7 +26,7 @@ class VectorIndexError(LookalikeError, RuntimeError):
 def estimate_bytes(factory: str, n_vectors: int, dim: int) -> int:
     """RAM an index of this type takes for ``n_vectors`` (ids included): faiss's code size per vector
     (``faiss.contrib.factory_tools.get_code_size``) plus the id overheads measured in benchmarks/ann.py
-    (docs/benchmarks.md: 8 B in the id map, 24 B more for an HNSW graph, 16 B in IVF lists), plus
+    (docs/benchmarks.md section 3: 8 B in the id map, 24 B more for an HNSW graph, 16 B in IVF lists), plus
     centroids, rotations and codebooks. A type faiss cannot size is counted as Flat."""
     try:
         code = get_code_size(dim, factory)
@@ -48,7 +48,7 @@ def estimate_bytes(factory: str, n_vectors: int, dim: int) -> int:
 def choose_index_type(n_vectors: int, dim: int, max_memory_bytes: int | None = None, allow_hnsw: bool = True) -> str:
     """Pick a factory string for ``n_vectors`` of ``dim`` within an optional RAM budget.
 
-    From the figures of benchmarks/ann.py (docs/benchmarks.md): exact search below 50k vectors;
+    From the figures of benchmarks/ann.py (docs/benchmarks.md section 3): exact search below 50k vectors;
     HNSW32 (fastest single query at recall >= 0.95 on real-shaped embeddings, 1M x 1280-d) while it fits
     the budget, unless ``allow_hnsw`` is False (the engine measured HNSW missing the recall target on this
     collection, as on the hard synthetic set at 1M); IVF-Flat when that fits; IVF-PQ (shortlists re-ranked

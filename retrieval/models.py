@@ -64,12 +64,12 @@ MODELS: tuple[ModelCard, ...] = (
               "supcon-lite0-cifar10.pt"),
     ModelCard("ntxent-copies", "projection-head",
               "NT-Xent head on frozen efficientnet_lite0 (224 px) trained on edited copies: finds originals of "
-              "cropped, blurred, recoloured, captioned copies (docs/benchmarks.md section 11)", "ntxent-copies-lite0.pt",
+              "cropped, blurred, recoloured, captioned copies (docs/benchmarks.md section 7)", "ntxent-copies-lite0.pt",
               bf16=True),  # CIFAR-10-sample bf16 vs fp32: mAP@R 0.2533 vs 0.2567, P@1 0.7012 vs 0.6951
     ModelCard("ddpm-mnist", "ddpm", "DDPM query denoiser, MNIST-5k sample", "ddpm-mnist.pt"),
     ModelCard("ddpm-cifar10", "ddpm", "DDPM query denoiser, CIFAR-10 sample", "ddpm-cifar10.pt"),
     ModelCard("ddpm-photo", "ddpm", "DDPM query denoiser for photos of any size: fully convolutional U-Net on 64 px "
-              "patches of the dev photos, tiled DDIM (docs/benchmarks.md section 11)", "ddpm-photo.pt"),
+              "patches of the dev photos, tiled DDIM (docs/benchmarks.md section 6.2)", "ddpm-photo.pt"),
     ModelCard("ddpm-sigma-estimator", "sigma-estimator", "learned noise-level estimator (any size, per channel)",
               "ddpm-sigma-estimator.pt"),
 )
@@ -104,5 +104,5 @@ class EmbedderError(LookalikeError, ValueError):
 
 # The model of a new index (an existing index keeps the model it records). ntxent-copies, the edit-robust head on
 # efficientnet_lite0 (1024-d): edited copies among 1,500 distractors, eval photos, top-1 0.944 vs lite0's 0.906;
-# CIFAR-10-sample mAP@R 0.2567 vs 0.2485, P@1 equal (docs/benchmarks.md section 11).
+# CIFAR-10-sample mAP@R 0.2567 vs 0.2485, P@1 equal (docs/history/benchmarks-2026-11.md section 11.11).
 DEFAULT_EMBEDDER = "ntxent-copies"

@@ -7,6 +7,8 @@ ONNX Runtime) for the CPU; both are cached on disk, so a later process embeds wi
       openvino-<version>-<precision>.blob   the compiled model, its sha256 on the first line
 
 Every file is written atomically and checked on reading; a damaged one is rebuilt with a one-line note.
+The shipped models come as ONNX files in the package (retrieval/export.py, exported when the wheel is built): those
+are compiled from there, and only other models (checkpoints, ``@SIZE``, ensembles) are exported here, with torch.
 Training stays on torch; ``load_embedder(name, "torch")`` is :func:`~lookalike.retrieval.embedders.get_embedder`.
 """
 from __future__ import annotations
@@ -14,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import io
 import json
 import os
 import re
 import threading
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,6 +35,7 @@ from lookalike.protocols import EmbedderLike
 from lookalike.settings import PRECISIONS, RUNTIMES, cache_root
 from lookalike.indexer.loading import sha256_file
 
+from .export import EXPORT_FORMAT, export_onnx, shipped_onnx
 from .models import card_path, cards, get_card
 from .preprocess import PreprocessConfig
 
@@ -40,7 +43,6 @@ __all__ = ["RuntimeUnavailable", "CompiledEmbedder", "load_embedder", "cuda_embe
            "RUNTIMES", "PRECISIONS"]
 
 _log = logger(__name__)
-EXPORT_FORMAT = 1  # bump when the exported graph changes meaning
 _LOCK = threading.Lock()
 _LOADED: dict[tuple[str, str, str, str], "CompiledEmbedder"] = {}
 
@@ -210,7 +212,12 @@ class _Entry:
         self.meta_path, self.onnx_path = self.dir / "meta.json", self.dir / "model.onnx"
 
     def meta(self) -> dict:
-        """dim, preprocess, onnx_sha256 of a valid export, exporting (torch) when missing or damaged."""
+        """dim, preprocess, onnx_sha256 of a valid export: the shipped file when there is one (``onnx_path`` then
+        points at it), else the cached export, exporting (torch) when it is missing or damaged."""
+        shipped = shipped_onnx(self.name) if _input_size(self.name) == _shipped_size(self.name) else None
+        if shipped is not None:
+            self.onnx_path = shipped[0]
+            return shipped[1]
         if self.meta_path.exists():
             try:
                 meta = json.loads(self.meta_path.read_text())
@@ -223,29 +230,32 @@ class _Entry:
 
     def export(self) -> dict:
         """Export the torch embedder to ONNX (batch size free) and record what it is."""
-        import torch
-
-        from .embedders import get_embedder
-
-        emb = get_embedder(self.name)
-        p = emb.preprocess
-        x = torch.zeros(2, 1 if p.grayscale else 3, p.input_size, p.input_size)
-        buf = io.BytesIO()
+        if not torch_available():
+            raise RuntimeUnavailable(f"{self.name}: not shipped as a compiled model; exporting it needs torch "
+                                     f"(pip install 'lookalike[train]')")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(emb.eval(), (x,), buf, dynamo=False, input_names=["x"], output_names=["y"],
-                                  dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=18)
-        except Exception as exc:  # an operator the exporter lacks: this model runs on torch
-            raise RuntimeUnavailable(f"{self.name}: cannot export to ONNX ({type(exc).__name__}: "
-                                     f"{' '.join(str(exc).split())[:160]})") from None
-        data = buf.getvalue()
+            data, meta = export_onnx(self.name)
+        except RuntimeError as exc:  # an operator the exporter lacks: this model runs on torch
+            raise RuntimeUnavailable(str(exc)) from None
         self.dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.onnx_path) as tmp:
             Path(tmp).write_bytes(data)
-        meta = {**emb.describe(), "onnx_sha256": hashlib.sha256(data).hexdigest(), "format": EXPORT_FORMAT}
         atomic_write_text(self.meta_path, json.dumps(meta, indent=1))
         return meta
+
+
+def _shipped_size(name: str) -> int | None:
+    """The input size of a shipped name's export (its card's; a head or Siamese model: its own, None here)."""
+    card = get_card(name)
+    return card.input_size if card is not None else None
+
+
+def torch_available() -> bool:
+    """Whether torch can be imported here (the ``train`` extra is installed), found without importing it."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _read_blob(path: Path) -> bytes | None:
@@ -282,7 +292,7 @@ def compile_cached(core: Any, blob: Path, config: dict, build: Callable[[], Any]
     return compiled
 
 
-def _import(runtime: str) -> Any:
+def import_runtime(runtime: str) -> Any:
     """The runtime's Python module; RuntimeUnavailable when it does not import here."""
     label = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[runtime]
     try:
@@ -297,7 +307,7 @@ def _openvino(ov: Any, entry: _Entry, meta: dict, precision: str) -> Callable[[n
     if precision == "bf16" and "BF16" not in caps:
         raise RuntimeUnavailable(f"this CPU has no bf16 in OpenVINO (it offers {', '.join(caps)}); use --precision fp32")
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
-    blob = entry.dir / f"openvino-{_version('openvino')}-{precision}.blob"
+    blob = entry.dir / f"openvino-{_version('openvino')}-{precision}-{meta['onnx_sha256'][:12]}.blob"
 
     def build() -> Any:
         model = core.read_model(str(entry.onnx_path))
@@ -335,7 +345,7 @@ def compiled_embedder(name: str, runtime: str, precision: str) -> CompiledEmbedd
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        module = _import(runtime)
+        module = import_runtime(runtime)
         entry = _Entry(name)
         meta = entry.meta()
         infer = (_openvino(module, entry, meta, precision) if runtime == "openvino"
@@ -365,7 +375,7 @@ def bf16_available() -> bool:
     """Whether OpenVINO imports here and offers bf16 on this CPU (AVX512-BF16 / AMX); checked once."""
     if not _BF16:
         try:
-            caps = _import("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+            caps = import_runtime("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
             _BF16.append("BF16" in caps)
         except Exception:  # no OpenVINO, or a plugin that cannot answer: fp32
             _BF16.append(False)
@@ -395,11 +405,13 @@ def load_embedder(name: str, runtime: str = "auto", precision: str = "fp32",
         try:
             return compiled_embedder(name, "openvino" if runtime == "auto" else runtime, precision)
         except RuntimeUnavailable as exc:
-            if runtime != "auto" or precision != "fp32":
+            if runtime != "auto" or precision != "fp32" or not torch_available():
                 raise
             note(f"{exc}; using torch")
     elif precision != "fp32":
         raise RuntimeUnavailable(f"precision {precision} needs --runtime openvino")
+    elif not torch_available():
+        raise RuntimeUnavailable("--runtime torch needs torch: pip install 'lookalike[train]'")
     from .embedders import get_embedder
 
     return get_embedder(name)

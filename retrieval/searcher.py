@@ -1,8 +1,8 @@
 """Answering a query: load it, (denoise it,) embed it, search FAISS, re-rank a compressed index's shortlist
 with the stored vectors, and turn ids into results with their paths.
 
-Constants (the figures behind them: docs/benchmarks.md, "The calibrated copy score" and "Undecided queries:
-turned views"):
+Constants (the figures behind them: docs/benchmarks.md section 7, edited copies and the calibrated copy score;
+how they were chosen: docs/history/benchmarks-2026-11.md sections 11.12 and 12):
 
 - ``QUERY_VIEWS``: the query views each ``views`` setting searches; "auto" only for a query that found no copy.
 - ``FUSE_CANDIDATES``: candidates per channel a fixed-weight fused search re-scores.
@@ -68,6 +68,9 @@ class SearchResults:
     lowfreq_weight: float = 0.0  # > 0: scores are (cosine + w * low-frequency cosine) / (1 + w)
     views: str = "none"          # the query views searched ("none", "mirror" or "mirror-turns"; "auto" resolves)
     threshold: float | None = None  # the copy score's "copy" line (None: the model has no calibrated score)
+    background: float | None = None  # how close unrelated pictures come to the query: the mean cosine of its
+    # calibration.BG_TOP nearest images of the scorer's background set (None: no scorer); a result below it is
+    # no closer than an unrelated picture
 
     def __iter__(self) -> Iterator[SearchResult]:
         return iter(self.results)
@@ -218,8 +221,11 @@ class Searcher:
         else:
             results, views = self._rank_plain(q, searched, scorer, views, weight, n, self_id)
         name = describe_path(query) if isinstance(query, (str, os.PathLike)) else None
+        background = (float(scorer.background(q[None, :], lowfreq_signature(searched)[None, :])[0][0])
+                      if scorer is not None else None)
         return SearchResults(results=_cut(results, opts), query=name, denoise=den, consistency=consistency,
-                             lowfreq_weight=weight, views=views, threshold=scorer.threshold if scorer is not None else None)
+                             lowfreq_weight=weight, views=views, threshold=scorer.threshold if scorer is not None else None,
+                             background=background)
 
     def _embed_query(self, img: Image.Image, opts: SearchOptions,
                      method: str) -> tuple[np.ndarray, Any, float | None, float]:

@@ -57,7 +57,7 @@ def test_koleo_is_lower_for_a_spread_batch_than_a_collapsed_one():
 
 
 def test_every_edit_kind_applies_and_the_kinds_split_into_groups():
-    from lookalike.training.copy_head import apply_kind, edit_kinds
+    from lookalike.training.copy_views import apply_kind, edit_kinds
 
     kinds = edit_kinds()
     assert len(kinds) == len(set(kinds)) == 59 and "screenshot" in kinds and "edit-crop-strong" in kinds
@@ -68,7 +68,7 @@ def test_every_edit_kind_applies_and_the_kinds_split_into_groups():
 
 
 def test_fit_copy_head_with_koleo_separates_images(tiny):
-    from lookalike.training.copy_head import fit_copy_head
+    from lookalike.training.copy_views import fit_copy_head
 
     a = view_features(["efficientnet_lite0"], 64, tiny, 3, seed=2, progress=False, augment="edits")
     from lookalike.training.feature_cache import clean_features

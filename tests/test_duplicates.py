@@ -184,7 +184,7 @@ def test_duplicates_page_shows_groups_marks_and_exports(dup_tree, monkeypatch):
     assert boxes[keep_key(chelsea)].value and not boxes[keep_key(small)].value  # the suggestion
 
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["Download CSV", "Download JSON"]
+    assert labels[:2] == ["Download CSV", "Download JSON"] and "Download plan (shell script)" in labels
     # mark the half-size copy to keep as well: the export follows the marks, the suggestion stays
     at.checkbox(key=keep_key(small)).check().run()
     assert at.session_state[keep_key(small)] is True
@@ -201,3 +201,20 @@ def test_duplicates_page_shows_groups_marks_and_exports(dup_tree, monkeypatch):
     at.slider(key="dup_threshold").set_value(1.0).run()
     assert len([m for m in at.markdown if m.value.startswith("**Group ")]) == 1
     assert sorted(p.name for p in (dup_tree / "pics").rglob("*.*")) == files_before  # nothing deleted
+
+
+def test_connected_labels_match_scipy_without_needing_it():
+    sparse = pytest.importorskip("scipy.sparse")
+    from scipy.sparse.csgraph import connected_components
+
+    from lookalike.retrieval.duplicates import connected_labels
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 300))
+        a, b = rng.integers(0, n, n), rng.integers(0, n, n)
+        _, ref = connected_components(sparse.coo_matrix((np.ones(n, np.int8), (a, b)), shape=(n, n)), directed=False)
+        assert np.array_equal(ref, connected_labels(n, a, b))
+    chain = np.arange(999)
+    assert (connected_labels(1000, chain[::-1], chain[::-1] + 1) == 0).all()
+    assert list(connected_labels(3, np.array([], int), np.array([], int))) == [0, 1, 2]

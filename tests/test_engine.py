@@ -298,11 +298,12 @@ def test_min_score_filters(tmp_path):
 def test_progress_callback_reports_each_phase(tmp_path):
     d = _files(tmp_path)
     (d / "bad.png").write_bytes(b"nope")
+    shutil.copy(next(d.glob("*.png")), d / "copy.png")  # two files of one size: hashed before decoding, one decode
     seen: dict[str, list[tuple[int, int | None]]] = {}
     e = Engine.open(tmp_path / "idx", model="pixels")
     e.add([d], progress=lambda phase, n, total: seen.setdefault(phase, []).append((n, total)), workers=0, warn=None)
     assert set(seen) == {"scanning", "hashing", "embedding"}
-    assert seen["hashing"][-1] == (6, 6) and seen["embedding"][-1] == (6, 6)
+    assert seen["hashing"][-1] == (2, 2) and seen["embedding"][-1] == (6, 6)
     assert [n for n, _ in seen["embedding"]] == sorted(n for n, _ in seen["embedding"])
 
 

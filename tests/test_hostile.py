@@ -1,5 +1,5 @@
 """Hostile folders, queries and arguments (issue 14): each test reproduces an attack that once hung, crashed,
-printed a traceback or gave a stale answer. The table in docs/benchmarks.md names them."""
+printed a traceback or gave a stale answer. The table in docs/history/benchmarks-2026-11.md (section 5.1) names them."""
 from __future__ import annotations
 
 import json
@@ -320,6 +320,7 @@ def test_a_file_rewritten_between_hashing_and_decoding_keeps_no_stale_hash(tmp_p
     old = load_photo("coffee").convert("RGB").resize((64, 64))
     new = load_photo("rocket").convert("RGB").resize((64, 64))
     old.save(d / "x.png")
+    old.save(d / "y.png")  # a file of the same size: both are hashed before decoding (a lone size is hashed as decoded)
     old_sha = hashlib.sha256((d / "x.png").read_bytes()).hexdigest()
     real_hash = pipeline.sha256_file
 
@@ -621,24 +622,25 @@ def test_damaged_faiss_files_are_described_in_words(index, photos, damage, words
 
 
 def test_workers_are_capped_at_the_cores_and_the_work(tmp_path, photos, monkeypatch):
-    import lookalike.indexer.pipeline as pipeline
+    import lookalike.indexer.decoding as decoding
 
     seen = []
-    real = pipeline.DataLoader
+    real = decoding._pool
 
-    def counting(*args, **kw):  # the real DataLoader; only the number of processes asked for is noted
-        seen.append(kw["num_workers"])
-        return real(*args, **kw)
+    def counting(workers):  # the real pool; only the number of processes asked for is noted
+        seen.append(workers)
+        return real(workers)
 
-    monkeypatch.setattr(pipeline, "DataLoader", counting)
-    one = tmp_path / "one"
-    one.mkdir()
+    monkeypatch.setattr(decoding, "_pool", counting)
+    two = tmp_path / "two"
+    two.mkdir()
     shutil_copy = __import__("shutil").copy
-    shutil_copy(photos / "coffee.png", one / "coffee.png")
+    shutil_copy(photos / "coffee.png", two / "coffee.png")
+    shutil_copy(photos / "chelsea.png", two / "chelsea.png")
     e = Engine.open(tmp_path / "idx", model="pixels@16")
-    assert e.add([one], progress=False, workers=1000, warn=None).indexed == 1
+    assert e.add([two], progress=False, workers=1000, warn=None).indexed == 2
     e.close()
-    assert seen == [1]  # one image: one decoding process, not 1000
+    assert seen == [2]  # two images: two decoding processes, not 1000
 
 
 def test_status_shows_a_normalised_folder_and_a_missing_query_name_is_escaped(tmp_path, index, capsys):

@@ -77,7 +77,7 @@ def test_denoiser_chosen_by_its_metadata_not_its_file_name(monkeypatch, tmp_path
 
 
 def test_default_embedder_is_the_shipped_edit_robust_head(capsys):
-    """New indexes get ntxent-copies (docs/benchmarks.md section 11); `lookalike models` marks it."""
+    """New indexes get ntxent-copies (docs/history/benchmarks-2026-11.md section 11); `lookalike models` marks it."""
     from lookalike.cli import main as cli
 
     card = models.get_card(models.DEFAULT_EMBEDDER)

@@ -140,6 +140,16 @@ def test_search_noisy_query_panel(pixels_db, image_tree, use_db):
 
 
 # ---------------------------------------------------------------------------- Index
+def finish_job(at, db):
+    """Wait for the indexing job the page started on the server, then run the page again (as its refresh does)."""
+    from lookalike.ui.jobs import RUNNER
+
+    job = RUNNER.latest(db)
+    assert job is not None, "the page started no job"
+    RUNNER.wait(job.id, 300)
+    return at.run()
+
+
 def test_index_page_builds_updates_and_lists_skipped(image_tree, tmp_path, use_db):
     db = tmp_path / "newindex"
     use_db(db, LOOKALIKE_UI_ALLOW_WRITE="1", LOOKALIKE_UI_ALLOW_ROOTS=str(image_tree))
@@ -156,6 +166,7 @@ def test_index_page_builds_updates_and_lists_skipped(image_tree, tmp_path, use_d
     at.text_input(key="index_folder").input(str(image_tree))
     at.selectbox(key="index_model").set_value("pixels")
     [b for b in at.button if b.label == "Build / update index"][0].click().run()
+    finish_job(at, db)
     no_exception(at)
     n_files = sum(1 for p in image_tree.rglob("*.png"))
     assert at.success and f"indexed {n_files}" in at.success[0].value
@@ -171,6 +182,7 @@ def test_index_page_builds_updates_and_lists_skipped(image_tree, tmp_path, use_d
     load_photo("rocket").rotate(90, expand=True).save(extra)
     try:
         [b for b in at.button if b.label == "Update all indexed folders"][0].click().run()
+        finish_job(at, db)
         no_exception(at)
         assert "indexed 1," in at.success[0].value and f"unchanged {n_files}" in at.success[0].value
         assert {m.label: m.value for m in at.metric}["Images"] == str(n_files + 1)
@@ -205,14 +217,25 @@ def test_index_page_indexes_only_inside_allowed_roots_and_removes_folders(image_
         assert at.error and "outside the folders this app may index" in at.error[0].value, bad
     at.text_input(key="index_folder").input(str(tree / "photos" / ".." / "photos"))
     [b for b in at.button if b.label == "Build / update index"][0].click().run()
+    finish_job(at, db)
     no_exception(at)
     assert not at.error
     before = {m.label: m.value for m in at.metric}["Images"]
     assert int(before) > 0
     [b for b in at.button if b.label == "Remove"][0].click().run()
     no_exception(at)
+    assert {m.label: m.value for m in at.metric}["Images"] == before  # nothing yet: it asks first
+    assert any("Remove `" in w.value for w in at.warning)
+    at.button(key="index_remove_no").click().run()
+    assert not any("Remove `" in w.value for w in at.warning)
+    [b for b in at.button if b.label == "Remove"][0].click().run()
+    at.button(key="index_remove_yes").click().run()
+    no_exception(at)
     assert {m.label: m.value for m in at.metric}["Images"] == "0"
     assert (tree / "photos").is_dir() and any((tree / "photos").iterdir())  # nothing deleted on disk
+    at.button(key="index_remove_undo").click().run()  # undo: the folder is indexed again, as a job
+    finish_job(at, db)
+    assert {m.label: m.value for m in at.metric}["Images"] == before
 
 
 # ---------------------------------------------------------------------------- Explore

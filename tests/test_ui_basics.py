@@ -24,7 +24,8 @@ def test_folder_filter_and_pages(pixels_db, image_tree, use_db):
     no_exception(at)
     first = result_names(at)
     assert len(first) == 4
-    at.number_input(key="res_page").set_value(2).run()
+    assert at.button(key="res_prev").disabled
+    at.button(key="res_next").click().run()
     no_exception(at)
     second = result_names(at)
     assert len(second) == 4 and not set(first) & set(second)
@@ -38,7 +39,7 @@ def test_folder_filter_and_pages(pixels_db, image_tree, use_db):
     assert names and all(n.endswith(".png") for n in names)
     got = {m.value.split("  \n")[2].split(" · ")[1] for m in at.markdown if m.value.startswith("**#")}
     assert got == {photos}
-    at.number_input(key="res_page").set_value(1).run()
+    at.button(key="res_prev").click().run()
     assert len(result_names(at)) == min(4, n_photos)
 
 
@@ -127,3 +128,92 @@ def test_compare_warns_when_the_training_domain_does_not_fit():
         return
     assert domain_warning("siamese-mnist", [Image.fromarray(d) for d in digits]) is None
     assert domain_warning("siamese-cifar10", [Image.fromarray(c) for c in cifar]) is None
+
+
+# ---------------------------------------------------------------------------- issue 24: words, cut-off, noise
+@pytest.fixture(scope="module")
+def copies_db(image_tree, tmp_path_factory):
+    """The photos and CIFAR samples plus a half-size copy of the cat, indexed with the calibrated default model."""
+    from lookalike.retrieval.engine import Engine
+
+    root = tmp_path_factory.mktemp("uicopies")
+    cat = load_photo("chelsea").convert("RGB")
+    (root / "copies").mkdir()
+    cat.resize((cat.width // 2, cat.height // 2)).save(root / "copies" / "chelsea-small.jpg", quality=85)
+    with Engine.open(root / "index", model="ntxent-copies") as eng:
+        eng.add([image_tree, root / "copies"], progress=False, workers=0, warn=None)
+    return root / "index"
+
+
+def cards(at) -> dict[str, str]:
+    """file name -> the card's first line (rank, words, score)."""
+    return {m.value.split("`")[1]: m.value.split("  \n")[0].split(" · ", 1)[1]
+            for m in at.markdown if m.value.startswith("**#")}
+
+
+def test_scores_in_words_stay_when_the_query_is_hidden_and_the_tail_is_cut(copies_db, image_tree, use_db):
+    use_db(copies_db)
+    at = page("search_page").run()
+    at.slider(key="k").set_value(24).run()
+    at.selectbox(key="q_pick").set_value(str(image_tree / "photos" / "chelsea.png")).run()
+    no_exception(at)
+    shown = cards(at)
+    assert shown["chelsea.png"].startswith("**copy**") and shown["chelsea-small.jpg"].startswith("**copy**")
+    assert all(v.split(" · ")[0] in ("**copy**", "**very similar**", "**similar**") for v in shown.values())
+    # hiding the query leaves every other result's words and score as they were
+    at.checkbox(key="exclude_self").check().run()
+    hidden_self = cards(at)
+    assert "chelsea.png" not in hidden_self
+    assert hidden_self == {n: v for n, v in shown.items() if n != "chelsea.png"}
+    at.checkbox(key="exclude_self").uncheck().run()
+    # a folder filter leaves the words and scores of the results it keeps as they were
+    photos = f"{image_tree.name}/photos"
+    at.selectbox(key="q_folder").set_value(photos).run()
+    in_photos = cards(at)
+    assert in_photos and "chelsea-small.jpg" not in in_photos
+    assert all(shown[n].split(" · ", 1)[1] == v.split(" · ", 1)[1] for n, v in in_photos.items() if n in shown)
+    at.selectbox(key="q_folder").set_value("All folders").run()
+    # the cut-off hid the noise tail; unticking it shows more, and the cut results all scored lower
+    at.checkbox(key="hide_noise").uncheck().run()
+    everything = cards(at)
+    assert set(shown) < set(everything)
+    cut = min(float(v.split(" · ")[1]) for v in shown.values())
+    assert all(float(everything[n].split(" · ")[1]) < cut for n in set(everything) - set(shown))
+    assert any("weaker results hidden" in c.value for c in page_captions(at, ran=shown))
+
+
+def page_captions(at, ran):
+    """The captions of the run that showed ``ran`` (re-run it with the cut-off on)."""
+    at.checkbox(key="hide_noise").check().run()
+    assert cards(at) == ran
+    return at.caption
+
+
+def test_a_noisy_query_is_denoised_automatically_and_says_so(pixels_db, image_tree, use_db):
+    use_db(pixels_db)
+    at = page("search_page").run()
+    at.selectbox(key="q_pick").set_value(str(image_tree / "photos" / "astronaut.png")).run()
+    no_exception(at)
+    assert not any("looks noisy" in i.value for i in at.info)  # a clean photo is searched as it is
+    at.slider(key="noise_sigma").set_value(0.5).run()
+    no_exception(at)
+    notice = [i.value for i in at.info if "looks noisy" in i.value]
+    assert notice and "denoised before searching" in notice[0]
+    caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
+    assert any(c.startswith("Searched: the query as it is") or c.startswith("Denoised:") for c in caps), caps
+    at.checkbox(key="den_auto").uncheck().run()
+    assert not any("looks noisy" in i.value for i in at.info)
+    caps = [c for img in at.image for c in (getattr(img, "captions", None) or [])]
+    assert "Denoising is off" in " ".join(i.value for i in at.info)
+
+
+def test_a_wrong_file_is_explained_inline_and_cleared_by_a_good_one(pixels_db, image_tree, use_db):
+    use_db(pixels_db)
+    at = page("search_page").run()
+    at.file_uploader(key="q_upload").set_value(("notes.txt", b"shopping list: milk, eggs", "text/plain")).run()
+    no_exception(at)
+    assert at.error and "notes.txt" in at.error[0].value and "Cannot read" in at.error[0].value
+    good = (image_tree / "photos" / "coffee.png").read_bytes()
+    at.file_uploader(key="q_upload").set_value(("coffee.png", good, "image/png")).run()
+    no_exception(at)
+    assert not at.error and result_names(at)[0] == "coffee.png"

@@ -23,6 +23,7 @@ def shot(page, name: str) -> None:
     """Save a full-page screenshot to $LOOKALIKE_UI_SCREENSHOTS (docs/ui) when set."""
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete)", timeout=60_000)
         page.mouse.move(2, 2)
         page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=False)
 

@@ -30,8 +30,8 @@ from lookalike.indexer.loading import ImageLoadError
 from lookalike.retrieval.engine import EngineError, IndexStatus, SearchResult
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
-from .service import IndexGone, IndexJob, JobBusy, JobState, NotIndexed, QueryError, WarmEngine, image_file, \
-    indexed_file, thumbnail_jpeg
+from .jobs import RUNNER, IndexJob, JobBusy, JobState
+from .service import IndexGone, NotIndexed, QueryError, WarmEngine, image_file, indexed_file, thumbnail_jpeg
 
 __all__ = ["create_app", "MAX_K"]
 
@@ -171,6 +171,65 @@ def _too_large_text(limit: int) -> str:
     return f"request body is over the {(limit - FORM_OVERHEAD) / 1024 / 1024:.3g} MB upload limit"
 
 
+# ---------------------------------------------------------------------------------- docs
+DOCS_ASSETS = "/docs-assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from assets the server ships (the ``fastapi-offline`` package's files): the
+    pages load nothing from any other host (FastAPI's own pages fetch scripts, styles and fonts from CDNs)."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    try:
+        static = files("fastapi_offline") / "static"
+    except ModuleNotFoundError:  # never a CDN instead: the pages say what is missing
+        def missing() -> HTMLResponse:
+            return HTMLResponse("<!DOCTYPE html><title>lookalike API</title><p>The API documentation pages need the "
+                                "<code>fastapi-offline</code> package (<code>pip install 'lookalike[serve]'</code>). "
+                                "The schema is at <a href='openapi.json'>/openapi.json</a>.</p>", 503)
+
+        for path in ("/docs", "/redoc"):
+            app.add_api_route(path, missing, include_in_schema=False)
+        return
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(static)), name="docs-assets")
+    icon = f"{DOCS_ASSETS}/favicon.png"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=root + app.openapi_url, title=f"{app.title} - Swagger UI",
+                                   oauth2_redirect_url=root + "/docs/oauth2-redirect",
+                                   swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=root + icon,
+                                   swagger_ui_parameters={"validatorUrl": None})  # no badge from a validator host
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    redoc_js: list[bytes] = []
+
+    @app.get("/redoc.js", include_in_schema=False)
+    def redoc_script() -> Response:
+        """ReDoc's bundle with its one remote image (the "API docs by Redocly" logo) pointed at the local icon."""
+        if not redoc_js:
+            text = (static / "redoc.standalone.js").read_text(encoding="utf-8")
+            redoc_js.append(text.replace("https://cdn.redoc.ly/redoc/logo-mini.svg", icon).encode())
+        return Response(redoc_js[0], media_type="application/javascript", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=root + app.openapi_url, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}/redoc.js", redoc_favicon_url=root + icon,
+                              with_google_fonts=False)
+
+
 # ---------------------------------------------------------------------------------- app
 def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, token: str | None = None,
                max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, runtime: str = "auto") -> FastAPI:
@@ -182,8 +241,9 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
     warm = WarmEngine(engine_path, runtime=runtime)
     job = IndexJob(warm)
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    app = FastAPI(title="lookalike", version=__import__("lookalike").__version__,
+    app = FastAPI(title="lookalike", version=__import__("lookalike").__version__, docs_url=None, redoc_url=None,
                   description="Image similarity search over one index folder (see `lookalike serve --help`).")
+    _offline_docs(app)
     app.state.warm, app.state.job = warm, job
     app.add_middleware(_BodyLimit, limit=max_bytes + FORM_OVERHEAD)
     bearer = HTTPBearer(auto_error=False, description="the service's token (--token or LOOKALIKE_TOKEN)")
@@ -321,15 +381,37 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
         return JSONResponse(job.state.to_dict())
 
     @app.post("/index", response_model=JobState, status_code=202, dependencies=guarded, responses=_errors(401, 403, 409),
-              summary="Re-index the indexed folders in the background (only with --allow-write)")
+              summary="Re-index the indexed folders as a background job (only with --allow-write)")
     def reindex():
         """New, changed and removed files under the indexed folders are brought into the index while searches go
-        on; follow the run on GET /index. Searches see the new images when it ends."""
+        on. The answer is the job (its ``id``); follow it on GET /jobs/{id} and stop it with POST
+        /jobs/{id}/cancel. Searches see the new images when it ends."""
         if not allow_write:
             raise HTTPException(403, "read-only service: start it with --allow-write to update the index")
         try:
             return JSONResponse(job.start().to_dict(), 202)
         except (JobBusy, QueryError) as exc:
             raise HTTPException(409, str(exc)) from None
+
+    def own_job(job_id: str) -> JobState:
+        j = RUNNER.get(job_id)
+        if j is None or j.db != os.path.realpath(warm.path):
+            raise HTTPException(404, f"job {job_id}: no such job on this index")
+        return j
+
+    @app.get("/jobs/{job_id}", response_model=JobState, dependencies=guarded, responses=_errors(401, 404),
+             summary="State, progress (done / total, rate, ETA) and outcome of an indexing job")
+    def job_state(job_id: str = Path(max_length=64)):
+        return JSONResponse(own_job(job_id).to_dict())
+
+    @app.post("/jobs/{job_id}/cancel", response_model=JobState, status_code=202, dependencies=guarded,
+              responses=_errors(401, 403, 404), summary="Stop an indexing job; what it committed is kept")
+    def job_cancel(job_id: str = Path(max_length=64)):
+        """The job stops after its current batch (state ``cancelling``, then ``cancelled``); its folders stay
+        marked unfinished in GET /status until a later run over them ends."""
+        if not allow_write:
+            raise HTTPException(403, "read-only service: start it with --allow-write to change the index")
+        own_job(job_id)
+        return JSONResponse(RUNNER.cancel(job_id).to_dict(), 202)
 
     return app

@@ -5,7 +5,7 @@ Five pages share one cached engine (see :mod:`lookalike.ui.state`): Search, Inde
 from __future__ import annotations
 
 import streamlit as st
-from lookalike.ui import compare_page, duplicates_page, explore_page, index_page, search_page, state
+from lookalike.ui import compare_page, duplicates_page, explore_page, index_page, keys, search_page, state
 
 
 def _favicon():
@@ -18,6 +18,15 @@ def _favicon():
     d.line((38, 38, 58, 58), fill=(255, 75, 75, 255), width=9)
     return im
 
+
+
+def _job_line(db: str) -> None:
+    """The server's running indexing job, on every page (it goes on whatever page is open)."""
+    from lookalike.ui.jobs import RUNNER
+
+    job = RUNNER.active(db)
+    if job is not None:
+        st.caption(f"**Indexing** (see the Index page): {index_page.job_line(job)}")
 
 
 def _sidebar() -> None:
@@ -34,8 +43,10 @@ def _sidebar() -> None:
             st.error(str(exc))
             return
         if eng is None:
+            _job_line(cfg.db)
             st.caption(f"Index `{cfg.db}` (empty)")
             return
+        _job_line(cfg.db)
         n = len(eng.index) if eng.index is not None else 0
         st.caption(f"Index `{cfg.db}`  \n{n} images · model **{eng.config.model}**"
                    + ("  \nread-only" if cfg.read_only else ""))
@@ -54,4 +65,5 @@ st.set_page_config(page_title="lookalike", page_icon=_favicon(), layout="wide")
 # the uploaders' own "N MB per file" is the server's 4x headroom (lookalike.ui.commands); the labels state the cap
 st.html("<style>[data-testid=stFileUploaderDropzoneInstructions] span { display: none; }</style>")
 _sidebar()
+keys.install()
 nav.run()

@@ -114,9 +114,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if reason := _cannot_listen(args.host, args.port):
         return fail(f"cannot listen on {args.host}:{args.port} ({reason})")
     import faiss
-    import torch
 
     from lookalike.retrieval.engine import EngineError
+    from lookalike.retrieval.runtime import torch_available
 
     try:
         import uvicorn  # noqa: F401  (the server; imported here to fail early with the extra to install)
@@ -125,7 +125,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         return fail(f"needs {exc.name}: pip install 'lookalike[serve]'")
 
-    torch.set_num_threads(args.threads)
+    if torch_available():  # the train extra: --runtime torch and the DDPM denoisers run in this process too
+        import torch
+
+        torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     try:
         app = create_app(args.db, allow_write=args.allow_write, token=token, max_upload_mb=args.max_upload_mb,
@@ -144,8 +147,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers, train_subparsers=None, bench_subparsers=None) -> None:
-    p = subparsers.add_parser("ui", help="open the web app (search, index, explore, compare)",
-                              description="Start the Streamlit web app for an index folder, on 127.0.0.1 by default.")
+    p = subparsers.add_parser("ui", help="open the web app (search, index, explore, compare, duplicates)",
+                              description="Start the Streamlit web app for an index folder, on 127.0.0.1 by default. "
+                                          "Pages: Search, Index (background indexing jobs), Explore, Compare and "
+                                          "Duplicates (groups to review; with --allow-write, moves with an undo).")
     p.add_argument("--db", required=True, help="index folder (created from the Index page if it does not exist)")
     p.add_argument("--port", type=port, default=8501, help="port (default 8501)")
     p.add_argument("--host", default="127.0.0.1",

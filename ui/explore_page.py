@@ -97,6 +97,16 @@ def kmeans_labels(db: str, stamp: tuple, ids: tuple, n_clusters: int, seed: int 
     return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x).astype(int).tolist()
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (the core install leaves scikit-learn and openTSNE out)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def render() -> None:
     import altair as alt
     import pandas as pd
@@ -108,17 +118,21 @@ def render() -> None:
     stamp = state.index_stamp(db)
     roots = state.roots(eng)
 
+    has_sklearn, has_tsne = _installed("sklearn"), _installed("openTSNE") or _installed("sklearn")
     c1, c2, c3 = st.columns([2, 2, 2])
     with c1:
-        method = st.radio("Projection", ["PCA", "t-SNE"], horizontal=True, key="ex_method",
+        method = st.radio("Projection", ["PCA", "t-SNE"] if has_tsne else ["PCA"], horizontal=True, key="ex_method",
                           help=f"t-SNE runs on at most {TSNE_MAX} randomly chosen images.")
     with c2:
-        colour = st.radio("Colour by", ["folder", "label", "cluster"], horizontal=True, key="ex_colour",
+        colour = st.radio("Colour by", ["folder", "label", "cluster"] if has_sklearn else ["folder", "label"],
+                          horizontal=True, key="ex_colour",
                           help="folder: parent folder below the indexed root; label: the folder's name "
                                "(class folders such as cifar10/cat); cluster: KMeans on the embeddings.")
     with c3:
         n_clusters = st.slider("Clusters (KMeans)", 2, 20, 8, key="ex_k", disabled=colour != "cluster")
 
+    if not (has_sklearn and has_tsne):
+        st.caption("t-SNE and KMeans clusters need scikit-learn: pip install 'lookalike[train]'")
     data = projection(db, stamp, method, TSNE_MAX if method == "t-SNE" else MAP_MAX)
     if not data["ids"]:
         st.info("The index is empty: add a folder on the Index page.")

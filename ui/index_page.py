@@ -1,53 +1,86 @@
-"""Index page: build or update the index from a folder with a live progress bar; counts and skipped files."""
+"""Index page: build or update the index as a job of the server (progress, ETA, Cancel; it survives page changes,
+reloads and other tabs); counts, the indexed folders (unfinished ones marked), Remove with a confirmation and Undo,
+and the skipped files."""
 from __future__ import annotations
 
 import os
-import time
 
 import streamlit as st
 
 from lookalike.fsutil import human_bytes
 
 from . import state
+from .jobs import RUNNER, JobBusy
 from .safety import is_inside
-from .service import run_indexing
 
 _PHASES = {"scanning": "Scanning folders", "hashing": "Hashing changed files", "embedding": "Embedding new images"}
 
 
-def _start(db: str, folders: list[str], model: str | None) -> None:
-    from lookalike.retrieval.engine import EngineError
-
-    bar = st.progress(0.0, text="Starting…")
-    last = [0.0]
-
-    def on_progress(phase: str, n: int, total: int | None) -> None:
-        now = time.perf_counter()
-        done = total is not None and n >= total
-        if now - last[0] < 0.15 and not done:
-            return
-        last[0] = now
-        label = _PHASES.get(phase, phase or "Working")
-        if total:
-            bar.progress(min(1.0, n / total), text=f"{label}: {n} / {total}")
-        else:
-            bar.progress(0.0, text=f"{label}: {n} files found")
-
-    t0 = time.perf_counter()
+def _start(db: str, folders: list[str], model: str | None, create: bool) -> None:
+    """Start an indexing job on the server; the page (any page, any tab) follows it by the index folder."""
+    conf = state.settings()
     try:
-        conf = state.settings()
-        report = run_indexing(db, folders, model, on_progress, runtime=conf.runtime, precision=conf.precision)
-    except EngineError as exc:
-        bar.empty()
-        st.session_state["index_error"] = str(exc)
-        st.session_state.pop("index_report", None)
+        RUNNER.start(db, folders, model=model, create=create, runtime=conf.runtime, precision=conf.precision)
+    except JobBusy as exc:
+        st.session_state["index_error"] = str(exc).split(";")[0] + "."
         return
-    bar.progress(1.0, text=f"Done in {time.perf_counter() - t0:.1f} s")
-    state.forget_engine()
     st.session_state.pop("index_error", None)
-    st.session_state["index_report"] = {"summary": report.summary(), "problems": list(report.problems),
-                                        "folders": folders}
     st.rerun()
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f" · about {max(1, round(seconds))} s left"
+    return f" · about {round(seconds / 60)} min left"
+
+
+def job_line(job) -> str:
+    """One line of a job's progress: phase, done / total, rate and ETA."""
+    label = _PHASES.get(job.phase or "", job.phase or "Starting")
+    if job.state == "cancelling":
+        label = "Cancelling (committing what is embedded)"
+    if job.total:
+        rate = f" · {job.rate:.0f}/s" if job.rate else ""
+        return f"{label}: {job.done} / {job.total}{rate}{_eta(job.eta_s)}"
+    return f"{label}: {job.done} files found" if job.phase == "scanning" else f"{label}…"
+
+
+def _job_panel(db: str) -> None:
+    """The latest job on this index: live progress with Cancel while it runs, its outcome afterwards."""
+    job = RUNNER.latest(db)
+    if job is None:
+        return
+    running = job.running
+
+    def panel() -> None:
+        j = RUNNER.get(job.id) or job
+        with st.container(border=True, key="index-job"):
+            if j.running:
+                frac = min(1.0, j.done / j.total) if j.total else 0.0
+                st.progress(frac, text=job_line(j))
+                st.caption("Runs on the server: you may leave this page, reload it or open another tab.")
+                if j.state == "running" and st.button("Cancel", key=f"cancel-{j.id}",
+                                                      help="Stop after the current batch; what is indexed so far is kept"):
+                    RUNNER.cancel(j.id)
+                    st.rerun(scope="fragment")
+                return
+            took = f" in {j.finished_at - j.started_at:.1f} s" if j.finished_at and j.started_at else ""
+            where = ", ".join(os.path.basename(f.rstrip(os.sep)) or f for f in j.roots or [])
+            if j.state == "done":
+                st.success(f"{where}: {j.summary}")
+            elif j.state == "cancelled":
+                st.warning(f"{where}: {j.summary}. What was indexed is kept; the folder is marked unfinished until "
+                           "an update over it ends.")
+            else:
+                st.error(f"{where}: indexing failed{took}: {j.error}")
+            if j.skipped:
+                st.warning(f"{len(j.skipped)} files skipped in this run (listed below).")
+        if running and not j.running:  # it ended while shown: redraw the counts and folders
+            st.rerun(scope="app")
+
+    st.fragment(panel, run_every=1.0 if running else None)()
 
 
 def render() -> None:
@@ -62,10 +95,9 @@ def render() -> None:
 
     if err := st.session_state.get("index_error"):
         st.error(err)
-    if rep := st.session_state.get("index_report"):
-        st.success(f"{', '.join(os.path.basename(f) or f for f in rep['folders'])}: {rep['summary']}")
-        if rep["problems"]:
-            st.warning(f"{len(rep['problems'])} files skipped in this run (listed below).")
+    _job_panel(cfg.db)
+    _removal_notes(cfg.db)
+    busy = RUNNER.active(cfg.db) is not None
 
     allowed = cfg.indexable_roots(eng)
     if cfg.read_only:
@@ -83,9 +115,9 @@ def render() -> None:
                 default = cfg.model if cfg.model in names else DEFAULT_EMBEDDER
                 model = st.selectbox("Model for the new index", names,
                                      index=names.index(default) if default in names else 0, key="index_model")
-            go = st.form_submit_button("Build / update index", type="primary")
+            go = st.form_submit_button("Build / update index", type="primary", disabled=busy)
         roots = state.roots(eng) if eng is not None else []
-        again = st.button("Update all indexed folders", key="update_all", disabled=not roots,
+        again = st.button("Update all indexed folders", key="update_all", disabled=not roots or busy,
                           help="Re-scan every folder already in the index: new, changed and deleted files.")
         if go:
             path = os.path.abspath(os.path.expanduser(folder.strip())) if folder.strip() else ""
@@ -100,31 +132,60 @@ def render() -> None:
                 st.error(f"{path}: outside the folders this app may index ({where}); start it with "
                          f"`lookalike ui --allow-root DIR` to allow another.")
             else:
-                _start(cfg.db, [path], model)
+                _start(cfg.db, [path], model, create=eng is None)
         elif again and roots:
-            _start(cfg.db, roots, None)
+            _start(cfg.db, roots, None, create=False)
 
     if eng is None:
-        if not st.session_state.get("index_error"):
-            st.info(f"No index in `{cfg.db}` yet: choose a folder above to build one.")
+        if not st.session_state.get("index_error") and not busy:
+            st.info(f"No index in `{cfg.db}` yet: " + ("start the app with `lookalike ui --allow-write --allow-root "
+                                                       "DIR` to build one here, or run `lookalike index DIR --db "
+                                                       f"{cfg.db}`." if cfg.read_only else
+                                                       "choose a folder above to build one."))
         return
     _status(eng, allow_remove=not cfg.read_only)
 
 
-def _remove_folder(eng, root: str) -> None:
-    """Forget a folder's files (never touches them on disk)."""
-    from lookalike.retrieval.engine import EngineError
+def _remove_folder(db: str, root: str) -> None:
+    """(Callback of the confirmation) forget a folder's files; files on disk are never touched."""
+    from lookalike.retrieval.engine import Engine, EngineError
 
+    st.session_state.pop("index_confirm_remove", None)
     try:
-        with state.engine_lock(str(eng.root)):
+        with Engine.open(db, create=False) as eng:
             n = eng.remove([root])
     except EngineError as exc:
         st.session_state["index_error"] = str(exc)
         return
-    state.forget_engine()
-    st.session_state["index_report"] = {"summary": f"removed {n} files from the index (nothing deleted on disk)",
-                                        "problems": [], "folders": [root]}
-    st.rerun()
+    st.session_state["index_removed"] = {"root": root, "files": n}
+
+
+def _undo_remove(db: str, root: str) -> None:
+    """(Callback) index the removed folder again, as a background job."""
+    st.session_state.pop("index_removed", None)
+    conf = state.settings()
+    try:
+        RUNNER.start(db, [root], runtime=conf.runtime, precision=conf.precision)
+    except JobBusy as exc:
+        st.session_state["index_error"] = str(exc).split(";")[0] + "."
+
+
+def _removal_notes(db: str) -> None:
+    """The confirmation a Remove asks for, and the Undo of the last removal."""
+    if root := st.session_state.get("index_confirm_remove"):
+        with st.container(border=True, key="index-confirm"):
+            st.warning(f"Remove `{root}` from the index? Its images are no longer searched; the files on disk are "
+                       "not touched, and Undo indexes the folder again.")
+            c1, c2 = st.columns(2)
+            c1.button("Remove from the index", key="index_remove_yes", type="primary", on_click=_remove_folder,
+                      args=(db, root), width="stretch")
+            c2.button("Keep it", key="index_remove_no", width="stretch",
+                      on_click=lambda: st.session_state.pop("index_confirm_remove", None))
+    if done := st.session_state.get("index_removed"):
+        with st.container(border=True, key="index-removed"):
+            st.success(f"`{done['root']}`: removed {done['files']} files from the index (nothing deleted on disk).")
+            st.button("Undo", key="index_remove_undo", on_click=_undo_remove, args=(db, done["root"]),
+                      help="Index the folder again (a background job)")
 
 
 def _status(eng, allow_remove: bool = False) -> None:
@@ -142,12 +203,15 @@ def _status(eng, allow_remove: bool = False) -> None:
                + (f" ({s.factory})" if s.factory else "") + f" · {s.vectors} vectors")
     if s.roots:
         st.markdown("**Indexed folders**")
+        unfinished = set(s.unfinished or [])
         for i, r in enumerate(s.roots):
             c = st.columns([6, 1]) if allow_remove else [st.container()]
-            c[0].markdown(f"`{r}`")
-            if allow_remove and c[1].button("Remove", key=f"remove_root_{i}",
-                                            help="Forget this folder's images (files on disk are not touched)"):
-                _remove_folder(eng, r)
+            c[0].markdown(f"`{r}`" + (" · :orange[**unfinished**: its last indexing run did not end; update it to "
+                                      "finish]" if r in unfinished else ""))
+            if allow_remove:
+                c[1].button("Remove", key=f"remove_root_{i}", on_click=st.session_state.__setitem__,
+                            args=("index_confirm_remove", r),
+                            help="Forget this folder's images (asks first; files on disk are not touched)")
     st.subheader(f"Skipped files ({len(errors)})")
     if not errors:
         st.caption("None: every image file found was indexed.")

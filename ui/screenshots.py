@@ -2,6 +2,11 @@
 
 Builds a demo index (scikit-image photos + 150 CIFAR-10 samples), starts ``lookalike ui`` on a free 127.0.0.1
 port and drives Debian's headless Chromium with Playwright. Also prints the search latency the app reports.
+
+``--gallery docs/ui`` instead saves every page (Search with results, the viewer, Index, Explore, Compare,
+Duplicates) at desktop (1400x900) and phone (390x844) size, in the light and the dark theme, as
+``<page>-<desktop|phone>-<light|dark>.png`` (one screen each, palette-reduced), on an index of the photos, 60
+CIFAR-10 samples and a few copies, with the default model.
 """
 from __future__ import annotations
 
@@ -167,12 +172,123 @@ def shoot(db: Path, query: Path, images: Path, out: Path, chromium: str) -> None
             proc.wait(timeout=20)
 
 
+GALLERY_SIZES = {"desktop": {"width": 1400, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+def build_gallery_demo(work: Path) -> tuple[Path, Path, Path]:
+    """(images, index, query): the photos, 60 CIFAR-10 samples, two copies of the cat and a byte copy of the rocket,
+    indexed with the default model (which has the calibrated copy score)."""
+    import shutil
+
+    from PIL import Image
+
+    from lookalike.data.export import export_dataset
+    from lookalike.data.photos import load_photo, unseen_query, write_photos
+    from lookalike.retrieval.engine import Engine
+
+    images, db = work / "images", work / "index"
+    if not images.exists():
+        write_photos(images / "photos")
+        export_dataset("cifar10", images / "cifar10", split="train", limit=60, progress=False)
+        cat = load_photo("chelsea").convert("RGB")
+        (images / "copies").mkdir()
+        cat.resize((cat.width // 2, cat.height // 2), Image.Resampling.LANCZOS).save(
+            images / "copies" / "chelsea-small.jpg", quality=80)
+        cat.crop((20, 15, cat.width - 20, cat.height - 15)).save(images / "copies" / "chelsea-crop.png")
+        shutil.copy(images / "photos" / "rocket.png", images / "copies" / "rocket-copy.png")
+    if not (db / "vectors.faiss").exists():
+        with Engine.open(db) as eng:
+            print(eng.add([images], progress=False, warn=None).summary())
+    return images, db, unseen_query(work / "cat-query.jpg")
+
+
+def _shot(page, path: Path, max_kb: int = 180) -> None:
+    """One screen as a PNG, palette-reduced until it is under ``max_kb``."""
+    from PIL import Image
+
+    page.mouse.move(2, 2)  # no hover toolbars in the picture
+    page.wait_for_timeout(600)
+    im = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    for colours in (None, 128, 64, 32):
+        out = im if colours is None else im.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        buf = io.BytesIO()
+        out.save(buf, format="PNG", optimize=True)
+        if buf.tell() <= max_kb * 1024:
+            break
+    path.write_bytes(buf.getvalue())
+    print(f"{path}: {im.width}x{im.height}, {len(buf.getvalue()) // 1024} KB", flush=True)
+
+
+def gallery(db: Path, query: Path, images: Path, out: Path, chromium: str) -> None:
+    """Every page, desktop and phone, light and dark (see the module's doc)."""
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port),
+                             "--allow-write"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            for scheme in ("light", "dark"):
+                for device, vp in GALLERY_SIZES.items():
+                    phone = device == "phone"
+                    page = b.new_page(viewport=vp, color_scheme=scheme, is_mobile=phone, has_touch=phone,
+                                      device_scale_factor=1)
+                    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((url, "data:", "blob:"))
+                               else r.abort())
+                    name = f"{device}-{scheme}"
+                    page.goto(url + "/")
+                    page.wait_for_selector(".st-key-q_upload input[type=file]", state="attached", timeout=300_000)
+                    page.set_input_files(".st-key-q_upload input[type=file]", str(query))
+                    page.locator(".st-key-result-1 img").wait_for(timeout=300_000)
+                    _idle(page)
+                    if phone:  # the grid, not the upload box
+                        page.locator(".st-key-result-1").scroll_into_view_if_needed()
+                    _shot(page, out / f"search-{name}.png")
+                    page.locator(".st-key-result-1").get_by_role("button", name="Open original").click()
+                    page.get_by_role("dialog").locator("img").wait_for(timeout=120_000)
+                    _idle(page)
+                    _shot(page, out / f"viewer-{name}.png")
+                    page.keyboard.press("Escape")
+                    for path in ("index", "explore", "compare", "duplicates"):
+                        page.goto(f"{url}/{path}")
+                        page.wait_for_selector("[data-testid=stMain] h1", timeout=300_000)
+                        if path == "duplicates":
+                            page.locator(".st-key-dup-group-1 img").first.wait_for(timeout=300_000)
+                        if path == "explore":
+                            page.locator(".st-key-ex_chart").first.wait_for(timeout=300_000)
+                        _idle(page)
+                        _shot(page, out / f"{path}-{name}.png")
+                    page.close()
+            b.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs")
     ap.add_argument("--work", default="/tmp/lookalike-ui-demo")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--gallery", metavar="DIR", default=None,
+                    help="save every page, desktop and phone, light and dark, into DIR (e.g. docs/ui)")
     args = ap.parse_args(argv)
+    if args.gallery:
+        out = Path(args.gallery)
+        out.mkdir(parents=True, exist_ok=True)
+        images, db, query = build_gallery_demo(Path(args.work + "-gallery"))
+        gallery(db, query, images, out, args.chromium)
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     images, db, query = build_demo(Path(args.work))

@@ -14,7 +14,6 @@ import io
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -26,8 +25,6 @@ from lookalike.indexer.loading import release_memory
 from .safety import UnsafePathError, check_readable
 
 __all__ = [
-    "IndexJob",
-    "JobBusy",
     "IndexGone",
     "NotIndexed",
     "QueryError",
@@ -40,7 +37,6 @@ __all__ = [
 ]
 
 RELOAD_FILES = ("lookalike.json", "vectors.faiss")  # rewritten at the end of every write that changes the vectors
-MAX_LISTED_SKIPS = 100  # skipped files listed in the job state (all of them: GET /status counts, `lookalike errors`)
 RETRY_RELOAD_S = 5.0  # after a failed reopen (a damaged or half-written index), keep the old engine this long
 
 
@@ -50,10 +46,6 @@ class QueryError(ValueError):
 
 class NotIndexed(QueryError):
     """An image id or path the index does not hold."""
-
-
-class JobBusy(RuntimeError):
-    """An index update is already running."""
 
 
 class IndexGone(RuntimeError):
@@ -74,9 +66,10 @@ def index_stamp(db: str | os.PathLike, names: tuple[str, ...] = ("lookalike.json
 
 def run_indexing(db: str | os.PathLike, folders: list[str], model: str | None,
                  on_progress: Callable[[str, int, int | None], None] | bool = False, workers: int | None = None,
-                 create: bool = True, runtime: str = "auto", precision: str | None = None):
+                 create: bool = True, runtime: str = "auto", precision: str | None = None,
+                 stop: Callable[[], bool] | None = None):
     """Index ``folders`` into ``db`` (created with ``model`` and ``precision`` when new, if ``create``) on its own
-    Engine running ``runtime``; returns the IndexReport.
+    Engine running ``runtime``; returns the IndexReport (``stop``: see ``Engine.add``).
 
     ``workers`` decoding processes default to one less than the cores (at most 2): the caller is a server that
     keeps answering requests meanwhile.
@@ -86,7 +79,7 @@ def run_indexing(db: str | os.PathLike, folders: list[str], model: str | None,
     if workers is None:
         workers = max(0, min(2, (os.cpu_count() or 1) - 1))
     with Engine.open(db, model=model, create=create, runtime=runtime, precision=precision) as eng:  # skipped files are listed by the caller, not printed
-        return eng.add(folders, progress=on_progress, workers=workers, warn=None)
+        return eng.add(folders, progress=on_progress, workers=workers, warn=None, stop=stop)
 
 
 class WarmEngine:
@@ -148,76 +141,6 @@ class WarmEngine:
         del old
         gc.collect()  # the old engine's index and caches (held in reference cycles) go now, not at some later
         release_memory()  # collection, and the freed memory goes back to the system
-
-
-@dataclass
-class JobState:
-    """Progress of the background index update."""
-
-    state: str = "idle"  # idle | running | done | failed
-    phase: str | None = None  # scanning | hashing | embedding
-    done: int = 0
-    total: int | None = None
-    roots: list[str] | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    summary: str | None = None
-    skipped: list[dict] | None = None  # files skipped in this run with the reason (the first MAX_LISTED_SKIPS)
-    error: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class IndexJob:
-    """Re-indexes the roots of a :class:`WarmEngine` in a background thread, one run at a time."""
-
-    def __init__(self, warm: WarmEngine) -> None:
-        self.warm = warm
-        self.state = JobState()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> JobState:
-        """Start an update of every indexed root; :class:`JobBusy` while one runs, :class:`QueryError` without roots."""
-        with self._lock:
-            if self.state.state == "running":
-                raise JobBusy("an index update is already running; follow it on GET /index")
-            roots = self.warm.get().store.roots()
-            if not roots:
-                raise QueryError(f"{self.warm.path}: the index has no folders; add one with 'lookalike index DIR --db {self.warm.path}'")
-            self.state = JobState(state="running", roots=roots, started_at=time.time())
-            self._thread = threading.Thread(target=self._run, args=(roots,), name="lookalike-index", daemon=True)
-            self._thread.start()
-            return self.state
-
-    def wait(self, timeout: float | None = None) -> JobState:
-        """Block until the current run ends (or ``timeout`` seconds); returns the state."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.state
-
-    def _progress(self, phase: str, done: int, total: int | None) -> None:
-        self.state.phase, self.state.done, self.state.total = phase, int(done), total
-
-    def _run(self, roots: list[str]) -> None:
-        from lookalike.retrieval.engine import EngineError
-
-        st_ = self.state
-        try:
-            report = run_indexing(self.warm.path, roots, None, self._progress, create=False, runtime=self.warm.runtime)
-            self.warm.reload()
-            st_.summary = report.summary()
-            st_.skipped = [{"path": p, "reason": r} for p, r in report.problems[:MAX_LISTED_SKIPS]]
-            st_.state = "done"
-        except EngineError as exc:
-            st_.error, st_.state = str(exc), "failed"
-        except Exception as exc:  # noqa: BLE001 - the server keeps running and reports it on GET /index
-            st_.error, st_.state = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", "failed"
-        finally:
-            st_.finished_at = time.time()
-        if st_.state == "failed":  # what was committed before the failure is searched too (or /status says why not)
-            self.warm.reload(force=True)
 
 
 def image_file(engine, image_id: int) -> Path:

@@ -163,7 +163,7 @@ def gallery_negatives(engine, scorer_bg: CopyScorer, limit: int = 10) -> np.ndar
 
 
 ORDER = "score"  # "score": as search ranks (retrieval.searcher.RANK_BY_COPY); "tiers": copies (at the threshold) by
-# copy score, then the rest by cosine (measured: leave-one-kind-out top-1 0.932 against 0.952, docs/benchmarks.md)
+# copy score, then the rest by cosine (measured: leave-one-kind-out top-1 0.932 against 0.952, docs/benchmarks.md section 7.1)
 
 
 def _ranked(scorer: CopyScorer, rec: QueryRecord, use_views: bool = False) -> tuple[list[int], list[float], bool]:

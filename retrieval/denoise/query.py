@@ -3,12 +3,9 @@
 ``denoise_image`` is what ``lookalike search --denoise`` and ``Engine.search(denoise=...)`` call. Noise levels are on
 the [-1, 1] pixel scale: a noisy image is y = x + sigma * n with x in [-1, 1] (sigma 0.5 there is 0.25 on [0, 1]).
 
-Constants, each chosen on the dev photos only (figures: docs/benchmarks.md, "a per-query rule for the
-low-frequency channel" for the first two, "A photo diffusion denoiser" for the rest):
+Constants, each chosen on the dev photos only (figures: docs/benchmarks.md section 6.2; how they were chosen:
+docs/history/benchmarks-2026-11.md section 11.10, "A photo diffusion denoiser"); the photo rule's are in :mod:`.base`:
 
-- ``AUTO_FUSE_SIGMA``: ``auto`` on a photo fuses the low-frequency channel above this estimated sigma, else
-  searches the query as it is (no denoising: non-local means did worse).
-- ``AUTO_LOWFREQ_WEIGHT``: the weight of that fusion.
 - ``PHOTO_INFERENCE``: how an any-size (photo) model runs unless its checkpoint says otherwise.
 - ``PHOTO_SIGMA_CALIBRATION``: (raw, true) pairs mapping the learned sigma estimate on photos.
 - ``PHOTO_CLIP_RMS``: (nominal sigma, noise RMS left after 8-bit clipping); the photo denoiser starts from the RMS.
@@ -17,31 +14,25 @@ low-frequency channel" for the first two, "A photo diffusion denoiser" for the r
 """
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from lookalike.errors import LookalikeError
-
 from ..checkpoint import CheckpointError
 from .. import models
 from ..models import card_path, cards, get_card, shipped
+from .base import (AUTO_FUSE_SIGMA, AUTO_LOWFREQ_WEIGHT, METHODS, DenoiseError, DenoiseResult, check_image, is_gray,
+                   to_array, consistency_score)
 from .diffusion import Diffusion, load_diffusion
 from .sigma import SigmaNet, load_sigma_net, wavelet_sigma
 
 __all__ = ["DenoiseResult", "DenoiseError", "denoise_image", "estimate_sigma", "consistency_score",
            "classical_denoise", "shipped_models", "resolve_model", "METHODS"]
 
-METHODS = ("auto", "ddpm", "ddim", "classical")
-AUTO_FUSE_SIGMA = 0.2       # [-1, 1] scale; a photo above it fuses the low-frequency channel (no shipped DDPM fits)
-AUTO_LOWFREQ_WEIGHT = 1.0   # the weight of that fusion
-_GRAY_TOL = 3.0  # mean |channel difference| (0-255) below which an RGB image counts as grayscale
 _LOCK = threading.Lock()
 _MODELS: dict[str, Diffusion | SigmaNet | None] = {}
 # how an any-size (photo) model runs unless its checkpoint's metadata "inference" says otherwise
@@ -69,31 +60,6 @@ class _threads:
     def __exit__(self, *exc) -> None:
         if self.old is not None:
             torch.set_num_threads(self.old)
-
-
-class DenoiseError(LookalikeError, ValueError):
-    """Bad denoising input: unknown method, bad sigma, unusable model."""
-
-
-@dataclass
-class DenoiseResult:
-    """A denoised query and how it was made."""
-
-    image: Image.Image               # denoised RGB image, same size as the input
-    method: str                      # method actually used: "ddpm" | "ddim" | "classical" | "lowfreq" | "none"
-    sigma: float                     # noise level used (pixel scale [-1,1], y = x + sigma*n)
-    sigma_estimated: bool            # True when estimated automatically
-    model: str | None                # denoiser checkpoint name/path used, None for classical
-    fallback_reason: str | None      # why the DDPM was not used, else None
-    samples: list[Image.Image] = field(default_factory=list)  # all drawn samples (len >= 1)
-    ms: float = 0.0                  # wall time
-    lowfreq_weight: float = 0.0      # > 0: search fuses the low-frequency channel with this weight (method "lowfreq")
-
-    def to_dict(self) -> dict:
-        """How the query was denoised, without the images (for JSON)."""
-        return {"method": self.method, "sigma": self.sigma, "sigma_estimated": self.sigma_estimated,
-                "model": self.model, "fallback_reason": self.fallback_reason, "samples": len(self.samples),
-                "lowfreq_weight": self.lowfreq_weight, "ms": round(self.ms, 1)}
 
 
 def shipped_models() -> dict[str, Path]:
@@ -156,30 +122,6 @@ def _sigma_net() -> SigmaNet | None:
         return _MODELS[key]
 
 
-def _to_array(image: Image.Image) -> tuple[np.ndarray, bool]:
-    """RGB float array in [-1, 1] (H,W,3) and whether it is grayscale-like."""
-    from lookalike.indexer.loading import to_rgb
-
-    rgb = np.asarray(to_rgb(image), dtype=np.float32)
-    gray = bool(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() < _GRAY_TOL)
-    return rgb / 127.5 - 1.0, gray
-
-
-def _is_gray(image: Image.Image) -> bool:
-    """Whether an image is grayscale-like, judged on a copy of at most 256 px (as :func:`_to_array` judges)."""
-    if max(image.size) > 256:
-        image = image.copy()
-        image.thumbnail((256, 256), Image.BOX)
-    return _to_array(image)[1]
-
-
-def _check_image(image: Image.Image) -> None:
-    if not isinstance(image, Image.Image):
-        raise DenoiseError(f"expected a PIL image, got {type(image).__name__}")
-    if image.width < 8 or image.height < 8:
-        raise DenoiseError(f"image {image.width}x{image.height}: too small to denoise (min 8x8)")
-
-
 def estimate_sigma(image: Image.Image, estimator: str = "auto") -> float:
     """Noise level of an image on the [-1, 1] scale.
 
@@ -189,14 +131,14 @@ def estimate_sigma(image: Image.Image, estimator: str = "auto") -> float:
     :data:`PHOTO_SIGMA_CALIBRATION` (fitted on the dev photos; the raw estimate reads 12% low at sigma 0.2-0.5 and
     saturates near 1.6, docs/benchmarks.md section 11); images of at most 128 px get the plain learned estimate.
     """
-    _check_image(image)
+    check_image(image)
     if estimator not in ("auto", "learned", "wavelet", "photo"):
         raise DenoiseError(f"unknown sigma estimator '{estimator}' (choose auto, learned, wavelet or photo)")
     net = _sigma_net() if estimator != "wavelet" else None
     if estimator in ("learned", "photo") and net is None:
         raise DenoiseError(f"{_sigma_path()}: learned sigma estimator missing")
     if net is None:
-        arr, gray = _to_array(image)
+        arr, gray = to_array(image)
         return wavelet_sigma(arr[..., 0] if gray else arr)
     w, h = image.size
     c = 128
@@ -207,8 +149,8 @@ def estimate_sigma(image: Image.Image, estimator: str = "auto") -> float:
             top = max(0, int((h - c) * (i + 0.5) / grid))
             left = max(0, int((w - c) * (j + 0.5) / grid))
             crops.append(image.crop((left, top, min(w, left + c), min(h, top + c))))
-    arr = np.stack([_to_array(cr)[0] for cr in crops])
-    gray = _to_array(crops[0])[1] if grid == 1 else _is_gray(image)
+    arr = np.stack([to_array(cr)[0] for cr in crops])
+    gray = to_array(crops[0])[1] if grid == 1 else is_gray(image)
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
     if gray:
         x = x[:, :1]
@@ -297,7 +239,7 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
     and the result is scaled back to the input size (:func:`_denoise_photo`).
     """
     t0 = time.perf_counter()
-    _check_image(image)
+    check_image(image)
     if method not in METHODS:
         raise DenoiseError(f"--method {method}: unknown (choose {', '.join(METHODS)})")
     if int(n_samples) < 1 or int(n_samples) > 64:
@@ -312,7 +254,7 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
         sig = float(sigma)
         if not np.isfinite(sig) or sig < 0:
             raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
-    gray = _is_gray(image)
+    gray = is_gray(image)
     w, h = image.size
     diffusion, name, reason = (None, None, None)
     if method in ("auto", "ddpm", "ddim"):
@@ -339,7 +281,7 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
         return done([to_rgb(image)], "none", None, f"{w}x{h} photo with noise {sig:.2f} <= {AUTO_FUSE_SIGMA}: "
                     "searched as it is")
 
-    arr, _ = _to_array(image)
+    arr, _ = to_array(image)
     if sig < 0.005:  # below the first diffusion step's noise level: nothing to remove
         return done([_to_pil(arr)], "none", None, reason or "noise level ~0: image returned unchanged")
     if diffusion is None:
@@ -405,15 +347,3 @@ def _run_diffusion(diffusion: Diffusion, x: torch.Tensor, sig: float, used: str,
     else:
         out = diffusion.denoise(x.repeat(n_samples, 1, 1, 1), sig, "ddpm", steps, generator=g)
     return out
-
-
-def consistency_score(neighbour_id_lists: list[list[int]]) -> float:
-    """Agreement of the samples' nearest neighbours, 0..1: mean pairwise overlap of their top-k id lists."""
-    lists = [list(x) for x in neighbour_id_lists]
-    if len(lists) <= 1:
-        return 1.0
-    scores = []
-    for a, b in itertools.combinations(lists, 2):
-        k = max(len(a), len(b))
-        scores.append(len(set(a) & set(b)) / k if k else 1.0)
-    return float(np.mean(scores))

@@ -1,0 +1,201 @@
+"""The shipped embedders as ONNX files, so that the core install (no torch) indexes and searches: exported at build
+time from the checkpoints (``python -m lookalike.retrieval.export``, run by the wheel build through setup.py and by
+``make models``) into ``weights/onnx/`` beside them, and found there by :mod:`~lookalike.retrieval.runtime`.
+
+    weights/onnx/<name>.onnx   the network: a preprocessed NCHW float batch -> unit vectors (batch size free)
+    weights/onnx/<name>.json   dim, preprocessing, the ONNX file's sha256, the export format and the sha256 of the
+                               checkpoint it was exported from (a retrained checkpoint makes the file stale: unused)
+    weights/onnx/ddpm-sigma-estimator.onnx   the learned noise estimator (N,1,H,W) -> log sigma (N,), any size
+    weights/onnx/denoise.json  its sha256s, and each shipped DDPM's domain (size, channels): what ``--denoise auto``
+                               needs to treat a photo without torch (retrieval/denoise/light.py)
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from lookalike.fsutil import atomic_path, atomic_write_text
+
+from .models import MODELS_DIR, card_path, cards, get_card
+
+__all__ = ["SHIPPED_ONNX", "ONNX_DIR", "EXPORT_FORMAT", "export_onnx", "shipped_onnx", "source_digest", "export_all",
+           "export_denoise", "shipped_denoise"]
+
+EXPORT_FORMAT = 1  # bump when the exported graph changes meaning
+ONNX_DIR = MODELS_DIR / "onnx"
+# what the core install runs without torch: the default model, its backbone, and the two small Siamese models
+SHIPPED_ONNX = ("ntxent-copies", "efficientnet_lite0", "siamese-triplet-mnist", "siamese-triplet-cifar10")
+
+
+def source_digest(name: str) -> str | None:
+    """The sha256 of the checkpoint a shipped name is built from (None: a packaged backbone, or no such card)."""
+    card = get_card(name)
+    if card is None or card.file is None:
+        return None
+    path = card_path(card)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
+def _denoise_sources() -> dict[str, str]:
+    """sha256 of the noise estimator's and every shipped DDPM's checkpoint, by name."""
+    return {c.name: source_digest(c.name) for c in cards("sigma-estimator", "ddpm") if card_path(c).is_file()}
+
+
+def export_denoise(out: Path = ONNX_DIR, force: bool = False, log=print) -> list[Path]:
+    """Export the noise estimator to ONNX and record the shipped DDPMs' domains (``denoise.json``), unless they are
+    already there from the same checkpoints. Needs torch."""
+    onnx, meta_path = out / "ddpm-sigma-estimator.onnx", out / "denoise.json"
+    sources = _denoise_sources()
+    try:
+        old = json.loads(meta_path.read_text())
+        fresh = (old.get("format") == EXPORT_FORMAT and old.get("sources") == sources
+                 and hashlib.sha256(onnx.read_bytes()).hexdigest() == old["sigma_onnx_sha256"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        fresh = False
+    if fresh and not force:
+        return [onnx, meta_path]
+    import torch
+
+    from .denoise.diffusion import load_diffusion
+    from .denoise.sigma import load_sigma_net
+
+    net = load_sigma_net(card_path(cards("sigma-estimator")[0]))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (torch.zeros(2, 1, 64, 48),), buf, dynamo=False, input_names=["x"],
+                          output_names=["log_sigma"], dynamic_axes={"x": {0: "n", 2: "h", 3: "w"},
+                                                                    "log_sigma": {0: "n"}}, opset_version=18)
+    domains = {}
+    for c in cards("ddpm"):
+        if card_path(c).is_file():
+            d = load_diffusion(card_path(c))
+            domains[c.name] = {"image_size": None if d.any_size else int(d.image_size), "channels": int(d.channels)}
+    out.mkdir(parents=True, exist_ok=True)
+    data = buf.getvalue()
+    with atomic_path(onnx) as tmp:
+        Path(tmp).write_bytes(data)
+    atomic_write_text(meta_path, json.dumps({"format": EXPORT_FORMAT, "sources": sources, "ddpm": domains,
+                                             "sigma_onnx_sha256": hashlib.sha256(data).hexdigest()}, indent=1))
+    log(f"lookalike: exported the noise estimator to {onnx} and the denoisers' domains to {meta_path}")
+    return [onnx, meta_path]
+
+
+_DENOISE: list = []
+
+
+def shipped_denoise() -> tuple[Path, dict] | None:
+    """The shipped noise estimator's ONNX file and ``denoise.json`` when whole and from the checkpoints on disk now;
+    else None. Checked once per process."""
+    if not _DENOISE:
+        found = None
+        onnx, meta_path = ONNX_DIR / "ddpm-sigma-estimator.onnx", ONNX_DIR / "denoise.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+            if (meta.get("format") == EXPORT_FORMAT and meta.get("sources") == _denoise_sources()
+                    and hashlib.sha256(onnx.read_bytes()).hexdigest() == meta["sigma_onnx_sha256"]):
+                found = (onnx, meta)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        _DENOISE.append(found)
+    return _DENOISE[0]
+
+
+def export_onnx(name: str) -> tuple[bytes, dict]:
+    """Export the torch embedder ``name`` to ONNX (batch size free): the file's bytes and what it is. Needs torch;
+    an operator the exporter lacks raises RuntimeError with a one-line reason."""
+    import torch
+
+    from .embedders import get_embedder
+
+    emb = get_embedder(name)
+    p = emb.preprocess
+    x = torch.zeros(2, 1 if p.grayscale else 3, p.input_size, p.input_size)
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(emb.eval(), (x,), buf, dynamo=False, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=18)
+    except Exception as exc:
+        raise RuntimeError(f"{name}: cannot export to ONNX ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:160]})") from None
+    data = buf.getvalue()
+    return data, {**emb.describe(), "onnx_sha256": hashlib.sha256(data).hexdigest(), "format": EXPORT_FORMAT}
+
+
+_SHIPPED: dict[str, tuple[Path, dict] | None] = {}
+
+
+def shipped_onnx(name: str) -> tuple[Path, dict] | None:
+    """The shipped ONNX file of ``name`` (an alias counts) and its meta, when it is there, whole, of this export
+    format and exported from the checkpoint on disk now; else None. Checked once per process."""
+    card = get_card(name)
+    base = card.name if card is not None else name
+    if base not in SHIPPED_ONNX:
+        return None
+    if base not in _SHIPPED:
+        found = None
+        onnx, meta_path = ONNX_DIR / f"{base}.onnx", ONNX_DIR / f"{base}.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+            if (meta.get("format") == EXPORT_FORMAT and meta.get("source_sha256") == source_digest(base)
+                    and hashlib.sha256(onnx.read_bytes()).hexdigest() == meta["onnx_sha256"]):
+                found = (onnx, meta)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        _SHIPPED[base] = found
+    hit = _SHIPPED[base]
+    return None if hit is None else (hit[0], {**hit[1], "model": name})
+
+
+def export_all(out: Path = ONNX_DIR, names: tuple[str, ...] = SHIPPED_ONNX, force: bool = False,
+               log=print) -> list[Path]:
+    """Write each of ``names`` to ``out`` (skipping those already exported from the same checkpoint); returns the
+    files written or kept."""
+    out.mkdir(parents=True, exist_ok=True)
+    done = []
+    for name in names:
+        onnx, meta_path = out / f"{name}.onnx", out / f"{name}.json"
+        source = source_digest(name)
+        try:
+            old = json.loads(meta_path.read_text())
+            fresh = (old.get("format") == EXPORT_FORMAT and old.get("source_sha256") == source
+                     and hashlib.sha256(onnx.read_bytes()).hexdigest() == old["onnx_sha256"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            fresh = False
+        if not fresh or force:
+            data, meta = export_onnx(name)
+            with atomic_path(onnx) as tmp:
+                Path(tmp).write_bytes(data)
+            atomic_write_text(meta_path, json.dumps({**meta, "source_sha256": source}, indent=1))
+            log(f"lookalike: exported {name} to {onnx} ({len(data) / 2**20:.1f} MB)")
+        done += [onnx, meta_path]
+    return done + export_denoise(out, force=force, log=log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lookalike.retrieval.export [--out DIR] [--force]``: the build step that writes the ONNX files."""
+    ap = argparse.ArgumentParser(prog="python -m lookalike.retrieval.export", description=main.__doc__)
+    ap.add_argument("--out", type=Path, default=ONNX_DIR)
+    ap.add_argument("--force", action="store_true", help="export again even when the files are up to date")
+    args = ap.parse_args(argv)
+    try:
+        export_all(args.out, force=args.force)
+    except ImportError as exc:
+        print(f"lookalike: exporting the models needs torch and timm ({exc}); pip install 'lookalike[train]'",
+              file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"lookalike: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
