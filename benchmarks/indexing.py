@@ -272,7 +272,8 @@ def phone_main(args) -> int:
                     rep_ = e.add([folder], progress=False, workers=args.workers)
                     walls[label].append(time.perf_counter() - t0)
                     rates[label].append(rep_.indexed / walls[label][-1])
-                    precision = e.config.precision
+                    if label == "default":
+                        precision = e.config.precision
         phash, status = phash_rate(folder) if not args.no_peer else (None, "skipped")
         decoders = phone_decoders(folder, pre.input_size)
         load.append(os.getloadavg())
@@ -290,7 +291,7 @@ def phone_main(args) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{args.phone} phone photos ({out['size']}), model {DEFAULT_EMBEDDER} ({precision}), median of {args.repeats} "
+    print(f"{args.phone} phone photos ({out['size']}), model {DEFAULT_EMBEDDER} (default runtime: {precision}), median of {args.repeats} "
           f"runs; load average {out['loadavg_before']} before, {out['loadavg_after']} after, {out['cpus']} CPUs")
     print("| | img/s (per run) |")
     print("|---|---|")
