@@ -215,7 +215,8 @@ class _Entry:
     def meta(self) -> dict:
         """dim, preprocess, onnx_sha256 of a valid export: the shipped file when there is one (``onnx_path`` then
         points at it), else the cached export, exporting (torch) when it is missing or damaged."""
-        shipped = shipped_onnx(self.name) if _input_size(self.name) == _shipped_size(self.name) else None
+        shipped = (shipped_onnx(self.name, hasher=_file_hash) if _input_size(self.name) == _shipped_size(self.name)
+                   else None)
         if shipped is not None:
             self.onnx_path = shipped[0]
             return shipped[1]
