@@ -89,6 +89,7 @@ def _core(tmp_path: Path, onnx_dir: Path, *args: str) -> subprocess.CompletedPro
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_index_search_duplicates_run_without_torch_and_torch_commands_name_the_extra(onnx_dir, tmp_path):
     from lookalike.data.samples import load_sample
 
@@ -118,6 +119,7 @@ def test_index_search_duplicates_run_without_torch_and_torch_commands_name_the_e
         assert r.returncode == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_denoise_auto_on_photos_runs_without_torch_as_with_it(onnx_dir, tmp_path, photo_dir):
     gallery = tmp_path / "photos"
     gallery.mkdir()
