@@ -93,3 +93,24 @@ def test_a_picture_too_small_for_the_draft_still_decodes(tmp_path):
     Image.new("RGB", (20, 10), (200, 10, 10)).save(p)
     r = decode_file(0, str(p), PRE)
     assert r.pixels.shape == (3, 64, 64) and (r.width, r.height) == (20, 10) and abs(int(r.pixels[0].mean()) - 200) <= 3
+
+
+def test_a_decoding_process_that_dies_stops_the_run_in_one_line(tmp_path, monkeypatch):
+    import os
+
+    import pytest
+
+    import lookalike.indexer.decoding as decoding
+
+    d = _folder(tmp_path)
+    real = decoding.decode_file
+
+    def crash_on_rocket(i, path, preprocess, max_pixels=decoding.DEFAULT_MAX_PIXELS):  # a decoder that segfaults
+        if path.endswith("rocket.jpg"):
+            os._exit(139)
+        return real(i, path, preprocess, max_pixels)
+
+    monkeypatch.setattr(decoding, "decode_file", crash_on_rocket)  # the forked workers inherit it
+    paths = sorted(str(p) for p in d.iterdir())
+    with pytest.raises(decoding.DecodeWorkerDied, match="ended unexpectedly"):
+        list(decode_files(paths, PRE, workers=2))
