@@ -252,6 +252,19 @@ def _shipped_size(name: str) -> int | None:
     return card.input_size if card is not None else None
 
 
+def list_models() -> dict[str, str]:
+    """Embedder names that run here, with a one-line description: every registered one where torch is installed,
+    else (the core install) the shipped ONNX exports."""
+    if torch_available():
+        from .embedders import list_embedders
+
+        return list_embedders()
+    from .export import SHIPPED_ONNX
+
+    return {name: card.description for card in cards("backbone", "siamese", "projection-head")
+            for name in (card.name, *card.aliases) if card.name in SHIPPED_ONNX and shipped_onnx(name) is not None}
+
+
 def torch_available() -> bool:
     """Whether torch can be imported here (the ``train`` extra is installed), found without importing it."""
     try:

@@ -7,6 +7,8 @@ import time
 import streamlit as st
 from PIL import Image
 
+from lookalike.retrieval.runtime import torch_available
+
 from . import state
 from .original import show_original
 from .safety import UnsafePathError, UploadTooLarge, check_upload
@@ -182,11 +184,17 @@ def render() -> None:
 
     qbytes = raw
     noisy = None
+    if noise_sigma > 0 and not torch_available():  # the seeded noise is torch's: the core install has none
+        st.warning("Adding noise needs torch: pip install 'lookalike[train]'. Searching the image as it is.")
+        noise_sigma = 0.0
     if noise_sigma > 0 or den["on"]:
-        from lookalike.retrieval.denoise.noise import add_noise_image
-
         base = _limit_side(clean, NOISY_MAX_SIDE)
-        noisy = add_noise_image(base, noise_sigma, den["seed"]) if noise_sigma > 0 else base
+        if noise_sigma > 0:
+            from lookalike.retrieval.denoise.noise import add_noise_image
+
+            noisy = add_noise_image(base, noise_sigma, den["seed"])
+        else:
+            noisy = base
         qbytes = state.image_to_png(noisy)
 
     with preview:
