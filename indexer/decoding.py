@@ -17,10 +17,16 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from lookalike.errors import LookalikeError
+
 from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image_hashed
 from .signature import lowfreq_signature
 
-__all__ = ["Decoded", "DecodeStream", "decode_file", "decode_files"]
+__all__ = ["Decoded", "DecodeStream", "DecodeWorkerDied", "decode_file", "decode_files"]
+
+
+class DecodeWorkerDied(LookalikeError, RuntimeError):
+    """A decoding process ended while it held a file (killed for memory, or a crash in a decoder)."""
 
 
 @dataclass
@@ -101,6 +107,7 @@ class DecodeStream:
                 self._pool = _pool(self.workers)
             finally:
                 _JOB.clear()
+            self._procs = list(self._pool._pool)  # the worker processes, to notice one that dies
             self._fill()
 
     def _fill(self) -> None:
@@ -132,7 +139,18 @@ class DecodeStream:
             i = self._next
             self._next += 1
             return decode_file(i, self.paths[i], self.preprocess, self.max_pixels)
-        out = self._pending.popleft().get()
+        result = self._pending[0]
+        while not result.ready():
+            result.wait(1.0)
+            if not result.ready() and any(p.exitcode is not None for p in self._procs):
+                # a pool worker only ends when it dies: its file is lost and its result would never come
+                i = self._next - len(self._pending)
+                self.close()
+                raise DecodeWorkerDied(f"a decoding process ended unexpectedly (killed for memory, or a crash in an "
+                                       f"image decoder) at or after {self.paths[i]}; what was committed is kept "
+                                       f"(--workers 0 decodes in one process and names the file)")
+        self._pending.popleft()
+        out = result.get()
         self._fill()
         return out
 

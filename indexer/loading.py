@@ -337,6 +337,53 @@ def load_image_and_hash(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_P
             hashlib.sha256(data).hexdigest())
 
 
+_SIMPLEJPEG: list = []
+# PIL's Image.transpose method that shows a picture stored with this EXIF orientation (as ImageOps.exif_transpose)
+_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+
+
+def _scaled_jpeg(data: bytes, max_pixels: int, draft_size: int) -> Image.Image | None:
+    """A colour JPEG decoded by simplejpeg (libjpeg-turbo) at the smallest DCT scale still at least ``draft_size``
+    both ways, EXIF orientation applied: the pixels PIL's ``draft`` gives, about 10% sooner at phone sizes
+    (docs/benchmarks.md section 13). None for anything else (another format or colour space, over the pixel limit,
+    any decoder complaint, simplejpeg not installed): the caller decodes it with PIL, which names what is wrong."""
+    if not _SIMPLEJPEG:
+        try:
+            import simplejpeg
+
+            _SIMPLEJPEG.append(simplejpeg)
+        except ImportError:
+            _SIMPLEJPEG.append(None)
+    sj = _SIMPLEJPEG[0]
+    if sj is None or data[:3] != b"\xff\xd8\xff":
+        return None
+    try:
+        h, w, colorspace, _ = sj.decode_jpeg_header(data)
+        if colorspace != "YCbCr" or w <= 0 or h <= 0 or (max_pixels and w * h > max_pixels):
+            return None
+        # the DCT scale PIL's draft takes (1/8, 1/4, 1/2 or none; libjpeg-turbo could also do 3/8, 5/8, ...)
+        ratio = min(w // draft_size, h // draft_size)
+        step = next((x for x in (8, 4, 2) if ratio >= x), 1)
+        dw, dh = -(-w // step), -(-h // step)
+        if dw * dh * 3 > _BIG_DECODE:  # PIL's path brings such a picture down first (_reduced)
+            return None
+        arr = sj.decode_jpeg(data, "RGB", min_height=dh, min_width=dw, min_factor=step)
+        if arr.shape[:2] != (dh, dw):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            orientation = Image.open(io.BytesIO(data)).getexif().get(0x0112)  # reads the header only
+    except (ValueError, OSError, SyntaxError, struct.error, UnidentifiedImageError):
+        return None
+    im = Image.fromarray(arr, "RGB")
+    if orientation in _ORIENT:
+        im = im.transpose(_ORIENT[orientation])
+    im.info["original_size"] = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    return im
+
+
 def load_image_hashed(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                       draft_size: int | None = None) -> tuple[Image.Image, str]:
     """An image file's RGB image and the sha256 of exactly the bytes decoded (for indexing: a file rewritten
@@ -347,7 +394,10 @@ def load_image_hashed(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIX
             if os.fstat(fh.fileno()).st_size <= MAX_QUERY_BYTES:  # nearly every file: read once, hash and decode
                 data = fh.read(MAX_QUERY_BYTES + 1)
                 if len(data) <= MAX_QUERY_BYTES:
-                    return _decode(io.BytesIO(data), name, max_pixels, draft_size), hashlib.sha256(data).hexdigest()
+                    im = _scaled_jpeg(data, max_pixels, draft_size) if draft_size else None
+                    if im is None:
+                        im = _decode(io.BytesIO(data), name, max_pixels, draft_size)
+                    return im, hashlib.sha256(data).hexdigest()
                 fh.seek(0)
             im = _decode(fh, name, max_pixels, draft_size)  # a huge file: decoded, then hashed from the same handle
             fh.seek(0)

@@ -68,7 +68,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _quiet_background_threads() -> None:
-    """After an interrupt, threads that fail as the decoding workers stop (DataLoader's fd sharer reports through
+    """After an interrupt, threads that fail as the decoding workers stop (a worker pipe that breaks reports through
     ``sys.excepthook``) print nothing: the user asked for the stop."""
     threading.excepthook = lambda _args: None
     sys.excepthook = lambda *_exc: None

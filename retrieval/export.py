@@ -18,6 +18,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Callable
 
 from lookalike.fsutil import atomic_path, atomic_write_text
 
@@ -32,13 +33,17 @@ ONNX_DIR = MODELS_DIR / "onnx"
 SHIPPED_ONNX = ("ntxent-copies", "efficientnet_lite0", "siamese-triplet-mnist", "siamese-triplet-cifar10")
 
 
-def source_digest(name: str) -> str | None:
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def source_digest(name: str, hasher: Callable[[Path], str] = _sha256) -> str | None:
     """The sha256 of the checkpoint a shipped name is built from (None: a packaged backbone, or no such card)."""
     card = get_card(name)
     if card is None or card.file is None:
         return None
     path = card_path(card)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    return hasher(path) if path.is_file() else "missing"
 
 
 def _denoise_sources() -> dict[str, str]:
@@ -132,9 +137,10 @@ def export_onnx(name: str) -> tuple[bytes, dict]:
 _SHIPPED: dict[str, tuple[Path, dict] | None] = {}
 
 
-def shipped_onnx(name: str) -> tuple[Path, dict] | None:
+def shipped_onnx(name: str, hasher: Callable[[Path], str] = _sha256) -> tuple[Path, dict] | None:
     """The shipped ONNX file of ``name`` (an alias counts) and its meta, when it is there, whole, of this export
-    format and exported from the checkpoint on disk now; else None. Checked once per process."""
+    format and exported from the checkpoint on disk now; else None. Checked once per process; ``hasher`` gives a
+    file's sha256 (the runtime's remembers them by size and time, so a start-up reads no model file twice)."""
     card = get_card(name)
     base = card.name if card is not None else name
     if base not in SHIPPED_ONNX:
@@ -144,8 +150,8 @@ def shipped_onnx(name: str) -> tuple[Path, dict] | None:
         onnx, meta_path = ONNX_DIR / f"{base}.onnx", ONNX_DIR / f"{base}.json"
         try:
             meta = json.loads(meta_path.read_text())
-            if (meta.get("format") == EXPORT_FORMAT and meta.get("source_sha256") == source_digest(base)
-                    and hashlib.sha256(onnx.read_bytes()).hexdigest() == meta["onnx_sha256"]):
+            if (meta.get("format") == EXPORT_FORMAT and meta.get("source_sha256") == source_digest(base, hasher)
+                    and hasher(onnx) == meta["onnx_sha256"]):
                 found = (onnx, meta)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass

@@ -214,7 +214,8 @@ class _Entry:
     def meta(self) -> dict:
         """dim, preprocess, onnx_sha256 of a valid export: the shipped file when there is one (``onnx_path`` then
         points at it), else the cached export, exporting (torch) when it is missing or damaged."""
-        shipped = shipped_onnx(self.name) if _input_size(self.name) == _shipped_size(self.name) else None
+        shipped = (shipped_onnx(self.name, hasher=_file_hash) if _input_size(self.name) == _shipped_size(self.name)
+                   else None)
         if shipped is not None:
             self.onnx_path = shipped[0]
             return shipped[1]
@@ -248,6 +249,19 @@ def _shipped_size(name: str) -> int | None:
     """The input size of a shipped name's export (its card's; a head or Siamese model: its own, None here)."""
     card = get_card(name)
     return card.input_size if card is not None else None
+
+
+def list_models() -> dict[str, str]:
+    """Embedder names that run here, with a one-line description: every registered one where torch is installed,
+    else (the core install) the shipped ONNX exports."""
+    if torch_available():
+        from .embedders import list_embedders
+
+        return list_embedders()
+    from .export import SHIPPED_ONNX
+
+    return {name: card.description for card in cards("backbone", "siamese", "projection-head")
+            for name in (card.name, *card.aliases) if card.name in SHIPPED_ONNX and shipped_onnx(name) is not None}
 
 
 def torch_available() -> bool:

@@ -89,6 +89,7 @@ def _core(tmp_path: Path, onnx_dir: Path, *args: str) -> subprocess.CompletedPro
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_index_search_duplicates_run_without_torch_and_torch_commands_name_the_extra(onnx_dir, tmp_path):
     from lookalike.data.samples import load_sample
 
@@ -118,6 +119,7 @@ def test_index_search_duplicates_run_without_torch_and_torch_commands_name_the_e
         assert r.returncode == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_denoise_auto_on_photos_runs_without_torch_as_with_it(onnx_dir, tmp_path, photo_dir):
     gallery = tmp_path / "photos"
     gallery.mkdir()
@@ -143,3 +145,26 @@ def test_denoise_auto_on_photos_runs_without_torch_as_with_it(onnx_dir, tmp_path
     r = _core(tmp_path, onnx_dir, "search", str(tmp_path / "noisy.png"), "--db", str(tmp_path / "idx"), "--denoise",
               "ddim")
     assert r.returncode == 2 and r.stderr.strip().endswith("needs torch: pip install 'lookalike[train]'"), r.stderr
+
+
+@pytest.mark.slow
+def test_every_ui_page_renders_without_torch(onnx_dir, tmp_path, photo_dir):
+    assert _core(tmp_path, onnx_dir, "index", str(photo_dir), "--db", str(tmp_path / "idx"), "--model", "siamese-mnist",
+                 "-q").returncode == 0
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        import lookalike.retrieval.export as x
+        x.ONNX_DIR = __import__('pathlib').Path({str(onnx_dir)!r})
+        from helpers import page
+        for name in ("index_page", "search_page", "compare_page", "explore_page", "duplicates_page"):
+            at = page(name).run()
+            assert not at.exception and not at.error, (name, [str(e.value)[:300] for e in at.exception],
+                                                       [e.value for e in at.error])
+        print("torch" in sys.modules)
+        """)
+    hide = tmp_path / "hide"
+    env = dict(os.environ, PYTHONPATH=str(hide), LOOKALIKE_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1",
+               LOOKALIKE_DB=str(tmp_path / "idx"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stderr[-2000:]

@@ -93,3 +93,50 @@ def test_a_picture_too_small_for_the_draft_still_decodes(tmp_path):
     Image.new("RGB", (20, 10), (200, 10, 10)).save(p)
     r = decode_file(0, str(p), PRE)
     assert r.pixels.shape == (3, 64, 64) and (r.width, r.height) == (20, 10) and abs(int(r.pixels[0].mean()) - 200) <= 3
+
+
+def test_a_decoding_process_that_dies_stops_the_run_in_one_line(tmp_path, monkeypatch):
+    import os
+
+    import pytest
+
+    import lookalike.indexer.decoding as decoding
+
+    d = _folder(tmp_path)
+    real = decoding.decode_file
+
+    def crash_on_rocket(i, path, preprocess, max_pixels=decoding.DEFAULT_MAX_PIXELS):  # a decoder that segfaults
+        if path.endswith("rocket.jpg"):
+            os._exit(139)
+        return real(i, path, preprocess, max_pixels)
+
+    monkeypatch.setattr(decoding, "decode_file", crash_on_rocket)  # the forked workers inherit it
+    paths = sorted(str(p) for p in d.iterdir())
+    with pytest.raises(decoding.DecodeWorkerDied, match="ended unexpectedly"):
+        list(decode_files(paths, PRE, workers=2))
+
+
+def test_jpegs_decode_through_simplejpeg_as_through_pil(tmp_path, monkeypatch):
+    import lookalike.indexer.loading as loading
+
+    pytest = __import__("pytest")
+    pytest.importorskip("simplejpeg")
+    d = _folder(tmp_path)
+    big = load_photo("astronaut").convert("RGB").resize((2000, 1500))
+    for orient in (3, 6, 8):  # a phone-sized-ish picture under each turning orientation
+        exif_rotated_jpeg(big, d / f"big-{orient}.jpg", orient)
+    load_photo("camera").convert("L").save(d / "grey.jpg", quality=90)  # not YCbCr: PIL decodes it
+    load_photo("coffee").convert("CMYK").save(d / "cmyk.jpg", quality=90)
+    paths = sorted(str(p) for p in d.iterdir())
+    used = []
+    real = loading._scaled_jpeg
+    monkeypatch.setattr(loading, "_scaled_jpeg", lambda *a: used.append(real(*a) is not None) or real(*a))
+    fast = [decode_file(i, p, PRE) for i, p in enumerate(paths)]
+    assert sum(used) == 7 and len(used) == len(paths)  # 4 colour JPEGs of _folder... and the 3 big ones
+    monkeypatch.setattr(loading, "_scaled_jpeg", lambda *a: None)
+    slow = [decode_file(i, p, PRE) for i, p in enumerate(paths)]
+    for a, b, p in zip(fast, slow, paths):
+        assert a.reason == b.reason, p
+        if a.pixels is not None:
+            assert np.array_equal(a.pixels, b.pixels) and (a.width, a.height) == (b.width, b.height), p
+            assert a.sha256 == b.sha256 and np.array_equal(a.signature, b.signature), p

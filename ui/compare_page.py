@@ -14,10 +14,14 @@ from .search_page import UPLOAD_TYPES
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _embedder(name: str):
     """(embedder, None) or (None, reason): loaded once per process; offline only."""
-    from lookalike.retrieval.embedders import get_embedder
+    from lookalike.retrieval.runtime import load_embedder, torch_available
 
     try:
-        return get_embedder(name), None
+        if torch_available():
+            from lookalike.retrieval.embedders import get_embedder
+
+            return get_embedder(name), None
+        return load_embedder(name, "openvino", "fp32"), None  # the core install: the shipped compiled models
     except Exception as exc:  # missing weights / checkpoint / package: reported, never fatal
         return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
 
@@ -105,7 +109,7 @@ def _picker(side: str, eng, roots: list[str], max_bytes: int):
 
 
 def render() -> None:
-    from lookalike.retrieval.embedders import list_embedders
+    from lookalike.retrieval.runtime import list_models as list_embedders
 
     cfg, eng = state.open_page("Compare", "How alike two images are under each embedder: cosine similarity of their "
                                "embeddings (1 = same direction).", require_index=False)

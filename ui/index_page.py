@@ -84,7 +84,8 @@ def _job_panel(db: str) -> None:
 
 
 def render() -> None:
-    from lookalike.retrieval.embedders import DEFAULT_EMBEDDER, list_embedders
+    from lookalike.retrieval.models import DEFAULT_EMBEDDER
+    from lookalike.retrieval.runtime import list_models as list_embedders
 
     cfg = state.settings()
     st.title("Index")

@@ -9,6 +9,8 @@ from dataclasses import replace
 import streamlit as st
 from PIL import Image
 
+from lookalike.retrieval.runtime import torch_available
+
 from . import state
 from .original import open_viewer
 from .safety import UnsafePathError, UploadTooLarge, check_upload
@@ -197,6 +199,9 @@ def render() -> None:
 
     qbytes = raw
     noisy = None
+    if noise_sigma > 0 and not torch_available():  # the seeded noise is torch's: the core install has none
+        st.warning("Adding noise needs torch: pip install 'lookalike[train]'. Searching the image as it is.")
+        noise_sigma = 0.0
     if noise_sigma > 0:
         from lookalike.retrieval.denoise.noise import add_noise_image
 
@@ -287,6 +292,10 @@ def _noise_level(key: str, _image: Image.Image) -> float | None:
     σ 0.2 the wavelet estimate reads 0.18-0.20 on photos and small crops), and the learned estimate, which sets the
     line and costs about 100 ms on a busy CPU, runs only for the others."""
     try:
+        if not torch_available():  # the core install: the shipped noise estimator on OpenVINO, no wavelet screen
+            from lookalike.retrieval.denoise.light import estimate_sigma as light_sigma
+
+            return float(light_sigma(_image))
         from lookalike.retrieval.denoise import estimate_sigma
 
         w, h = _image.size
