@@ -1,8 +1,8 @@
 """Indexing throughput end to end (scan, hash, decode, embed, commit, save) vs the bare model forward, for
 today's torch path and an inference runtime (retrieval/runtime.py), in the same run; plus decoding alone.
 
-    python benchmarks/indexing.py --n 512 --size 224 --runtime openvino
-    python benchmarks/indexing.py --phone 120      # phone photos: default runtime, torch, imagededup, decode floor
+    python -m benchmarks.indexing --n 512 --size 224 --runtime openvino
+    python -m benchmarks.indexing --phone 120      # phone photos: default runtime, torch, imagededup, decode floor
 
 ``--phone N``: N phone-sized photos (4032x3024 JPEG q90, every third a portrait turned by EXIF; made once from the
 dev photos, see make_phone_photos) indexed with the default model by the default runtime and by ``--runtime

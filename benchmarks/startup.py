@@ -3,8 +3,8 @@ of ``--n`` photos (a new process each time, the compiled model cached), and the 
 indexed photos (each finds itself) and of photos that are not indexed, for each ``--views`` setting (the
 default ``auto``; ``none`` never) in the same run.
 
-    python benchmarks/startup.py --n 300 --runtimes openvino torch
-    python benchmarks/startup.py --lookalike /path/to/core-venv/bin/lookalike --runtimes auto --views auto
+    python -m benchmarks.startup --n 300 --runtimes openvino torch
+    python -m benchmarks.startup --lookalike /path/to/core-venv/bin/lookalike --runtimes auto --views auto
         # the same figures for another install's command (the core install: no torch), on an index built here
 
 The index is built once (800x600 JPEG photos, efficientnet_lite0); each runtime then searches it.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing import make_photos
+from benchmarks.indexing import make_photos
 
 
 def wall(cmd: list[str], runs: int) -> tuple[float, list[float]]:

@@ -1,7 +1,7 @@
 """The web UI in a real browser (issue 24): search round trip, Duplicates page 1, Keep click, and an indexing job that
 survives page changes and a reload.
 
-    nice -n 10 .venv/bin/python benchmarks/ui.py --work /tmp/lookalike-ui-bench --out benchmarks/results/ui.json
+    .venv/bin/python -m benchmarks.ui --work /tmp/lookalike-ui-bench --out benchmarks/results/ui.json
 
 Builds (once, kept in --work) an index of --images generated images: seeded random crops of the scikit-image photos
 at 64-160 px, a tenth of them also saved as a half-size JPEG copy (so the Duplicates page has groups), with the
