@@ -19,15 +19,12 @@ default model. Starts ``lookalike ui --allow-write`` on 127.0.0.1 and drives hea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +72,6 @@ def build(work: Path, n: int, model: str) -> Path:
     return db
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_idle(page, timeout_ms: int = 600_000) -> None:
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached",
                            timeout=timeout_ms)
@@ -111,14 +102,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
+    from lookalike.ui.screenshots import ui_server
+
     args.work.mkdir(parents=True, exist_ok=True)
     db = build(args.work, args.images, args.model)
     queries = crops(args.work / "queries", args.queries, seed=99)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = open(args.work / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port),
-                               "--allow-write"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     import sqlite3
 
     con = sqlite3.connect(db / "metadata.db")
@@ -126,13 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     con.close()
     out: dict = {"images": indexed, "model": args.model, "cpus": os.cpu_count(),
                  "load_avg_start": os.getloadavg()[0]}
+    stack = contextlib.ExitStack()
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        url = stack.enter_context(ui_server(db, allow_write=True, log=log))
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -223,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             browser.close()
     finally:
         out["load_avg_end"] = os.getloadavg()[0]
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        stack.close()
         log.close()
     print(json.dumps(out, indent=2))
     if args.out:

@@ -160,13 +160,18 @@ def test_a_group_is_never_emptied_and_bad_destinations_are_refused(library, tmp_
     assert len(err.strip().splitlines()) == 1
 
 
-def test_duplicates_page_moves_after_confirming_and_undoes(library, tmp_path, monkeypatch):
+def _duplicates_page(db, monkeypatch):
+    """The Duplicates page of a writable app on ``db``, run once (Streamlit's AppTest)."""
     AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
-    pics, db = library
     monkeypatch.setenv("LOOKALIKE_DB", str(db))
     monkeypatch.setenv("LOOKALIKE_UI_ALLOW_WRITE", "1")
-    at = AppTest.from_string("from lookalike.ui import duplicates_page\nduplicates_page.render()\n",
-                             default_timeout=120).run()
+    return AppTest.from_string("from lookalike.ui import duplicates_page\nduplicates_page.render()\n",
+                               default_timeout=120).run()
+
+
+def test_duplicates_page_moves_after_confirming_and_undoes(library, tmp_path, monkeypatch):
+    pics, db = library
+    at = _duplicates_page(db, monkeypatch)
     assert not at.exception, [e.value for e in at.exception]
     assert any("exact copy" in m.value for m in at.markdown)  # the byte-identical rocket is flagged
     at.text_input(key="dup_dest").input(str(tmp_path / "dupes")).run()
@@ -187,14 +192,10 @@ def test_duplicates_page_moves_after_confirming_and_undoes(library, tmp_path, mo
 
 def test_duplicates_page_moves_what_is_marked_at_the_click(library, tmp_path, monkeypatch):
     """A Keep mark made after the page was drawn (its box reruns alone) is honoured by the Move button."""
-    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
     from lookalike.ui.duplicates_page import keep_key
 
     pics, db = library
-    monkeypatch.setenv("LOOKALIKE_DB", str(db))
-    monkeypatch.setenv("LOOKALIKE_UI_ALLOW_WRITE", "1")
-    at = AppTest.from_string("from lookalike.ui import duplicates_page\nduplicates_page.render()\n",
-                             default_timeout=120).run()
+    at = _duplicates_page(db, monkeypatch)
     at.text_input(key="dup_dest").input(str(tmp_path / "dupes")).run()
     at.checkbox(key="dup_sure").check().run()
     small = str(pics / "edits" / "chelsea-small.jpg")

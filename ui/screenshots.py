@@ -11,6 +11,7 @@ CIFAR-10 samples and a few copies, with the default model.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import re
@@ -21,6 +22,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -49,6 +54,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def ui_server(db: Path, allow_write: bool = False, log: IO | None = None, wait_s: float = 120.0) -> Iterator[str]:
+    """``lookalike ui --db DB`` on a free loopback port, once it answers its health check; yields its URL and
+    stops its whole process group on exit (``log``: where its output goes, else nowhere)."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port)]
+    proc = subprocess.Popen(cmd + (["--allow-write"] if allow_write else []), stdout=log or subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT if log else subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def _write_png(im: Image.Image, path: Path, max_kb: int, palettes: tuple) -> None:
+    """``im`` as an optimised PNG, with the first palette size (None: full colour) that fits in ``max_kb``."""
+    from PIL import Image
+    for colours in palettes:
+        out = im if colours is None else im.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        buf = io.BytesIO()
+        out.save(buf, format="PNG", optimize=True)
+        if buf.tell() <= max_kb * 1024:
+            break
+    path.write_bytes(buf.getvalue())
+    print(f"{path}: {im.width}x{im.height}, {len(buf.getvalue()) // 1024} KB", flush=True)
+
+
 def _save(page, path: Path, max_kb: int = 400) -> None:
     """Full-page PNG, palette-quantised when needed to stay under ``max_kb``."""
     from PIL import Image
@@ -62,15 +104,7 @@ def _save(page, path: Path, max_kb: int = 400) -> None:
     page.wait_for_timeout(1500)
     raw = page.screenshot(full_page=True)
     page.set_viewport_size(vp)
-    im = Image.open(io.BytesIO(raw)).convert("RGB")
-    for colours in (None, 256, 128, 64):
-        out = im if colours is None else im.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        buf = io.BytesIO()
-        out.save(buf, format="PNG", optimize=True)
-        if buf.tell() <= max_kb * 1024:
-            break
-    path.write_bytes(buf.getvalue())
-    print(f"{path}: {im.width}x{im.height}, {len(buf.getvalue()) // 1024} KB")
+    _write_png(Image.open(io.BytesIO(raw)).convert("RGB"), path, max_kb, (None, 256, 128, 64))
 
 
 def _idle(page, timeout: int = 300_000) -> None:
@@ -82,94 +116,79 @@ def _idle(page, timeout: int = 300_000) -> None:
 def shoot(db: Path, query: Path, images: Path, out: Path, chromium: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        for _ in range(180):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = b.new_page(viewport={"width": 1360, "height": 900})
-            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((url, "data:", "blob:")) else r.abort())
+    with ui_server(db) as url, sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = b.new_page(viewport={"width": 1360, "height": 900})
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((url, "data:", "blob:")) else r.abort())
 
-            # Search: upload, results grid, then the latency of a few more searches
-            page.goto(url + "/")
-            page.wait_for_selector("input[type=file]", state="attached", timeout=300_000)
-            page.set_input_files("input[type=file]", str(query))
-            page.locator(".st-key-result-1 img").wait_for(timeout=300_000)
+        # Search: upload, results grid, then the latency of a few more searches
+        page.goto(url + "/")
+        page.wait_for_selector("input[type=file]", state="attached", timeout=300_000)
+        page.set_input_files("input[type=file]", str(query))
+        page.locator(".st-key-result-1 img").wait_for(timeout=300_000)
+        _idle(page)
+        _save(page, out / "ui-search.png")
+        times = []
+        for rank in (2, 3, 4, 2, 3):
+            page.locator(f".st-key-result-{rank}").get_by_role("button", name="Search with this").click()
             _idle(page)
-            _save(page, out / "ui-search.png")
-            times = []
-            for rank in (2, 3, 4, 2, 3):
-                page.locator(f".st-key-result-{rank}").get_by_role("button", name="Search with this").click()
-                _idle(page)
-                m = re.search(r"results from (\d+) images in (\d+) ms", page.inner_text("body"))
-                if m:
-                    times.append(int(m.group(2)))
-            print(f"search latency reported by the app (click a result, {m.group(1) if m else '?'} images): {times} ms")
+            m = re.search(r"results from (\d+) images in (\d+) ms", page.inner_text("body"))
+            if m:
+                times.append(int(m.group(2)))
+        print(f"search latency reported by the app (click a result, {m.group(1) if m else '?'} images): {times} ms")
 
-            # Search with the noisy-query panel: a 32x32 CIFAR-10 image, noise 0.3, DDIM denoising
-            cifar = sorted((images / "cifar10").rglob("*.png"))[3]
-            page.set_input_files("input[type=file]", str(cifar))
-            _idle(page)
-            page.get_by_text("Noisy query").first.click()
-            slider = page.get_by_role("slider", name="Add Gaussian noise, σ")
-            slider.focus()
-            for _ in range(6):
-                slider.press("ArrowRight")
-            _idle(page)
-            page.get_by_text("Denoise before searching").first.click()
-            _idle(page)
-            page.locator(".st-key-result-1 img").wait_for(timeout=300_000)
-            _idle(page)
-            _save(page, out / "ui-search-noisy.png")
+        # Search with the noisy-query panel: a 32x32 CIFAR-10 image, noise 0.3, DDIM denoising
+        cifar = sorted((images / "cifar10").rglob("*.png"))[3]
+        page.set_input_files("input[type=file]", str(cifar))
+        _idle(page)
+        page.get_by_text("Noisy query").first.click()
+        slider = page.get_by_role("slider", name="Add Gaussian noise, σ")
+        slider.focus()
+        for _ in range(6):
+            slider.press("ArrowRight")
+        _idle(page)
+        page.get_by_text("Denoise before searching").first.click()
+        _idle(page)
+        page.locator(".st-key-result-1 img").wait_for(timeout=300_000)
+        _idle(page)
+        _save(page, out / "ui-search-noisy.png")
 
-            # Index: update all folders (nothing changed: counts and the skipped file stay)
-            page.goto(url + "/index")
-            page.get_by_role("button", name="Update all indexed folders").wait_for(timeout=120_000)
-            _idle(page)
-            page.get_by_role("button", name="Update all indexed folders").click()
-            page.get_by_text("unchanged").first.wait_for(timeout=300_000)
-            _idle(page)
-            _save(page, out / "ui-index.png")
+        # Index: update all folders (nothing changed: counts and the skipped file stay)
+        page.goto(url + "/index")
+        page.get_by_role("button", name="Update all indexed folders").wait_for(timeout=120_000)
+        _idle(page)
+        page.get_by_role("button", name="Update all indexed folders").click()
+        page.get_by_text("unchanged").first.wait_for(timeout=300_000)
+        _idle(page)
+        _save(page, out / "ui-index.png")
 
-            # Explore: t-SNE coloured by label, the "cat" group's thumbnails
-            page.goto(url + "/explore")
-            page.get_by_text("t-SNE").first.wait_for(timeout=120_000)
-            _idle(page)
-            page.get_by_text("t-SNE", exact=True).click()
-            _idle(page)
-            page.get_by_text("label", exact=True).click()
-            _idle(page)
-            page.locator(".stSelectbox").first.click()
-            page.get_by_role("option", name="cat", exact=True).click()
-            _idle(page)
-            _save(page, out / "ui-explore.png")
+        # Explore: t-SNE coloured by label, the "cat" group's thumbnails
+        page.goto(url + "/explore")
+        page.get_by_text("t-SNE").first.wait_for(timeout=120_000)
+        _idle(page)
+        page.get_by_text("t-SNE", exact=True).click()
+        _idle(page)
+        page.get_by_text("label", exact=True).click()
+        _idle(page)
+        page.locator(".stSelectbox").first.click()
+        page.get_by_role("option", name="cat", exact=True).click()
+        _idle(page)
+        _save(page, out / "ui-explore.png")
 
-            # Compare: the cat photo against the cropped query under every embedder
-            page.goto(url + "/compare")
-            page.wait_for_selector("input[type=file]", state="attached", timeout=120_000)
-            _idle(page)
-            inputs = page.locator("input[type=file]")
-            inputs.nth(0).set_input_files(str(images / "photos" / "chelsea.png"))
-            _idle(page)
-            inputs.nth(1).set_input_files(str(query))
-            _idle(page)
-            page.get_by_role("button", name="Compare", exact=True).click()
-            page.locator(".stDataFrame").wait_for(timeout=600_000)
-            _idle(page, 600_000)
-            _save(page, out / "ui-compare.png")
-            b.close()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
+        # Compare: the cat photo against the cropped query under every embedder
+        page.goto(url + "/compare")
+        page.wait_for_selector("input[type=file]", state="attached", timeout=120_000)
+        _idle(page)
+        inputs = page.locator("input[type=file]")
+        inputs.nth(0).set_input_files(str(images / "photos" / "chelsea.png"))
+        _idle(page)
+        inputs.nth(1).set_input_files(str(query))
+        _idle(page)
+        page.get_by_role("button", name="Compare", exact=True).click()
+        page.locator(".stDataFrame").wait_for(timeout=600_000)
+        _idle(page, 600_000)
+        _save(page, out / "ui-compare.png")
+        b.close()
 
 
 GALLERY_SIZES = {"desktop": {"width": 1400, "height": 900}, "phone": {"width": 390, "height": 844}}
@@ -208,71 +227,47 @@ def _shot(page, path: Path, max_kb: int = 180) -> None:
 
     page.mouse.move(2, 2)  # no hover toolbars in the picture
     page.wait_for_timeout(600)
-    im = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
-    for colours in (None, 128, 64, 32):
-        out = im if colours is None else im.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        buf = io.BytesIO()
-        out.save(buf, format="PNG", optimize=True)
-        if buf.tell() <= max_kb * 1024:
-            break
-    path.write_bytes(buf.getvalue())
-    print(f"{path}: {im.width}x{im.height}, {len(buf.getvalue()) // 1024} KB", flush=True)
+    _write_png(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), path, max_kb, (None, 128, 64, 32))
 
 
 def gallery(db: Path, query: Path, images: Path, out: Path, chromium: str) -> None:
     """Every page, desktop and phone, light and dark (see the module's doc)."""
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port),
-                             "--allow-write"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            for scheme in ("light", "dark"):
-                for device, vp in GALLERY_SIZES.items():
-                    phone = device == "phone"
-                    page = b.new_page(viewport=vp, color_scheme=scheme, is_mobile=phone, has_touch=phone,
-                                      device_scale_factor=1)
-                    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((url, "data:", "blob:"))
-                               else r.abort())
-                    name = f"{device}-{scheme}"
-                    page.goto(url + "/")
-                    page.wait_for_selector(".st-key-q_upload input[type=file]", state="attached", timeout=300_000)
-                    page.set_input_files(".st-key-q_upload input[type=file]", str(query))
-                    page.locator(".st-key-result-1 img").wait_for(timeout=300_000)
+    with ui_server(db, allow_write=True) as url, sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        for scheme in ("light", "dark"):
+            for device, vp in GALLERY_SIZES.items():
+                phone = device == "phone"
+                page = b.new_page(viewport=vp, color_scheme=scheme, is_mobile=phone, has_touch=phone,
+                                  device_scale_factor=1)
+                page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((url, "data:", "blob:"))
+                           else r.abort())
+                name = f"{device}-{scheme}"
+                page.goto(url + "/")
+                page.wait_for_selector(".st-key-q_upload input[type=file]", state="attached", timeout=300_000)
+                page.set_input_files(".st-key-q_upload input[type=file]", str(query))
+                page.locator(".st-key-result-1 img").wait_for(timeout=300_000)
+                _idle(page)
+                if phone:  # the grid, not the upload box
+                    page.locator(".st-key-result-1").scroll_into_view_if_needed()
+                _shot(page, out / f"search-{name}.png")
+                page.locator(".st-key-result-1").get_by_role("button", name="Open original").click()
+                page.get_by_role("dialog").locator("img").wait_for(timeout=120_000)
+                _idle(page)
+                _shot(page, out / f"viewer-{name}.png")
+                page.keyboard.press("Escape")
+                for path in ("index", "explore", "compare", "duplicates"):
+                    page.goto(f"{url}/{path}")
+                    page.wait_for_selector("[data-testid=stMain] h1", timeout=300_000)
+                    if path == "duplicates":
+                        page.locator(".st-key-dup-group-1 img").first.wait_for(timeout=300_000)
+                    if path == "explore":
+                        page.locator(".st-key-ex_chart").first.wait_for(timeout=300_000)
                     _idle(page)
-                    if phone:  # the grid, not the upload box
-                        page.locator(".st-key-result-1").scroll_into_view_if_needed()
-                    _shot(page, out / f"search-{name}.png")
-                    page.locator(".st-key-result-1").get_by_role("button", name="Open original").click()
-                    page.get_by_role("dialog").locator("img").wait_for(timeout=120_000)
-                    _idle(page)
-                    _shot(page, out / f"viewer-{name}.png")
-                    page.keyboard.press("Escape")
-                    for path in ("index", "explore", "compare", "duplicates"):
-                        page.goto(f"{url}/{path}")
-                        page.wait_for_selector("[data-testid=stMain] h1", timeout=300_000)
-                        if path == "duplicates":
-                            page.locator(".st-key-dup-group-1 img").first.wait_for(timeout=300_000)
-                        if path == "explore":
-                            page.locator(".st-key-ex_chart").first.wait_for(timeout=300_000)
-                        _idle(page)
-                        _shot(page, out / f"{path}-{name}.png")
-                    page.close()
-            b.close()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
+                    _shot(page, out / f"{path}-{name}.png")
+                page.close()
+        b.close()
 
 
 def main(argv: list[str] | None = None) -> int:

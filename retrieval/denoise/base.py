@@ -19,7 +19,7 @@ from PIL import Image
 
 from lookalike.errors import LookalikeError
 
-__all__ = ["METHODS", "AUTO_FUSE_SIGMA", "AUTO_LOWFREQ_WEIGHT", "DenoiseError", "DenoiseResult", "consistency_score",
+__all__ = ["check_request", "METHODS", "AUTO_FUSE_SIGMA", "AUTO_LOWFREQ_WEIGHT", "DenoiseError", "DenoiseResult", "consistency_score",
            "to_array", "is_gray", "check_image"]
 
 METHODS = ("auto", "ddpm", "ddim", "classical")
@@ -75,6 +75,24 @@ def check_image(image: Image.Image) -> None:
         raise DenoiseError(f"expected a PIL image, got {type(image).__name__}")
     if image.width < 8 or image.height < 8:
         raise DenoiseError(f"image {image.width}x{image.height}: too small to denoise (min 8x8)")
+
+
+def check_request(image: Image.Image, method: str, sigma: float | str, n_samples: int, steps: int | None) -> bool:
+    """DenoiseError with a one-line reason for a bad request; True when ``sigma`` is to be estimated."""
+    check_image(image)
+    if method not in METHODS:
+        raise DenoiseError(f"--method {method}: unknown (choose {', '.join(METHODS)})")
+    if int(n_samples) < 1 or int(n_samples) > 64:
+        raise DenoiseError(f"--samples {n_samples}: must be between 1 and 64")
+    if steps is not None and (int(steps) < 1 or int(steps) > 1000):
+        raise DenoiseError(f"--steps {steps}: must be between 1 and 1000")
+    if isinstance(sigma, str):
+        if sigma != "auto":
+            raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
+        return True
+    if not np.isfinite(float(sigma)) or float(sigma) < 0:
+        raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
+    return False
 
 
 def consistency_score(neighbour_id_lists: list[list[int]]) -> float:

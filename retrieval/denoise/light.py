@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..export import shipped_denoise
 from ..runtime import import_runtime, cache_dir, compile_cached
-from .base import (AUTO_FUSE_SIGMA, AUTO_LOWFREQ_WEIGHT, METHODS, DenoiseError, DenoiseResult, check_image, is_gray,
+from .base import (AUTO_FUSE_SIGMA, AUTO_LOWFREQ_WEIGHT, DenoiseError, DenoiseResult, check_image, check_request, is_gray,
                    to_array)
 
 __all__ = ["denoise_image", "estimate_sigma"]
@@ -69,18 +69,7 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
     """The photo rule of ``--denoise auto`` (``photo_rule``, no ``model``, a picture no exact-size DDPM fits);
     DenoiseError naming the ``train`` extra for anything that needs a network on torch."""
     t0 = time.perf_counter()
-    check_image(image)
-    if method not in METHODS:
-        raise DenoiseError(f"--method {method}: unknown (choose {', '.join(METHODS)})")
-    if int(n_samples) < 1 or int(n_samples) > 64:
-        raise DenoiseError(f"--samples {n_samples}: must be between 1 and 64")
-    if steps is not None and (int(steps) < 1 or int(steps) > 1000):
-        raise DenoiseError(f"--steps {steps}: must be between 1 and 1000")
-    estimated = isinstance(sigma, str)
-    if estimated and sigma != "auto":
-        raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
-    if not estimated and (not np.isfinite(float(sigma)) or float(sigma) < 0):
-        raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
+    estimated = check_request(image, method, sigma, n_samples, steps)
     w, h = image.size
     gray = is_gray(image)
     exact = [name for name, d in _domains().items()

@@ -25,7 +25,8 @@ from PIL import Image
 from ..checkpoint import CheckpointError
 from .. import models
 from ..models import card_path, cards, get_card, shipped
-from .base import (AUTO_FUSE_SIGMA, AUTO_LOWFREQ_WEIGHT, METHODS, DenoiseError, DenoiseResult, check_image, is_gray,
+from .base import (AUTO_FUSE_SIGMA, AUTO_LOWFREQ_WEIGHT, METHODS, DenoiseError, DenoiseResult, check_image, check_request,
+                   is_gray,
                    to_array, consistency_score)
 from .diffusion import Diffusion, load_diffusion
 from .sigma import SigmaNet, load_sigma_net, wavelet_sigma
@@ -239,21 +240,9 @@ def denoise_image(image: Image.Image, method: str = "auto", sigma: float | str =
     and the result is scaled back to the input size (:func:`_denoise_photo`).
     """
     t0 = time.perf_counter()
-    check_image(image)
-    if method not in METHODS:
-        raise DenoiseError(f"--method {method}: unknown (choose {', '.join(METHODS)})")
-    if int(n_samples) < 1 or int(n_samples) > 64:
-        raise DenoiseError(f"--samples {n_samples}: must be between 1 and 64")
-    if steps is not None and (int(steps) < 1 or int(steps) > 1000):
-        raise DenoiseError(f"--steps {steps}: must be between 1 and 1000")
-    estimated = isinstance(sigma, str)
-    if estimated:
-        if sigma != "auto":
-            raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
-    else:
+    estimated = check_request(image, method, sigma, n_samples, steps)
+    if not estimated:
         sig = float(sigma)
-        if not np.isfinite(sig) or sig < 0:
-            raise DenoiseError(f"--sigma {sigma}: expected 'auto' or a number >= 0")
     gray = is_gray(image)
     w, h = image.size
     diffusion, name, reason = (None, None, None)
