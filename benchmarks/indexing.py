@@ -172,7 +172,8 @@ def decode_variants(folder: Path, size: int) -> dict[str, float]:
 
 def phone_decoders(folder: Path, size: int, limit: int = 40) -> dict[str, float]:
     """ms per photo on one core to decode a phone JPEG to at least ``size`` px: PIL's draft (DCT scaling, what
-    indexing does) and simplejpeg's scaled decode (libjpeg-turbo; when installed), with the pixels compared."""
+    indexing does), simplejpeg's scaled decode and PyTurboJPEG's (both libjpeg-turbo; each when installed), with the
+    pixels compared."""
     import io
 
     from PIL import Image
@@ -193,6 +194,19 @@ def phone_decoders(folder: Path, size: int, limit: int = 40) -> dict[str, float]
             d, colorspace="RGB", min_height=size, min_width=size)))
     except ImportError:
         pass
+    try:  # PyTurboJPEG needs the system's libturbojpeg (Debian: libturbojpeg0)
+        from turbojpeg import TJPF_RGB, TurboJPEG
+
+        tj = TurboJPEG()
+
+        def turbo(d):
+            w, h = tj.decode_header(d)[:2]
+            k = next(k for k in (8, 4, 2, 1) if w // k >= size and h // k >= size or k == 1)
+            return tj.decode(d, pixel_format=TJPF_RGB, scaling_factor=(1, k))
+
+        variants.append(("PyTurboJPEG scaled", turbo))
+    except (ImportError, RuntimeError, OSError):
+        pass
     spent = {label: 0.0 for label, _ in variants}
     for _, fn in variants:
         fn(datas[0])
@@ -203,9 +217,10 @@ def phone_decoders(folder: Path, size: int, limit: int = 40) -> dict[str, float]
                 fn(d)
                 spent[label] += time.perf_counter() - t0
     out: dict = {label: round(t / (3 * len(datas)) * 1000, 2) for label, t in spent.items()}
-    if len(variants) > 1:
-        a, b = variants[0][1](datas[0]), variants[1][1](datas[0])
-        out["same pixels"] = bool(a.shape == b.shape and np.array_equal(a, b))
+    base = variants[0][1](datas[0])
+    for label, fn in variants[1:]:
+        b = fn(datas[0])
+        out[f"{label}: same pixels as PIL"] = bool(base.shape == b.shape and np.array_equal(base, b))
     return out
 
 
