@@ -74,6 +74,10 @@ def test_slash_focuses_the_upload(browser, app):
     page.keyboard.press("/")
     page.wait_for_function("() => document.activeElement && document.activeElement.closest("
                            "'.st-key-q_upload [data-testid=stFileUploaderDropzone]')", timeout=10_000)
+    page.keyboard.press("Tab")  # keyboard focus moves on and shows a ring wherever it lands
+    ring = page.evaluate("() => { const s = getComputedStyle(document.activeElement);"
+                         " return [s.outlineStyle, parseFloat(s.outlineWidth)]; }")
+    assert ring[0] != "none" and ring[1] >= 2, ring
     page.close()
 
 

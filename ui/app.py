@@ -63,7 +63,9 @@ nav = st.navigation(pages)
 # after st.navigation, so that the pages' material icons do not become a CDN-hosted favicon
 st.set_page_config(page_title="lookalike", page_icon=_favicon(), layout="wide")
 # the uploaders' own "N MB per file" is the server's 4x headroom (lookalike.ui.commands); the labels state the cap
-st.html("<style>[data-testid=stFileUploaderDropzoneInstructions] span { display: none; }</style>")
+st.html("<style>[data-testid=stFileUploaderDropzoneInstructions] span { display: none; }"
+        # a visible ring on whatever the keyboard focused, in light and dark themes alike
+        " :focus-visible { outline: 2px solid #2f7cf6 !important; outline-offset: 2px; }</style>")
 _sidebar()
 keys.install()
 nav.run()
