@@ -15,7 +15,7 @@ import os
 from dataclasses import MISSING
 from typing import Any, Literal, Mapping, Sequence, get_type_hints
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -231,31 +231,18 @@ def _offline_docs(app: FastAPI) -> None:
 
 
 # ---------------------------------------------------------------------------------- app
-def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, token: str | None = None,
-               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, runtime: str = "auto") -> FastAPI:
-    """The API over the index folder ``engine_path`` (opened now: EngineError when it is not a usable index).
+@dataclasses.dataclass(frozen=True)
+class _Service:
+    """What the routers share: the warm engine, its indexing job, the write switch and the upload limit."""
 
-    ``token``: every endpoint but /health requires ``Authorization: Bearer TOKEN``. ``allow_write``: POST /index
-    may update the index; otherwise the service only reads. ``runtime``: the inference runtime (retrieval/runtime.py).
-    """
-    warm = WarmEngine(engine_path, runtime=runtime)
-    job = IndexJob(warm)
-    max_bytes = int(max_upload_mb * 1024 * 1024)
-    app = FastAPI(title="lookalike", version=__import__("lookalike").__version__, docs_url=None, redoc_url=None,
-                  description="Image similarity search over one index folder (see `lookalike serve --help`).")
-    _offline_docs(app)
-    app.state.warm, app.state.job = warm, job
-    app.add_middleware(_BodyLimit, limit=max_bytes + FORM_OVERHEAD)
-    bearer = HTTPBearer(auto_error=False, description="the service's token (--token or LOOKALIKE_TOKEN)")
+    warm: WarmEngine
+    job: IndexJob
+    allow_write: bool
+    max_bytes: int
 
-    secret = (token or "").encode()  # checked only when there is a token (guarded below)
 
-    def check_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if creds is None or not hmac.compare_digest(creds.credentials.encode(), secret):
-            raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    guarded = [Depends(check_token)] if token else []
+def _error_handlers(app: FastAPI, max_bytes: int) -> None:
+    """Every error answers one line of JSON (a traceback only in the server log)."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -280,7 +267,12 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
     async def _fault(request: Request, exc: Exception):  # the server logs the traceback
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server log"}, 500)
 
-    # ------------------------------------------------------------------ search
+
+def _search_router(svc: _Service, guarded: list) -> APIRouter:
+    """POST /search: an uploaded image, an indexed file or a vector."""
+    router = APIRouter()
+    warm, max_bytes = svc.warm, svc.max_bytes
+
     def run_search(query, opts: SearchOptions) -> list | dict:
         eng = warm.get()
         try:
@@ -304,7 +296,7 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
         except (EngineError, DenoiseError) as exc:
             raise HTTPException(400, str(exc)) from None
 
-    @app.post("/search", response_model=list[Hit] | DenoisedSearch, dependencies=guarded,  # type: ignore[valid-type]
+    @router.post("/search", response_model=list[Hit] | DenoisedSearch, dependencies=guarded,  # type: ignore[valid-type]
               openapi_extra={"requestBody": _search_body_schema()}, responses=_errors(400, 401, 403, 404, 413, 415, 422),
               summary="Find indexed images like an uploaded image, an indexed file, or an embedding vector")
     async def search(request: Request):
@@ -337,8 +329,14 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
         except ValidationError as exc:
             raise HTTPException(422, _one_line(exc.errors())) from None
         return JSONResponse(await run_in_threadpool(run_search, query, opts))
+    return router
 
-    # ------------------------------------------------------------------ images
+
+def _image_router(svc: _Service, guarded: list) -> APIRouter:
+    """GET /images/{id} and its thumbnail, only from inside the indexed folders."""
+    router = APIRouter()
+    warm = svc.warm
+
     def served_file(image_id: int):
         try:
             return image_file(warm.get(), image_id)
@@ -347,13 +345,13 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
         except UnsafePathError as exc:
             raise HTTPException(403, str(exc)) from None
 
-    @app.get("/images/{image_id}", dependencies=guarded, response_class=FileResponse, responses=_errors(401, 403, 404),
+    @router.get("/images/{image_id}", dependencies=guarded, response_class=FileResponse, responses=_errors(401, 403, 404),
              summary="The original file of an indexed image (only from inside the indexed folders)")
     def image(image_id: int = Path(ge=0, le=MAX_ID)):
         path = served_file(image_id)
         return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
-    @app.get("/images/{image_id}/thumbnail", dependencies=guarded, responses={200: {"content": {"image/jpeg": {}}},
+    @router.get("/images/{image_id}/thumbnail", dependencies=guarded, responses={200: {"content": {"image/jpeg": {}}},
              **_errors(401, 403, 404, 422)}, response_class=Response, summary="A JPEG thumbnail of an indexed image")
     def thumbnail(image_id: int = Path(ge=0, le=MAX_ID), size: int = Query(256, ge=16, le=1024, description="longer side, px")):
         path = served_file(image_id)
@@ -363,24 +361,30 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
             raise HTTPException(422, f"image {image_id}: {exc.reason}") from None
         except OSError as exc:
             raise HTTPException(404, f"image {image_id}: {exc.strerror or exc}") from None
+    return router
 
-    # ------------------------------------------------------------------ status, health, index
-    @app.get("/status", response_model=Status, dependencies=guarded, responses=_errors(401),
+
+def _index_router(svc: _Service, guarded: list) -> APIRouter:
+    """GET /status, /health, GET and POST /index, and the indexing jobs."""
+    router = APIRouter()
+    warm, job, allow_write = svc.warm, svc.job, svc.allow_write
+
+    @router.get("/status", response_model=Status, dependencies=guarded, responses=_errors(401),
              summary="Counts, model, index type and size of the index, and the state of the last index update")
     def status():
         return JSONResponse({**warm.get().status().to_dict(), "read_only": not allow_write,
                              "index_job": job.state.to_dict(), "reload_error": warm.reload_error})
 
-    @app.get("/health", response_model=Health, summary="Liveness check (no token needed)")
+    @router.get("/health", response_model=Health, summary="Liveness check (no token needed)")
     def health():
         return {"status": "ok"}
 
-    @app.get("/index", response_model=JobState, dependencies=guarded, responses=_errors(401),
+    @router.get("/index", response_model=JobState, dependencies=guarded, responses=_errors(401),
              summary="Progress of the last index update")
     def index_state():
         return JSONResponse(job.state.to_dict())
 
-    @app.post("/index", response_model=JobState, status_code=202, dependencies=guarded, responses=_errors(401, 403, 409),
+    @router.post("/index", response_model=JobState, status_code=202, dependencies=guarded, responses=_errors(401, 403, 409),
               summary="Re-index the indexed folders as a background job (only with --allow-write)")
     def reindex():
         """New, changed and removed files under the indexed folders are brought into the index while searches go
@@ -399,12 +403,12 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
             raise HTTPException(404, f"job {job_id}: no such job on this index")
         return j
 
-    @app.get("/jobs/{job_id}", response_model=JobState, dependencies=guarded, responses=_errors(401, 404),
+    @router.get("/jobs/{job_id}", response_model=JobState, dependencies=guarded, responses=_errors(401, 404),
              summary="State, progress (done / total, rate, ETA) and outcome of an indexing job")
     def job_state(job_id: str = Path(max_length=64)):
         return JSONResponse(own_job(job_id).to_dict())
 
-    @app.post("/jobs/{job_id}/cancel", response_model=JobState, status_code=202, dependencies=guarded,
+    @router.post("/jobs/{job_id}/cancel", response_model=JobState, status_code=202, dependencies=guarded,
               responses=_errors(401, 403, 404), summary="Stop an indexing job; what it committed is kept")
     def job_cancel(job_id: str = Path(max_length=64)):
         """The job stops after its current batch (state ``cancelling``, then ``cancelled``); its folders stay
@@ -413,5 +417,34 @@ def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, tok
             raise HTTPException(403, "read-only service: start it with --allow-write to change the index")
         own_job(job_id)
         return JSONResponse(RUNNER.cancel(job_id).to_dict(), 202)
+    return router
 
+
+def create_app(engine_path: str | os.PathLike, *, allow_write: bool = False, token: str | None = None,
+               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, runtime: str = "auto") -> FastAPI:
+    """The API over the index folder ``engine_path`` (opened now: EngineError when it is not a usable index).
+
+    ``token``: every endpoint but /health requires ``Authorization: Bearer TOKEN``. ``allow_write``: POST /index
+    may update the index; otherwise the service only reads. ``runtime``: the inference runtime (retrieval/runtime.py).
+    """
+    warm = WarmEngine(engine_path, runtime=runtime)
+    svc = _Service(warm, IndexJob(warm), allow_write, int(max_upload_mb * 1024 * 1024))
+    app = FastAPI(title="lookalike", version=__import__("lookalike").__version__, docs_url=None, redoc_url=None,
+                  description="Image similarity search over one index folder (see `lookalike serve --help`).")
+    _offline_docs(app)
+    app.state.warm, app.state.job = warm, svc.job
+    app.add_middleware(_BodyLimit, limit=svc.max_bytes + FORM_OVERHEAD)
+    bearer = HTTPBearer(auto_error=False, description="the service's token (--token or LOOKALIKE_TOKEN)")
+
+    secret = (token or "").encode()  # checked only when there is a token (guarded below)
+
+    def check_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if creds is None or not hmac.compare_digest(creds.credentials.encode(), secret):
+            raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    guarded = [Depends(check_token)] if token else []
+    _error_handlers(app, svc.max_bytes)
+    for router in (_search_router(svc, guarded), _image_router(svc, guarded), _index_router(svc, guarded)):
+        app.include_router(router)
     return app
