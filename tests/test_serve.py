@@ -540,3 +540,20 @@ def test_a_deleted_index_folder_is_a_503_not_a_500_or_stale_answers(writable, tm
             assert r.status_code == 503 and "index folder is gone" in r.json()["detail"], r.text
         shutil.move(tmp_path / "elsewhere", db)  # back: served again
         assert c.get("/status").status_code == 200
+
+
+def test_the_server_logs_the_library_through_uvicorns_handler():
+    """Under `lookalike serve`, a library warning reaches uvicorn's handler in its format, once, and not the command
+    line's one-line handler."""
+    code = ("import logging.config\n"
+            "from lookalike.log import install_stderr_handler, logger\n"
+            "from lookalike.ui.serving import uvicorn_log_config\n"
+            "install_stderr_handler()\n"  # what the command line does before `serve` runs
+            "logging.config.dictConfig(uvicorn_log_config())\n"
+            "logger('lookalike.retrieval.runtime').warning('model cache damaged')\n"
+            "logger('lookalike.retrieval.runtime').info('not shown')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in out.stderr.splitlines() if "model cache damaged" in ln]
+    assert out.returncode == 0, out.stderr
+    assert len(lines) == 1 and lines[0].startswith("WARNING:") and "lookalike:" not in lines[0], out.stderr
+    assert "not shown" not in out.stderr

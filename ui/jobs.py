@@ -12,6 +12,7 @@ killed run shows on the Index page and in ``GET /status``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -149,23 +150,26 @@ class JobRunner:
              precision: str | None, workers: int | None, on_end: Callable[[JobState], None] | None) -> None:
         from lookalike.retrieval.engine import EngineError
 
+        final = "failed"
         try:
             report = run_indexing(job.db, job.roots, model, self._progress(job), workers=workers, create=create,
                                   runtime=runtime, precision=precision, stop=stop.is_set)
             job.summary = report.summary()
             job.skipped = [{"path": p, "reason": r} for p, r in report.problems[:MAX_LISTED_SKIPS]]
-            job.state = "cancelled" if report.cancelled else "done"
+            final = "cancelled" if report.cancelled else "done"
         except EngineError as exc:
-            job.error, job.state = str(exc), "failed"
+            job.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - the server keeps running and reports it on the job
-            job.error, job.state = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", "failed"
+            job.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         finally:
             job.finished_at, job.eta_s = time.time(), None
             if on_end is not None:
                 try:
-                    on_end(job)
+                    on_end(dataclasses.replace(job, state=final))
                 except Exception:  # noqa: BLE001 - a failed reopen is reported by the engine's own state
                     pass
+            # the end is seen only once on_end is done: a search after "done" runs on the reopened engine
+            job.state = final
 
 
 RUNNER = JobRunner()  # the process's jobs: shared by every Streamlit session and the HTTP API

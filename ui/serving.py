@@ -82,11 +82,25 @@ def timed_protocol(header_timeout: float = HEADER_TIMEOUT_S, body_timeout: float
     return type("TimedH11", (_TimedH11,), {"header_timeout": float(header_timeout), "body_timeout": float(body_timeout)})
 
 
+def uvicorn_log_config() -> dict:
+    """uvicorn's logging configuration with the library's "lookalike" loggers on uvicorn's own handler, so the
+    server's log holds them in its format (configuring the logger drops the command line's one-line handler)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    from lookalike.log import LOGGER_NAME
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg["loggers"][LOGGER_NAME] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
+    return cfg
+
+
 def run(app: Any, host: str, port: int, header_timeout: float = HEADER_TIMEOUT_S, body_timeout: float = BODY_TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS) -> None:
-    """Serve ``app`` until interrupted, with the limits above."""
+    """Serve ``app`` until interrupted, with the limits above; the library logs through uvicorn's handler."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, log_config=uvicorn_log_config(),
                 http=timed_protocol(header_timeout, body_timeout), timeout_keep_alive=int(KEEP_ALIVE_S),
                 limit_concurrency=max_connections, h11_max_incomplete_event_size=16 * 1024)
