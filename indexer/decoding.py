@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -21,6 +22,8 @@ from lookalike.errors import LookalikeError
 
 from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image_hashed
 from .signature import lowfreq_signature
+
+TERMINATE_WAIT_S = 5.0  # how long a pool with a dead worker gets to stop before its workers are killed
 
 __all__ = ["Decoded", "DecodeStream", "DecodeWorkerDied", "decode_file", "decode_files"]
 
@@ -169,10 +172,23 @@ class DecodeStream:
 
     def close(self) -> None:
         """Stop the workers (a run cut short leaves none behind)."""
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        if not any(p.exitcode is not None for p in self._procs):
+            pool.terminate()
+            pool.join()
+            return
+        # A worker died: it may have left one of the pool's queue locks taken, and Pool.terminate then waits for it
+        # forever (it did, about 1 run in 8). terminate stops the pool's upkeep at once and gets a few seconds on a
+        # thread of its own; whatever worker is still alive after that is killed here.
+        stopper = threading.Thread(target=pool.terminate, name="lookalike-decode-stop", daemon=True)
+        stopper.start()
+        stopper.join(TERMINATE_WAIT_S)
+        for proc in list(pool._pool) + self._procs:
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(TERMINATE_WAIT_S)
 
 
 def decode_files(paths: Sequence[str], preprocess, workers: int = 2, max_pixels: int = DEFAULT_MAX_PIXELS,
