@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -23,7 +22,7 @@ from lookalike.errors import LookalikeError
 from .loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image_hashed
 from .signature import lowfreq_signature
 
-TERMINATE_WAIT_S = 5.0  # how long a pool with a dead worker gets to stop before its workers are killed
+TERMINATE_WAIT_S = 5.0  # how long a killed decoding worker is waited for
 
 __all__ = ["Decoded", "DecodeStream", "DecodeWorkerDied", "decode_file", "decode_files"]
 
@@ -179,13 +178,19 @@ class DecodeStream:
             pool.terminate()
             pool.join()
             return
-        # A worker died: it may have left one of the pool's queue locks taken, and Pool.terminate then waits for it
-        # forever (it did, about 1 run in 8). terminate stops the pool's upkeep at once and gets a few seconds on a
-        # thread of its own; whatever worker is still alive after that is killed here.
-        stopper = threading.Thread(target=pool.terminate, name="lookalike-decode-stop", daemon=True)
-        stopper.start()
-        stopper.join(TERMINATE_WAIT_S)
+        # A worker died: it may have left one of the pool's queue locks taken (a process that dies never releases
+        # one), and Pool.terminate then waits for it forever (about 1 run in 8 here). The workers are killed, the two
+        # locks terminate takes are replaced by fresh ones, and terminate then stops the pool's threads as usual.
         for proc in list(pool._pool) + self._procs:
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(TERMINATE_WAIT_S)
+        ctx = multiprocessing.get_context("fork")
+        pool._inqueue._rlock = ctx.Lock()
+        if getattr(pool._outqueue, "_wlock", None) is not None:
+            pool._outqueue._wlock = ctx.Lock()
+        pool.terminate()
+        for proc in list(pool._pool):  # a replacement the pool started before it stopped
             if proc.exitcode is None:
                 proc.kill()
                 proc.join(TERMINATE_WAIT_S)
