@@ -1,7 +1,7 @@
 """The pair search of ``lookalike duplicates`` above EXACT_MAX: its hand-rolled IVF range search
-(``retrieval/duplicates.py`` ``_pairs``) against faiss's own ``IndexIVFFlat.range_search`` on the same cells.
+(``retrieval/duplicates.py`` ``candidate_pairs``) against faiss's own ``IndexIVFFlat.range_search`` on the same cells.
 
-Both use the same spherical k-means cells (``_cells(n)`` lists, trained on the same sample) and the same
+Both use the same spherical k-means cells (``cell_count(n)`` lists, trained on the same sample) and the same
 ``NPROBE``: every vector is compared with the vectors whose nearest cell is one of its ``NPROBE`` nearest, so
 both should return the same pairs; the figure is the time. Vectors as ``benchmarks/duplicates.py --scale``
 makes them: 1280-d, around 1,000 centres, a tenth of them near-copies (cosine ~0.95) of others.
@@ -19,7 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from lookalike.retrieval.duplicates import DEFAULT_THRESHOLD, EPS, NPROBE, _cells, _pairs
+from lookalike.retrieval.duplicates import DEFAULT_THRESHOLD, EPS, NPROBE, cell_count, candidate_pairs
 
 
 def vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     vecs = vectors(args.n, args.dim)
-    nlist, nprobe = _cells(args.n), min(NPROBE, _cells(args.n))
+    nlist, nprobe = cell_count(args.n), min(NPROBE, cell_count(args.n))
     floor = args.threshold - EPS
     res: dict = {"n": args.n, "dim": args.dim, "threshold": args.threshold, "nlist": nlist, "nprobe": nprobe,
                  "cpu_count": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads()}
-    for name, run in (("hand-rolled _pairs", lambda: _pairs(vecs, args.threshold, None, NPROBE)[:2]),
+    for name, run in (("hand-rolled candidate_pairs", lambda: candidate_pairs(vecs, args.threshold, None, NPROBE)[:2]),
                       ("faiss range_search", lambda: faiss_pairs(vecs, floor, nlist, nprobe))):
         best = float("inf")
         for _ in range(args.runs):

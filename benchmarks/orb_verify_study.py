@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", type=int, default=500)
     p.add_argument("--json", default="benchmarks/results/orb-verify-study.json")
     a = p.parse_args(argv)
-    from lookalike.bench.calibrated import _ranked, load_records
+    from lookalike.bench.calibrated import ranked, load_records
     from lookalike.retrieval.calibration import load_scorer
 
     _S["nfeatures"] = a.features
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     qdir = WORK / "augly-queries-dev-wide-seed0"
     tasks, meta = [], []
     for r in records:
-        order, _, _ = _ranked(scorer, r)
+        order, _, _ = ranked(scorer, r)
         top = order[: a.top]
         tasks.append((str(qdir / f"{r.photo}__{r.kind}.jpg"), [paths[i] for i in top]))
         meta.append((r.kind, top, r.target))

@@ -117,7 +117,7 @@ class DuplicateReport:
                 for g in self.groups for f in g.files]
 
 
-def _cells(n: int) -> int:
+def cell_count(n: int) -> int:
     """k-means cells for n vectors: a power of two near sqrt(n), 1 (exact) up to EXACT_MAX."""
     if n <= EXACT_MAX:
         return 1
@@ -164,7 +164,7 @@ def _edges(vecs: np.ndarray, threshold: float, nlist: int, nprobe: int) -> Itera
 def duplicate_components(vecs: np.ndarray, threshold: float, nlist: int | None = None,
                          nprobe: int = NPROBE) -> tuple[np.ndarray, str]:
     """Component label per row of unit vectors ``vecs`` (rows linked at cosine >= threshold), and the method."""
-    a, b, method = _pairs(vecs, threshold, nlist, nprobe)
+    a, b, method = candidate_pairs(vecs, threshold, nlist, nprobe)
     return connected_labels(len(vecs), a, b), method
 
 
@@ -188,10 +188,10 @@ def connected_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1].astype(np.int32)
 
 
-def _pairs(vecs: np.ndarray, floor: float, nlist: int | None, nprobe: int) -> tuple[np.ndarray, np.ndarray, str]:
+def candidate_pairs(vecs: np.ndarray, floor: float, nlist: int | None, nprobe: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Row pairs (a, b) with cosine >= floor (each at least once), and the method."""
     n = len(vecs)
-    nlist = _cells(n) if nlist is None else max(1, int(nlist))
+    nlist = cell_count(n) if nlist is None else max(1, int(nlist))
     nprobe = min(nprobe, nlist)
     rows, cols = [], []
     for a, b in _edges(vecs, float(floor) - EPS, nlist, nprobe):
@@ -312,12 +312,12 @@ def find_duplicates(engine, threshold: float | None = None, nlist: int | None = 
         has[rows_s[ok_s]] = True
         sides = np.asarray([max(meta[int(i)].width, meta[int(i)].height) if int(i) in meta else 0 for i in ids],
                            np.float64)
-        if (_cells(len(ids)) if nlist is None else max(1, int(nlist))) == 1:
+        if (cell_count(len(ids)) if nlist is None else max(1, int(nlist))) == 1:
             a, b, dens_c = _knn_pairs(vecs, np.ones(len(ids), bool), COS_NEIGHBOURS, COPY_COS_FLOOR)
             la, lb, dens_l = _knn_pairs(sigs, has, LOW_NEIGHBOURS)
             a, b, method = np.concatenate([a, la]), np.concatenate([b, lb]), "exact"
         else:
-            a, b, method = _pairs(vecs, COPY_COS_FLOOR_CELLS, nlist, nprobe)
+            a, b, method = candidate_pairs(vecs, COPY_COS_FLOOR_CELLS, nlist, nprobe)
             dens_c, dens_l = _pair_density(vecs, sigs, has, a, b)
         lo, hi = np.minimum(a, b), np.maximum(a, b)
         pairs = np.unique(np.stack([lo, hi], 1), axis=0) if len(a) else np.zeros((0, 2), np.int64)
@@ -327,7 +327,7 @@ def find_duplicates(engine, threshold: float | None = None, nlist: int | None = 
         edges = {(int(x), int(y)): float(q) for (x, y), q in zip(pairs[keep], p[keep])}
         method += ", copy score"
     else:
-        a, b, method = _pairs(vecs, threshold, nlist, nprobe)
+        a, b, method = candidate_pairs(vecs, threshold, nlist, nprobe)
         edges = {(int(min(x, y)), int(max(x, y))): None for x, y in zip(a.tolist(), b.tolist())}
     paths_of: dict[int, list[tuple[str, int, int]]] = {}
     for path, st in states.items():

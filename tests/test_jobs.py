@@ -167,7 +167,7 @@ def test_progress_reports_rate_and_time_left():
     from lookalike.ui.jobs import JobRunner, JobState
 
     job = JobState(state="running", id="x")
-    report = JobRunner._progress(job)
+    report = JobRunner.progress_for(job)
     report("embedding", 0, 100)
     assert job.phase == "embedding" and job.eta_s is None  # nothing to tell yet
     time.sleep(0.6)

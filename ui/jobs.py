@@ -134,7 +134,7 @@ class JobRunner:
                 d.pop(j.id, None)
 
     @staticmethod
-    def _progress(job: JobState) -> Callable[[str, int, int | None], None]:
+    def progress_for(job: JobState) -> Callable[[str, int, int | None], None]:
         def report(phase: str, done: int, total: int | None) -> None:
             now = time.monotonic()
             if phase != job.phase:
@@ -152,7 +152,7 @@ class JobRunner:
 
         final = "failed"
         try:
-            report = run_indexing(job.db, job.roots, model, self._progress(job), workers=workers, create=create,
+            report = run_indexing(job.db, job.roots, model, self.progress_for(job), workers=workers, create=create,
                                   runtime=runtime, precision=precision, stop=stop.is_set)
             job.summary = report.summary()
             job.skipped = [{"path": p, "reason": r} for p, r in report.problems[:MAX_LISTED_SKIPS]]

@@ -28,7 +28,7 @@ from lookalike.retrieval.calibration import DENS_TOP, CopyScorer, density, pair_
 
 from .common import MethodScore, build_gallery, micro_ap, open_index, run_peer
 
-__all__ = ["QueryRecord", "collect", "evaluate", "loko", "run_suite", "photo_fold", "format_suite"]
+__all__ = ["QueryRecord", "collect", "evaluate", "loko", "ranked", "run_suite", "photo_fold", "format_suite"]
 
 VIEWS = ("mirror", "rot90", "rot180", "rot270")
 
@@ -166,7 +166,7 @@ ORDER = "score"  # "score": as search ranks (retrieval.searcher.RANK_BY_COPY); "
 # copy score, then the rest by cosine (measured: leave-one-kind-out top-1 0.932 against 0.952, docs/benchmarks.md section 7.1)
 
 
-def _ranked(scorer: CopyScorer, rec: QueryRecord, use_views: bool = False) -> tuple[list[int], list[float], bool]:
+def ranked(scorer: CopyScorer, rec: QueryRecord, use_views: bool = False) -> tuple[list[int], list[float], bool]:
     """(ids, copy scores) in search order (see ORDER), and whether the views ran."""
     best: dict[int, tuple[float, float]] = {}
 
@@ -215,7 +215,7 @@ def fit_on(records: list[QueryRecord], mask: np.ndarray, neg: np.ndarray, bg: Co
     x, y = _train_rows(records, mask, neg)
     s = make_scorer(model, x, y, 0.5, (bg.bg_vectors, bg.bg_signatures), l2)
     sel = [r for r, m in zip(records, mask) if m]
-    tops = [(_ranked(s, r, use_views=False)) for r in sel]
+    tops = [(ranked(s, r, use_views=False)) for r in sel]
     p = np.asarray([ps[0] if ps else 0.0 for _, ps, _ in tops])
     ok = np.asarray([bool(o) and o[0] == r.target for (o, _, _), r in zip(tops, sel)])
     s.threshold = best_threshold(p, ok, sum(r.target >= 0 for r in sel))
@@ -244,7 +244,7 @@ def _evaluate_mixed(held: list[tuple[QueryRecord, CopyScorer]], k: int, use_view
     records = [r for r, _ in held]
     pre = []
     for r, s in held:
-        order, ps, ran = _ranked(s, r, use_views)
+        order, ps, ran = ranked(s, r, use_views)
         pre.append((order[:k], ps[:k], ran, s.threshold))
     kinds = [r.kind for r in records]
     ranks = np.asarray([o.index(r.target) + 1 if r.target in o else 0 for r, (o, _, _, _) in zip(records, pre)])
