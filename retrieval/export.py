@@ -33,6 +33,17 @@ ONNX_DIR = MODELS_DIR / "onnx"
 SHIPPED_ONNX = ("ntxent-copies", "efficientnet_lite0", "siamese-triplet-mnist", "siamese-triplet-cifar10")
 
 
+def _up_to_date(onnx: Path, meta_path: Path, sha_field: str, **expected) -> bool:
+    """Whether ``onnx`` and its metadata were written by this export format from the same sources (``expected``
+    metadata fields) and the file is the one recorded (its sha256 in ``sha_field``)."""
+    try:
+        old = json.loads(meta_path.read_text())
+        return (old.get("format") == EXPORT_FORMAT and all(old.get(k) == v for k, v in expected.items())
+                and _sha256(onnx) == old[sha_field])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -56,13 +67,7 @@ def export_denoise(out: Path = ONNX_DIR, force: bool = False, log=print) -> list
     already there from the same checkpoints. Needs torch."""
     onnx, meta_path = out / "ddpm-sigma-estimator.onnx", out / "denoise.json"
     sources = _denoise_sources()
-    try:
-        old = json.loads(meta_path.read_text())
-        fresh = (old.get("format") == EXPORT_FORMAT and old.get("sources") == sources
-                 and hashlib.sha256(onnx.read_bytes()).hexdigest() == old["sigma_onnx_sha256"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        fresh = False
-    if fresh and not force:
+    if _up_to_date(onnx, meta_path, "sigma_onnx_sha256", sources=sources) and not force:
         return [onnx, meta_path]
     import torch
 
@@ -169,13 +174,7 @@ def export_all(out: Path = ONNX_DIR, names: tuple[str, ...] = SHIPPED_ONNX, forc
     for name in names:
         onnx, meta_path = out / f"{name}.onnx", out / f"{name}.json"
         source = source_digest(name)
-        try:
-            old = json.loads(meta_path.read_text())
-            fresh = (old.get("format") == EXPORT_FORMAT and old.get("source_sha256") == source
-                     and hashlib.sha256(onnx.read_bytes()).hexdigest() == old["onnx_sha256"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            fresh = False
-        if not fresh or force:
+        if force or not _up_to_date(onnx, meta_path, "onnx_sha256", source_sha256=source):
             data, meta = export_onnx(name)
             with atomic_path(onnx) as tmp:
                 Path(tmp).write_bytes(data)
