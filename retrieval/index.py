@@ -6,6 +6,7 @@ next rebuild. Files are written atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +19,26 @@ from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_path
 
 __all__ = ["VectorIndex", "VectorIndexError", "choose_index_type", "estimate_bytes", "resolve_factory", "needs_training", "min_training_vectors"]
+
+# a search of at most this many query-vector pairs runs on one OpenMP thread: waking a second one costs more than it
+# saves there, and on a busy 2-core machine it waits a whole time slice (one query over 2,000 vectors: 16 ms on two
+# threads, 0.15 ms on one; docs/benchmarks.md, "web UI")
+ONE_THREAD_PAIRS = 100_000
+
+
+@contextlib.contextmanager
+def _threads_for(pairs: int):
+    """One OpenMP thread for a small search, the configured number otherwise (restored after)."""
+    if pairs > ONE_THREAD_PAIRS:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
 
 class VectorIndexError(LookalikeError, RuntimeError):
     """A FAISS index that cannot be built, read or used."""
@@ -309,7 +330,8 @@ class VectorIndex:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         extra = min(len(self.hidden), self.ntotal)
         kk = min(k + extra, self.ntotal)
-        scores, ids = self.index.search(q, kk)
+        with _threads_for(len(q) * self.ntotal):
+            scores, ids = self.index.search(q, kk)
         if self.hidden:
             mask = np.isin(ids, np.fromiter(self.hidden, dtype=np.int64))
             ids = np.where(mask, -1, ids)

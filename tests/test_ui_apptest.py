@@ -349,6 +349,31 @@ def test_safety_containment(tmp_path):
         check_upload(b"abcd", "x", limit=3)
     with pytest.raises(ValueError):
         check_upload(b"", "x", limit=3)
+    # the page's note for a file over the cap: its real size in the reason, only for the web app's own uploads
+    from lookalike.ui.safety import TOO_LARGE_MARKER
+
+    note = TOO_LARGE_MARKER + b'{"name": "big.jpg", "size": 3145728}'
+    with pytest.raises(UploadTooLarge, match=r"big.jpg: 3 MB is over the 2 MB upload limit"):
+        check_upload(note, "big.jpg", limit=2 * 2**20, from_page=True)
+    assert check_upload(note, "big.jpg", limit=2 * 2**20) == note  # the HTTP API: just bytes (not an image)
+
+
+def test_freeze_long_lived_freezes_once_per_engine_and_imports():
+    import gc
+
+    from lookalike.ui import state
+
+    gc.unfreeze()
+    try:
+        engine = object()
+        assert state.freeze_long_lived(engine) is True
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # the modules' objects
+        junk = [[i] for i in range(100)]
+        assert state.freeze_long_lived(engine) is False and gc.get_freeze_count() == frozen  # nothing new
+        assert state.freeze_long_lived(object()) is True and gc.get_freeze_count() >= frozen + len(junk)  # new engine
+    finally:
+        gc.unfreeze()
 
 
 def test_ui_command_binds_to_localhost_by_default():

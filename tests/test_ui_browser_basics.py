@@ -135,6 +135,19 @@ def test_oversized_upload_shows_the_reason_and_clears_the_results(browser, app, 
     wait_idle(page)
     assert "over the 0.05 MB upload limit" in alert.inner_text()
     assert page.locator(".st-key-result-1").count() == 0 and "results from" not in page.inner_text("body")
+    # over the server's own limit too (4x the cap, at least 1 MB): the same inline reason, with the file's real size,
+    # and the file is never sent (the page's script gives the uploader a note of its name and size)
+    huge = dup_index[2].with_name("huge.png")
+    Image.effect_noise((900, 900), 80).convert("RGB").save(huge)  # about 2.4 MB
+    search(page, app, dup_index[1])
+    page.set_input_files("input[type=file]", str(huge))
+    alert = page.locator("[data-testid=stAlertContentError]")
+    alert.wait_for(timeout=120_000)
+    wait_idle(page)
+    mb = huge.stat().st_size / 1024 / 1024
+    assert mb > 1 and f"huge.png: {mb:.3g} MB is over the 0.05 MB upload limit" in alert.inner_text()
+    assert page.locator("[data-testid=stFileChipIconError]").count() == 0  # no red chip with another limit
+    assert page.locator(".st-key-result-1").count() == 0
     page.close()
 
 

@@ -63,3 +63,24 @@ def test_choose_and_resolve():
     assert resolve_factory("IVF1024,PQ32", 1000) == "IVF16,PQ32"
     assert resolve_factory("IVF1024,Flat", 10**6) == "IVF1024,Flat"
     assert resolve_factory("HNSW32", 10) == "HNSW32"
+
+
+def test_small_searches_run_on_one_thread_and_restore_the_setting():
+    import faiss
+
+    from lookalike.retrieval import index as vi
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    idx = VectorIndex.create(16, "Flat")
+    idx.add(np.arange(300, dtype=np.int64), x)
+    seen = []
+    with vi._threads_for(300):
+        seen.append(faiss.omp_get_max_threads())
+    with vi._threads_for(vi.ONE_THREAD_PAIRS + 1):
+        seen.append(faiss.omp_get_max_threads())
+    before = faiss.omp_get_max_threads()
+    scores, ids = idx.search(x[:3], 5)
+    assert seen[0] == 1 and seen[1] == before and faiss.omp_get_max_threads() == before
+    assert ids[:, 0].tolist() == [0, 1, 2]

@@ -67,5 +67,9 @@ st.html("<style>[data-testid=stFileUploaderDropzoneInstructions] span { display:
         # a visible ring on whatever the keyboard focused, in light and dark themes alike
         " :focus-visible { outline: 2px solid #2f7cf6 !important; outline-offset: 2px; }</style>")
 _sidebar()
-keys.install()
+keys.install(int(state.settings().max_upload_mb * 1024 * 1024))
 nav.run()
+try:  # after the run: the modules and the engine it loaded leave the collection Streamlit runs after each run
+    state.freeze_long_lived(state.get_engine())
+except Exception:  # noqa: BLE001 - a damaged index: the page said so; nothing to freeze but the modules
+    state.freeze_long_lived(None)

@@ -82,7 +82,7 @@ def _picker(side: str, eng, roots: list[str], max_bytes: int):
                                  key=f"cmp_up_{side}")
             if f is None:
                 return None, None
-            data, name = check_upload(f.getvalue(), f.name, max_bytes), f.name
+            data, name = check_upload(f.getvalue(), f.name, max_bytes, from_page=True), f.name
         else:
             paths = state.indexed_paths(eng) if eng is not None else []
             filt = st.text_input("Filter by name", key=f"cmp_filter_{side}")

@@ -2,13 +2,20 @@
 
 * ``/`` focuses the Search page's upload button (outside a text field);
 * an image pasted (Ctrl+V) or dropped anywhere on the Search page becomes the query, through the page's own
-  uploader (a paste inside the *Paste* tab's box is left to that box);
+  uploader (a paste inside the *Paste* tab's box is left to that box, unless the file is over the cap);
 * in the viewer of an original, the left and right arrow keys press its Previous and Next buttons (Esc closes it,
-  as every dialog).
+  as every dialog);
+* a file over the upload cap, chosen, dropped or pasted into any uploader, is never sent: the uploader gets a short
+  note of its name and size instead (``lookalike.ui.safety.TOO_LARGE_MARKER``), so the page says why inline, in the
+  cap's own unit, whatever the size (Streamlit's own check would only mark it with a chip).
 """
 from __future__ import annotations
 
+import json
+
 import streamlit as st
+
+from .safety import TOO_LARGE_MARKER
 
 __all__ = ["SCRIPT", "install"]
 
@@ -18,16 +25,36 @@ SCRIPT = """<script>
   window.__lookalikeKeys = true;
   const typing = t => t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable);
   const uploader = () => document.querySelector('.st-key-q_upload input[type=file]');
-  const give = files => {
-    const input = uploader();
+  // a file over the cap becomes a note of its name and size: the page gives the reason, nothing large is sent
+  const over = f => window.__lookalikeMaxBytes > 0 && f.size > window.__lookalikeMaxBytes;
+  const note = f => new File([window.__lookalikeTooLarge + JSON.stringify({name: f.name, size: f.size})], f.name,
+                             {type: 'text/plain'});
+  const asSent = files => { const dt = new DataTransfer(); [...files].forEach(f => dt.items.add(over(f) ? note(f) : f));
+                            return dt.files; };
+  const give = (files, input) => {
+    input = input || uploader();
     const image = [...(files || [])].find(f => f.type.startsWith('image/') || /\\.(heic|heif|avif|tiff?)$/i.test(f.name));
     if (!input || !image) return false;
-    const dt = new DataTransfer();
-    dt.items.add(image);
-    input.files = dt.files;
+    input.files = asSent([image]);
     input.dispatchEvent(new Event('change', {bubbles: true}));
     return true;
   };
+  // before the uploader's own handlers (capture phase): a chosen file over the cap is swapped for its note, a
+  // dropped one is given to the uploader as its note
+  document.addEventListener('change', e => {
+    const t = e.target;
+    if (t && t.type === 'file' && t.files && [...t.files].some(over)) t.files = asSent(t.files);
+  }, true);
+  document.addEventListener('drop', e => {
+    const zone = e.target && e.target.closest && e.target.closest('[data-testid=stFileUploader]');
+    const files = e.dataTransfer && e.dataTransfer.files;
+    if (!zone || !files || ![...files].some(over)) return;
+    const input = zone.querySelector('input[type=file]');
+    if (!input) return;
+    e.preventDefault(); e.stopPropagation();
+    input.files = asSent(files);
+    input.dispatchEvent(new Event('change', {bubbles: true}));
+  }, true);
   document.addEventListener('keydown', e => {
     if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
     if (e.key === '/') {
@@ -43,9 +70,11 @@ SCRIPT = """<script>
     }
   });
   document.addEventListener('paste', e => {
-    if (e.target && e.target.closest && e.target.closest('[data-testid=stChatInput]')) return;
-    if (give(e.clipboardData && e.clipboardData.files)) e.preventDefault();
-  });
+    const files = e.clipboardData && e.clipboardData.files;
+    const inBox = e.target && e.target.closest && e.target.closest('[data-testid=stChatInput]');
+    if (inBox && !(files && [...files].some(over))) return;  // the Paste box's own (one over the cap: the uploader's)
+    if (give(files)) { e.preventDefault(); e.stopPropagation(); }
+  }, true);
   document.addEventListener('dragover', e => {
     if (uploader() && e.dataTransfer && [...e.dataTransfer.types].includes('Files')) e.preventDefault();
   });
@@ -57,7 +86,10 @@ SCRIPT = """<script>
 </script>"""
 
 
-def install() -> None:
-    """Add the script to the page (it sets its listeners once per browser tab)."""
+def install(max_upload_bytes: int = 0) -> None:
+    """Add the script to the page (it sets its listeners once per browser tab); files over ``max_upload_bytes``
+    (0: no cap) are never sent."""
+    marker = json.dumps(TOO_LARGE_MARKER.decode())
     with st.sidebar:
-        st.html(SCRIPT, unsafe_allow_javascript=True)
+        st.html(f"<script>window.__lookalikeMaxBytes = {int(max_upload_bytes)}; "
+                f"window.__lookalikeTooLarge = {marker};</script>" + SCRIPT, unsafe_allow_javascript=True)

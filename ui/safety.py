@@ -6,6 +6,7 @@ never make the server read something outside the folders the index was built fro
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_MAX_UPLOAD_MB",
     "FileGone",
     "UnsafePathError",
+    "TOO_LARGE_MARKER",
     "UploadTooLarge",
     "check_readable",
     "check_upload",
@@ -74,9 +76,24 @@ def max_upload_bytes() -> int:
     return int(max(mb, 0.001) * 1024 * 1024)
 
 
-def check_upload(data: bytes, name: str = "upload", limit: int | None = None) -> bytes:
-    """Return ``data`` when it is non-empty and within the cap; :class:`UploadTooLarge` / ValueError otherwise."""
+# what the page's script (lookalike.ui.keys) uploads in place of a file over the cap: this line, then the file's name
+# and size as JSON; the browser never sends the file itself, whatever its size
+TOO_LARGE_MARKER = b"lookalike: file over the upload limit\n"
+
+
+def check_upload(data: bytes, name: str = "upload", limit: int | None = None, from_page: bool = False) -> bytes:
+    """Return ``data`` when it is non-empty and within the cap; :class:`UploadTooLarge` / ValueError otherwise.
+
+    ``from_page``: the web app's uploads, where the page stands in :data:`TOO_LARGE_MARKER` for a file over the cap
+    (the reason then gives that file's real size)."""
     limit = max_upload_bytes() if limit is None else int(limit)
+    if from_page and data.startswith(TOO_LARGE_MARKER) and len(data) < 4096:
+        try:
+            size = int(json.loads(data[len(TOO_LARGE_MARKER):])["size"])
+        except (ValueError, KeyError, TypeError):
+            size = -1
+        if size > limit:
+            raise UploadTooLarge(f"{name}: {size / 1024 / 1024:.3g} MB is over the {limit / 1024 / 1024:.3g} MB upload limit")
     if len(data) > limit:
         raise UploadTooLarge(f"{name}: {len(data) / 1024 / 1024:.3g} MB is over the {limit / 1024 / 1024:.3g} MB upload limit")
     if not data:

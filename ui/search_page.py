@@ -76,7 +76,7 @@ def _query_bytes(q: dict, roots: list[str], max_bytes: int) -> bytes:
     """The bytes behind a query; raises UnsafePathError / UploadTooLarge / ValueError with a user message."""
     if q["kind"] == "indexed":
         return state.load_indexed(q["path"], roots)
-    return check_upload(q["data"], q.get("name", "upload"), max_bytes)
+    return check_upload(q["data"], q.get("name", "upload"), max_bytes, from_page=True)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

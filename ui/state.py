@@ -5,6 +5,7 @@ reopened only when the index files change on disk (after an update from the Inde
 """
 from __future__ import annotations
 
+import gc
 import io
 import os
 import sys
@@ -21,6 +22,7 @@ __all__ = [
     "THUMB_PX",
     "Settings",
     "engine_lock",
+    "freeze_long_lived",
     "get_engine",
     "index_stamp",
     "indexed_paths",
@@ -114,6 +116,28 @@ def get_engine(db: str | None = None):
     if not db or not os.path.isfile(os.path.join(db, "lookalike.json")):
         return None
     return _open_engine(db, index_stamp(db))
+
+
+_frozen_at: tuple[int, int] | None = None
+
+
+def freeze_long_lived(engine: object | None = None) -> bool:
+    """Move the objects that live as long as the server (modules, the cached engine and model) out of the garbage
+    collector's reach once they exist; returns whether it froze now.
+
+    Streamlit runs a full collection after every script run (``runner.postScriptGC``). With the model loaded that
+    walked about 264,000 objects, 100 ms on a quiet core and several times that while the server answers the
+    page's thumbnail requests; frozen, it walks only what the run made (docs/benchmarks.md, "web UI"). It freezes
+    again only when modules were imported or the engine changed since the last time, and collects first, so no
+    garbage is kept."""
+    global _frozen_at
+    key = (len(sys.modules), id(engine))
+    if key == _frozen_at:
+        return False
+    gc.collect()
+    gc.freeze()
+    _frozen_at = key
+    return True
 
 
 def forget_engine() -> None:
