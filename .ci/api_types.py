@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import assert_type
 
 import lookalike
-from lookalike import (DuplicateReport, EmbedderLike, Engine, IndexReport, IndexStatus, LookalikeError, SearchOptions,
-                       SearchResult, SearchResults, load_embedder)
+from lookalike.retrieval.searcher import DenoiseJSON
+from lookalike import (DuplicateReport, EmbedderLike, Engine, IndexReport, IndexStatus, LookalikeError, SearchJSON,
+                       SearchOptions, SearchResult, SearchResults, load_embedder)
 
 
 def use(engine: Engine) -> None:
@@ -14,7 +15,10 @@ def use(engine: Engine) -> None:
     results = engine.search("query.jpg", options=SearchOptions(k=3, views="mirror-turns"))
     assert_type(results, SearchResults)
     assert_type(engine.search("query.jpg", k=5)[0], SearchResult)
-    assert_type(results.to_json(), "list[dict] | dict")
+    as_json = results.to_json()
+    assert_type(as_json, SearchJSON)
+    assert_type(as_json["results"][0]["score"], float)
+    assert_type(as_json["denoise"], DenoiseJSON | None)
     assert_type(engine.add(["photos"], progress=False), IndexReport)
     assert_type(engine.duplicates(), DuplicateReport)
     assert_type(engine.status(), IndexStatus)

@@ -247,7 +247,7 @@ def soak(work: Path, query: bytes, n: int, seconds: float, clients: int = 16, mo
     lookalike("index", str(images), "--db", str(db), "--model", model, "-q", "--workers", "1")
     with Server(db, allow_write=True) as srv:
         with httpx.Client(base_url=srv.base, timeout=60) as c:
-            hits = c.post("/search", files={"image": ("q.jpg", query, "image/jpeg")}, data={"k": "50"}).json()
+            hits = c.post("/search", files={"image": ("q.jpg", query, "image/jpeg")}, data={"k": "50"}).json()["results"]
             vec_dim = c.get("/status").json()["dim"]
             for _ in range(20):  # warm-up of every kind before the first RSS figure
                 c.post("/search", json={"path": hits[0]["path"], "k": 5})

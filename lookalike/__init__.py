@@ -18,11 +18,12 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from lookalike.retrieval.embedders import get_embedder, list_embedders
     from lookalike.retrieval.engine import Engine, IndexStatus, RebuildReport, SearchResult, SearchResults
     from lookalike.retrieval.runtime import load_embedder
+    from lookalike.retrieval.searcher import SearchJSON
 
 __version__ = "0.1.0"
 
-__all__ = ["Engine", "EngineError", "LookalikeError", "SearchOptions", "SearchResult", "SearchResults", "IndexStatus",
-           "IndexReport", "DuplicateReport", "RebuildReport", "EmbedderLike", "get_embedder", "list_embedders",
+__all__ = ["Engine", "EngineError", "LookalikeError", "SearchOptions", "SearchResult", "SearchResults", "SearchJSON",
+           "IndexStatus", "IndexReport", "DuplicateReport", "RebuildReport", "EmbedderLike", "get_embedder", "list_embedders",
            "load_embedder", "__version__"]
 
 # lazy names -> the module that defines them: importing lookalike (e.g. for the CLI's --help) must not load torch
@@ -33,6 +34,7 @@ _LAZY = {
     "Engine": "lookalike.retrieval.engine",
     "SearchResult": "lookalike.retrieval.engine",
     "SearchResults": "lookalike.retrieval.engine",
+    "SearchJSON": "lookalike.retrieval.searcher",
     "IndexStatus": "lookalike.retrieval.engine",
     "RebuildReport": "lookalike.retrieval.engine",
     "IndexReport": "lookalike.indexer.pipeline",

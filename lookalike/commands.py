@@ -282,7 +282,8 @@ def add_commands(sub, train_sub, bench_sub) -> None:
                         "4 more embeddings for most queries without a copy); none (default)")
     p.add_argument("--copies-only", action="store_true",
                    help="show only results the calibrated copy score calls a copy (models that ship one)")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--json", action="store_true",
+                   help='print {"results": [...], "denoise": null or how the query was denoised} as JSON')
     add_runtime_options(p, precision=False)
     p.set_defaults(func=cmd_search)
 

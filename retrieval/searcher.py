@@ -15,7 +15,7 @@ import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypedDict, overload
 
 import numpy as np
 from PIL import Image
@@ -27,6 +27,7 @@ from lookalike.errors import EngineError
 from lookalike.indexer.store import MetadataStore, rows_of
 
 from .calibration import CopyScorer, copy_label, load_scorer
+from .denoise.base import DenoiseInfo
 from .fusion import parse_lowfreq
 from .maintainer import IndexMaintainer
 from .options import SearchOptions
@@ -34,8 +35,8 @@ from .options import SearchOptions
 if TYPE_CHECKING:  # the denoisers load torch: imported where a query is denoised
     from .denoise import DenoiseResult
 
-__all__ = ["Searcher", "SearchResult", "SearchResults", "Candidates", "load_query", "QUERY_VIEWS", "VIEW_ALIASES", "view_image",
-           "COPY_CANDIDATES"]
+__all__ = ["Searcher", "SearchResult", "SearchResults", "SearchJSON", "HitJSON", "DenoiseJSON", "Candidates", "load_query",
+           "QUERY_VIEWS", "VIEW_ALIASES", "view_image", "COPY_CANDIDATES"]
 
 
 @dataclass
@@ -55,6 +56,34 @@ class SearchResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class HitJSON(TypedDict):
+    """One result as JSON: :class:`SearchResult`'s fields, the scores rounded to 6 decimals."""
+
+    rank: int
+    score: float
+    path: str
+    sha256: str
+    width: int
+    height: int
+    id: int
+    paths: list[str]
+    copy_score: float | None
+    match: str
+
+
+class DenoiseJSON(DenoiseInfo):
+    """How the query was denoised, as JSON, with the agreement of the denoised samples' neighbours."""
+
+    consistency: float | None
+
+
+class SearchJSON(TypedDict):
+    """What ``lookalike search --json`` prints and ``POST /search`` returns (one shape, denoised or not)."""
+
+    results: list[HitJSON]
+    denoise: DenoiseJSON | None  # None: no denoising was asked for
 
 
 @dataclass
@@ -87,13 +116,16 @@ class SearchResults:
     def __getitem__(self, i: int | slice) -> SearchResult | list[SearchResult]:
         return self.results[i]
 
-    def to_json(self) -> list[dict] | dict:
-        """What ``lookalike search --json`` prints and ``POST /search`` returns: the hits, and how the query was
-        denoised when it was."""
-        hits = [{**r.to_dict(), "score": round(r.score, 6),
-                 "copy_score": None if r.copy_score is None else round(r.copy_score, 6)} for r in self.results]
+    def to_json(self) -> SearchJSON:
+        """What ``lookalike search --json`` prints and ``POST /search`` returns: always ``{"results": [...],
+        "denoise": ...}``, ``denoise`` None unless denoising was asked for."""
+        hits: list[HitJSON] = [
+            {"rank": r.rank, "score": round(r.score, 6), "path": r.path, "sha256": r.sha256, "width": r.width,
+             "height": r.height, "id": r.id, "paths": list(r.paths),
+             "copy_score": None if r.copy_score is None else round(r.copy_score, 6), "match": r.match}
+            for r in self.results]
         if self.denoise is None:
-            return hits
+            return {"results": hits, "denoise": None}
         return {"results": hits, "denoise": {**self.denoise.to_dict(), "consistency": self.consistency}}
 
 

@@ -107,7 +107,7 @@ def test_search_labels_copies_and_copies_only(copy_index):
         unrelated = load_photo("text").convert("RGB")
         none = eng.search(unrelated, k=5, copies_only=True)
         assert len(none) == 0
-        hits = eng.search(unrelated, k=5).to_json()
+        hits = eng.search(unrelated, k=5).to_json()["results"]
         assert {"rank", "score", "path", "sha256", "width", "height", "id", "paths", "copy_score", "match"} <= set(hits[0])
         assert all(h["match"] == "similar" for h in hits)
 
@@ -116,8 +116,9 @@ def test_cli_copies_only_and_json(copy_index, tmp_path, capsys):
     q = tmp_path / "q.jpg"
     _jpeg(load_photo("coffee").convert("RGB"), 20).save(q)
     assert cli(["search", str(q), "--db", str(copy_index / "idx"), "--copies-only", "--json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
-    assert len(hits) == 1 and "coffee" in hits[0]["path"] and hits[0]["match"] == "copy"
+    out = json.loads(capsys.readouterr().out)
+    hits = out["results"]
+    assert out["denoise"] is None and len(hits) == 1 and "coffee" in hits[0]["path"] and hits[0]["match"] == "copy"
 
 
 def _digits(folder: Path, label: int, n: int) -> list[Path]:

@@ -103,7 +103,7 @@ def test_index_search_duplicates_run_without_torch_and_torch_commands_name_the_e
     assert r.returncode == 0, r.stderr
     r = _core(tmp_path, onnx_dir, "search", str(imgs / "d07.png"), "--db", str(tmp_path / "idx"), "-k", "3", "--json")
     assert r.returncode == 0, r.stderr
-    assert Path(json.loads(r.stdout)[0]["path"]).name == "d07.png"
+    assert Path(json.loads(r.stdout)["results"][0]["path"]).name == "d07.png"
     r = _core(tmp_path, onnx_dir, "duplicates", "--db", str(tmp_path / "idx"), "--json")
     assert r.returncode == 0, r.stderr
     groups = json.loads(r.stdout)["groups"]

@@ -106,7 +106,7 @@ def test_index_of_the_old_default_keeps_its_model(tmp_path, capsys):
     assert cli(["index", str(d), "--db", str(idx), "-q", "--workers", "0"]) == 0  # no --model: adds with lite0
     capsys.readouterr()
     assert cli(["search", str(d / "coins.png"), "--db", str(idx), "-k", "1", "--json"]) == 0
-    hit = json.loads(capsys.readouterr().out)[0]
+    hit = json.loads(capsys.readouterr().out)["results"][0]
     assert hit["path"] == str(d / "coins.png") and hit["score"] > 0.999
     assert cli(["status", "--db", str(idx), "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
@@ -264,7 +264,9 @@ def test_cli_index_search_status_errors(tmp_path, capsys):
     assert "indexed 5, unchanged 0" in out.out and "skipped 1" in out.out
     assert "broken.png" in out.err
     assert cli(["search", str(d / "rocket.png"), "--db", str(idx), "-k", "3", "--json"]) == 0
-    res = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"results", "denoise"} and out["denoise"] is None
+    res = out["results"]
     assert [set(r) for r in res] == [{"rank", "score", "path", "sha256", "width", "height", "id", "paths", "copy_score",
                                       "match"}] * 3
     assert res[0]["path"] == str(d / "rocket.png") and res[0]["score"] > 0.999

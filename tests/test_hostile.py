@@ -168,7 +168,7 @@ def test_newline_in_a_file_name_is_escaped_in_plain_output(tmp_path, photos, cap
     out = capsys.readouterr().out.strip()
     assert "\n" not in out and out.endswith("two\\nlines.png")
     assert cli(["search", str(odd), "--db", str(idx), "-k", "1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["path"] == str(odd)  # JSON keeps the real name
+    assert json.loads(capsys.readouterr().out)["results"][0]["path"] == str(odd)  # JSON keeps the real name
 
 
 def test_bad_model_leaves_no_index_folder(tmp_path, photos, capsys):

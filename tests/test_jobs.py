@@ -100,7 +100,7 @@ def test_job_api_indexes_a_real_folder(folders):
         assert c.get("/status").json()["unfinished"] == []
         # the new images are searched once the engine reopened
         hit = c.post("/search", json={"path": str(sorted(new.iterdir())[3]), "k": 1})
-        assert hit.status_code == 200 and hit.json()[0]["path"] == str(sorted(new.iterdir())[3])
+        assert hit.status_code == 200 and hit.json()["results"][0]["path"] == str(sorted(new.iterdir())[3])
         assert c.get("/jobs/nope").status_code == 404
         assert c.post("/jobs/nope/cancel").status_code == 404
 

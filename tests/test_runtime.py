@@ -128,7 +128,7 @@ def test_query_path_does_not_import_torch(cache, photos):
             "print('loaded:', sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'timm', 'torchvision'}))")
     done = _run(code, cache)
     assert done.returncode == 0, done.stderr
-    assert json.JSONDecoder().raw_decode(done.stdout)[0][0]["path"].endswith("chelsea.png")
+    assert json.JSONDecoder().raw_decode(done.stdout)[0]["results"][0]["path"].endswith("chelsea.png")
     assert "efficientnet_lite0@96 (1280-d, fp32)" in done.stdout
     assert done.stdout.strip().endswith("loaded: []")
     done = _run("import sys, contextlib, io\nfrom lookalike.cli import main\n"
@@ -193,4 +193,4 @@ def test_new_indexes_take_bf16_only_for_models_that_keep_their_accuracy(cache, p
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines() == ["lookalike: precision bf16 needs --runtime openvino; this index is "
                                                 "bf16: using fp32 vectors (cosine about 0.998 to bf16 ones)"]
-    assert [r["path"] for r in json.loads(done.stdout)][0] == bf16[0]
+    assert [r["path"] for r in json.loads(done.stdout)["results"]][0] == bf16[0]

@@ -20,6 +20,7 @@ from lookalike.data.photos import photo_crops
 
 from lookalike import Engine
 from lookalike.cli import main as cli
+from lookalike.retrieval.searcher import DenoiseJSON, HitJSON
 
 fastapi = pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -93,24 +94,26 @@ def test_search_upload_is_what_search_json_prints(client, index, capsys):
     query = index[0] / "chelsea.png"
     r = client.post("/search", **upload(query, k=3))
     assert r.status_code == 200, r.text
-    hits = r.json()
+    out = r.json()
     assert cli(["search", str(query), "--db", str(index[1]), "-k", "3", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert hits == printed  # one JSON form: SearchResults.to_json()
+    assert out == printed  # one JSON form: SearchResults.to_json()
+    assert set(out) == {"results", "denoise"} and out["denoise"] is None  # the one shape, also when not denoised
+    hits = out["results"]
     assert hits[0]["path"] == str(query) and hits[0]["score"] > 0.999 and isinstance(hits[0]["id"], int)
 
 
 def test_search_by_indexed_path_vector_and_min_score(client, index):
     path = str(index[0] / "coffee.png")
-    hits = client.post("/search", json={"path": path, "k": 4}).json()
+    hits = client.post("/search", json={"path": path, "k": 4}).json()["results"]
     assert len(hits) == 4 and hits[0]["path"] == path
     with Engine.open(index[1], create=False) as eng:
         ids, vecs = eng.vectors()
     target = int(ids[3])
-    hits = client.post("/search", json={"vector": (vecs[3] * 3.0).tolist(), "k": 2}).json()  # any scale: normalised
+    hits = client.post("/search", json={"vector": (vecs[3] * 3.0).tolist(), "k": 2}).json()["results"]  # any scale
     assert hits[0]["id"] == target and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
     only = client.post("/search", json={"vector": vecs[3].tolist(), "k": 10, "min_score": 0.99}).json()
-    assert [h["id"] for h in only] == [target]
+    assert [h["id"] for h in only["results"]] == [target] and only["denoise"] is None
 
 
 def test_search_with_denoise_returns_the_denoised_form(client, index, capsys):
@@ -123,7 +126,7 @@ def test_search_with_denoise_returns_the_denoised_form(client, index, capsys):
     assert cli(["search", str(small), "--db", str(index[1]), "-k", "2", "--json", "--denoise", "classical"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert out["results"] == printed["results"]
-    assert out["denoise"].keys() == printed["denoise"].keys()
+    assert out["denoise"].keys() == printed["denoise"].keys() == set(DenoiseJSON.__annotations__)
 
 
 @pytest.mark.parametrize("kwargs, code, words", [
@@ -169,7 +172,7 @@ def test_upload_cap(index):
 
 
 def test_images_and_thumbnails(client, index):
-    hit = client.post("/search", json={"path": str(index[0] / "rocket.png"), "k": 1}).json()[0]
+    hit = client.post("/search", json={"path": str(index[0] / "rocket.png"), "k": 1}).json()["results"][0]
     r = client.get(f"/images/{hit['id']}")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert r.content == (index[0] / "rocket.png").read_bytes()
@@ -190,7 +193,7 @@ def test_files_outside_the_roots_or_gone_are_never_served(writable, tmp_path):
     (images / "moon.png").symlink_to(secret)  # an indexed path that now leads outside the indexed folder
     (images / "clock.png").unlink()
     with TestClient(create_app(db)) as c:
-        ids = {Path(h["path"]).name: h["id"] for h in c.post("/search", json={"path": str(images / "camera.png"), "k": 10}).json()}
+        ids = {Path(h["path"]).name: h["id"] for h in c.post("/search", json={"path": str(images / "camera.png"), "k": 10}).json()["results"]}
         for url in (f"/images/{ids['moon.png']}", f"/images/{ids['moon.png']}/thumbnail"):
             r = c.get(url)
             assert r.status_code == 403 and "outside the indexed folders" in r.json()["detail"]
@@ -252,7 +255,7 @@ def test_update_in_background_while_searching(writable):
         assert not errors and codes and set(codes) == {200}
         st = c.get("/index").json()
         assert st["state"] == "done" and st["summary"].startswith("indexed 80,"), st
-        hit = c.post("/search", **upload(new[7], k=1)).json()[0]
+        hit = c.post("/search", **upload(new[7], k=1)).json()["results"][0]
         assert hit["path"] == str(new[7]) and hit["score"] > 0.99
         assert c.get("/status").json()["images"] == 90
 
@@ -261,11 +264,11 @@ def test_changes_by_another_writer_are_picked_up(writable):
     images, db = writable
     with TestClient(create_app(db)) as c:
         extra = photo_crops(images / "later", 3, seed=9)
-        before = c.post("/search", **upload(extra[0], k=1)).json()[0]
+        before = c.post("/search", **upload(extra[0], k=1)).json()["results"][0]
         assert before["path"] != str(extra[0])
         assert cli(["index", str(images), "--db", str(db), "-q", "--workers", "0"]) == 0  # another writer
         deadline = time.monotonic() + 60  # the server reopens the index in the background
-        while (after := c.post("/search", **upload(extra[0], k=1)).json()[0])["path"] != str(extra[0]):
+        while (after := c.post("/search", **upload(extra[0], k=1)).json()["results"][0])["path"] != str(extra[0]):
             assert time.monotonic() < deadline, "the new image never became searchable"
             time.sleep(0.1)
         assert after["score"] > 0.99 and c.get("/status").json()["images"] == 13
@@ -295,7 +298,7 @@ def test_update_without_folders_is_refused(tmp_path):
     with TestClient(create_app(tmp_path / "empty", allow_write=True)) as c:
         r = c.post("/index")
         assert r.status_code == 409 and "no folders" in r.json()["detail"]
-        assert c.post("/search", files={"image": ("q.png", png(Image.new("RGB", (16, 16), "red")), "image/png")}).json() == []
+        assert c.post("/search", files={"image": ("q.png", png(Image.new("RGB", (16, 16), "red")), "image/png")}).json()["results"] == []
 
 
 # ---------------------------------------------------------------------------------- the command
@@ -359,7 +362,7 @@ def test_real_uvicorn_process(writable):
         auth = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=base, headers=auth, timeout=60) as c:
             assert httpx.get(f"{base}/status", timeout=10).status_code == 401
-            hits = c.post("/search", **upload(images / "coffee.png", k=3)).json()
+            hits = c.post("/search", **upload(images / "coffee.png", k=3)).json()["results"]
             assert hits[0]["path"] == str(images / "coffee.png")
             assert c.get(f"/images/{hits[0]['id']}").content == (images / "coffee.png").read_bytes()
             new = photo_crops(images / "new", 40, seed=5)
@@ -371,7 +374,7 @@ def test_real_uvicorn_process(writable):
             job = c.get("/index").json()
             assert job["state"] == "done" and job["summary"].startswith("indexed 40,"), job
             assert set(codes) <= {200}
-            assert c.post("/search", **upload(new[0], k=1)).json()[0]["path"] == str(new[0])
+            assert c.post("/search", **upload(new[0], k=1)).json()["results"][0]["path"] == str(new[0])
     finally:
         proc.terminate()
         try:
@@ -407,9 +410,14 @@ def test_huge_image_ids_are_a_4xx_not_an_overflow(client):
 def test_a_wrong_json_field_is_named_and_the_schema_lists_every_field_sent(client, index):
     r = client.post("/search", json={"path": 123})
     assert r.status_code == 422 and r.json()["detail"].startswith("path: "), r.text
-    hit = client.post("/search", json={"path": str(index[0] / "coffee.png"), "k": 1}).json()[0]
+    hit = client.post("/search", json={"path": str(index[0] / "coffee.png"), "k": 1}).json()["results"][0]
     spec = client.get("/openapi.json").json()
-    assert set(hit) == set(spec["components"]["schemas"]["Hit"]["properties"])  # `paths` included
+    answer = spec["paths"]["/search"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    schemas = spec["components"]["schemas"]
+    assert answer == {"$ref": "#/components/schemas/SearchResponse"}  # one shape, denoised or not
+    assert schemas["SearchResponse"]["required"] == ["results", "denoise"]
+    assert set(hit) == set(schemas["Hit"]["properties"]) == set(HitJSON.__annotations__)  # `paths` included
+    assert set(schemas["DenoiseInfo"]["properties"]) == set(DenoiseJSON.__annotations__)
 
 
 def test_image_bomb_uploads_are_refused_and_the_service_goes_on(client, index):
@@ -418,7 +426,7 @@ def test_image_bomb_uploads_are_refused_and_the_service_goes_on(client, index):
     for name, data in (("b.png", png_bomb(14000, 14000)), ("b.webp", webp_bomb(14000, 14000))):
         r = client.post("/search", files={"image": (name, data, "application/octet-stream")})
         assert r.status_code == 400 and "too large to decode: 14000x14000" in r.json()["detail"], r.text
-    assert client.post("/search", **upload(index[0] / "coffee.png", k=1)).json()[0]["path"] == str(index[0] / "coffee.png")
+    assert client.post("/search", **upload(index[0] / "coffee.png", k=1)).json()["results"][0]["path"] == str(index[0] / "coffee.png")
 
 
 def _start_server(db: Path, *extra: str) -> tuple[subprocess.Popen, str]:
@@ -479,7 +487,7 @@ def test_slow_clients_are_timed_out_and_aborted_uploads_log_one_line(index):
                       b"Content-Length: 50000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; "
                       b"filename=\"q.png\"\r\n\r\n" + b"x" * 1000)
             s.close()
-        hit = httpx.post(f"{base}/search", timeout=60, **upload(index[0] / "coffee.png", k=1)).json()[0]
+        hit = httpx.post(f"{base}/search", timeout=60, **upload(index[0] / "coffee.png", k=1)).json()["results"][0]
         assert hit["path"] == str(index[0] / "coffee.png")  # the service goes on
     finally:
         for s in socks:
@@ -510,7 +518,7 @@ def test_after_a_failed_update_the_committed_images_are_searched(writable, monke
         assert job.state == "failed" and "No space left on device" in job.error
         st = c.get("/status").json()
         assert st["images"] == 22 and st["vectors"] == 22, st  # reopened: the committed rows are searched
-        assert c.post("/search", **upload(new[0], k=1)).json()[0]["path"] == str(new[0])
+        assert c.post("/search", **upload(new[0], k=1)).json()["results"][0]["path"] == str(new[0])
 
 
 def test_a_deleted_root_is_reported_and_the_others_are_synced(writable, tmp_path):
@@ -525,9 +533,9 @@ def test_a_deleted_root_is_reported_and_the_others_are_synced(writable, tmp_path
         job = c.app.state.job.wait(120)
         assert job.state == "done", job.error
         assert f"folder not found: {other}" in job.summary and "indexed 3," in job.summary
-        hits = c.post("/search", json={"path": str(images / "coffee.png"), "k": 30}).json()
+        hits = c.post("/search", json={"path": str(images / "coffee.png"), "k": 30}).json()["results"]
         assert hits and not any(p.startswith(str(other)) for h in hits for p in h["paths"])
-        assert c.post("/search", **upload(extra[0], k=1)).json()[0]["path"] == str(extra[0])
+        assert c.post("/search", **upload(extra[0], k=1)).json()["results"][0]["path"] == str(extra[0])
 
 
 def test_a_deleted_index_folder_is_a_503_not_a_500_or_stale_answers(writable, tmp_path):

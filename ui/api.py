@@ -28,6 +28,7 @@ from lookalike.retrieval.denoise import METHODS as DENOISE_METHODS
 from lookalike.retrieval.denoise import DenoiseError
 from lookalike.indexer.loading import ImageLoadError
 from lookalike.retrieval.engine import EngineError, IndexStatus, SearchResult
+from lookalike.retrieval.searcher import SearchJSON
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
 from .jobs import RUNNER, IndexJob, JobBusy, JobState
@@ -78,17 +79,24 @@ Hit = _model_of(SearchResult, "Hit")  # what `search --json` prints: the id and 
 
 
 class DenoiseInfo(BaseModel):
+    """How the query was denoised (``searcher.DenoiseJSON``)."""
+
     method: str
     sigma: float
     sigma_estimated: bool
     model: str | None
     fallback_reason: str | None
+    samples: int
+    lowfreq_weight: float
+    ms: float
     consistency: float | None
 
 
-class DenoisedSearch(BaseModel):
+class SearchResponse(BaseModel):
+    """What ``POST /search`` answers and ``lookalike search --json`` prints (``searcher.SearchJSON``)."""
+
     results: list[Hit]  # type: ignore[valid-type]
-    denoise: DenoiseInfo
+    denoise: DenoiseInfo | None = Field(description="null unless denoising was asked for")
 
 
 Status = _model_of(
@@ -273,7 +281,7 @@ def _search_router(svc: _Service, guarded: list) -> APIRouter:
     router = APIRouter()
     warm, max_bytes = svc.warm, svc.max_bytes
 
-    def run_search(query, opts: SearchOptions) -> list | dict:
+    def run_search(query, opts: SearchOptions) -> SearchJSON:
         eng = warm.get()
         try:
             if isinstance(query, list):
@@ -296,13 +304,14 @@ def _search_router(svc: _Service, guarded: list) -> APIRouter:
         except (EngineError, DenoiseError) as exc:
             raise HTTPException(400, str(exc)) from None
 
-    @router.post("/search", response_model=list[Hit] | DenoisedSearch, dependencies=guarded,  # type: ignore[valid-type]
+    @router.post("/search", response_model=SearchResponse, dependencies=guarded,
               openapi_extra={"requestBody": _search_body_schema()}, responses=_errors(400, 401, 403, 404, 413, 415, 422),
               summary="Find indexed images like an uploaded image, an indexed file, or an embedding vector")
     async def search(request: Request):
         """Send the image as multipart field ``image`` (with form fields ``k``, ``min_score``, ``denoise``), or a
         JSON body ``{"path": ...}`` / ``{"vector": [...]}`` with the same options. The answer is what
-        ``lookalike search --json`` prints, each hit with its image ``id``."""
+        ``lookalike search --json`` prints: ``{"results": [...], "denoise": null}`` (how the query was denoised in
+        place of null when it was), each hit with its image ``id``."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         query: bytes | str | list[float] | None
         opts: SearchOptions

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 from PIL import Image
 
 from lookalike.errors import LookalikeError
 
-__all__ = ["check_request", "METHODS", "AUTO_FUSE_SIGMA", "AUTO_LOWFREQ_WEIGHT", "DenoiseError", "DenoiseResult", "consistency_score",
-           "to_array", "is_gray", "check_image"]
+__all__ = ["check_request", "METHODS", "AUTO_FUSE_SIGMA", "AUTO_LOWFREQ_WEIGHT", "DenoiseError", "DenoiseInfo", "DenoiseResult",
+           "consistency_score", "to_array", "is_gray", "check_image"]
 
 METHODS = ("auto", "ddpm", "ddim", "classical")
 AUTO_FUSE_SIGMA = 0.2       # [-1, 1] scale; a photo above it fuses the low-frequency channel (no shipped DDPM fits)
@@ -30,6 +31,19 @@ _GRAY_TOL = 3.0  # mean |channel difference| (0-255) below which an RGB image co
 
 class DenoiseError(LookalikeError, ValueError):
     """Bad denoising input: unknown method, bad sigma, unusable model."""
+
+
+class DenoiseInfo(TypedDict):
+    """How a query was denoised, as JSON (:meth:`DenoiseResult.to_dict`)."""
+
+    method: str
+    sigma: float
+    sigma_estimated: bool
+    model: str | None
+    fallback_reason: str | None
+    samples: int
+    lowfreq_weight: float
+    ms: float
 
 
 @dataclass
@@ -46,7 +60,7 @@ class DenoiseResult:
     ms: float = 0.0                  # wall time
     lowfreq_weight: float = 0.0      # > 0: search fuses the low-frequency channel with this weight (method "lowfreq")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> DenoiseInfo:
         """How the query was denoised, without the images (for JSON)."""
         return {"method": self.method, "sigma": self.sigma, "sigma_estimated": self.sigma_estimated,
                 "model": self.model, "fallback_reason": self.fallback_reason, "samples": len(self.samples),
