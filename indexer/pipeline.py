@@ -7,13 +7,14 @@ killed run resumes where it stopped.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -25,7 +26,7 @@ from .decoding import DecodeStream
 from .loading import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageLoadError, load_image, sha256_file
 from .scan import ScanEntry, ScanProblem, is_below, merge_roots, scan
 from .signature import lowfreq_signature
-from .store import MetadataStore, NewImage
+from .store import FileState, MetadataStore, NewImage, SkippedState
 
 __all__ = ["IndexReport", "IndexWriter", "EmbedSpec", "index_paths", "fill_signatures", "embed_files", "warn_stderr"]
 
@@ -192,10 +193,297 @@ def fill_signatures(store: MetadataStore, max_pixels: int = DEFAULT_MAX_PIXELS,
     return done + len(pending)
 
 
-def _cancelled(report: IndexReport, t0: float) -> IndexReport:
-    report.cancelled = True
-    report.seconds = time.perf_counter() - t0
-    return report
+# ---------------------------------------------------------------------------- the stages of index_paths
+_FileSkip = tuple[str, str, int, int]  # (path, reason, size, mtime_ns), as the store records a skipped file
+_Group = tuple[str | None, list[ScanEntry]]  # new content: its sha256 (None: hashed by its decode) and its files
+_Batch = tuple[np.ndarray, list[tuple], list[tuple[int, str]]]  # what embed_files yields
+
+
+@dataclass
+class _Run:
+    """What the stages of one run share: the store and writer, where warnings go, the stop check, the report."""
+
+    store: MetadataStore
+    writer: IndexWriter
+    warn: Callable[[str, str], None]
+    stopped: Callable[[], bool]
+    progress: "bool | ProgressCallback"
+    report: IndexReport = field(default_factory=IndexReport)
+    t0: float = field(default_factory=time.perf_counter)
+    new_skips: list[_FileSkip] = field(default_factory=list)  # scan and hash failures, committed with the links
+    decode_skips: list[tuple[str, str]] = field(default_factory=list)
+    changed_during: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, path: str, reason: str, size: int, mtime_ns: int) -> None:
+        """A file that could not be read before decoding: recorded and warned about."""
+        self.new_skips.append((path, reason, size, mtime_ns))
+        self.warn(path, reason)
+
+    def cancelled(self) -> IndexReport:
+        """The report of a run stopped before it committed any content."""
+        self.report.cancelled = True
+        self.report.seconds = time.perf_counter() - self.t0
+        return self.report
+
+    def finish(self) -> IndexReport:
+        """The report with every file skipped in this run and the time it took."""
+        self.report.problems = [(p, r) for p, r, *_ in self.new_skips] + self.decode_skips + self.changed_during
+        self.report.skipped += len(self.report.problems)
+        self.report.seconds = time.perf_counter() - self.t0
+        return self.report
+
+
+@dataclass
+class _ScanResult:
+    """The files found below the roots and those the scan could not read."""
+
+    entries: list[ScanEntry] = field(default_factory=list)
+    problems: list[ScanProblem] = field(default_factory=list)
+
+
+@dataclass
+class _Diff:
+    """What the store knew of the scanned files, and the files to (re)index."""
+
+    known: dict[str, FileState]
+    known_skipped: dict[str, SkippedState]
+    todo: list[ScanEntry]
+
+    @property
+    def changed_paths(self) -> list[str]:
+        """Indexed paths whose file changed (their old image may be left without files)."""
+        return [e.path for e in self.todo if e.path in self.known]
+
+
+def _file_row(e: ScanEntry) -> tuple[str, int, int, int, int]:
+    """The row the store keeps for a file (path, size, mtime_ns, ctime_ns, inode)."""
+    return (e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino)
+
+
+def _skip_settings(spec: EmbedSpec) -> str:
+    """The limits a skipped file is tried under, as stored in the meta."""
+    return json.dumps({"max_pixels": spec.max_pixels, "max_decode_bytes": DEFAULT_MAX_DECODE_BYTES})
+
+
+def _missing_roots(run: _Run, root_list: list[str], remove_missing: bool) -> list[str]:
+    """Indexed folders no longer on disk, each warned about (their files are treated as gone)."""
+    recorded = set(run.store.roots())
+    missing = [r for r in root_list if r in recorded and not os.path.exists(r)]
+    for r in missing:
+        run.warn(r, "indexed folder not found (deleted, moved or not mounted); its files are "
+                    + ("forgotten" if remove_missing else "kept"))
+    return missing
+
+
+def _scan(run: _Run, roots: list[str]) -> _ScanResult | None:
+    """The files below ``roots``; None when stopped."""
+    found = _ScanResult()
+    for item in progress_bar(scan(roots), desc="scanning", unit="file", progress=run.progress, leave=False):
+        if isinstance(item, ScanEntry):
+            found.entries.append(item)
+        else:
+            found.problems.append(item)
+        if run.stopped():
+            return None
+    return found
+
+
+def _unchanged_skip(e: ScanEntry, skipped: SkippedState | None, retry_skipped: bool) -> bool:
+    """Whether ``e`` is a file skipped before that is not to be tried again."""
+    return (skipped is not None and skipped.size == e.size and skipped.mtime_ns == e.mtime_ns and not retry_skipped
+            and not (skipped.reason == "permission denied" and os.access(e.path, os.R_OK)))
+
+
+def _diff(run: _Run, entries: list[ScanEntry], root_list: list[str], retry_skipped: bool) -> _Diff:
+    """The new or changed files among ``entries``; counts the unchanged ones and the known bad ones."""
+    diff = _Diff(run.store.file_states(under=root_list), run.store.skipped_states(), [])
+    for e in entries:
+        state = diff.known.get(e.path)
+        if state is not None and (state.size, state.mtime_ns, state.ctime_ns, state.ino) == (e.size, e.mtime_ns, e.ctime_ns, e.ino):
+            run.report.unchanged += 1
+        elif _unchanged_skip(e, diff.known_skipped.get(e.path), retry_skipped):
+            run.report.skipped += 1  # still the same bad file: not retried, already reported
+        else:
+            diff.todo.append(e)
+    return diff
+
+
+def _hash_one(e: ScanEntry) -> tuple[ScanEntry, str | None, str | None]:
+    """(entry, sha256, None), or (entry, None, why it could not be read)."""
+    try:
+        return e, sha256_file(e.path), None
+    except ImageLoadError as exc:
+        return e, None, exc.reason
+
+
+def _hash_changed(run: _Run, todo: list[ScanEntry], workers: int) -> tuple[dict[str, list[ScanEntry]], list[ScanEntry]]:
+    """(files by sha256, files hashed later by the read that decodes them) for ``todo``; unreadable ones are skipped.
+
+    A file whose size no indexed file and no other new file has cannot hold content indexed before (nor share it
+    with another new file): it is not hashed here."""
+    by_sha: dict[str, list[ScanEntry]] = {}
+    if not todo:
+        return by_sha, []
+    sizes = run.store.file_sizes()
+    counts: dict[int, int] = {}
+    for e in todo:
+        counts[e.size] = counts.get(e.size, 0) + 1
+    deferred = [e for e in todo if counts[e.size] == 1 and e.size not in sizes]
+    to_hash = [e for e in todo if not (counts[e.size] == 1 and e.size not in sizes)]
+    with ThreadPoolExecutor(max_workers=max(2, workers)) as pool:  # I/O bound: threads
+        for e, sha, err in progress_bar(pool.map(_hash_one, to_hash), total=len(to_hash), desc="hashing",
+                                        unit="file", progress=run.progress, leave=False):
+            if run.stopped():
+                pool.shutdown(wait=False, cancel_futures=True)
+                break
+            if sha is None:
+                run.skip(e.path, str(err), e.size, e.mtime_ns)
+            else:
+                by_sha.setdefault(sha, []).append(e)
+    return by_sha, deferred
+
+
+def _link_known(run: _Run, by_sha: dict[str, list[ScanEntry]], deferred: list[ScanEntry],
+                known: dict[str, FileState]) -> list[_Group]:
+    """Point files whose content is indexed already (renames, moves, duplicates) at it and record the skips so
+    far; returns the new content to embed."""
+    existing = run.store.ids_by_sha(by_sha)
+    links = [(e.path, e.size, e.mtime_ns, existing[sha], e.ctime_ns, e.ino)
+             for sha, es in by_sha.items() if sha in existing for e in es]
+    if links or run.new_skips:
+        run.store.commit_chunk([], links, run.new_skips)
+    run.report.linked = sum(1 for p, *_ in links if p not in known)
+    new_groups: list[_Group] = [(sha, es) for sha, es in by_sha.items() if sha not in existing]
+    new_groups += [(None, [e]) for e in deferred]  # their hash comes with their decode
+    if new_groups:
+        run.writer.expect(run.store.counts()["images"] + len(new_groups))
+    return new_groups
+
+
+class _ChunkCommitter:
+    """The embedded images and decode failures not committed yet; :meth:`flush` commits them (rows, then vectors)."""
+
+    def __init__(self, run: _Run, known: dict[str, FileState], save_every_s: float) -> None:
+        self.run, self.known, self.save_every_s = run, known, save_every_s
+        self.images: list[NewImage] = []
+        self.skips: list[_FileSkip] = []
+        self.by_sha: dict[str, NewImage] = {}  # the images of this chunk, by content
+        self.deferred_shas: set[str] = set()  # content hashed by its decode, this run
+        self.last_save = time.perf_counter()
+
+    def __len__(self) -> int:
+        return len(self.images) + len(self.skips)
+
+    def add(self, group: _Group, vector: np.ndarray, width: int, height: int, sig: np.ndarray | None,
+            decoded_sha: str | None) -> None:
+        """One decoded image of a new group (``decoded_sha``: the hash of the bytes its decode read)."""
+        sha, es = group
+        if sha is None:  # hashed in the read that decoded it
+            if decoded_sha is None:
+                raise RuntimeError("the decoder gave no hash for a file hashed while decoding")
+            sha = decoded_sha
+            self.deferred_shas.add(sha)
+            if sha in self.by_sha:  # the same content as another new file (it changed size since the scan)
+                self.by_sha[sha].files.extend(_file_row(e) for e in es)
+                return
+        elif decoded_sha is not None and decoded_sha != sha:
+            # rewritten between hashing and decoding: neither hash nor vector is kept (no row, no skip), so the next
+            # run sees the new file and indexes what it then holds
+            for e in es:
+                self.run.changed_during.append((e.path, "changed while it was being indexed; the next run indexes it"))
+                self.run.warn(*self.run.changed_during[-1])
+            return
+        self.images.append(NewImage(sha, width, height, vector, [_file_row(e) for e in es], lowfreq=sig))
+        self.by_sha[sha] = self.images[-1]
+
+    def fail(self, group: _Group, reason: str) -> None:
+        """The files of a group that did not decode."""
+        for e in group[1]:
+            self.skips.append((e.path, reason, e.size, e.mtime_ns))
+            self.run.decode_skips.append((e.path, reason))
+            self.run.warn(e.path, reason)
+
+    def flush(self) -> None:
+        """Commit what is pending in one transaction, then add its vectors to the writer (saved now and then)."""
+        if not self.images and not self.skips:
+            return
+        store, report = self.run.store, self.run.report
+        # content hashed while decoding may be indexed after all (an image left with no file by a run cut short):
+        # its files are linked to it, and the vector just made is dropped
+        late = store.ids_by_sha([im.sha256 for im in self.images if im.sha256 in self.deferred_shas])
+        late_links = [(f[0], f[1], f[2], late[im.sha256], *f[3:]) for im in self.images if im.sha256 in late
+                      for f in im.files]
+        images = [im for im in self.images if im.sha256 not in late]
+        ids = store.commit_chunk(images, late_links, self.skips)
+        if images:
+            self.run.writer.add(np.asarray(ids, np.int64), np.stack([im.vector for im in images]))
+        report.indexed += len(images)
+        report.linked += sum(1 for link in late_links if link[0] not in self.known)
+        self.images, self.skips = [], []
+        self.by_sha.clear()
+        if time.perf_counter() - self.last_save > self.save_every_s:
+            self.run.writer.flush()
+            self.last_save = time.perf_counter()
+
+
+def _embed_batches(spec: EmbedSpec, paths: list[str], *, executor: str, ray_address: str | None, batch_size: int,
+                   workers: int, progress: "bool | ProgressCallback") -> Iterator[_Batch]:
+    """The embedded batches of ``paths``, here or on Ray."""
+    if executor == "ray":
+        from .distributed import ray_embed_files
+
+        return ray_embed_files(spec.factory, spec.model, spec.dim, paths, batch_size=batch_size,
+                               workers=max(1, workers), max_pixels=spec.max_pixels, address=ray_address,
+                               progress=progress is True)
+    # decoding starts while the model loads when the index records its preprocessing
+    return embed_files(spec.load if spec.preprocess is not None else spec.load(), paths, batch_size=batch_size,
+                       workers=workers, max_pixels=spec.max_pixels, progress=progress, preprocess=spec.preprocess)
+
+
+def _embed_new(run: _Run, new_groups: list[_Group], embed: Callable[[list[str]], Iterator[_Batch]],
+               known: dict[str, FileState], chunk_size: int, save_every_s: float) -> None:
+    """Embed the new content (``embed``: paths -> batches) and commit it chunk by chunk; a stop ends it after the
+    batch at hand."""
+    t_embed = time.perf_counter()
+    batches = embed([es[0].path for _, es in new_groups])
+    committer = _ChunkCommitter(run, known, save_every_s)
+    for vecs, meta, failed in batches:
+        for row, (i, w, h, sig, *decoded) in enumerate(meta):
+            committer.add(new_groups[i], vecs[row], w, h, sig, decoded[0] if decoded else None)
+        for i, reason in failed:
+            committer.fail(new_groups[i], reason)
+        if len(committer) >= chunk_size:
+            committer.flush()
+        if run.stopped():
+            run.report.cancelled = True
+            break
+    if hasattr(batches, "close"):
+        batches.close()  # a stopped run ends its decoding workers now
+    committer.flush()
+    run.report.embed_seconds = time.perf_counter() - t_embed
+
+
+def _forget_gone(run: _Run, entries: list[ScanEntry], diff: _Diff, root_list: list[str]) -> None:
+    """Forget the files below the roots that are no longer on disk (and their images and skip records)."""
+    seen = {e.path for e in entries}
+    gone = [p for p in diff.known if p not in seen]
+    skipped_now = {s[0] for s in run.new_skips}
+    stale_skips = [p for p in diff.known_skipped if any(is_below(p, r) for r in root_list) and p not in seen
+                   and p not in skipped_now]
+    if gone:
+        run.writer.remove(run.store.remove_paths(gone))
+        run.report.removed = len(gone)
+    if stale_skips:
+        run.store.remove_skipped(stale_skips)
+
+
+def _never() -> bool:
+    """The stop check of a run nobody stops."""
+    return False
+
+
+def _no_warning(path: str, reason: str) -> None:
+    """Where warnings go with ``warn=None``."""
 
 
 def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, roots: Iterable[str | os.PathLike], *,
@@ -215,213 +503,39 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     ``executor="ray"`` decodes and embeds new content on Ray (indexer.distributed); everything else, the
     chunked commits included, stays here.
     """
-    t0 = time.perf_counter()
-    warn = warn or (lambda p, r: None)
-    stopped = stop or (lambda: False)
+    run = _Run(store, writer, warn or _no_warning, stop or _never, progress)
     # decoding processes: never more than the cores (--workers 1000 once started 1000 processes for one image)
     workers = _default_workers() if workers is None else max(0, min(int(workers), os.cpu_count() or 1))
-    report = IndexReport()
     root_list = merge_roots(roots)  # a file or folder inside another root is scanned once, with it
-    # an indexed folder that is gone (deleted, moved, unmounted) is reported and its files are treated as gone; the
-    # others are synced. A path never indexed that does not exist is an error (scan raises FileNotFoundError).
-    recorded = set(store.roots())
-    report.missing_roots = [r for r in root_list if r in recorded and not os.path.exists(r)]
-    for r in report.missing_roots:
-        warn(r, "indexed folder not found (deleted, moved or not mounted); its files are "
-                + ("forgotten" if remove_missing else "kept"))
-
-    # 1. scan
-    entries: list[ScanEntry] = []
-    problems: list[ScanProblem] = []
-    present = [r for r in root_list if r not in report.missing_roots]
-    for item in progress_bar(scan(present), desc="scanning", unit="file", progress=progress, leave=False):
-        (entries if isinstance(item, ScanEntry) else problems).append(item)
-        if stopped():
-            return _cancelled(report, t0)
+    # a gone indexed folder is reported and its files treated as gone; a never indexed one that does not exist is an
+    # error (scan raises FileNotFoundError)
+    run.report.missing_roots = _missing_roots(run, root_list, remove_missing)
+    found = _scan(run, [r for r in root_list if r not in run.report.missing_roots])
+    if found is None:
+        return run.cancelled()
     store.add_roots(root_list)
-
-    # 2. diff against what the store knows
-    known = store.file_states(under=root_list)
-    known_skipped = store.skipped_states()
-    settings = json.dumps({"max_pixels": spec.max_pixels, "max_decode_bytes": DEFAULT_MAX_DECODE_BYTES})
-    retry_skipped = retry_skipped or store.get_meta(SKIP_SETTINGS_KEY) != settings
-    todo: list[ScanEntry] = []
-    for e in entries:
-        state = known.get(e.path)
-        if state is not None and (state.size, state.mtime_ns, state.ctime_ns, state.ino) == (e.size, e.mtime_ns, e.ctime_ns, e.ino):
-            report.unchanged += 1
-            continue
-        sk = known_skipped.get(e.path)
-        if (sk is not None and sk[0] == e.size and sk[1] == e.mtime_ns and not retry_skipped
-                and not (sk.reason == "permission denied" and os.access(e.path, os.R_OK))):
-            report.skipped += 1  # still the same bad file: not retried, already reported
-            continue
-        todo.append(e)
-
-    new_skips: list[tuple[str, str, int, int]] = []
-    for p in problems:
-        new_skips.append((p.path, p.reason, p.size, p.mtime_ns))
-        warn(p.path, p.reason)
-
-    # 3. hash what changed (I/O bound: threads). A file whose size no indexed file and no other new file has cannot
-    # hold content indexed before (nor share it with another new file): it is hashed in the read that decodes it
-    by_sha: dict[str, list[ScanEntry]] = {}
-    deferred: list[ScanEntry] = []
-    if todo:
-        sizes = store.file_sizes()
-        counts: dict[int, int] = {}
-        for e in todo:
-            counts[e.size] = counts.get(e.size, 0) + 1
-        deferred = [e for e in todo if counts[e.size] == 1 and e.size not in sizes]
-        to_hash = [e for e in todo if not (counts[e.size] == 1 and e.size not in sizes)]
-
-        def _hash(e: ScanEntry):
-            try:
-                return e, sha256_file(e.path), None
-            except ImageLoadError as exc:
-                return e, None, exc.reason
-
-        with ThreadPoolExecutor(max_workers=max(2, workers)) as pool:
-            for e, sha, err in progress_bar(pool.map(_hash, to_hash), total=len(to_hash), desc="hashing",
-                                            unit="file", progress=progress, leave=False):
-                if stopped():
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    break
-                if sha is None:
-                    new_skips.append((e.path, err, e.size, e.mtime_ns))
-                    warn(e.path, err)
-                else:
-                    by_sha.setdefault(sha, []).append(e)
-
-    if stopped():  # nothing of this run is committed yet but the roots: the next run starts over
-        return _cancelled(report, t0)
-
-    # 4. link content already indexed (renames, moves, duplicates), record scan problems
-    existing = store.ids_by_sha(by_sha)
-    links = [(e.path, e.size, e.mtime_ns, existing[sha], e.ctime_ns, e.ino)
-             for sha, es in by_sha.items() if sha in existing for e in es]
-    changed_paths = [e.path for e in todo if e.path in known]
-    if links or new_skips:
-        store.commit_chunk([], links, new_skips)
-    report.linked = sum(1 for p, *_ in links if p not in known)
-    new_groups: list[tuple[str | None, list[ScanEntry]]] = [(sha, es) for sha, es in by_sha.items() if sha not in existing]
-    new_groups += [(None, [e]) for e in deferred]  # their hash comes with their decode
+    settings = _skip_settings(spec)
+    diff = _diff(run, found.entries, root_list, retry_skipped or store.get_meta(SKIP_SETTINGS_KEY) != settings)
+    for p in found.problems:
+        run.skip(p.path, p.reason, p.size, p.mtime_ns)
+    by_sha, deferred = _hash_changed(run, diff.todo, workers)
+    if run.stopped():  # nothing of this run is committed yet but the roots: the next run starts over
+        return run.cancelled()
+    new_groups = _link_known(run, by_sha, deferred, diff.known)
     if new_groups:
-        writer.expect(store.counts()["images"] + len(new_groups))
-
-    # 5. embed new content in chunks; each chunk commits rows+vectors, then goes into FAISS
-    decode_skips: list[tuple[str, str]] = []
-    changed_during: list[tuple[str, str]] = []
-    if new_groups:
-        t_embed = time.perf_counter()
-        first_paths = [es[0].path for _, es in new_groups]
-        if executor == "ray":
-            from .distributed import ray_embed_files
-
-            batches = ray_embed_files(spec.factory, spec.model, spec.dim, first_paths, batch_size=batch_size,
-                                      workers=max(1, workers), max_pixels=spec.max_pixels, address=ray_address,
-                                      progress=progress is True)
-        else:
-            # decoding starts while the model loads when the index records its preprocessing
-            batches = embed_files(spec.load if spec.preprocess is not None else spec.load(), first_paths,
-                                  batch_size=batch_size, workers=workers, max_pixels=spec.max_pixels,
-                                  progress=progress, preprocess=spec.preprocess)
-        pending_images: list[NewImage] = []
-        pending_skips: list[tuple[str, str, int, int]] = []
-        last_save = time.perf_counter()
-
-        def flush() -> None:
-            nonlocal pending_images, pending_skips, last_save
-            if not pending_images and not pending_skips:
-                return
-            # content hashed while decoding may be indexed after all (an image left with no file by a run cut short):
-            # its files are linked to it, and the vector just made is dropped
-            late = store.ids_by_sha([im.sha256 for im in pending_images if im.sha256 in deferred_shas])
-            late_links = [(f[0], f[1], f[2], late[im.sha256], *f[3:]) for im in pending_images if im.sha256 in late
-                          for f in im.files]
-            pending_images = [im for im in pending_images if im.sha256 not in late]
-            ids = store.commit_chunk(pending_images, late_links, pending_skips)
-            if pending_images:
-                writer.add(np.asarray(ids, np.int64), np.stack([im.vector for im in pending_images]))
-            report.indexed += len(pending_images)
-            report.linked += sum(1 for link in late_links if link[0] not in known)
-            pending_images, pending_skips = [], []
-            new_by_sha.clear()
-            if time.perf_counter() - last_save > save_every_s:
-                writer.flush()
-                last_save = time.perf_counter()
-
-        deferred_shas: set[str] = set()
-        new_by_sha: dict[str, NewImage] = {}  # the images of this chunk, by content
-        for vecs, meta, failed in batches:
-            for row, (i, w, h, sig, *decoded) in enumerate(meta):
-                sha, es = new_groups[i]
-                if sha is None:  # hashed in the read that decoded it
-                    if not decoded or decoded[0] is None:
-                        raise RuntimeError("the decoder gave no hash for a file hashed while decoding")
-                    sha = decoded[0]
-                    deferred_shas.add(sha)
-                    if sha in new_by_sha:  # the same content as another new file (it changed size since the scan)
-                        new_by_sha[sha].files.extend((e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino) for e in es)
-                        continue
-                elif decoded and decoded[0] is not None and decoded[0] != sha:
-                    # rewritten between hashing and decoding: neither hash nor vector is kept (no row, no skip), so
-                    # the next run sees the new file and indexes what it then holds
-                    for e in es:
-                        changed_during.append((e.path, "changed while it was being indexed; the next run indexes it"))
-                        warn(*changed_during[-1])
-                    continue
-                pending_images.append(NewImage(sha, w, h, vecs[row], [(e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino)
-                                                                      for e in es], lowfreq=sig))
-                new_by_sha[sha] = pending_images[-1]
-            for i, reason in failed:
-                _, es = new_groups[i]
-                for e in es:
-                    pending_skips.append((e.path, reason, e.size, e.mtime_ns))
-                    decode_skips.append((e.path, reason))
-                    warn(e.path, reason)
-            if len(pending_images) + len(pending_skips) >= chunk_size:
-                flush()
-            if stopped():
-                report.cancelled = True
-                break
-        if hasattr(batches, "close"):
-            batches.close()  # a stopped run ends its decoding workers now
-        flush()
-        report.embed_seconds = time.perf_counter() - t_embed
-        if report.cancelled:
+        embed = functools.partial(_embed_batches, spec, executor=executor, ray_address=ray_address,
+                                  batch_size=batch_size, workers=workers, progress=progress)
+        _embed_new(run, new_groups, embed, diff.known, chunk_size, save_every_s)
+        if run.report.cancelled:
             writer.flush()
-            report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips + changed_during
-            report.skipped += len(report.problems)
-            report.seconds = time.perf_counter() - t0
-            return report
-
-    # 6. forget what is gone (and paths whose content changed and no longer point at their old image)
+            return run.finish()
     if remove_missing:
-        seen = {e.path for e in entries}
-        gone = [p for p in known if p not in seen]
-        skipped_now = {s[0] for s in new_skips}
-        stale_skips = [p for p in known_skipped if any(is_below(p, r) for r in root_list) and p not in seen
-                       and p not in skipped_now]
-        if gone:
-            orphans = store.remove_paths(gone)
-            writer.remove(orphans)
-            report.removed = len(gone)
-        if stale_skips:
-            store.remove_skipped(stale_skips)
-    # images whose only file changed content (or turned bad) are orphans now
-    if changed_paths or new_skips or decode_skips:
+        _forget_gone(run, found.entries, diff, root_list)
+    if diff.changed_paths or run.new_skips or run.decode_skips:  # images whose only file changed or turned bad
         writer.remove(store.remove_orphans())
-
-    # 7. images indexed before signatures existed (schema < 3) get theirs, once (after the removals: files that are
-    # gone are not decoded for nothing)
+    # images indexed before signatures existed (schema < 3) get theirs, once (after the removals)
     fill_signatures(store, max_pixels=spec.max_pixels, progress=progress)
-
     writer.flush()
     if store.get_meta(SKIP_SETTINGS_KEY) != settings:
         store.set_meta(**{SKIP_SETTINGS_KEY: settings})  # skipped files were tried under these settings
-    report.problems = [(p, r) for p, r, *_ in new_skips] + decode_skips + changed_during
-    report.skipped += len(report.problems)
-    report.seconds = time.perf_counter() - t0
-    return report
-
+    return run.finish()

@@ -5,14 +5,11 @@ import contextlib
 import io
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -20,6 +17,7 @@ from PIL import Image
 
 from lookalike import Engine
 from lookalike.data.samples import DataError, data_root, load_sample
+from lookalike.ui import screenshots
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "hubble_deep_field", "immunohistochemistry",
@@ -117,9 +115,7 @@ def texts(at) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = screenshots.CHROMIUM_ARGS  # --no-sandbox, --headless, no background networking
 
 
 def find_chromium() -> str | None:
@@ -130,20 +126,6 @@ def find_chromium() -> str | None:
     return None
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"lookalike ui exited with code {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"lookalike ui did not answer on {url} within {timeout:.0f}s")
-
-
 def wait_idle(page, timeout_ms: int = 180_000) -> None:
     """Until the app's script run has finished (Streamlit marks it on the app element)."""
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached",
@@ -151,30 +133,16 @@ def wait_idle(page, timeout_ms: int = 180_000) -> None:
 
 
 @contextlib.contextmanager
-def ui_server(db, *args: str):
-    """``lookalike ui --db db [args]`` on a free 127.0.0.1 port; yields its URL, stops it afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    log = open(db.parent / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port), *args],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
+def ui_server(db: Path, *args: str) -> Iterator[str]:
+    """``lookalike ui --db db [args]`` on a free 127.0.0.1 port (``lookalike.ui.screenshots.ui_server``), its output
+    in ``db.parent/server.log``; a server that does not come up fails the test with the end of that log."""
+    with open(db.parent / "server.log", "w+") as log:
         try:
-            wait_healthy(url, proc)
-        except AssertionError:
+            with screenshots.ui_server(db, log=log, wait_s=90.0, args=args) as url:
+                yield url
+        except screenshots.UIServerError as exc:
             log.seek(0)
-            raise AssertionError(log.read()[-3000:]) from None
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        log.close()
+            raise AssertionError(f"{exc}\n{log.read()[-3000:]}") from None
 
 
 # ---------------------------------------------------------------------------- image bombs (issue 23)

@@ -7,7 +7,7 @@ import io
 import pytest
 from lookalike.data.photos import load_photo
 from PIL import Image
-from helpers import no_exception, page, png_bytes
+from helpers import no_exception, page, png_bytes, ui_server
 
 pytestmark = pytest.mark.slow  # runs the Streamlit search page
 
@@ -217,3 +217,11 @@ def test_a_wrong_file_is_explained_inline_and_cleared_by_a_good_one(pixels_db, i
     at.file_uploader(key="q_upload").set_value(("coffee.png", good, "image/png")).run()
     no_exception(at)
     assert not at.error and result_names(at)[0] == "coffee.png"
+
+
+def test_ui_server_fails_with_the_apps_own_message_when_it_does_not_start(tmp_path):
+    """The tests' ui_server (over lookalike.ui.screenshots.ui_server) fails at once, with the end of the app's log,
+    when the app exits before answering."""
+    with pytest.raises(AssertionError, match=r"exited with code 2[\s\S]*unrecognized arguments: --no-such-flag"):
+        with ui_server(tmp_path / "index", "--no-such-flag"):
+            pass

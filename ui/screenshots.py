@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterator
+from typing import IO, TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -54,28 +54,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class UIServerError(RuntimeError):
+    """``lookalike ui`` exited or did not answer its health check in time."""
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, wait_s: float) -> None:
+    """Until ``url`` answers its health check; :class:`UIServerError` when ``proc`` exits or ``wait_s`` passes."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UIServerError(f"lookalike ui exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise UIServerError(f"lookalike ui did not answer on {url} within {wait_s:.0f}s")
+
+
 @contextlib.contextmanager
-def ui_server(db: Path, allow_write: bool = False, log: IO | None = None, wait_s: float = 120.0) -> Iterator[str]:
-    """``lookalike ui --db DB`` on a free loopback port, once it answers its health check; yields its URL and
-    stops its whole process group on exit (``log``: where its output goes, else nowhere)."""
+def ui_server(db: Path, allow_write: bool = False, log: IO | None = None, wait_s: float = 120.0,
+              args: Sequence[str] = ()) -> Iterator[str]:
+    """``lookalike ui --db DB [args]`` on a free loopback port, once it answers its health check; yields its URL and
+    stops its whole process group on exit (``log``: where its output goes, else nowhere). Raises
+    :class:`UIServerError` when it exits or does not answer within ``wait_s``."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port)]
+    cmd = [sys.executable, "-m", "lookalike", "ui", "--db", str(db), "--port", str(port), *args]
     proc = subprocess.Popen(cmd + (["--allow-write"] if allow_write else []), stdout=log or subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT if log else subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
     try:
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        _wait_healthy(url, proc, wait_s)
         yield url
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
 
 
 def _write_png(im: Image.Image, path: Path, max_kb: int, palettes: tuple) -> None:
