@@ -15,7 +15,7 @@ from lookalike.retrieval.models import DEFAULT_EMBEDDER
 
 from .safety import DEFAULT_MAX_UPLOAD_MB
 
-APP = Path(__file__).resolve().parent / "app.py"
+APP = Path(__file__).resolve().parent / "server.py"  # the app (app.py) and its thumbnail route
 MIN_TOKEN_CHARS = 16
 
 

@@ -237,11 +237,7 @@ def _group(g, roots: list[str]) -> None:
             if i % COLUMNS == 0:
                 cols = st.columns(COLUMNS)
             with cols[i % COLUMNS]:
-                thumb = state.thumbnail(f.path, roots)
-                if thumb is not None:
-                    st.image(thumb, width="stretch")
-                else:
-                    st.caption("(file not readable)")
+                state.show_thumbnail(f.path, roots, f.width, f.height)  # loaded as it nears the screen
                 st.markdown(f"`{os.path.basename(f.path)}`  \n{f.width}×{f.height} · {human_bytes(f.size)} · "
                             + ("suggested keep" if f.keep else "**exact copy**" if f.exact else
                                f"copy score {f.copy_score:.2f}" if f.copy_score is not None else

@@ -382,11 +382,7 @@ def _results_grid(res, roots: list[str]) -> None:
                 cols = st.columns(GRID_COLUMNS)
             with cols[i % GRID_COLUMNS]:
                 with st.container(border=True, key=f"result-{r.rank}"):
-                    thumb = state.thumbnail(r.path, roots)
-                    if thumb is not None:
-                        st.image(thumb, width="stretch")
-                    else:
-                        st.caption("(file not readable)")
+                    state.show_thumbnail(r.path, roots, r.width, r.height, lazy=False)  # the whole page at once
                     name = os.path.basename(r.path)
                     words = match_words(r)
                     st.markdown(f"**#{r.rank}** · **{words}** · {r.score:.3f}  \n`{name}`  \n"

@@ -29,6 +29,7 @@ __all__ = [
     "load_indexed",
     "roots",
     "settings",
+    "show_thumbnail",
     "short_path",
     "thumbnail",
 ]
@@ -173,6 +174,29 @@ def thumbnail(path: str, allowed_roots: list[str], px: int = THUMB_PX) -> bytes 
         return None
     except Exception:  # unreadable since indexing: the caller shows a placeholder
         return None
+
+
+def show_thumbnail(path: str, allowed_roots: list[str], width: int, height: int, lazy: bool = True,
+                   px: int = THUMB_PX) -> None:
+    """Draw an indexed file's thumbnail (``width`` x ``height``: the picture's size, for its box): from the
+    thumbnail route, which the browser asks (``lazy``: only near the screen), when the server has it, else inline;
+    a caption when the file cannot be read."""
+    from . import thumbs
+
+    if thumbs.served():
+        try:
+            url = thumbs.thumbnail_url(str(check_readable(path, allowed_roots)), px)
+        except Exception:  # noqa: BLE001 - outside the roots, or gone since indexing
+            url = None
+        if url is not None:
+            st.html(thumbs.img_tag(url, width, height, px, os.path.basename(path), lazy=lazy))
+            return
+    else:
+        data = thumbnail(path, allowed_roots, px)
+        if data is not None:
+            st.image(data, width="stretch")
+            return
+    st.caption("(file not readable)")
 
 
 def load_indexed(path: str, allowed_roots: list[str]) -> bytes:
