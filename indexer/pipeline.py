@@ -142,7 +142,7 @@ def embed_files(embedder, paths: Sequence[str], batch_size: int = 64, workers: i
                                       max_pixels=max_pixels)
         for batch in stream.batches(batch_size):
             ok = [d for d in batch if d.pixels is not None]
-            vecs = (embedder.embed_tensor(np.stack([d.pixels for d in ok])) if ok
+            vecs = (embedder.embed_tensor(np.stack([d.pixels for d in ok if d.pixels is not None])) if ok
                     else np.zeros((0, embedder.dim), np.float32))
             bar.update(len(batch))
             yield (vecs, [(d.i, d.width, d.height, d.signature, d.sha256) for d in ok],

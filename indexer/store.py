@@ -556,7 +556,7 @@ class MetadataStore:
             if gone:
                 s.execute(delete(RootRow).where(RootRow.path.in_(gone)))
 
-    def commit_chunk(self, new_images: Sequence[NewImage], links: Sequence[tuple[str, int, int, int]],
+    def commit_chunk(self, new_images: Sequence[NewImage], links: Sequence[tuple[str, int, int, int] | tuple[str, int, int, int, int, int]],
                      skipped: Sequence[tuple[str, str, int, int]]) -> list[int]:
         """In one transaction: insert images (+ their files), point ``links`` (path, size, mtime, image_id[,
         ctime_ns, ino]) at existing images, record ``skipped`` (path, reason, size, mtime). Returns the new image ids."""
