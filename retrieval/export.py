@@ -224,7 +224,8 @@ def export_all(out: Path = ONNX_DIR, names: tuple[str, ...] = SHIPPED_ONNX, forc
     or kept."""
     out.mkdir(parents=True, exist_ok=True)
     done = []
-    for name in dict.fromkeys(n for name in names for n in (SHIPPED_HEADS.get(name), name) if n is not None):
+    with_backbones = [n for asked in names for n in (SHIPPED_HEADS.get(asked), asked) if n is not None]
+    for name in dict.fromkeys(with_backbones):
         onnx, meta_path = out / f"{name}.onnx", out / f"{name}.json"
         source, backbone = source_digest(name), SHIPPED_HEADS.get(name)
         if force or not _up_to_date(onnx, meta_path, "onnx_sha256", source_sha256=source, backbone=backbone):
