@@ -2,9 +2,12 @@
 time from the checkpoints (``python -m lookalike.retrieval.export``, run by the wheel build through setup.py and by
 ``make models``) into ``weights/onnx/`` beside them, and found there by :mod:`~lookalike.retrieval.runtime`.
 
-    weights/onnx/<name>.onnx   the network: a preprocessed NCHW float batch -> unit vectors (batch size free)
-    weights/onnx/<name>.json   dim, preprocessing, the ONNX file's sha256, the export format and the sha256 of the
+    weights/onnx/<name>.onnx   the network: a preprocessed NCHW float batch -> unit vectors (batch size free); for a
+                               head on a shipped backbone (:data:`SHIPPED_HEADS`) only the head: the backbone's unit
+                               vectors -> unit vectors, run after the backbone's own file (one copy of the backbone)
+    weights/onnx/<name>.json   dim, preprocessing, the ONNX file's sha256, the export format, the sha256 of the
                                checkpoint it was exported from (a retrained checkpoint makes the file stale: unused)
+                               and, for a head, the name of the backbone whose file it follows (``backbone``)
     weights/onnx/ddpm-sigma-estimator.onnx   the learned noise estimator (N,1,H,W) -> log sigma (N,), any size
     weights/onnx/denoise.json  its sha256s, and each shipped DDPM's domain (size, channels): what ``--denoise auto``
                                needs to treat a photo without torch (retrieval/denoise/light.py)
@@ -24,13 +27,16 @@ from lookalike.fsutil import atomic_path, atomic_write_text
 
 from .models import MODELS_DIR, card_path, cards, get_card
 
-__all__ = ["SHIPPED_ONNX", "ONNX_DIR", "EXPORT_FORMAT", "export_onnx", "shipped_onnx", "source_digest", "export_all",
-           "export_denoise", "shipped_denoise"]
+__all__ = ["SHIPPED_ONNX", "SHIPPED_HEADS", "ONNX_DIR", "EXPORT_FORMAT", "export_onnx", "export_head_onnx",
+           "shipped_onnx", "source_digest", "export_all", "export_denoise", "shipped_denoise"]
 
 EXPORT_FORMAT = 1  # bump when the exported graph changes meaning
 ONNX_DIR = MODELS_DIR / "onnx"
 # what the core install runs without torch: the default model, its backbone, and the two small Siamese models
 SHIPPED_ONNX = ("ntxent-copies", "efficientnet_lite0", "siamese-triplet-mnist", "siamese-triplet-cifar10")
+# heads on a frozen shipped backbone at its own input size: shipped as the head alone (its input: the backbone's
+# shipped unit vectors), so that the wheel carries the backbone once; the runtime runs backbone then head
+SHIPPED_HEADS = {"ntxent-copies": "efficientnet_lite0"}
 
 
 def _up_to_date(onnx: Path, meta_path: Path, sha_field: str, **expected) -> bool:
@@ -139,13 +145,53 @@ def export_onnx(name: str) -> tuple[bytes, dict]:
     return data, {**emb.describe(), "onnx_sha256": hashlib.sha256(data).hexdigest(), "format": EXPORT_FORMAT}
 
 
+def export_head_onnx(name: str, backbone: str) -> tuple[bytes, dict]:
+    """Export only the head of the projection-head embedder ``name`` on the frozen ``backbone`` (batch size free):
+    the graph maps ``backbone``'s unit vectors (its own export's output) to ``name``'s vectors, so that backbone then
+    head computes what :func:`export_onnx` of ``name`` does. Needs torch; RuntimeError when ``name`` is not a head
+    on ``backbone`` alone at ``backbone``'s preprocessing."""
+    import torch
+    import torch.nn.functional as F
+
+    from .embedders import get_embedder
+    from .nets import HeadEmbedder
+
+    emb, base = get_embedder(name), get_embedder(backbone)
+    if not (isinstance(emb, HeadEmbedder) and emb.backbone is not None and emb.backbone.names == [backbone]
+            and emb.backbone.preprocess == base.preprocess == emb.preprocess):
+        raise RuntimeError(f"{name}: not a head on {backbone} alone at its input size; cannot ship it as a head")
+
+    class Head(torch.nn.Module):
+        """The head part of ``HeadEmbedder.forward``: its input is already ``FrozenBackbones``' output (one
+        backbone: that backbone's unit vector, the backbone embedder's output)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = emb
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return F.normalize(self.emb.forward_head(z).float(), dim=1)
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Head().eval(), (torch.zeros(2, base.dim),), buf, dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=18)
+    data = buf.getvalue()
+    return data, {**emb.describe(), "onnx_sha256": hashlib.sha256(data).hexdigest(), "format": EXPORT_FORMAT,
+                  "backbone": backbone}
+
+
 _SHIPPED: dict[str, tuple[Path, dict] | None] = {}
 
 
 def shipped_onnx(name: str, hasher: Callable[[Path], str] = _sha256) -> tuple[Path, dict] | None:
     """The shipped ONNX file of ``name`` (an alias counts) and its meta, when it is there, whole, of this export
     format and exported from the checkpoint on disk now; else None. Checked once per process; ``hasher`` gives a
-    file's sha256 (the runtime's remembers them by size and time, so a start-up reads no model file twice)."""
+    file's sha256 (the runtime's remembers them by size and time, so a start-up reads no model file twice).
+
+    For a head shipped on its backbone (:data:`SHIPPED_HEADS`) the file is the head alone, and the meta adds the
+    backbone's file and sha256 (``backbone_onnx``, ``backbone_onnx_sha256``): None unless both files are good."""
     card = get_card(name)
     base = card.name if card is not None else name
     if base not in SHIPPED_ONNX:
@@ -155,9 +201,15 @@ def shipped_onnx(name: str, hasher: Callable[[Path], str] = _sha256) -> tuple[Pa
         onnx, meta_path = ONNX_DIR / f"{base}.onnx", ONNX_DIR / f"{base}.json"
         try:
             meta = json.loads(meta_path.read_text())
+            backbone = SHIPPED_HEADS.get(base)
             if (meta.get("format") == EXPORT_FORMAT and meta.get("source_sha256") == source_digest(base, hasher)
-                    and hasher(onnx) == meta["onnx_sha256"]):
-                found = (onnx, meta)
+                    and meta.get("backbone") == backbone and hasher(onnx) == meta["onnx_sha256"]):
+                under = shipped_onnx(backbone, hasher) if backbone is not None else None
+                if backbone is None:
+                    found = (onnx, meta)
+                elif under is not None and under[1]["preprocess"] == meta["preprocess"]:
+                    found = (onnx, {**meta, "backbone_onnx": str(under[0]),
+                                    "backbone_onnx_sha256": under[1]["onnx_sha256"]})
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
         _SHIPPED[base] = found
@@ -167,15 +219,17 @@ def shipped_onnx(name: str, hasher: Callable[[Path], str] = _sha256) -> tuple[Pa
 
 def export_all(out: Path = ONNX_DIR, names: tuple[str, ...] = SHIPPED_ONNX, force: bool = False,
                log=print) -> list[Path]:
-    """Write each of ``names`` to ``out`` (skipping those already exported from the same checkpoint); returns the
-    files written or kept."""
+    """Write each of ``names`` to ``out`` (skipping those already exported from the same checkpoint), with the
+    backbone of each head among them (:data:`SHIPPED_HEADS`: the head alone is written); returns the files written
+    or kept."""
     out.mkdir(parents=True, exist_ok=True)
     done = []
-    for name in names:
+    with_backbones = [n for asked in names for n in (SHIPPED_HEADS.get(asked), asked) if n is not None]
+    for name in dict.fromkeys(with_backbones):
         onnx, meta_path = out / f"{name}.onnx", out / f"{name}.json"
-        source = source_digest(name)
-        if force or not _up_to_date(onnx, meta_path, "onnx_sha256", source_sha256=source):
-            data, meta = export_onnx(name)
+        source, backbone = source_digest(name), SHIPPED_HEADS.get(name)
+        if force or not _up_to_date(onnx, meta_path, "onnx_sha256", source_sha256=source, backbone=backbone):
+            data, meta = export_head_onnx(name, backbone) if backbone is not None else export_onnx(name)
             with atomic_path(onnx) as tmp:
                 Path(tmp).write_bytes(data)
             atomic_write_text(meta_path, json.dumps({**meta, "source_sha256": source}, indent=1))

@@ -9,6 +9,9 @@ ONNX Runtime) for the CPU; both are cached on disk, so a later process embeds wi
 Every file is written atomically and checked on reading; a damaged one is rebuilt with a one-line note.
 The shipped models come as ONNX files in the package (retrieval/export.py, exported when the wheel is built): those
 are compiled from there, and only other models (checkpoints, ``@SIZE``, ensembles) are exported here, with torch.
+A head shipped on its backbone (``ntxent-copies`` on ``efficientnet_lite0``) is two files, the backbone's and the
+head's: OpenVINO joins them into one network before compiling (the blob's key: both files' sha256), ONNX Runtime
+runs one after the other.
 Training stays on torch; ``load_embedder(name, "torch")`` is :func:`~lookalike.retrieval.embedders.get_embedder`.
 """
 from __future__ import annotations
@@ -210,14 +213,18 @@ class _Entry:
         self.name = name
         self.dir = cache_dir() / "models" / f"{re.sub(r'[^A-Za-z0-9_.@+-]', '_', name)[-60:]}-{key}"
         self.meta_path, self.onnx_path = self.dir / "meta.json", self.dir / "model.onnx"
+        self.backbone_path: Path | None = None  # a shipped head's backbone, run before ``onnx_path``
 
     def meta(self) -> dict:
         """dim, preprocess, onnx_sha256 of a valid export: the shipped file when there is one (``onnx_path`` then
-        points at it), else the cached export, exporting (torch) when it is missing or damaged."""
+        points at it, and ``backbone_path`` at its backbone's for a head), else the cached export, exporting (torch)
+        when it is missing or damaged."""
         shipped = (shipped_onnx(self.name, hasher=_file_hash) if _input_size(self.name) == _shipped_size(self.name)
                    else None)
         if shipped is not None:
             self.onnx_path = shipped[0]
+            if "backbone_onnx" in shipped[1]:
+                self.backbone_path = Path(shipped[1]["backbone_onnx"])
             return shipped[1]
         if self.meta_path.exists():
             try:
@@ -321,16 +328,35 @@ def _openvino(ov: Any, entry: _Entry, meta: dict, precision: str) -> Callable[[n
     if precision == "bf16" and "BF16" not in caps:
         raise RuntimeUnavailable(f"this CPU has no bf16 in OpenVINO (it offers {', '.join(caps)}); use --precision fp32")
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
-    blob = entry.dir / f"openvino-{_version('openvino')}-{precision}-{meta['onnx_sha256'][:12]}.blob"
+    blob = entry.dir / f"openvino-{_version('openvino')}-{precision}-{_graph_key(meta)[:12]}.blob"
 
     def build() -> Any:
         model = core.read_model(str(entry.onnx_path))
+        if entry.backbone_path is not None:
+            model = _join(ov, core.read_model(str(entry.backbone_path)), model)
         return _quantize(model, meta) if precision == "int8" else model
 
     compiled = compile_cached(core, blob, config, build)
     request = compiled.create_infer_request()
     output = compiled.output(0)
     return lambda x: request.infer({0: x})[output]
+
+
+def _graph_key(meta: dict) -> str:
+    """The sha256 that names the network: the ONNX file's, or for a head on a shipped backbone both files'."""
+    if "backbone_onnx_sha256" not in meta:
+        return meta["onnx_sha256"]
+    return hashlib.sha256(f"{meta['backbone_onnx_sha256']}+{meta['onnx_sha256']}".encode()).hexdigest()
+
+
+def _join(ov: Any, backbone: Any, head: Any) -> Any:
+    """One OpenVINO model: ``backbone``'s input through ``backbone`` and then ``head`` (whose one input takes the
+    backbone's one output), the network the whole model's single export was."""
+    (param,) = head.get_parameters()
+    (result,) = backbone.get_results()
+    for target in list(param.output(0).get_target_inputs()):
+        target.replace_source_output(result.input_value(0))
+    return ov.Model(head.get_results(), backbone.get_parameters(), head.get_friendly_name())
 
 
 def _quantize(model: Any, meta: dict) -> Any:
@@ -350,7 +376,10 @@ def _onnxruntime(ort: Any, entry: _Entry, precision: str) -> Callable[[np.ndarra
     if precision != "fp32":
         raise RuntimeUnavailable(f"ONNX Runtime runs fp32 here, not {precision}; use --runtime openvino")
     session = ort.InferenceSession(str(entry.onnx_path), providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"x": x})[0]
+    if entry.backbone_path is None:
+        return lambda x: session.run(None, {"x": x})[0]
+    backbone = ort.InferenceSession(str(entry.backbone_path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"x": backbone.run(None, {"x": x})[0]})[0]
 
 
 def compiled_embedder(name: str, runtime: str, precision: str) -> CompiledEmbedder:

@@ -22,7 +22,8 @@ HIDDEN = ("torch", "torchvision", "timm", "scipy", "sklearn", "skimage", "matplo
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory, one_torch_thread):
-    """The build step's exports of the default model and a small Siamese one, in a folder of their own."""
+    """The build step's exports of the default model (its head, and the backbone it runs on) and a small Siamese one,
+    in a folder of their own."""
     from lookalike.retrieval.export import export_all
 
     d = tmp_path_factory.mktemp("onnx")
@@ -40,6 +41,9 @@ def test_shipped_exports_give_the_torch_vectors(onnx_dir, photo_dir, tmp_path, m
     monkeypatch.setattr(runtime, "_LOADED", {})
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
     images = [Image.open(photo_dir / f"{n}.png").convert("RGB") for n in PHOTOS]
+    head, head_meta = export.shipped_onnx("ntxent-copies")  # the head alone, on the shipped backbone's file
+    assert head_meta["backbone_onnx"] == str(onnx_dir / "efficientnet_lite0.onnx")
+    assert head.stat().st_size < (onnx_dir / "efficientnet_lite0.onnx").stat().st_size / 2
     for name in ("ntxent-copies", "siamese-triplet-mnist"):
         path, meta = export.shipped_onnx(name)
         assert path.parent == onnx_dir and meta["source_sha256"] == export.source_digest(name)
@@ -68,6 +72,60 @@ def test_a_stale_or_damaged_export_is_not_used(onnx_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(export, "_SHIPPED", {})
     assert export.shipped_onnx("siamese-triplet-mnist") is None and export.shipped_onnx("ntxent-copies") is None
     assert export.shipped_onnx("efficientnet_lite0@128") is None
+
+
+def test_a_head_needs_its_backbone_file_and_an_old_whole_export_is_redone(onnx_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import lookalike.retrieval.export as export
+
+    d = tmp_path / "onnx"
+    shutil.copytree(onnx_dir, d)
+    monkeypatch.setattr(export, "ONNX_DIR", d)
+    monkeypatch.setattr(export, "_SHIPPED", {})
+    assert export.shipped_onnx("ntxent-copies") is not None
+    lite0 = (d / "efficientnet_lite0.onnx").read_bytes()
+    (d / "efficientnet_lite0.onnx").write_bytes(lite0[:1000])  # the backbone cut short: the head cannot run
+    monkeypatch.setattr(export, "_SHIPPED", {})
+    assert export.shipped_onnx("ntxent-copies") is None and export.shipped_onnx("efficientnet_lite0") is None
+    (d / "efficientnet_lite0.onnx").write_bytes(lite0)
+    meta = json.loads((d / "ntxent-copies.json").read_text())
+    del meta["backbone"]  # written before issue 26, when <name>.onnx was the whole network: not taken for a head
+    (d / "ntxent-copies.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(export, "_SHIPPED", {})
+    assert export.shipped_onnx("ntxent-copies") is None
+    logs: list[str] = []
+    export.export_all(d, names=("ntxent-copies",), log=logs.append)  # the build redoes it as a head; lite0 is kept
+    assert [m.split(" to ")[0] for m in logs] == ["lookalike: exported ntxent-copies"]
+    assert json.loads((d / "ntxent-copies.json").read_text())["backbone"] == "efficientnet_lite0"
+    monkeypatch.setattr(export, "_SHIPPED", {})
+    assert export.shipped_onnx("ntxent-copies") is not None
+
+
+def test_head_on_backbone_gives_the_vectors_of_the_whole_network_export(onnx_dir, photo_dir, tmp_path, monkeypatch):
+    """Indexes embedded with the single-file export (before issue 26) and queries embedded now agree."""
+    import openvino as ov
+
+    import lookalike.retrieval.export as export
+    from lookalike.retrieval import runtime
+
+    whole = tmp_path / "whole.onnx"
+    whole.write_bytes(export.export_onnx("ntxent-copies")[0])
+    monkeypatch.setattr(export, "ONNX_DIR", onnx_dir)
+    monkeypatch.setattr(export, "_SHIPPED", {})
+    monkeypatch.setattr(runtime, "_LOADED", {})
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
+    images = [Image.open(photo_dir / f"{n}.png").convert("RGB") for n in PHOTOS]
+    core = ov.Core()
+    for precision in ("fp32", "bf16") if runtime.bf16_available() else ("fp32",):
+        emb = runtime.load_embedder("ntxent-copies", "openvino", precision)
+        x = np.stack([emb.preprocess.normalize(emb.preprocess.to_uint8(im)[None])[0] for im in images])
+        compiled = core.compile_model(str(whole), "CPU", {"INFERENCE_PRECISION_HINT": precision.replace("fp", "f"),
+                                                          "PERFORMANCE_HINT": "LATENCY"})
+        old = np.array(compiled.create_infer_request().infer({0: x})[compiled.output(0)])
+        old /= np.linalg.norm(old, axis=1, keepdims=True)
+        cos = (emb.embed_array(x) * old).sum(1)
+        assert cos.min() >= 0.99999, (precision, cos)
 
 
 def _core(tmp_path: Path, onnx_dir: Path, *args: str) -> subprocess.CompletedProcess:
