@@ -28,7 +28,7 @@ from lookalike.retrieval.denoise import METHODS as DENOISE_METHODS
 from lookalike.retrieval.denoise import DenoiseError
 from lookalike.indexer.loading import ImageLoadError
 from lookalike.retrieval.engine import EngineError, IndexStatus, SearchResult
-from lookalike.retrieval.searcher import SearchJSON
+from lookalike.retrieval.searcher import DenoiseJSON, SearchJSON
 
 from .safety import DEFAULT_MAX_UPLOAD_MB, FileGone, UnsafePathError, UploadTooLarge, check_upload
 from .jobs import RUNNER, IndexJob, JobBusy, JobState
@@ -78,25 +78,16 @@ def _model_of(cls, name: str, exclude: tuple[str, ...] = (), **extra) -> type[Ba
 Hit = _model_of(SearchResult, "Hit")  # what `search --json` prints: the id and every path of the image included
 
 
-class DenoiseInfo(BaseModel):
-    """How the query was denoised (``searcher.DenoiseJSON``)."""
-
-    method: str
-    sigma: float
-    sigma_estimated: bool
-    model: str | None
-    fallback_reason: str | None
-    samples: int
-    lowfreq_weight: float
-    ms: float
-    consistency: float | None
+_denoise_fields: dict[str, Any] = {k: (t, ...) for k, t in get_type_hints(DenoiseJSON).items()}
+DenoiseInfo = create_model("DenoiseInfo", __doc__="How the query was denoised (``searcher.DenoiseJSON``).",
+                           **_denoise_fields)
 
 
 class SearchResponse(BaseModel):
     """What ``POST /search`` answers and ``lookalike search --json`` prints (``searcher.SearchJSON``)."""
 
     results: list[Hit]  # type: ignore[valid-type]
-    denoise: DenoiseInfo | None = Field(description="null unless denoising was asked for")
+    denoise: DenoiseInfo | None = Field(description="null unless denoising was asked for")  # type: ignore[valid-type]
 
 
 Status = _model_of(
