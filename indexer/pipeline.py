@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from lookalike.interrupts import held
 from lookalike.log import logger
 from lookalike.protocols import EmbedderLike
 
@@ -414,9 +415,10 @@ class _ChunkCommitter:
         late_links = [(f[0], f[1], f[2], late[im.sha256], *f[3:]) for im in self.images if im.sha256 in late
                       for f in im.files]
         images = [im for im in self.images if im.sha256 not in late]
-        ids = store.commit_chunk(images, late_links, self.skips)
-        if images:
-            self.run.writer.add(np.asarray(ids, np.int64), np.stack([im.vector for im in images]))
+        with held():  # rows and vectors together: an interrupt waits for both
+            ids = store.commit_chunk(images, late_links, self.skips)
+            if images:
+                self.run.writer.add(np.asarray(ids, np.int64), np.stack([im.vector for im in images]))
         report.indexed += len(images)
         report.linked += sum(1 for link in late_links if link[0] not in self.known)
         self.images, self.skips = [], []
@@ -471,7 +473,8 @@ def _forget_gone(run: _Run, entries: list[ScanEntry], diff: _Diff, root_list: li
     stale_skips = [p for p in diff.known_skipped if any(is_below(p, r) for r in root_list) and p not in seen
                    and p not in skipped_now]
     if gone:
-        run.writer.remove(run.store.remove_paths(gone))
+        with held():
+            run.writer.remove(run.store.remove_paths(gone))
         run.report.removed = len(gone)
     if stale_skips:
         run.store.remove_skipped(stale_skips)
@@ -532,7 +535,8 @@ def index_paths(store: MetadataStore, writer: IndexWriter, spec: EmbedSpec, root
     if remove_missing:
         _forget_gone(run, found.entries, diff, root_list)
     if diff.changed_paths or run.new_skips or run.decode_skips:  # images whose only file changed or turned bad
-        writer.remove(store.remove_orphans())
+        with held():
+            writer.remove(store.remove_orphans())
     # images indexed before signatures existed (schema < 3) get theirs, once (after the removals)
     fill_signatures(store, max_pixels=spec.max_pixels, progress=progress)
     writer.flush()

@@ -74,10 +74,13 @@ def _quiet_background_threads() -> None:
     sys.excepthook = lambda *_exc: None
 
 
-def _terminate(signum: int, _frame) -> None:
-    """SIGTERM ends a command like Ctrl+C: decoding workers are shut down and committed work is kept."""
+def _terminate(signum: int, frame) -> None:
+    """SIGTERM ends a command like Ctrl+C (both wait for a commit in progress to end): decoding workers are shut
+    down and committed work is kept."""
+    from .interrupts import interrupt
+
     _quiet_background_threads()
-    raise KeyboardInterrupt
+    interrupt(signum, frame)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    previous_int = signal.signal(signal.SIGINT, _terminate) if main_thread else None
     try:
         return int(args.func(args) or 0)
     except SystemExit as exc:  # a handler gave up after printing its one-line message
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 if __name__ == "__main__":
