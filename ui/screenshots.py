@@ -136,7 +136,7 @@ def _idle(page, timeout: int = 300_000) -> None:
 def shoot(db: Path, query: Path, images: Path, out: Path, chromium: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    with ui_server(db) as url, sync_playwright() as p:
+    with ui_server(db, allow_write=True) as url, sync_playwright() as p:  # the Index page updates its folders
         b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = b.new_page(viewport={"width": 1360, "height": 900})
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith((url, "data:", "blob:")) else r.abort())
