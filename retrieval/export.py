@@ -204,10 +204,9 @@ def shipped_onnx(name: str, hasher: Callable[[Path], str] = _sha256) -> tuple[Pa
             backbone = SHIPPED_HEADS.get(base)
             if (meta.get("format") == EXPORT_FORMAT and meta.get("source_sha256") == source_digest(base, hasher)
                     and meta.get("backbone") == backbone and hasher(onnx) == meta["onnx_sha256"]):
-                under = shipped_onnx(backbone, hasher) if backbone is not None else None
                 if backbone is None:
                     found = (onnx, meta)
-                elif under is not None and under[1]["preprocess"] == meta["preprocess"]:
+                elif (under := shipped_onnx(backbone, hasher)) is not None and under[1]["preprocess"] == meta["preprocess"]:
                     found = (onnx, {**meta, "backbone_onnx": str(under[0]),
                                     "backbone_onnx_sha256": under[1]["onnx_sha256"]})
         except (OSError, ValueError, KeyError, TypeError, AttributeError):

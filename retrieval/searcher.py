@@ -15,7 +15,7 @@ import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypedDict, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypedDict, cast, overload
 
 import numpy as np
 from PIL import Image
@@ -119,11 +119,9 @@ class SearchResults:
     def to_json(self) -> SearchJSON:
         """What ``lookalike search --json`` prints and ``POST /search`` returns: always ``{"results": [...],
         "denoise": ...}``, ``denoise`` None unless denoising was asked for."""
-        hits: list[HitJSON] = [
-            {"rank": r.rank, "score": round(r.score, 6), "path": r.path, "sha256": r.sha256, "width": r.width,
-             "height": r.height, "id": r.id, "paths": list(r.paths),
-             "copy_score": None if r.copy_score is None else round(r.copy_score, 6), "match": r.match}
-            for r in self.results]
+        hits = [cast(HitJSON, {**r.to_dict(), "score": round(r.score, 6),
+                               "copy_score": None if r.copy_score is None else round(r.copy_score, 6)})
+                for r in self.results]
         if self.denoise is None:
             return {"results": hits, "denoise": None}
         return {"results": hits, "denoise": {**self.denoise.to_dict(), "consistency": self.consistency}}

@@ -31,12 +31,12 @@ SCRIPT = """<script>
                              {type: 'text/plain'});
   const asSent = files => { const dt = new DataTransfer(); [...files].forEach(f => dt.items.add(over(f) ? note(f) : f));
                             return dt.files; };
-  const give = (files, input) => {
-    input = input || uploader();
+  const send = (input, files) => { input.files = asSent(files); input.dispatchEvent(new Event('change', {bubbles: true})); };
+  const give = files => {
+    const input = uploader();
     const image = [...(files || [])].find(f => f.type.startsWith('image/') || /\\.(heic|heif|avif|tiff?)$/i.test(f.name));
     if (!input || !image) return false;
-    input.files = asSent([image]);
-    input.dispatchEvent(new Event('change', {bubbles: true}));
+    send(input, [image]);
     return true;
   };
   // before the uploader's own handlers (capture phase): a chosen file over the cap is swapped for its note, a
@@ -52,8 +52,7 @@ SCRIPT = """<script>
     const input = zone.querySelector('input[type=file]');
     if (!input) return;
     e.preventDefault(); e.stopPropagation();
-    input.files = asSent(files);
-    input.dispatchEvent(new Event('change', {bubbles: true}));
+    send(input, files);
   }, true);
   document.addEventListener('keydown', e => {
     if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;

@@ -87,15 +87,14 @@ def check_upload(data: bytes, name: str = "upload", limit: int | None = None, fr
     ``from_page``: the web app's uploads, where the page stands in :data:`TOO_LARGE_MARKER` for a file over the cap
     (the reason then gives that file's real size)."""
     limit = max_upload_bytes() if limit is None else int(limit)
-    if from_page and data.startswith(TOO_LARGE_MARKER) and len(data) < 4096:
+    size = len(data)
+    if from_page and data.startswith(TOO_LARGE_MARKER) and size < 4096:  # the size of the file the page kept back
         try:
             size = int(json.loads(data[len(TOO_LARGE_MARKER):])["size"])
         except (ValueError, KeyError, TypeError):
             size = -1
-        if size > limit:
-            raise UploadTooLarge(f"{name}: {size / 1024 / 1024:.3g} MB is over the {limit / 1024 / 1024:.3g} MB upload limit")
-    if len(data) > limit:
-        raise UploadTooLarge(f"{name}: {len(data) / 1024 / 1024:.3g} MB is over the {limit / 1024 / 1024:.3g} MB upload limit")
+    if size > limit:
+        raise UploadTooLarge(f"{name}: {size / 1024 / 1024:.3g} MB is over the {limit / 1024 / 1024:.3g} MB upload limit")
     if not data:
         raise ValueError(f"{name}: empty file")
     return data
